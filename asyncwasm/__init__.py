@@ -1,0 +1,1 @@
+"""asyncwasm: a WebAssembly runtime for async Python."""

@@ -1,0 +1,152 @@
+"""The plain description of a decoded module, shared by the validator and the compiler.
+
+Value types are the strings in ``VALTYPES``. An instruction is a tuple ``(op, imm, offset)``:
+
+* ``op``: the opcode byte, or ``0xFC00 | sub`` for the 0xFC-prefixed ones (see ``opcodes``);
+* ``imm``: the decoded immediate (``None`` when there is none), shaped by the opcode's kind:
+  block types are ``None`` (empty), a value-type string (one result) or an ``int`` type index;
+  ``br_table`` is ``(labels_tuple, default)``; ``call_indirect`` is ``(typeidx, tableidx)``;
+  loads and stores are ``(align_log2, offset)``; ``i32.const``/``i64.const`` hold the value as an
+  unsigned canonical int (``v & mask``); ``f32.const``/``f64.const`` hold the raw IEEE bit pattern;
+  typed ``select`` holds a tuple of value types; ``ref.null`` a reftype string;
+  ``memory.init`` is ``dataidx``; ``table.init`` ``(elemidx, tableidx)``; ``table.copy``
+  ``(dst, src)``; ``memory.size/grow/copy/fill`` have ``None``;
+* ``offset``: the instruction's byte offset in the whole module, for errors and backtraces.
+
+A function body's list ends with its final ``end`` (op 0x0B). Constant expressions omit the final ``end``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+I32, I64, F32, F64, V128 = "i32", "i64", "f32", "f64", "v128"
+FUNCREF, EXTERNREF = "funcref", "externref"
+VALTYPES = (I32, I64, F32, F64, FUNCREF, EXTERNREF)
+NUMTYPES = (I32, I64, F32, F64)
+REFTYPES = (FUNCREF, EXTERNREF)
+
+Instr = tuple[int, Any, int]
+ExternKind = Literal["func", "table", "memory", "global"]
+
+
+@dataclass(frozen=True)
+class FuncType:
+    params: tuple[str, ...]
+    results: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"[{' '.join(self.params)}] -> [{' '.join(self.results)}]"
+
+
+@dataclass(frozen=True)
+class Limits:
+    min: int
+    max: int | None = None
+
+
+@dataclass(frozen=True)
+class TableType:
+    elem: str  # a reftype
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class MemoryType:
+    limits: Limits  # in 64 KiB pages
+
+
+@dataclass(frozen=True)
+class GlobalType:
+    valtype: str
+    mutable: bool
+
+
+@dataclass
+class Import:
+    module: str
+    name: str
+    kind: ExternKind
+    desc: Any  # int type index for "func", else TableType / MemoryType / GlobalType
+
+
+@dataclass
+class Export:
+    name: str
+    kind: ExternKind
+    index: int
+
+
+@dataclass
+class Global:
+    type: GlobalType
+    init: list[Instr]
+
+
+@dataclass
+class Elem:
+    mode: Literal["active", "passive", "declarative"]
+    type: str  # reftype
+    init: list[list[Instr]]  # one constant expression per element
+    table: int = 0
+    offset: list[Instr] | None = None
+
+
+@dataclass
+class Data:
+    mode: Literal["active", "passive"]
+    init: bytes
+    memory: int = 0
+    offset: list[Instr] | None = None
+
+
+@dataclass
+class Code:
+    locals: tuple[str, ...]  # declared locals, expanded (params not included)
+    body: list[Instr]
+    offset: int  # byte offset of the function body's size field
+
+
+@dataclass
+class Names:
+    module: str | None = None
+    funcs: dict[int, str] = field(default_factory=dict)
+    locals: dict[int, dict[int, str]] = field(default_factory=dict)
+
+
+@dataclass
+class Module:
+    types: list[FuncType] = field(default_factory=list)
+    imports: list[Import] = field(default_factory=list)
+    funcs: list[int] = field(default_factory=list)  # type index of each defined function
+    tables: list[TableType] = field(default_factory=list)
+    memories: list[MemoryType] = field(default_factory=list)
+    globals: list[Global] = field(default_factory=list)
+    exports: list[Export] = field(default_factory=list)
+    start: int | None = None
+    elems: list[Elem] = field(default_factory=list)
+    datas: list[Data] = field(default_factory=list)
+    data_count: int | None = None
+    codes: list[Code] = field(default_factory=list)
+    names: Names = field(default_factory=Names)
+    customs: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def imported(self, kind: ExternKind) -> list[Import]:
+        return [i for i in self.imports if i.kind == kind]
+
+    def func_types(self) -> list[FuncType]:
+        """The type of every function in the index space: imports first, then defined ones."""
+        return [self.types[i.desc] for i in self.imports if i.kind == "func"] + [self.types[t] for t in self.funcs]
+
+    def table_types(self) -> list[TableType]:
+        return [i.desc for i in self.imports if i.kind == "table"] + list(self.tables)
+
+    def memory_types(self) -> list[MemoryType]:
+        return [i.desc for i in self.imports if i.kind == "memory"] + list(self.memories)
+
+    def global_types(self) -> list[GlobalType]:
+        return [i.desc for i in self.imports if i.kind == "global"] + [g.type for g in self.globals]
+
+    def func_name(self, index: int) -> str | None:
+        return self.names.funcs.get(index)

@@ -1,0 +1,96 @@
+"""The exceptions asyncwasm raises: the bottom floor, imported by everything and importing nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class WasmError(Exception):
+    """Base of every error asyncwasm raises on purpose."""
+
+
+class MalformedModule(WasmError):
+    """The bytes are not a WebAssembly binary: names the byte offset and what was wrong."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        self.message = message
+        self.offset = offset
+        where = f" at byte offset {offset:#x}" if offset is not None else ""
+        super().__init__(f"malformed module{where}: {message}")
+
+
+class UnsupportedFeature(MalformedModule):
+    """The binary uses a feature this runtime does not implement (SIMD, for now)."""
+
+    def __init__(self, feature: str, offset: int | None = None) -> None:
+        self.feature = feature
+        WasmError.__init__(self)
+        self.message = f"unsupported feature: {feature}"
+        self.offset = offset
+        where = f" at byte offset {offset:#x}" if offset is not None else ""
+        self.args = (f"unsupported feature{where}: {feature}",)
+
+
+class InvalidModule(WasmError):
+    """The module decodes but breaks a validation rule: names the function and instruction."""
+
+    def __init__(self, message: str, func: int | None = None, offset: int | None = None,
+                 func_name: str | None = None) -> None:
+        self.message = message
+        self.func = func
+        self.offset = offset
+        self.func_name = func_name
+        where = ""
+        if func is not None:
+            where = f" in function {func_name or func}"
+        if offset is not None:
+            where += f" at byte offset {offset:#x}"
+        super().__init__(f"invalid module{where}: {message}")
+
+
+class LinkError(WasmError):
+    """An import is missing or has the wrong type."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One Wasm frame of a trap's backtrace."""
+
+    func_index: int
+    func_name: str | None
+    module_name: str | None
+    offset: int | None  # code offset of the instruction in the module's bytes
+
+    def describe(self) -> str:
+        name = self.func_name or f"<wasm function {self.func_index}>"
+        mod = self.module_name or "<unknown>"
+        off = f"{self.offset:#x}" if self.offset is not None else "0x?"
+        return f"{off} - {mod}!{name}"
+
+
+class Trap(WasmError):
+    """Execution stopped abnormally; carries the Wasm backtrace, innermost frame first."""
+
+    def __init__(self, message: str, frames: list[Frame] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.frames: list[Frame] = frames if frames is not None else []
+
+    def backtrace(self) -> str:
+        return "\n".join(f"  {i:>3}: {f.describe()}" for i, f in enumerate(self.frames))
+
+    def __str__(self) -> str:
+        if not self.frames:
+            return self.message
+        return f"{self.message}\nwasm backtrace:\n{self.backtrace()}"
+
+
+class InstantiationError(WasmError):
+    """Instantiation failed for a reason other than a trap (kept for API symmetry)."""
+
+
+class FuelExhausted(Trap):
+    """The fuel limit was reached."""
+
+    def __init__(self, frames: list[Frame] | None = None) -> None:
+        super().__init__("all fuel consumed by WebAssembly", frames)
