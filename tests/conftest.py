@@ -1,0 +1,23 @@
+"""Shared test helpers: where the read-only test data lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def shared_dir() -> Path | None:
+    """The shared data folder: $ASYNCWASM_SHARED, else ../shared next to the repository."""
+    env = os.environ.get("ASYNCWASM_SHARED")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    path = shared_dir()
+    if path is None:
+        pytest.skip("shared test data not found (set ASYNCWASM_SHARED or put it at ../shared)")
+    return path

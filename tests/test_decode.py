@@ -1,0 +1,270 @@
+"""The binary decoder against the spec test suite, fuzzing, and a few hand-built modules."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asyncwasm.binary import decode_module
+from asyncwasm.binary.module import FuncType, Module
+from asyncwasm.errors import MalformedModule, UnsupportedFeature
+
+HEADER = b"\x00asm\x01\x00\x00\x00"
+
+
+# --- spec suite ----------------------------------------------------------------------------------
+
+def _commands(shared: Path) -> list[tuple[Path, dict]]:
+    found = []
+    for path in sorted((shared / "spec" / "json").glob("*/*.json")):
+        for cmd in json.loads(path.read_text())["commands"]:
+            if cmd.get("module_type") == "binary":
+                found.append((path.parent / cmd["filename"], cmd))
+    return found
+
+
+@pytest.fixture(scope="session")
+def spec_commands(shared: Path) -> list[tuple[Path, dict]]:
+    commands = _commands(shared)
+    if not commands:
+        pytest.skip(f"no spec JSON under {shared / 'spec' / 'json'}")
+    return commands
+
+
+@pytest.fixture(scope="session")
+def spec_modules(spec_commands: list[tuple[Path, dict]]) -> list[bytes]:
+    return [path.read_bytes() for path, cmd in spec_commands if cmd["type"] == "module"]
+
+
+def test_spec_modules_decode(spec_commands: list[tuple[Path, dict]]) -> None:
+    # assert_invalid / unlinkable / uninstantiable modules are well-formed too: they must decode.
+    kinds = ("module", "assert_invalid", "assert_unlinkable", "assert_uninstantiable")
+    failures = []
+    count = 0
+    for path, cmd in spec_commands:
+        if cmd["type"] not in kinds:
+            continue
+        count += 1
+        try:
+            decode_module(path.read_bytes())
+        except MalformedModule as e:
+            failures.append(f"{path.name} (line {cmd['line']}, {cmd['type']}): {e}")
+    assert count > 1000
+    assert not failures, "\n".join(failures)
+
+
+def test_spec_malformed(spec_commands: list[tuple[Path, dict]]) -> None:
+    failures = []
+    count = 0
+    for path, cmd in spec_commands:
+        if cmd["type"] != "assert_malformed":
+            continue
+        count += 1
+        where = f"{path.name} (line {cmd['line']})"
+        try:
+            decode_module(path.read_bytes())
+        except MalformedModule as e:
+            if cmd["text"] not in e.message:
+                failures.append(f"{where}: expected {cmd['text']!r}, got {e.message!r}")
+        else:
+            failures.append(f"{where}: decoded, expected {cmd['text']!r}")
+    assert count > 700
+    assert not failures, "\n".join(failures)
+
+
+def test_simd_suite_refused_or_decoded(shared: Path) -> None:
+    """SIMD modules are refused as unsupported, never as malformed; the rest decode."""
+    refused = 0
+    for path in sorted((shared / "spec" / "simd" / "json").glob("*/*.json")):
+        for cmd in json.loads(path.read_text())["commands"]:
+            if cmd["type"] == "module" and cmd.get("module_type") == "binary":
+                try:
+                    decode_module((path.parent / cmd["filename"]).read_bytes())
+                except UnsupportedFeature as e:
+                    assert e.feature == "SIMD"
+                    refused += 1
+    if refused == 0:
+        pytest.skip("no SIMD spec modules found")
+
+
+# --- fuzzing -------------------------------------------------------------------------------------
+
+def _decode_or_malformed(data: bytes) -> None:
+    try:
+        decode_module(data)
+    except MalformedModule as e:
+        assert e.message
+        if e.offset is not None:
+            assert 0 <= e.offset <= len(data)
+
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_random_bytes(data: bytes) -> None:
+    _decode_or_malformed(data)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_random_after_header(data: bytes) -> None:
+    _decode_or_malformed(HEADER + data)
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_truncated_spec_modules(spec_modules: list[bytes], data: st.DataObject) -> None:
+    module = data.draw(st.sampled_from(spec_modules))
+    cut = data.draw(st.integers(0, max(0, len(module) - 1)))
+    _decode_or_malformed(module[:cut])
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_mutated_spec_modules(spec_modules: list[bytes], data: st.DataObject) -> None:
+    module = bytearray(data.draw(st.sampled_from(spec_modules)))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(module) - 1))
+        module[at] = data.draw(st.integers(0, 255))
+    _decode_or_malformed(bytes(module))
+
+
+# --- hand-built modules ----------------------------------------------------------------------------
+
+def uleb(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def vec(items: list[bytes]) -> bytes:
+    return uleb(len(items)) + b"".join(items)
+
+
+def name(s: str) -> bytes:
+    raw = s.encode()
+    return uleb(len(raw)) + raw
+
+
+def section(sid: int, payload: bytes) -> bytes:
+    return bytes([sid]) + uleb(len(payload)) + payload
+
+
+def one_func(body: bytes, locals_: bytes = b"\x00", extra: bytes = b"") -> bytes:
+    """A module with one `() -> ()` function whose body (after locals) is `body`."""
+    code = locals_ + body
+    return (HEADER + section(1, vec([b"\x60\x00\x00"])) + section(3, vec([b"\x00"]))
+            + extra + section(10, vec([uleb(len(code)) + code])))
+
+
+def test_minimal_function_and_offsets() -> None:
+    wasm = one_func(b"\x41\x7f\x42\x80\x7f\x1a\x1a\x43\x00\x00\xc0\x7f\x1a\x0b")
+    m = decode_module(wasm)
+    assert isinstance(m, Module)
+    assert m.types == [FuncType((), ())]
+    assert m.funcs == [0]
+    code = m.codes[0]
+    size_at = wasm.rindex(b"\x0f\x00\x41")  # body size 15: locals byte + 14 instruction bytes
+    assert code.offset == size_at
+    first = size_at + 2
+    assert code.body[0] == (0x41, 0xFFFFFFFF, first)
+    assert code.body[1] == (0x42, (-128) & 0xFFFFFFFFFFFFFFFF, first + 2)
+    assert code.body[4] == (0x43, 0x7FC00000, first + 7)
+    assert code.body[-1] == (0x0B, None, len(wasm) - 1)
+
+
+def test_locals_and_block_types() -> None:
+    body = b"\x02\x40\x0b\x03\x7f\x41\x00\x0b\x1a\x04\x00\x05\x0b\x0b"
+    m = decode_module(one_func(body, locals_=b"\x02\x02\x7f\x01\x7e"))
+    assert m.codes[0].locals == ("i32", "i32", "i64")
+    assert [(op, imm) for op, imm, _ in m.codes[0].body if op in (2, 3, 4)] == [(2, None), (3, "i32"), (4, 0)]
+
+
+def test_illegal_opcode_offset() -> None:
+    wasm = one_func(b"\x01\x06\x0b")
+    with pytest.raises(MalformedModule, match="illegal opcode") as info:
+        decode_module(wasm)
+    assert info.value.offset == len(wasm) - 2
+
+
+def test_simd_instruction_refused() -> None:
+    wasm = one_func(b"\xfd\x0c" + bytes(16) + b"\x1a\x0b")
+    with pytest.raises(UnsupportedFeature) as info:
+        decode_module(wasm)
+    assert info.value.feature == "SIMD"
+    assert info.value.offset == wasm.index(b"\xfd\x0c")
+
+
+def test_v128_type_refused() -> None:
+    with pytest.raises(UnsupportedFeature):
+        decode_module(HEADER + section(1, vec([b"\x60\x01\x7b\x00"])))
+
+
+def test_name_section() -> None:
+    subs = (b"\x00" + uleb(len(name("mod"))) + name("mod")
+            + b"\x01" + uleb(len(vec([b"\x00" + name("f")]))) + vec([b"\x00" + name("f")])
+            + b"\x02" + uleb(len(vec([b"\x00" + vec([b"\x00" + name("x")])])))
+            + vec([b"\x00" + vec([b"\x00" + name("x")])]))
+    wasm = one_func(b"\x0b", locals_=b"\x01\x01\x7f") + section(0, name("name") + subs)
+    m = decode_module(wasm)
+    assert m.names.module == "mod"
+    assert m.names.funcs == {0: "f"}
+    assert m.func_name(0) == "f"
+    assert m.names.locals == {0: {0: "x"}}
+    assert m.customs == [("name", subs)]
+
+
+def test_malformed_name_section_ignored() -> None:
+    wasm = one_func(b"\x0b") + section(0, name("name") + b"\x01\x05\x09\xff")
+    m = decode_module(wasm)
+    assert m.names.funcs == {} and m.names.module is None
+    assert [c[0] for c in m.customs] == ["name"]
+
+
+def test_huge_vector_count_fails_fast() -> None:
+    with pytest.raises(MalformedModule, match="length out of bounds"):
+        decode_module(HEADER + b"\x01\x05" + uleb(0xFFFFFFFF))
+
+
+def test_too_many_locals() -> None:
+    with pytest.raises(MalformedModule, match="too many locals"):
+        decode_module(one_func(b"\x0b", locals_=b"\x01" + uleb(50_001) + b"\x7f"))
+
+
+def test_elem_funcidx_become_ref_func() -> None:
+    elem = section(9, vec([b"\x00\x41\x00\x0b" + vec([b"\x00", b"\x00"])]))
+    table = section(4, vec([b"\x70\x00\x02"]))
+    wasm = (HEADER + section(1, vec([b"\x60\x00\x00"])) + section(3, vec([b"\x00"])) + table + elem
+            + section(10, vec([b"\x02\x00\x0b"])))
+    m = decode_module(wasm)
+    seg = m.elems[0]
+    assert seg.mode == "active" and seg.type == "funcref" and seg.table == 0
+    assert seg.offset == [(0x41, 0, wasm.index(b"\x41\x00\x0b"))]
+    at = wasm.index(b"\x41\x00\x0b") + 4
+    assert seg.init == [[(0xD2, 0, at)], [(0xD2, 0, at + 1)]]
+
+
+def test_data_count_required() -> None:
+    body = b"\x41\x00\x41\x00\x41\x00\xfc\x08\x00\x00\x0b"
+    mem = section(5, vec([b"\x00\x01"]))
+    with pytest.raises(MalformedModule, match="data count section required"):
+        decode_module(one_func(body, extra=mem))
+
+
+def test_float_consts_keep_bits() -> None:
+    bits = 0x7FF4000000000001  # a signalling NaN: must survive as raw bits
+    m = decode_module(one_func(b"\x44" + struct.pack("<Q", bits) + b"\x1a\x0b"))
+    assert m.codes[0].body[0][1] == bits
