@@ -103,7 +103,7 @@ def _decode_or_malformed(data: bytes) -> None:
             assert 0 <= e.offset <= len(data)
 
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ

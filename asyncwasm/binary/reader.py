@@ -16,6 +16,7 @@ instead of bounds-checking every byte.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from ..errors import MalformedModule, UnsupportedFeature
 from .module import (
@@ -29,6 +30,7 @@ from .module import (
     Data,
     Elem,
     Export,
+    ExternKind,
     FuncType,
     Global,
     GlobalType,
@@ -53,7 +55,7 @@ EOS = "unexpected end of section or function"
 _VALTYPES = {0x7F: I32, 0x7E: I64, 0x7D: F32, 0x7C: F64, 0x70: FUNCREF, 0x6F: EXTERNREF}
 _REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF}
 _V128 = 0x7B
-_EXTERN_KINDS = ("func", "table", "memory", "global")
+_EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global")
 
 # Where each known section may appear: a section must come strictly after the previous one.
 # The data count section (12) sits between element (9) and code (10).
@@ -219,19 +221,20 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
         elif k == K_BLOCK:
             b = data[pos]
             if b == 0x40:
-                bt: object = None
+                append((op, None, start))
                 pos += 1
             elif b & 0xC0 == 0x40:
-                bt = _VALTYPES.get(b)
-                if bt is None:
+                t = _VALTYPES.get(b)
+                if t is None:
                     raise _valtype_error(b, pos)
+                append((op, t, start))
                 pos += 1
-            else:
-                bt, pos = _sleb(data, pos, 33)
-                if bt < 0:  # type: ignore[operator]
+            else:  # a type index, encoded as a positive s33
+                b, pos = _sleb(data, pos, 33)
+                if b < 0:
                     raise MalformedModule("malformed block type", start + 1)
+                append((op, b, start))
             ctl.append(1 if op == 0x04 else 0)
-            append((op, bt, start))
         elif k == K_ELSE:
             if not ctl or ctl[-1] != 1:
                 raise MalformedModule("END opcode expected", start)
@@ -300,7 +303,7 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
             if kind is None:
                 raise MalformedModule(f"illegal opcode fc {sub:#x}", start)
             if kind == "none":
-                imm: object = None
+                imm: Any = None
             elif kind in ("table", "elem", "data"):
                 imm, pos = _u32(data, pos)
                 if sub == 0x09:
@@ -372,7 +375,7 @@ class _Decoder:
         pos = self.pos
         b = self.data[pos]
         if b & 0x7E:
-            raise MalformedModule("integer too large", pos)
+            raise MalformedModule("integer too large: malformed limits flags", pos)
         if b & 0x80:
             raise MalformedModule("integer representation too long", pos + 1)
         self.pos = pos + 1
@@ -513,7 +516,7 @@ class _Decoder:
             name = self.name()
             pos = self.pos
             kind = self.byte()
-            desc: object
+            desc: Any
             if kind == 0:
                 desc = self.u32()
             elif kind == 1:
@@ -524,7 +527,7 @@ class _Decoder:
                 desc = self.global_type()
             else:
                 raise MalformedModule(f"malformed import kind {kind:#04x}", pos)
-            imports.append(Import(mod, name, _EXTERN_KINDS[kind], desc))  # type: ignore[arg-type]
+            imports.append(Import(mod, name, _EXTERN_KINDS[kind], desc))
 
     def function_section(self) -> None:
         self.module.funcs = [self.u32() for _ in range(self.len32())]
@@ -549,7 +552,7 @@ class _Decoder:
             kind = self.byte()
             if kind > 3:
                 raise MalformedModule(f"malformed export kind {kind:#04x}", pos)
-            exports.append(Export(name, _EXTERN_KINDS[kind], self.u32()))  # type: ignore[arg-type]
+            exports.append(Export(name, _EXTERN_KINDS[kind], self.u32()))
 
     def start_section(self) -> None:
         self.module.start = self.u32()
@@ -709,7 +712,3 @@ def decode_module(data: bytes | bytearray | memoryview) -> Module:
     except (IndexError, struct.error):
         # Some read went past the last byte of the file.
         raise MalformedModule(EOS, len(raw)) from None
-    except RecursionError:
-        raise MalformedModule("module nested too deeply", None) from None
-    except MemoryError:
-        raise MalformedModule("module too large to decode", None) from None
