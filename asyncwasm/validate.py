@@ -1,0 +1,730 @@
+"""WebAssembly 2.0 validation of a decoded ``Module``.
+
+Function bodies are checked with the operand/control stack algorithm of the spec's appendix
+("Validation Algorithm"), where a value popped from the polymorphic stack of unreachable code has
+the unknown type (``None`` here). The features covered are those of Wasm 2.0: MVP, sign extension,
+non-trapping float-to-int, multi-value, bulk memory and reference types.
+
+Validation runs on every module before instantiation, so the body checker is built for speed: the
+common instructions (constants, ``local.get``, numeric operators) are typed inline from a table keyed
+by opcode, and the rest go through a dict of handlers; nothing is allocated per plain instruction.
+Errors are ``InvalidModule`` naming the function (index space) and the instruction's byte offset;
+their messages contain the phrases the spec test suite expects ("type mismatch", "unknown local", ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from asyncwasm.binary.module import (
+    EXTERNREF,
+    F32,
+    F64,
+    FUNCREF,
+    I32,
+    I64,
+    NUMTYPES,
+    V128,
+    FuncType,
+    GlobalType,
+    Instr,
+    Limits,
+    Module,
+)
+from asyncwasm.binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NATURAL_ALIGN, OPCODES, name_of
+from asyncwasm.errors import InvalidModule
+
+__all__ = ["validate_module"]
+
+MAX_MEMORY_PAGES = 65536
+MAX_TABLE_SIZE = 2**32 - 1
+
+# Opcodes the checker needs by number.
+_UNREACHABLE, _NOP, _BR, _BR_IF, _BR_TABLE, _RETURN, _CALL, _CALL_INDIRECT = 0x00, 0x01, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x11
+_DROP, _SELECT, _SELECT_T = 0x1A, 0x1B, 0x1C
+_LOCAL_GET, _LOCAL_SET, _LOCAL_TEE, _GLOBAL_GET, _GLOBAL_SET = 0x20, 0x21, 0x22, 0x23, 0x24
+_TABLE_GET, _TABLE_SET, _MEMORY_SIZE, _MEMORY_GROW = 0x25, 0x26, 0x3F, 0x40
+_I32_CONST, _I64_CONST, _F32_CONST, _F64_CONST = 0x41, 0x42, 0x43, 0x44
+_REF_NULL, _REF_IS_NULL, _REF_FUNC = 0xD0, 0xD1, 0xD2
+_MEMORY_INIT, _DATA_DROP, _MEMORY_COPY, _MEMORY_FILL = 0xFC08, 0xFC09, 0xFC0A, 0xFC0B
+_TABLE_INIT, _ELEM_DROP, _TABLE_COPY, _TABLE_GROW, _TABLE_SIZE, _TABLE_FILL = (
+    0xFC0C, 0xFC0D, 0xFC0E, 0xFC0F, 0xFC10, 0xFC11)
+
+_CONST_TYPES = {_I32_CONST: I32, _I64_CONST: I64, _F32_CONST: F32, _F64_CONST: F64}
+_REFTYPES = frozenset((FUNCREF, EXTERNREF))
+# ``select`` without a type accepts numeric (or vector) operands only; None is the unknown type.
+_NUM_OR_UNKNOWN = frozenset((*NUMTYPES, None))
+_VEC_OR_UNKNOWN = frozenset((V128, None))
+_REF_OR_UNKNOWN = frozenset((FUNCREF, EXTERNREF, None))
+
+
+def _simple_signatures() -> dict[int, tuple[int, str | None, str]]:
+    """Type every numeric operator from its name: ``op -> (operand count, operand type, result type)``.
+
+    Deriving the table from the opcode names keeps it in step with ``opcodes.OPCODES``: the name
+    ``t2.cvt_t1[_sx]`` is a conversion from t1 to t2, ``eqz`` a test, the comparisons give i32, and
+    the rest are unary or binary operators over their own type.
+    """
+    unary = {"clz", "ctz", "popcnt", "abs", "neg", "ceil", "floor", "trunc", "nearest", "sqrt",
+             "extend8", "extend16", "extend32"}
+    compare = {"eq", "ne", "lt", "gt", "le", "ge"}
+    table: dict[int, tuple[int, str | None, str]] = {}
+    for op, (name, kind) in OPCODES.items():
+        if op in _CONST_TYPES:
+            table[op] = (0, None, _CONST_TYPES[op])
+            continue
+        typ, _, rest = name.partition(".")
+        if kind != "none" or typ not in NUMTYPES:
+            continue
+        parts = rest.split("_")
+        source = [p for p in parts if p in NUMTYPES]
+        if source:
+            table[op] = (1, source[0], typ)
+        elif rest == "eqz":
+            table[op] = (1, typ, I32)
+        elif parts[0] in compare:
+            table[op] = (2, typ, I32)
+        elif parts[0] in unary:
+            table[op] = (1, typ, typ)
+        else:
+            table[op] = (2, typ, typ)
+    return table
+
+
+_SIMPLE = _simple_signatures()
+
+_LOADS: dict[int, str] = {}
+_STORES: dict[int, str] = {}
+for _op in NATURAL_ALIGN:
+    _name = OPCODES[_op][0]
+    (_LOADS if ".load" in _name else _STORES)[_op] = _name.partition(".")[0]
+
+_EMPTY: tuple[str, ...] = ()
+_EMPTY_BLOCKTYPE: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+_SINGLE_BLOCKTYPE = {t: ((), (t,)) for t in (*NUMTYPES, V128, FUNCREF, EXTERNREF)}
+
+# A control frame is a list, indexed by these constants: the types a branch to it takes, the types
+# its end leaves, the operand-stack height at its start, whether the rest of it is unreachable, the
+# opcode that opened it, and its parameter types.
+_LABEL, _RESULTS, _HEIGHT, _DEAD, _OPCODE, _PARAMS = range(6)
+
+
+class _Invalid(Exception):
+    """A rule broken inside a function body; the body loop adds the function and offset."""
+
+
+def _show(types: Sequence[str | None]) -> str:
+    return "[" + " ".join("unknown" if t is None else t for t in types) + "]"
+
+
+class _BodyChecker:
+    """Checks function bodies against one module's context (the spec's C).
+
+    Per-function state (operand stack, control stack, locals) lives on the instance so that handlers,
+    bound once per module, can reach it without closures being rebuilt per function.
+    """
+
+    def __init__(self, module: Module, funcs: list[FuncType], tables: list[str], memories: int,
+                 globals_: list[GlobalType], refs: set[int]) -> None:
+        self.types = module.types
+        self.funcs = funcs
+        self.tables = tables
+        self.memories = memories
+        self.globals = globals_
+        self.elems = [e.type for e in module.elems]
+        self.datas = len(module.datas)
+        self.refs = refs
+        self.vals: list[str | None] = []
+        self.ctrls: list[list[Any]] = []
+        self.locals: tuple[str, ...] = ()
+        self.results: tuple[str, ...] = ()
+        handlers: dict[int, Callable[[int, Any], None]] = {
+            _UNREACHABLE: self._unreachable, _NOP: self._nop,
+            BLOCK: self._block, LOOP: self._block, IF: self._if, ELSE: self._else, END: self._end,
+            _BR: self._br, _BR_IF: self._br_if, _BR_TABLE: self._br_table, _RETURN: self._return,
+            _CALL: self._call, _CALL_INDIRECT: self._call_indirect,
+            _DROP: self._drop, _SELECT: self._select, _SELECT_T: self._select_t,
+            _LOCAL_GET: self._local_get, _LOCAL_SET: self._local_set, _LOCAL_TEE: self._local_tee,
+            _GLOBAL_GET: self._global_get, _GLOBAL_SET: self._global_set,
+            _TABLE_GET: self._table_get, _TABLE_SET: self._table_set,
+            _TABLE_SIZE: self._table_size, _TABLE_GROW: self._table_grow, _TABLE_FILL: self._table_fill,
+            _TABLE_COPY: self._table_copy, _TABLE_INIT: self._table_init, _ELEM_DROP: self._elem_drop,
+            _MEMORY_SIZE: self._memory_size, _MEMORY_GROW: self._memory_grow,
+            _MEMORY_FILL: self._memory_bulk, _MEMORY_COPY: self._memory_bulk,
+            _MEMORY_INIT: self._memory_init, _DATA_DROP: self._data_drop,
+            _REF_NULL: self._ref_null, _REF_IS_NULL: self._ref_is_null, _REF_FUNC: self._ref_func,
+        }
+        for op in _LOADS:
+            handlers[op] = self._load
+        for op in _STORES:
+            handlers[op] = self._store
+        self.handlers = handlers
+
+    # -- the function body loop ------------------------------------------------------------------
+
+    def check(self, index: int, ftype: FuncType, locals_: tuple[str, ...], body: list[Instr],
+              body_offset: int, name: str | None) -> None:
+        """Type one function body; raise InvalidModule naming ``index`` and the failing instruction."""
+        vals: list[str | None] = []
+        self.vals = vals
+        results = ftype.results
+        frame: list[Any] = [results, results, 0, False, BLOCK, _EMPTY]
+        ctrls = [frame]
+        self.ctrls = ctrls
+        locs = ftype.params + tuple(locals_)
+        self.locals = locs
+        nlocs = len(locs)
+        self.results = results
+        simple = _SIMPLE
+        handlers = self.handlers
+        op, off = END, body_offset
+        try:
+            for op, imm, off in body:  # noqa: B007 (off names the failing instruction)
+                if op == _LOCAL_GET:
+                    if imm >= nlocs:
+                        raise _Invalid(f"unknown local {imm}")
+                    vals.append(locs[imm])
+                    continue
+                if op == _LOCAL_SET or op == _LOCAL_TEE:
+                    if imm >= nlocs:
+                        raise _Invalid(f"unknown local {imm}")
+                    expect = locs[imm]
+                    if len(vals) > frame[_HEIGHT]:
+                        t = vals[-1]
+                        if t != expect and t is not None:
+                            raise _Invalid(f"type mismatch: expected [{expect}] but found [{t}]")
+                        if op == _LOCAL_SET:
+                            vals.pop()
+                        else:
+                            vals[-1] = expect
+                    else:
+                        self.pop(expect)
+                        if op == _LOCAL_TEE:
+                            vals.append(expect)
+                    continue
+                sig = simple.get(op)
+                if sig is not None:
+                    n, arg, res = sig
+                    if n == 0:
+                        vals.append(res)
+                    elif n == 1:
+                        if len(vals) > frame[_HEIGHT]:
+                            t = vals[-1]
+                            if t != arg and t is not None:
+                                raise _Invalid(f"type mismatch: expected [{arg}] but found [{t}]")
+                            vals[-1] = res
+                        else:
+                            self.pop(arg)
+                            vals.append(res)
+                    elif len(vals) > frame[_HEIGHT] + 1:
+                        t2 = vals.pop()
+                        t1 = vals[-1]
+                        if (t1 != arg and t1 is not None) or (t2 != arg and t2 is not None):
+                            raise _Invalid(f"type mismatch: expected [{arg} {arg}] but found {_show((t1, t2))}")
+                        vals[-1] = res
+                    else:
+                        self.pop(arg)
+                        self.pop(arg)
+                        vals.append(res)
+                    continue
+                handler = handlers.get(op)
+                if handler is None:
+                    raise _Invalid(f"unknown instruction {name_of(op)}")
+                handler(op, imm)
+                if not ctrls:
+                    break
+                frame = ctrls[-1]
+            else:
+                raise _Invalid("type mismatch: function body is not closed by end")
+            if off != body[-1][2]:
+                raise _Invalid("instructions after the function's final end")
+        except _Invalid as e:
+            raise InvalidModule(f"{e} (at {name_of(op)})", func=index, offset=off, func_name=name) from None
+
+    # -- the operand and control stacks (the appendix's helpers) --------------------------------
+
+    def pop(self, expect: str | None) -> str | None:
+        """``pop_val(expect)``: an empty stack in unreachable code yields the unknown type (None)."""
+        vals = self.vals
+        frame = self.ctrls[-1]
+        if len(vals) == frame[_HEIGHT]:
+            if frame[_DEAD]:
+                return None
+            raise _Invalid(f"type mismatch: expected [{expect or 'a value'}] but the stack is empty")
+        actual = vals.pop()
+        if actual != expect and actual is not None and expect is not None:
+            raise _Invalid(f"type mismatch: expected [{expect}] but found [{actual}]")
+        return actual
+
+    def pop_vals(self, types: tuple[str, ...]) -> list[str | None]:
+        """``pop_vals``: returns what was popped (with unknowns) in stack order."""
+        n = len(types)
+        if not n:
+            return []
+        vals = self.vals
+        if len(vals) - n >= self.ctrls[-1][_HEIGHT]:
+            got = vals[-n:]
+            for g, t in zip(got, types, strict=True):
+                if g != t and g is not None:
+                    raise _Invalid(f"type mismatch: expected {_show(types)} but found {_show(got)}")
+            del vals[-n:]
+            return got
+        got = [self.pop(t) for t in reversed(types)]
+        got.reverse()
+        return got
+
+    def push_ctrl(self, op: int, params: tuple[str, ...], results: tuple[str, ...]) -> None:
+        label = params if op == LOOP else results
+        self.ctrls.append([label, results, len(self.vals), False, op, params])
+        self.vals.extend(params)
+
+    def pop_ctrl(self) -> list[Any]:
+        frame = self.ctrls[-1]
+        self.pop_vals(frame[_RESULTS])
+        if len(self.vals) != frame[_HEIGHT]:
+            extra = self.vals[frame[_HEIGHT]:]
+            raise _Invalid(f"type mismatch: block must end with {_show(frame[_RESULTS])} "
+                           f"but {_show(extra)} remain{'s' if len(extra) == 1 else ''} above them")
+        self.ctrls.pop()
+        return frame
+
+    def set_unreachable(self) -> None:
+        frame = self.ctrls[-1]
+        del self.vals[frame[_HEIGHT]:]
+        frame[_DEAD] = True
+
+    def label(self, depth: int) -> tuple[str, ...]:
+        if depth >= len(self.ctrls):
+            raise _Invalid(f"unknown label {depth}")
+        return self.ctrls[-1 - depth][_LABEL]
+
+    def blocktype(self, bt: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if bt is None:
+            return _EMPTY_BLOCKTYPE
+        if type(bt) is str:
+            return _SINGLE_BLOCKTYPE[bt]
+        if 0 <= bt < len(self.types):
+            ft = self.types[bt]
+            return ft.params, ft.results
+        raise _Invalid(f"unknown type {bt}")
+
+    # -- context look-ups ------------------------------------------------------------------------
+
+    def table(self, x: int) -> str:
+        if x >= len(self.tables):
+            raise _Invalid(f"unknown table {x}")
+        return self.tables[x]
+
+    def memory(self) -> None:
+        if not self.memories:
+            raise _Invalid("unknown memory 0")
+
+    def data(self, x: int) -> None:
+        if x >= self.datas:
+            raise _Invalid(f"unknown data segment {x}")
+
+    def elem(self, x: int) -> str:
+        if x >= len(self.elems):
+            raise _Invalid(f"unknown elem segment {x}")
+        return self.elems[x]
+
+    def global_(self, x: int) -> GlobalType:
+        if x >= len(self.globals):
+            raise _Invalid(f"unknown global {x}")
+        return self.globals[x]
+
+    def local(self, x: int) -> str:
+        if x >= len(self.locals):
+            raise _Invalid(f"unknown local {x}")
+        return self.locals[x]
+
+    # -- control instructions --------------------------------------------------------------------
+
+    def _unreachable(self, op: int, imm: Any) -> None:
+        self.set_unreachable()
+
+    def _nop(self, op: int, imm: Any) -> None:
+        pass
+
+    def _block(self, op: int, imm: Any) -> None:
+        params, results = self.blocktype(imm)
+        if params:
+            self.pop_vals(params)
+        self.push_ctrl(op, params, results)
+
+    def _if(self, op: int, imm: Any) -> None:
+        params, results = self.blocktype(imm)
+        self.pop(I32)
+        if params:
+            self.pop_vals(params)
+        self.push_ctrl(op, params, results)
+
+    def _else(self, op: int, imm: Any) -> None:
+        if self.ctrls[-1][_OPCODE] != IF:
+            raise _Invalid("else without a matching if")
+        frame = self.pop_ctrl()
+        self.push_ctrl(ELSE, frame[_PARAMS], frame[_RESULTS])
+
+    def _end(self, op: int, imm: Any) -> None:
+        frame = self.pop_ctrl()
+        if frame[_OPCODE] == IF and frame[_PARAMS] != frame[_RESULTS]:
+            # An if without else has an implicit empty else, which must turn params into results.
+            raise _Invalid(f"type mismatch: if without else must have matching parameters and results, "
+                           f"not {_show(frame[_PARAMS])} -> {_show(frame[_RESULTS])}")
+        self.vals.extend(frame[_RESULTS])
+
+    def _br(self, op: int, depth: int) -> None:
+        self.pop_vals(self.label(depth))
+        self.set_unreachable()
+
+    def _br_if(self, op: int, depth: int) -> None:
+        self.pop(I32)
+        types = self.label(depth)
+        self.pop_vals(types)
+        self.vals.extend(types)
+
+    def _br_table(self, op: int, imm: tuple[tuple[int, ...], int]) -> None:
+        labels, default = imm
+        self.pop(I32)
+        default_types = self.label(default)
+        arity = len(default_types)
+        for depth in labels:
+            types = self.label(depth)
+            if types == default_types:
+                continue  # checked by the final pop_vals below
+            if len(types) != arity:
+                raise _Invalid(f"type mismatch: br_table targets have different arities "
+                               f"({_show(types)} and {_show(default_types)})")
+            self.vals.extend(self.pop_vals(types))
+        self.pop_vals(default_types)
+        self.set_unreachable()
+
+    def _return(self, op: int, imm: Any) -> None:
+        self.pop_vals(self.results)
+        self.set_unreachable()
+
+    def _call(self, op: int, x: int) -> None:
+        if x >= len(self.funcs):
+            raise _Invalid(f"unknown function {x}")
+        ft = self.funcs[x]
+        self.pop_vals(ft.params)
+        self.vals.extend(ft.results)
+
+    def _call_indirect(self, op: int, imm: tuple[int, int]) -> None:
+        typeidx, tableidx = imm
+        if self.table(tableidx) != FUNCREF:
+            raise _Invalid(f"type mismatch: call_indirect needs a funcref table, table {tableidx} "
+                           f"holds {self.tables[tableidx]}")
+        if typeidx >= len(self.types):
+            raise _Invalid(f"unknown type {typeidx}")
+        ft = self.types[typeidx]
+        self.pop(I32)
+        self.pop_vals(ft.params)
+        self.vals.extend(ft.results)
+
+    # -- parametric instructions -----------------------------------------------------------------
+
+    def _drop(self, op: int, imm: Any) -> None:
+        self.pop(None)
+
+    def _select(self, op: int, imm: Any) -> None:
+        self.pop(I32)
+        t1 = self.pop(None)
+        t2 = self.pop(None)
+        if not ((t1 in _NUM_OR_UNKNOWN and t2 in _NUM_OR_UNKNOWN)
+                or (t1 in _VEC_OR_UNKNOWN and t2 in _VEC_OR_UNKNOWN)):
+            raise _Invalid(f"type mismatch: select without a type needs numeric operands, "
+                           f"found {_show((t2, t1))}")
+        if t1 != t2 and t1 is not None and t2 is not None:
+            raise _Invalid(f"type mismatch: select operands differ: {_show((t2, t1))}")
+        self.vals.append(t2 if t1 is None else t1)
+
+    def _select_t(self, op: int, imm: tuple[str, ...]) -> None:
+        if len(imm) != 1:
+            raise _Invalid(f"invalid result arity {len(imm)} for select (must be 1)")
+        t = imm[0]
+        self.pop(I32)
+        self.pop(t)
+        self.pop(t)
+        self.vals.append(t)
+
+    # -- variable instructions -------------------------------------------------------------------
+
+    def _local_get(self, op: int, x: int) -> None:
+        self.vals.append(self.local(x))
+
+    def _local_set(self, op: int, x: int) -> None:
+        self.pop(self.local(x))
+
+    def _local_tee(self, op: int, x: int) -> None:
+        t = self.local(x)
+        self.pop(t)
+        self.vals.append(t)
+
+    def _global_get(self, op: int, x: int) -> None:
+        self.vals.append(self.global_(x).valtype)
+
+    def _global_set(self, op: int, x: int) -> None:
+        gt = self.global_(x)
+        if not gt.mutable:
+            raise _Invalid(f"global is immutable: global.set of global {x}")
+        self.pop(gt.valtype)
+
+    # -- table instructions ----------------------------------------------------------------------
+
+    def _table_get(self, op: int, x: int) -> None:
+        t = self.table(x)
+        self.pop(I32)
+        self.vals.append(t)
+
+    def _table_set(self, op: int, x: int) -> None:
+        t = self.table(x)
+        self.pop(t)
+        self.pop(I32)
+
+    def _table_size(self, op: int, x: int) -> None:
+        self.table(x)
+        self.vals.append(I32)
+
+    def _table_grow(self, op: int, x: int) -> None:
+        t = self.table(x)
+        self.pop(I32)
+        self.pop(t)
+        self.vals.append(I32)
+
+    def _table_fill(self, op: int, x: int) -> None:
+        t = self.table(x)
+        self.pop(I32)
+        self.pop(t)
+        self.pop(I32)
+
+    def _table_copy(self, op: int, imm: tuple[int, int]) -> None:
+        dst, src = imm
+        t1 = self.table(dst)
+        t2 = self.table(src)
+        if t1 != t2:
+            raise _Invalid(f"type mismatch: table.copy from a {t2} table into a {t1} table")
+        self._pop_i32x3()
+
+    def _table_init(self, op: int, imm: tuple[int, int]) -> None:
+        elemidx, tableidx = imm
+        t1 = self.table(tableidx)
+        t2 = self.elem(elemidx)
+        if t1 != t2:
+            raise _Invalid(f"type mismatch: table.init of a {t1} table from a {t2} segment")
+        self._pop_i32x3()
+
+    def _elem_drop(self, op: int, x: int) -> None:
+        self.elem(x)
+
+    # -- memory instructions ---------------------------------------------------------------------
+
+    def _load(self, op: int, imm: tuple[int, int]) -> None:
+        if not self.memories:
+            raise _Invalid("unknown memory 0")
+        if imm[0] > NATURAL_ALIGN[op]:
+            raise _Invalid(f"alignment must not be larger than natural ({1 << imm[0]} > {1 << NATURAL_ALIGN[op]})")
+        vals = self.vals
+        if len(vals) > self.ctrls[-1][_HEIGHT] and vals[-1] == I32:
+            vals[-1] = _LOADS[op]
+        else:
+            self.pop(I32)
+            vals.append(_LOADS[op])
+
+    def _store(self, op: int, imm: tuple[int, int]) -> None:
+        self.memory()
+        if imm[0] > NATURAL_ALIGN[op]:
+            raise _Invalid(f"alignment must not be larger than natural ({1 << imm[0]} > {1 << NATURAL_ALIGN[op]})")
+        self.pop(_STORES[op])
+        self.pop(I32)
+
+    def _memory_size(self, op: int, imm: Any) -> None:
+        self.memory()
+        self.vals.append(I32)
+
+    def _memory_grow(self, op: int, imm: Any) -> None:
+        self.memory()
+        self.pop(I32)
+        self.vals.append(I32)
+
+    def _memory_bulk(self, op: int, imm: Any) -> None:
+        self.memory()
+        self._pop_i32x3()
+
+    def _memory_init(self, op: int, x: int) -> None:
+        self.memory()
+        self.data(x)
+        self._pop_i32x3()
+
+    def _data_drop(self, op: int, x: int) -> None:
+        self.data(x)
+
+    def _pop_i32x3(self) -> None:
+        self.pop(I32)
+        self.pop(I32)
+        self.pop(I32)
+
+    # -- reference instructions ------------------------------------------------------------------
+
+    def _ref_null(self, op: int, t: str) -> None:
+        self.vals.append(t)
+
+    def _ref_is_null(self, op: int, imm: Any) -> None:
+        t = self.pop(None)
+        if t not in _REF_OR_UNKNOWN:
+            raise _Invalid(f"type mismatch: ref.is_null needs a reference, found [{t}]")
+        self.vals.append(I32)
+
+    def _ref_func(self, op: int, x: int) -> None:
+        if x >= len(self.funcs):
+            raise _Invalid(f"unknown function {x}")
+        if x not in self.refs:
+            raise _Invalid(f"undeclared function reference {x}: it must appear in an element segment, "
+                           f"an export or a global initializer")
+        self.vals.append(FUNCREF)
+
+
+# -- module level ------------------------------------------------------------------------------
+
+
+def _check_limits(limits: Limits, bound: int, too_big: str) -> None:
+    """The spec's limits rule: both bounds within ``bound``, and min <= max."""
+    if limits.min > bound or (limits.max is not None and limits.max > bound):
+        raise InvalidModule(too_big)
+    if limits.max is not None and limits.min > limits.max:
+        raise InvalidModule("size minimum must not be greater than maximum")
+
+
+def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: list[GlobalType],
+                 what: str) -> None:
+    """A constant expression of type ``expect``.
+
+    Wasm 2.0 allows only ``t.const``, ``ref.null``, ``ref.func`` and ``global.get`` of an immutable
+    imported global (``globals_`` holds just the imported ones: later globals are not yet defined).
+    """
+    expr = expr or []
+    if expr and expr[-1][0] == END:  # tolerate a decoder that keeps the closing end
+        expr = expr[:-1]
+    stack: list[str] = []
+    for op, imm, off in expr:
+        t = _CONST_TYPES.get(op)
+        if t is not None:
+            stack.append(t)
+        elif op == _REF_NULL:
+            stack.append(imm)
+        elif op == _REF_FUNC:
+            if imm >= funcs:
+                raise InvalidModule(f"unknown function {imm} in {what}", offset=off)
+            stack.append(FUNCREF)
+        elif op == _GLOBAL_GET:
+            if imm >= len(globals_):
+                raise InvalidModule(f"unknown global {imm} in {what} (only imported globals may be read)",
+                                    offset=off)
+            if globals_[imm].mutable:
+                raise InvalidModule(f"constant expression required in {what}: global {imm} is mutable",
+                                    offset=off)
+            stack.append(globals_[imm].valtype)
+        else:
+            raise InvalidModule(f"constant expression required in {what}: {name_of(op)} is not constant",
+                                offset=off)
+    if stack != [expect]:
+        raise InvalidModule(f"type mismatch: {what} must produce [{expect}] but produces {_show(stack)}",
+                            offset=expr[0][2] if expr else None)
+
+
+def _collect_refs(module: Module) -> set[int]:
+    """C.refs: the functions a body may name with ``ref.func`` (declared outside function bodies)."""
+    refs = {e.index for e in module.exports if e.kind == "func"}
+    exprs = [g.init for g in module.globals]
+    for elem in module.elems:
+        exprs.extend(elem.init)
+    for expr in exprs:
+        for op, imm, _off in expr or ():
+            if op == _REF_FUNC:
+                refs.add(imm)
+    return refs
+
+
+def validate_module(module: Module) -> None:
+    """Check ``module`` against the Wasm 2.0 validation rules; raise InvalidModule on the first break."""
+    ntypes = len(module.types)
+    funcs: list[FuncType] = []
+    tables: list[str] = []
+    memories = 0
+    imported_globals: list[GlobalType] = []
+    for imp in module.imports:
+        if imp.kind == "func":
+            if not 0 <= imp.desc < ntypes:
+                raise InvalidModule(f"unknown type {imp.desc} for imported function {imp.module}.{imp.name}")
+            funcs.append(module.types[imp.desc])
+        elif imp.kind == "table":
+            _check_limits(imp.desc.limits, MAX_TABLE_SIZE, "table size must be at most 2^32-1")
+            tables.append(imp.desc.elem)
+        elif imp.kind == "memory":
+            _check_limits(imp.desc.limits, MAX_MEMORY_PAGES, "memory size must be at most 65536 pages (4GiB)")
+            memories += 1
+        else:
+            imported_globals.append(imp.desc)
+    nimported_funcs = len(funcs)
+    for i, typeidx in enumerate(module.funcs):
+        if not 0 <= typeidx < ntypes:
+            raise InvalidModule(f"unknown type {typeidx}", func=nimported_funcs + i,
+                                func_name=module.func_name(nimported_funcs + i))
+        funcs.append(module.types[typeidx])
+    for table in module.tables:
+        _check_limits(table.limits, MAX_TABLE_SIZE, "table size must be at most 2^32-1")
+        tables.append(table.elem)
+    for memory in module.memories:
+        _check_limits(memory.limits, MAX_MEMORY_PAGES, "memory size must be at most 65536 pages (4GiB)")
+        memories += 1
+    if memories > 1:
+        raise InvalidModule(f"multiple memories are not allowed in Wasm 2.0 (found {memories})")
+    nfuncs = len(funcs)
+
+    for i, glob in enumerate(module.globals):
+        _check_const(glob.init, glob.type.valtype, nfuncs, imported_globals,
+                     f"the initializer of global {len(imported_globals) + i}")
+    for i, elem in enumerate(module.elems):
+        for expr in elem.init:
+            _check_const(expr, elem.type, nfuncs, imported_globals, f"element segment {i}")
+        if elem.mode == "active":
+            if elem.table >= len(tables):
+                raise InvalidModule(f"unknown table {elem.table} in element segment {i}")
+            if tables[elem.table] != elem.type:
+                raise InvalidModule(f"type mismatch: element segment {i} of {elem.type} "
+                                    f"for a {tables[elem.table]} table")
+            _check_const(elem.offset, I32, nfuncs, imported_globals, f"the offset of element segment {i}")
+    for i, data in enumerate(module.datas):
+        if data.mode == "active":
+            if data.memory >= memories:
+                raise InvalidModule(f"unknown memory {data.memory} in data segment {i}")
+            _check_const(data.offset, I32, nfuncs, imported_globals, f"the offset of data segment {i}")
+
+    if len(module.codes) != len(module.funcs):
+        raise InvalidModule(f"{len(module.funcs)} functions declared but {len(module.codes)} bodies given")
+    all_globals = imported_globals + [g.type for g in module.globals]
+    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module))
+    names = module.names.funcs
+    for i, code in enumerate(module.codes):
+        index = nimported_funcs + i
+        checker.check(index, funcs[index], code.locals, code.body, code.offset, names.get(index))
+
+    if module.start is not None:
+        if module.start >= nfuncs:
+            raise InvalidModule(f"unknown function {module.start} named as the start function")
+        ft = funcs[module.start]
+        if ft.params or ft.results:
+            raise InvalidModule(f"start function must have type [] -> [], function {module.start} has {ft}",
+                                func=module.start, func_name=module.func_name(module.start))
+
+    bounds = {"func": (nfuncs, "function"), "table": (len(tables), "table"),
+              "memory": (memories, "memory"), "global": (len(all_globals), "global")}
+    seen: set[str] = set()
+    for export in module.exports:
+        count, noun = bounds[export.kind]
+        if export.index >= count:
+            raise InvalidModule(f"unknown {noun} {export.index} in export {export.name!r}")
+        if export.name in seen:
+            raise InvalidModule(f"duplicate export name {export.name!r}")
+        seen.add(export.name)
