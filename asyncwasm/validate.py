@@ -121,7 +121,7 @@ def _show(types: Sequence[str | None]) -> str:
 class _BodyChecker:
     """Checks function bodies against one module's context (the spec's C).
 
-    Per-function state (operand stack, control stack, locals) lives on the instance so that handlers,
+    Per-function state (operand stack, control stack, results) lives on the instance so that handlers,
     bound once per module, can reach it without closures being rebuilt per function.
     """
 
@@ -137,7 +137,6 @@ class _BodyChecker:
         self.refs = refs
         self.vals: list[str | None] = []
         self.ctrls: list[list[Any]] = []
-        self.locals: tuple[str, ...] = ()
         self.results: tuple[str, ...] = ()
         handlers: dict[int, Callable[[int, Any], None]] = {
             _UNREACHABLE: self._unreachable, _NOP: self._nop,
@@ -145,7 +144,6 @@ class _BodyChecker:
             _BR: self._br, _BR_IF: self._br_if, _BR_TABLE: self._br_table, _RETURN: self._return,
             _CALL: self._call, _CALL_INDIRECT: self._call_indirect,
             _DROP: self._drop, _SELECT: self._select, _SELECT_T: self._select_t,
-            _LOCAL_GET: self._local_get, _LOCAL_SET: self._local_set, _LOCAL_TEE: self._local_tee,
             _GLOBAL_GET: self._global_get, _GLOBAL_SET: self._global_set,
             _TABLE_GET: self._table_get, _TABLE_SET: self._table_set,
             _TABLE_SIZE: self._table_size, _TABLE_GROW: self._table_grow, _TABLE_FILL: self._table_fill,
@@ -173,11 +171,10 @@ class _BodyChecker:
         ctrls = [frame]
         self.ctrls = ctrls
         locs = ftype.params + tuple(locals_)
-        self.locals = locs
         nlocs = len(locs)
         self.results = results
         simple = _SIMPLE
-        handlers = self.handlers
+        handlers = self.handlers  # everything but local.get/set/tee and numeric operators, typed inline
         op, off = END, body_offset
         try:
             for op, imm, off in body:  # noqa: B007 (off names the failing instruction)
@@ -334,11 +331,6 @@ class _BodyChecker:
             raise _Invalid(f"unknown global {x}")
         return self.globals[x]
 
-    def local(self, x: int) -> str:
-        if x >= len(self.locals):
-            raise _Invalid(f"unknown local {x}")
-        return self.locals[x]
-
     # -- control instructions --------------------------------------------------------------------
 
     def _unreachable(self, op: int, imm: Any) -> None:
@@ -450,17 +442,6 @@ class _BodyChecker:
         self.vals.append(t)
 
     # -- variable instructions -------------------------------------------------------------------
-
-    def _local_get(self, op: int, x: int) -> None:
-        self.vals.append(self.local(x))
-
-    def _local_set(self, op: int, x: int) -> None:
-        self.pop(self.local(x))
-
-    def _local_tee(self, op: int, x: int) -> None:
-        t = self.local(x)
-        self.pop(t)
-        self.vals.append(t)
 
     def _global_get(self, op: int, x: int) -> None:
         self.vals.append(self.global_(x).valtype)
