@@ -1,0 +1,679 @@
+"""Translate one Wasm function body into the source of one Python function.
+
+The shape is flat, so that any nesting depth compiles (CPython refuses more than 20 nested loops or
+100 indentation levels): the body is cut into segments at branch targets, and the function is
+
+    while True:
+        if L == 0: ...segment 0...; L = 1          (falls through to the next check)
+        if L == 1: ...; L = 0; continue             (a backward branch goes round again)
+
+Forward branches just set ``L``, so the checks that follow skip to the target. Operand-stack slots are
+Python locals ``s0, s1, ...``; pure operators fold into expressions until something forces them into
+their slot. Fuel is charged once per straight-line chunk and checked at entry and at loop heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..binary.module import F32, F64, I32, I64, Code, FuncType
+from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
+from .numeric import f32_from_bits, f64_from_bits
+from .ops import FREE_OPS, LOADS, OPERATORS, STORES
+
+_MAX_FOLD_DEPTH = 24
+_ZERO = {I32: "0", I64: "0", F32: "0.0", F64: "0.0"}
+
+
+@dataclass
+class Entry:
+    """One operand-stack value: Python source, the variables it reads, and its fold depth."""
+
+    code: str
+    deps: frozenset[str]
+    depth: int = 0
+
+
+@dataclass
+class Ctrl:
+    kind: int  # BLOCK, LOOP, IF, or -1 for the function body
+    height: int  # stack height below the block's params
+    nparams: int
+    nresults: int
+    label: int  # loop: its head; block/if: its end
+    else_label: int = -1
+    has_else: bool = False
+    used: bool = False  # some branch targets the label
+    ghost: bool = False  # the whole construct is unreachable
+    end_reachable: bool = False  # some path reaches the end by falling through
+
+    @property
+    def branch_arity(self) -> int:
+        return self.nparams if self.kind == LOOP else self.nresults
+
+
+@dataclass
+class Segment:
+    label: int
+    lines: list[tuple[int, str, int]] = field(default_factory=list)  # (indent, text, wasm offset)
+    loop_head: bool = False
+
+
+class ModuleInfo:
+    """What a function translator needs to know about the rest of the module."""
+
+    def __init__(self, types: list[FuncType], func_types: list[FuncType], global_cells: set[int],
+                 type_ids: list[int]) -> None:
+        self.types = types
+        self.func_types = func_types
+        self.global_cells = global_cells  # globals shared through a cell object (``g3.value``)
+        self.type_ids = type_ids  # canonical id of each type index, for call_indirect checks
+
+
+class FunctionTranslator:
+    def __init__(self, info: ModuleInfo, index: int, code: Code, ftype: FuncType) -> None:
+        self.info = info
+        self.index = index
+        self.code = code
+        self.ftype = ftype
+        self.segments: list[Segment] = []
+        self.nlabels = 0
+        self.stack: list[Entry] = []
+        self.ctrls: list[Ctrl] = []
+        self.dead = False
+        self.consts: dict[str, float] = {}
+        self.globals_set: set[int] = set()
+        self.offset = code.offset
+        self.chunk_line = -1
+        self.chunk_cost = 0
+        self.loop_used: set[int] = set()
+
+    # ---- emission ------------------------------------------------------------------------------
+    def new_label(self) -> int:
+        self.nlabels += 1
+        return self.nlabels - 1
+
+    def emit(self, text: str, indent: int = 0) -> None:
+        self.segments[-1].lines.append((indent, text, self.offset))
+
+    def start_segment(self, label: int, loop_head: bool = False) -> None:
+        self.close_chunk()
+        self.segments.append(Segment(label, loop_head=loop_head))
+        self.open_chunk()
+        if loop_head:
+            self.emit("if _fuel < 0: _refuel()")
+
+    def open_chunk(self) -> None:
+        self.emit("")
+        self.chunk_line = len(self.segments[-1].lines) - 1
+        self.chunk_cost = 0
+
+    def close_chunk(self) -> None:
+        if self.chunk_line < 0:
+            return
+        seg = self.segments[-1]
+        ind, _t, off = seg.lines[self.chunk_line]
+        seg.lines[self.chunk_line] = (ind, f"_fuel -= {self.chunk_cost}" if self.chunk_cost else "", off)
+        self.chunk_line = -1
+
+    # ---- the symbolic operand stack ------------------------------------------------------------
+    def push(self, code: str, deps: frozenset[str], depth: int = 0) -> None:
+        self.stack.append(Entry(code, deps, depth))
+        if depth > _MAX_FOLD_DEPTH:
+            self.materialize(len(self.stack) - 1)
+
+    def push_slot_value(self, code: str) -> None:
+        """Evaluate ``code`` now into the slot at the top of the stack."""
+        pos = len(self.stack)
+        var = f"s{pos}"
+        self.invalidate(var, -1)
+        self.emit(f"{var} = {code}")
+        self.stack.append(Entry(var, frozenset((var,))))
+
+    def pop(self) -> Entry:
+        return self.stack.pop()
+
+    def invalidate(self, var: str, skip: int) -> None:
+        """Before ``var`` is assigned, evaluate every pending entry that still reads it."""
+        for q, e in enumerate(self.stack):
+            if q != skip and var in e.deps and e.code != f"s{q}":
+                self.materialize(q)
+
+    def materialize(self, pos: int) -> None:
+        e = self.stack[pos]
+        var = f"s{pos}"
+        if e.code == var:
+            return
+        self.invalidate(var, pos)
+        self.emit(f"{var} = {e.code}")
+        self.stack[pos] = Entry(var, frozenset((var,)))
+
+    def materialize_all(self) -> None:
+        for pos in range(len(self.stack)):
+            self.materialize(pos)
+
+    def reset_stack(self, height: int) -> None:
+        self.stack = [Entry(f"s{i}", frozenset((f"s{i}",))) for i in range(height)]
+
+    # ---- control transfer ----------------------------------------------------------------------
+    def moves(self, target: Ctrl) -> str | None:
+        """Assignment that puts the branch values in the target's slots, or None when in place."""
+        n = target.branch_arity
+        src = len(self.stack) - n
+        if n == 0 or src == target.height:
+            return None
+        dst = ", ".join(f"s{target.height + i}" for i in range(n))
+        vals = ", ".join(f"s{src + i}" for i in range(n))
+        return f"{dst} = {vals}"
+
+    def return_stmt(self) -> str:
+        n = len(self.ftype.results)
+        vals = [self.stack[len(self.stack) - n + i].code for i in range(n)]
+        if n == 0:
+            return "return"
+        if n == 1:
+            return f"return {vals[0]}"
+        return f"return ({', '.join(vals)})"
+
+    def jump_lines(self, target: Ctrl) -> list[str]:
+        """Statements that branch to ``target`` (stack already materialized)."""
+        if target.kind == -1:
+            return [self.return_stmt()]
+        target.used = True
+        out = []
+        mv = self.moves(target)
+        if mv:
+            out.append(mv)
+        out.append(f"L = @{target.label}@")
+        if target.kind == LOOP:
+            out.append("continue")
+        return out
+
+    def branch(self, depth: int) -> None:
+        target = self.ctrls[-1 - depth]
+        self.materialize_all()
+        for line in self.jump_lines(target):
+            self.emit(line)
+        self.close_segment_dead()
+
+    def close_segment_dead(self) -> None:
+        self.dead = True
+
+    def fallthrough_to(self, label: int, loop_head: bool = False) -> None:
+        """End the current segment and start ``label``, reached by falling through if live."""
+        if not self.dead:
+            self.materialize_all()
+            self.emit(f"L = @{label}@")
+        self.start_segment(label, loop_head)
+        self.dead = False
+
+    # ---- translation ---------------------------------------------------------------------------
+    def block_sig(self, bt: object) -> tuple[int, int]:
+        if bt is None:
+            return 0, 0
+        if isinstance(bt, str):
+            return 0, 1
+        ft = self.info.types[bt]
+        return len(ft.params), len(ft.results)
+
+    def prescan_loops(self) -> None:
+        """Mark the loops that some branch targets: only those need a label at their head."""
+        stack: list[tuple[int, int]] = []  # (kind, instruction index)
+        for i, (op, imm, _off) in enumerate(self.code.body):
+            if op in (BLOCK, LOOP, IF):
+                stack.append((op, i))
+            elif op == END:
+                if stack:
+                    stack.pop()
+            elif op in (0x0C, 0x0D):
+                self._mark(stack, imm)
+            elif op == 0x0E:
+                for d in set(imm[0]) | {imm[1]}:
+                    self._mark(stack, d)
+
+    def _mark(self, stack: list[tuple[int, int]], depth: int) -> None:
+        if depth < len(stack):
+            kind, i = stack[-1 - depth]
+            if kind == LOOP:
+                self.loop_used.add(i)
+
+    def translate(self) -> tuple[list[str], list[int]]:
+        ft = self.ftype
+        nparams = len(ft.params)
+        self.prescan_loops()
+        self.segments.append(Segment(self.new_label()))
+        self.open_chunk()
+        self.emit("if _fuel < 0: _refuel()")
+        self.ctrls.append(Ctrl(-1, 0, 0, len(ft.results), -1))
+        body = self.code.body
+        for i, (op, imm, off) in enumerate(body):
+            self.offset = off
+            if self.dead:
+                self.skip_dead(op, imm, i)
+                continue
+            if op not in FREE_OPS:
+                self.chunk_cost += 1
+            self.step(op, imm, i)
+        self.close_chunk()
+        return self.render(nparams)
+
+    def skip_dead(self, op: int, imm: object, i: int) -> None:
+        if op in (BLOCK, LOOP, IF):
+            self.ctrls.append(Ctrl(op, len(self.stack), 0, 0, -1, ghost=True))
+        elif op == ELSE:
+            c = self.ctrls[-1]
+            if not c.ghost:
+                self.do_else(c)
+        elif op == END:
+            self.do_end(self.ctrls[-1])
+
+    def step(self, op: int, imm: object, i: int) -> None:
+        tmpl = OPERATORS.get(op)
+        if tmpl is not None:
+            text, n, pure = tmpl
+            if n == 1:
+                a = self.pop()
+                code = text.format(a=a.code)
+                deps, depth = a.deps, a.depth + 1
+            else:
+                b = self.pop()
+                a = self.pop()
+                code = text.format(a=a.code, b=b.code)
+                deps, depth = a.deps | b.deps, max(a.depth, b.depth) + 1
+            if pure:
+                self.push(code, deps, depth)
+            else:
+                self.push_slot_value(code)
+            return
+        handler = _HANDLERS.get(op)
+        if handler is None:
+            raise NotImplementedError(f"opcode {op:#x}")
+        handler(self, imm, i)
+
+    # -- control
+    def do_block(self, imm: object, i: int) -> None:
+        p, r = self.block_sig(imm)
+        self.ctrls.append(Ctrl(BLOCK, len(self.stack) - p, p, r, self.new_label()))
+
+    def do_loop(self, imm: object, i: int) -> None:
+        p, r = self.block_sig(imm)
+        c = Ctrl(LOOP, len(self.stack) - p, p, r, self.new_label())
+        self.ctrls.append(c)
+        if i in self.loop_used:
+            self.fallthrough_to(c.label, loop_head=True)
+            self.reset_stack(c.height + p)
+
+    def do_if(self, imm: object, i: int) -> None:
+        p, r = self.block_sig(imm)
+        cond = self.pop()
+        self.materialize_all()
+        c = Ctrl(IF, len(self.stack) - p, p, r, self.new_label(), else_label=self.new_label())
+        self.ctrls.append(c)
+        then = self.new_label()
+        self.emit(f"L = @{then}@ if {cond.code} else @{c.else_label}@")
+        self.start_segment(then)
+        self.reset_stack(c.height + p)
+
+    def do_else(self, c: Ctrl) -> None:
+        if not self.dead:
+            c.end_reachable = True
+            self.materialize_all()
+            c.used = True
+            self.emit(f"L = @{c.label}@")
+        c.has_else = True
+        self.dead = False
+        self.start_segment(c.else_label)
+        self.reset_stack(c.height + c.nparams)
+
+    def do_end(self, c: Ctrl) -> None:
+        self.ctrls.pop()
+        if c.ghost:
+            return
+        if c.kind == -1:
+            if not self.dead:
+                self.materialize_all()
+                self.emit(self.return_stmt())
+            self.dead = True
+            return
+        live = not self.dead
+        if c.kind == IF and not c.has_else:
+            # the missing else falls through to the end with the params as results
+            if live:
+                self.materialize_all()
+            self.fallthrough_to(c.else_label)
+            self.segments[-1].label = c.else_label
+            self.alias(c.label, c.else_label)
+            self.reset_stack(c.height + c.nresults)
+            return
+        if c.kind == LOOP:
+            # nothing branches to a loop's end: it is reached only by falling through
+            if live:
+                return
+            self.dead = True
+            return
+        if c.used:
+            self.fallthrough_to(c.label)
+            self.reset_stack(c.height + c.nresults)
+        elif not live:
+            self.dead = True
+
+    aliases: dict[int, int]
+
+    def alias(self, label: int, to: int) -> None:
+        if not hasattr(self, "aliases"):
+            self.aliases = {}
+        self.aliases[label] = to
+
+    def do_br(self, imm: object, i: int) -> None:
+        self.branch(imm)  # type: ignore[arg-type]
+
+    def do_br_if(self, imm: object, i: int) -> None:
+        target = self.ctrls[-1 - imm]  # type: ignore[operator]
+        cond = self.pop()
+        self.materialize_all()
+        lines = self.jump_lines(target)
+        if target.kind == LOOP or target.kind == -1:
+            self.emit(f"if {cond.code}:")
+            for line in lines:
+                self.emit(line, 1)
+            if target.kind == LOOP:
+                self.close_chunk()
+                self.open_chunk()
+            return
+        nxt = self.new_label()
+        if len(lines) == 1:
+            self.emit(f"L = @{target.label}@ if {cond.code} else @{nxt}@")
+        else:
+            self.emit(f"if {cond.code}:")
+            for line in lines:
+                self.emit(line, 1)
+            self.emit("else:")
+            self.emit(f"L = @{nxt}@", 1)
+        self.start_segment(nxt)
+
+    def do_br_table(self, imm: object, i: int) -> None:
+        labels, default = imm  # type: ignore[misc]
+        idx = self.pop()
+        self.materialize_all()
+        targets = [self.ctrls[-1 - d] for d in labels]
+        dtarget = self.ctrls[-1 - default]
+        all_t = targets + [dtarget]
+        simple = all(t.kind == BLOCK or t.kind == IF for t in all_t) and all(self.moves(t) is None for t in all_t)
+        if simple and labels:
+            for t in all_t:
+                t.used = True
+            tup = ", ".join(f"@{t.label}@" for t in targets) + ","
+            self.emit(f"_i = {idx.code}")
+            self.emit(f"L = ({tup})[_i] if _i < {len(labels)} else @{dtarget.label}@")
+        else:
+            self.emit(f"_i = {idx.code}")
+            by_target: dict[int, list[int]] = {}
+            for n, d in enumerate(labels):
+                if d != default:
+                    by_target.setdefault(d, []).append(n)
+            first = True
+            for d, ns in by_target.items():
+                cond = f"_i == {ns[0]}" if len(ns) == 1 else f"_i in {set(ns)!r}"
+                self.emit(f"{'if' if first else 'elif'} {cond}:")
+                first = False
+                for line in self.jump_lines(self.ctrls[-1 - d]):
+                    self.emit(line, 1)
+            lines = self.jump_lines(dtarget)
+            if first:
+                for line in lines:
+                    self.emit(line)
+            else:
+                self.emit("else:")
+                for line in lines:
+                    self.emit(line, 1)
+        self.close_segment_dead()
+
+    def do_return(self, imm: object, i: int) -> None:
+        self.materialize_all()
+        self.emit(self.return_stmt())
+        self.close_segment_dead()
+
+    def do_unreachable(self, imm: object, i: int) -> None:
+        self.emit("raise _trap('unreachable')")
+        self.close_segment_dead()
+
+    def do_nop(self, imm: object, i: int) -> None:
+        pass
+
+    def do_drop(self, imm: object, i: int) -> None:
+        self.pop()
+
+    def do_select(self, imm: object, i: int) -> None:
+        c = self.pop()
+        b = self.pop()
+        a = self.pop()
+        self.push(f"({a.code} if {c.code} else {b.code})", a.deps | b.deps | c.deps,
+                  max(a.depth, b.depth, c.depth) + 1)
+
+    # -- calls
+    def call_args(self, n: int) -> str:
+        args = self.stack[len(self.stack) - n:] if n else []
+        del self.stack[len(self.stack) - n:]
+        return ", ".join(a.code for a in args)
+
+    def emit_call(self, callee: str, ft: FuncType) -> None:
+        args = self.call_args(len(ft.params))
+        call = f"{callee}({args})"
+        n = len(ft.results)
+        if n == 0:
+            self.emit(call)
+        elif n == 1:
+            self.push_slot_value(call)
+        else:
+            base = len(self.stack)
+            names = [f"s{base + k}" for k in range(n)]
+            for v in names:
+                self.invalidate(v, -1)
+            self.emit(f"{', '.join(names)} = {call}")
+            for v in names:
+                self.stack.append(Entry(v, frozenset((v,))))
+
+    def do_call(self, imm: object, i: int) -> None:
+        self.emit_call(f"f{imm}", self.info.func_types[imm])  # type: ignore[index]
+
+    def do_call_indirect(self, imm: object, i: int) -> None:
+        typeidx, table = imm  # type: ignore[misc]
+        idx = self.pop()
+        self.push_slot_value(idx.code)
+        slot = self.pop()
+        ft = self.info.types[typeidx]
+        self.emit_call(f"_callee(T{table}, {slot.code}, {self.info.type_ids[typeidx]})", ft)
+
+    # -- variables
+    def do_local_get(self, imm: object, i: int) -> None:
+        v = f"l{imm}"
+        self.push(v, frozenset((v,)))
+
+    def do_local_set(self, imm: object, i: int) -> None:
+        v = f"l{imm}"
+        e = self.pop()
+        self.invalidate(v, -1)
+        self.emit(f"{v} = {e.code}")
+
+    def do_local_tee(self, imm: object, i: int) -> None:
+        v = f"l{imm}"
+        e = self.pop()
+        self.invalidate(v, -1)
+        self.emit(f"{v} = {e.code}")
+        self.push(v, frozenset((v,)))
+
+    def global_ref(self, idx: int) -> str:
+        return f"g{idx}.value" if idx in self.info.global_cells else f"g{idx}"
+
+    def do_global_get(self, imm: object, i: int) -> None:
+        self.push_slot_value(self.global_ref(imm))  # type: ignore[arg-type]
+
+    def do_global_set(self, imm: object, i: int) -> None:
+        e = self.pop()
+        if imm not in self.info.global_cells:
+            self.globals_set.add(imm)  # type: ignore[arg-type]
+        self.emit(f"{self.global_ref(imm)} = {e.code}")  # type: ignore[arg-type]
+
+    # -- constants
+    def do_i32_const(self, imm: object, i: int) -> None:
+        self.push(str(imm), frozenset())
+
+    def float_const(self, value: float) -> str:
+        if value != value or value in (float("inf"), float("-inf")):
+            name = f"_k{len(self.consts)}_{self.index}"
+            self.consts[name] = value
+            return name
+        return repr(value)
+
+    def do_f32_const(self, imm: object, i: int) -> None:
+        self.push(self.float_const(f32_from_bits(imm)), frozenset())  # type: ignore[arg-type]
+
+    def do_f64_const(self, imm: object, i: int) -> None:
+        self.push(self.float_const(f64_from_bits(imm)), frozenset())  # type: ignore[arg-type]
+
+    # -- memory
+    def ea(self, addr: Entry, offset: int) -> str:
+        return f"{addr.code} + {offset}" if offset else addr.code
+
+    def do_load(self, imm: object, i: int, op: int = 0) -> None:
+        _align, offset = imm  # type: ignore[misc]
+        a = self.pop()
+        self.push_slot_value(LOADS[op].format(ea=self.ea(a, offset)))
+
+    def do_store(self, imm: object, i: int, op: int = 0) -> None:
+        _align, offset = imm  # type: ignore[misc]
+        v = self.pop()
+        a = self.pop()
+        self.emit(STORES[op].format(ea=self.ea(a, offset), v=v.code))
+
+    def do_memory_size(self, imm: object, i: int) -> None:
+        self.push_slot_value("(len(M) >> 16)")
+
+    def do_memory_grow(self, imm: object, i: int) -> None:
+        a = self.pop()
+        self.push_slot_value(f"_grow({a.code})")
+
+    def helper_call(self, name: str, nargs: int, extra: str = "", result: bool = False) -> None:
+        args = self.call_args(nargs)
+        sep = ", " if extra and args else ""
+        code = f"{name}({extra}{sep}{args})"
+        if result:
+            self.push_slot_value(code)
+        else:
+            self.emit(code)
+
+    # -- references and tables
+    def do_ref_null(self, imm: object, i: int) -> None:
+        self.push("None", frozenset())
+
+    def do_ref_is_null(self, imm: object, i: int) -> None:
+        a = self.pop()
+        self.push(f"({a.code} is None)", a.deps, a.depth + 1)
+
+    def do_ref_func(self, imm: object, i: int) -> None:
+        self.push_slot_value(f"_ref({imm})")
+
+
+def _bind(name: str, helper: str, nargs: int, result: bool, extra: str):
+    def handler(t: FunctionTranslator, imm: object, i: int) -> None:
+        t.helper_call(helper, nargs, extra.format(imm=imm, a=_first(imm), b=_second(imm)), result)
+    handler.__name__ = name
+    return handler
+
+
+def _first(imm: object) -> object:
+    return imm[0] if isinstance(imm, tuple) else imm
+
+
+def _second(imm: object) -> object:
+    return imm[1] if isinstance(imm, tuple) else imm
+
+
+_HANDLERS = {
+    0x00: FunctionTranslator.do_unreachable, 0x01: FunctionTranslator.do_nop,
+    BLOCK: FunctionTranslator.do_block, LOOP: FunctionTranslator.do_loop, IF: FunctionTranslator.do_if,
+    ELSE: lambda t, imm, i: t.do_else(t.ctrls[-1]), END: lambda t, imm, i: t.do_end(t.ctrls[-1]),
+    0x0C: FunctionTranslator.do_br, 0x0D: FunctionTranslator.do_br_if, 0x0E: FunctionTranslator.do_br_table,
+    0x0F: FunctionTranslator.do_return, 0x10: FunctionTranslator.do_call,
+    0x11: FunctionTranslator.do_call_indirect,
+    0x1A: FunctionTranslator.do_drop, 0x1B: FunctionTranslator.do_select, 0x1C: FunctionTranslator.do_select,
+    0x20: FunctionTranslator.do_local_get, 0x21: FunctionTranslator.do_local_set,
+    0x22: FunctionTranslator.do_local_tee,
+    0x23: FunctionTranslator.do_global_get, 0x24: FunctionTranslator.do_global_set,
+    0x41: FunctionTranslator.do_i32_const, 0x42: FunctionTranslator.do_i32_const,
+    0x43: FunctionTranslator.do_f32_const, 0x44: FunctionTranslator.do_f64_const,
+    0x3F: FunctionTranslator.do_memory_size, 0x40: FunctionTranslator.do_memory_grow,
+    0xD0: FunctionTranslator.do_ref_null, 0xD1: FunctionTranslator.do_ref_is_null,
+    0xD2: FunctionTranslator.do_ref_func,
+    0x25: _bind("table_get", "_tget", 1, True, "T{imm}"),
+    0x26: _bind("table_set", "_tset", 2, False, "T{imm}"),
+    NAMES["table.size"]: _bind("table_size", "_tsize", 0, True, "T{imm}"),
+    NAMES["table.grow"]: _bind("table_grow", "_tgrow", 2, True, "T{imm}"),
+    NAMES["table.fill"]: _bind("table_fill", "_tfill", 3, False, "T{imm}"),
+    NAMES["table.copy"]: _bind("table_copy", "_tcopy", 3, False, "T{a}, T{b}"),
+    NAMES["table.init"]: _bind("table_init", "_tinit", 3, False, "T{b}, _E, {a}"),
+    NAMES["elem.drop"]: _bind("elem_drop", "_edrop", 0, False, "_E, {imm}"),
+    NAMES["memory.init"]: _bind("memory_init", "_minit", 3, False, "M, _D, {imm}"),
+    NAMES["data.drop"]: _bind("data_drop", "_ddrop", 0, False, "_D, {imm}"),
+    NAMES["memory.copy"]: _bind("memory_copy", "_mcopy", 3, False, "M"),
+    NAMES["memory.fill"]: _bind("memory_fill", "_mfill", 3, False, "M"),
+}
+for _op in LOADS:
+    _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_load(imm, i, op))(_op)
+for _op in STORES:
+    _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_store(imm, i, op))(_op)
+
+
+def _render_placeholder(text: str, index: dict[int, int]) -> str:
+    if "@" not in text:
+        return text
+    parts = text.split("@")
+    for k in range(1, len(parts), 2):
+        parts[k] = str(index[int(parts[k])])
+    return "".join(parts)
+
+
+def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], list[int]]:
+    """Assemble the Python source lines of the function, with the Wasm offset of each line."""
+    ft = t.ftype
+    name = f"f{t.index}"
+    params = ", ".join(f"l{k}" for k in range(nparams))
+    out: list[str] = [f"def {name}({params}):"]
+    offs: list[int] = [t.code.offset]
+    gl = ["_fuel"] + [f"g{g}" for g in sorted(t.globals_set)]
+    out.append(f"    global {', '.join(gl)}")
+    offs.append(t.code.offset)
+    if t.code.locals:
+        zeros = ["None" if ty not in _ZERO else _ZERO[ty] for ty in t.code.locals]
+        out.append("    " + "; ".join(f"l{nparams + k} = {z}" for k, z in enumerate(zeros)))
+        offs.append(t.code.offset)
+    aliases = getattr(t, "aliases", {})
+    index: dict[int, int] = {}
+    for pos, seg in enumerate(t.segments):
+        index[seg.label] = pos
+    for a, b in aliases.items():
+        index[a] = index[b]
+    for lbl in range(t.nlabels):
+        index.setdefault(lbl, -1)
+    single = len(t.segments) == 1
+    if not single:
+        out.append("    L = 0")
+        offs.append(t.code.offset)
+        out.append("    while True:")
+        offs.append(t.code.offset)
+    for pos, seg in enumerate(t.segments):
+        base = 1 if single else 3
+        if not single:
+            out.append(f"        if L == {pos}:")
+            offs.append(seg.lines[0][2] if seg.lines else t.code.offset)
+        body = [(ind, txt, off) for ind, txt, off in seg.lines if txt]
+        if not body and not single:
+            body = [(0, "pass", t.code.offset)]
+        for ind, txt, off in body:
+            out.append("    " * (base + ind) + _render_placeholder(txt, index))
+            offs.append(off)
+    del ft
+    return out, offs
+
+
+FunctionTranslator.render = render_function  # type: ignore[attr-defined]

@@ -1,0 +1,409 @@
+"""Compiled modules, instances and the linker that joins them to their imports.
+
+A module is decoded, validated and compiled to one Python code object once; each instance executes
+that code object in a fresh globals dict holding its own memory, tables, globals and imports, so
+instantiating is cheap and instances share no state they were not given.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import struct
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..binary.module import (
+    FUNCREF,
+    ExternKind,
+    FuncType,
+    GlobalType,
+    Instr,
+    MemoryType,
+    Module,
+    TableType,
+)
+from ..binary.reader import decode_module
+from ..compiler import numeric
+from ..compiler.codegen import CompiledCode, compile_module, global_cells
+from ..errors import LinkError, Trap
+from ..scheduler import Store, as_trap, await_in_guest, register_code, run_guest, run_guest_sync
+from ..validate import validate_module
+from . import objects
+from .memory import Memory
+from .objects import Func, Global, Table
+from .values import FROM_RAW, TO_RAW, from_raw, to_raw
+
+Extern = Func | Table | Memory | Global
+
+_BASE_GLOBALS: dict[str, Any] = {
+    name: getattr(numeric, name) for name in dir(numeric)
+    if not name.startswith("_") and callable(getattr(numeric, name))
+}
+_BASE_GLOBALS.update({
+    "copysign": math.copysign,
+    "_lu32": struct.Struct("<I").unpack_from, "_lu64": struct.Struct("<Q").unpack_from,
+    "_lu16": struct.Struct("<H").unpack_from, "_ls8": struct.Struct("<b").unpack_from,
+    "_ls16": struct.Struct("<h").unpack_from, "_ls32": struct.Struct("<i").unpack_from,
+    "_lf64": struct.Struct("<d").unpack_from,
+    "_su32": struct.Struct("<I").pack_into, "_su64": struct.Struct("<Q").pack_into,
+    "_su16": struct.Struct("<H").pack_into, "_sf64": struct.Struct("<d").pack_into,
+    "_trap": Trap, "_callee": objects.callee,
+    "_tget": objects.table_get, "_tset": objects.table_set, "_tsize": objects.table_size,
+    "_tgrow": objects.table_grow, "_tfill": objects.table_fill, "_tcopy": objects.table_copy,
+    "_tinit": objects.table_init, "_edrop": objects.elem_drop, "_minit": objects.memory_init,
+    "_ddrop": objects.data_drop, "_mcopy": objects.memory_copy, "_mfill": objects.memory_fill,
+    "__builtins__": __builtins__,
+})
+
+
+class CompiledModule:
+    """A validated, compiled module: instantiate it as often as you like."""
+
+    def __init__(self, wasm: bytes, name: str | None = None) -> None:
+        self.module: Module = decode_module(bytes(wasm))
+        validate_module(self.module)
+        self.name = name or self.module.names.module or "module"
+        self.compiled: CompiledCode = compile_module(self.module, self.name)
+        self._func_types = self.module.func_types()
+        self._cells = global_cells(self.module)
+        register_code(self.compiled.filename, self)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> CompiledModule:
+        p = Path(path)
+        return cls(p.read_bytes(), name=p.stem)
+
+    def func_name(self, index: int) -> str | None:
+        return self.module.names.funcs.get(index)
+
+    @property
+    def imports(self) -> list[tuple[str, str, ExternKind]]:
+        return [(i.module, i.name, i.kind) for i in self.module.imports]
+
+    @property
+    def exports(self) -> list[tuple[str, ExternKind]]:
+        return [(e.name, e.kind) for e in self.module.exports]
+
+
+class Caller:
+    """What a host function defined with ``access_caller=True`` receives first."""
+
+    __slots__ = ("instance",)
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+
+    @property
+    def memory(self) -> Memory | None:
+        m = self.instance.exports.get("memory")
+        return m if isinstance(m, Memory) else None
+
+    def get_export(self, name: str) -> Extern | None:
+        return self.instance.exports.get(name)
+
+
+class HostFunc:
+    """A Python callable offered as a Wasm import; bound to each importing instance on link."""
+
+    def __init__(self, type: FuncType, fn: Callable[..., Any], access_caller: bool = False,
+                 name: str | None = None) -> None:
+        self.type = type
+        self.fn = fn
+        self.access_caller = access_caller
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.name = name or getattr(fn, "__name__", None)
+
+    def bind(self, caller: Caller | None) -> Func:
+        """The raw-convention function the compiled code of one instance calls."""
+        fn = self.fn
+        params = [FROM_RAW.get(t) for t in self.type.params]
+        results = [TO_RAW.get(t) for t in self.type.results]
+        nres = len(results)
+        is_async = self.is_async
+        plain = all(p is None for p in params)
+        pre = (caller,) if self.access_caller else ()
+
+        def host(*args: Any) -> Any:
+            if not plain:
+                args = tuple(a if c is None else c(a) for c, a in zip(params, args, strict=True))
+            r = fn(*pre, *args)
+            if is_async:
+                r = await_in_guest(r)
+            if nres == 0:
+                return None
+            if nres == 1:
+                if isinstance(r, (tuple, list)):
+                    r = r[0]
+                conv = results[0]
+                return r if conv is None else conv(r)
+            return tuple(v if c is None else c(v) for c, v in zip(results, r, strict=True))
+
+        host.__name__ = self.name or "host"
+        return Func(host, self.type, self.name)
+
+
+class Instance:
+    """One instance: its exports, and ``await instance.call(name, *args)``."""
+
+    def __init__(self, module: CompiledModule, store: Store) -> None:
+        self.module = module
+        self.store = store
+        self.exports: dict[str, Extern] = {}
+        self.g: dict[str, Any] = {}
+        self._refs: dict[int, Func] = {}
+
+    def func_ref(self, index: int) -> Func:
+        f = self._refs.get(index)
+        if f is None:
+            fn = self.g[f"f{index}"]
+            f = self._refs[index] = Func(fn, self.module._func_types[index], self.module.func_name(index))
+        return f
+
+    def get_func(self, name: str) -> Func:
+        f = self.exports.get(name)
+        if not isinstance(f, Func):
+            raise KeyError(f"no exported function named {name!r}")
+        return f
+
+    async def call(self, name: str, *args: Any) -> Any:
+        """Call an exported function with Python values; returns None, a value, or a tuple."""
+        f = self.get_func(name)
+        raw = await self.call_raw(f, [to_raw(t, a) for t, a in zip(f.type.params, _check_arity(f, args), strict=True)])
+        return _public_results(f.type, raw)
+
+    async def call_raw(self, f: Func, args: list[Any]) -> Any:
+        return await run_guest(f.fn, tuple(args), self.store, lambda: self.store.settle(self.g))
+
+    def call_raw_sync(self, f: Func, args: list[Any]) -> Any:
+        try:
+            return run_guest_sync(f.fn, tuple(args), self.store)
+        finally:
+            self.store.settle(self.g)
+
+
+def _check_arity(f: Func, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    if len(args) != len(f.type.params):
+        raise TypeError(f"{f.name or 'function'} takes {len(f.type.params)} arguments, got {len(args)}")
+    return args
+
+
+def _public_results(ft: FuncType, raw: Any) -> Any:
+    if not ft.results:
+        return None
+    if len(ft.results) == 1:
+        return from_raw(ft.results[0], raw)
+    return tuple(from_raw(t, v) for t, v in zip(ft.results, raw, strict=True))
+
+
+# ---- linking ------------------------------------------------------------------------------------
+
+def _limits_match(have_min: int, have_max: int | None, want_min: int, want_max: int | None) -> bool:
+    if have_min < want_min:
+        return False
+    if want_max is None:
+        return True
+    return have_max is not None and have_max <= want_max
+
+
+def _check_import(kind: ExternKind, desc: Any, item: Any, types: list[FuncType], where: str) -> None:
+    bad = LinkError(f"incompatible import type for {where}")
+    if kind == "func":
+        if not isinstance(item, (Func, HostFunc)) or item.type != types[desc]:
+            raise bad
+    elif kind == "table":
+        if not isinstance(item, Table) or item.type.elem != desc.elem:
+            raise bad
+        if not _limits_match(len(item.elems), item.type.limits.max, desc.limits.min, desc.limits.max):
+            raise bad
+    elif kind == "memory":
+        if not isinstance(item, Memory):
+            raise bad
+        if not _limits_match(item.pages, item.type.limits.max, desc.limits.min, desc.limits.max):
+            raise bad
+    elif kind == "global":
+        if not isinstance(item, Global) or item.type != desc:
+            raise bad
+
+
+class Linker:
+    """Names the things modules import: host functions, memories, tables, globals, instances."""
+
+    def __init__(self) -> None:
+        self._defs: dict[tuple[str, str], Any] = {}
+        self._instances: dict[str, Instance] = {}
+
+    def define(self, module: str, name: str, item: Extern | HostFunc) -> None:
+        self._defs[(module, name)] = item
+
+    def define_func(self, module: str, name: str, type: FuncType, fn: Callable[..., Any], *,
+                    access_caller: bool = False) -> None:
+        """Offer ``fn`` (plain or ``async def``) as the import ``module.name`` of type ``type``."""
+        self._defs[(module, name)] = HostFunc(type, fn, access_caller, name)
+
+    def define_instance(self, name: str, instance: Instance) -> None:
+        self._instances[name] = instance
+
+    def get(self, module: str, name: str) -> Any:
+        item = self._defs.get((module, name))
+        if item is None and module in self._instances:
+            item = self._instances[module].exports.get(name)
+        return item
+
+    def items(self) -> Iterator[tuple[tuple[str, str], Any]]:
+        return iter(self._defs.items())
+
+    def resolve(self, module: CompiledModule) -> list[Any]:
+        out = []
+        for imp in module.module.imports:
+            item = self.get(imp.module, imp.name)
+            where = f"{imp.module}::{imp.name}"
+            if item is None:
+                raise LinkError(f"unknown import: {where} has not been defined")
+            _check_import(imp.kind, imp.desc, item, module.module.types, where)
+            out.append(item)
+        return out
+
+    async def instantiate(self, module: CompiledModule, store: Store | None = None) -> Instance:
+        inst, start = self._build(module, store)
+        if start is not None:
+            await inst.call_raw(start, [])
+        return inst
+
+    def instantiate_sync(self, module: CompiledModule, store: Store | None = None) -> Instance:
+        """Instantiate without an event loop (the start function may not call async imports)."""
+        inst, start = self._build(module, store)
+        if start is not None:
+            inst.call_raw_sync(start, [])
+        return inst
+
+    def _build(self, module: CompiledModule, store: Store | None) -> tuple[Instance, Func | None]:
+        store = store or Store()
+        resolved = self.resolve(module)
+        inst = Instance(module, store)
+        try:
+            start = _initialize(inst, resolved)
+        except BaseException as exc:
+            mapped = as_trap(exc)
+            if mapped is exc:
+                raise
+            raise mapped from None
+        return inst, start
+
+
+def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
+    stack: list[Any] = []
+    for op, imm, _off in expr:
+        if op in (0x41, 0x42):
+            stack.append(imm)
+        elif op == 0x43:
+            stack.append(numeric.f32_from_bits(imm))
+        elif op == 0x44:
+            stack.append(numeric.f64_from_bits(imm))
+        elif op == 0x23:
+            v = g[f"g{imm}"]
+            stack.append(v.value if isinstance(v, Global) else v)
+        elif op == 0xD0:
+            stack.append(None)
+        elif op == 0xD2:
+            stack.append(inst.func_ref(imm))
+        else:  # validation admits nothing else
+            raise Trap(f"unsupported constant instruction {op:#x}")
+    return stack[-1]
+
+
+def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
+    """Build the instance's globals dict, run its element and data segments; return its start."""
+    cm = inst.module
+    m = cm.module
+    store = inst.store
+    g: dict[str, Any] = dict(_BASE_GLOBALS)
+    g.update(cm.compiled.consts)
+    inst.g = g
+    caller = Caller(inst)
+    nf = nt = nm = ng = 0
+    memories: list[Memory] = []
+    tables: list[Table] = []
+    for imp, item in zip(m.imports, resolved, strict=True):
+        if imp.kind == "func":
+            f = item.bind(caller if item.access_caller else None) if isinstance(item, HostFunc) else item
+            g[f"f{nf}"] = f.fn
+            inst._refs[nf] = f
+            nf += 1
+        elif imp.kind == "table":
+            g[f"T{nt}"] = item
+            tables.append(item)
+            nt += 1
+        elif imp.kind == "memory":
+            memories.append(item)
+            nm += 1
+        else:
+            g[f"g{ng}"] = item
+            ng += 1
+    for tt in m.tables:
+        t = Table(tt, None, store.max_table_elements)
+        g[f"T{nt}"] = t
+        tables.append(t)
+        nt += 1
+    for mt in m.memories:
+        memories.append(Memory(mt, store.max_memory_pages))
+    if memories:
+        mem = memories[0]
+        g["M"] = mem.data
+        g["_grow"] = lambda n, _mem=mem: _mem.grow(n) & 0xFFFFFFFF
+    g["_ref"] = inst.func_ref
+    g["_fuel"] = g["_granted"] = store.next_grant() or -1
+    g["_refuel"] = store.make_refuel(g)
+    exec(cm.compiled.code, g)
+    for gl in m.globals:
+        value = _eval_const(gl.init, g, inst)
+        g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
+        ng += 1
+    g["_D"] = [d.init for d in m.datas]
+    elems: list[list[Any]] = []
+    for seg in m.elems:
+        elems.append([_eval_const(e, g, inst) for e in seg.init])
+    g["_E"] = elems
+    for e in m.exports:
+        if e.kind == "func":
+            inst.exports[e.name] = inst.func_ref(e.index)
+        elif e.kind == "table":
+            inst.exports[e.name] = tables[e.index]
+        elif e.kind == "memory":
+            inst.exports[e.name] = memories[e.index]
+        else:
+            v = g[f"g{e.index}"]
+            inst.exports[e.name] = v
+    for k, seg in enumerate(m.elems):
+        if seg.mode == "active":
+            off = _eval_const(seg.offset or [], g, inst)
+            objects.table_init(tables[seg.table], elems, k, off, 0, len(elems[k]))
+        if seg.mode != "passive":
+            elems[k] = []
+    for k, d in enumerate(m.datas):
+        if d.mode == "active":
+            off = _eval_const(d.offset or [], g, inst)
+            objects.memory_init(memories[d.memory].data, g["_D"], k, off, 0, len(d.init))
+            g["_D"][k] = b""
+    return inst.func_ref(m.start) if m.start is not None else None
+
+
+def host_memory(min_pages: int, max_pages: int | None = None) -> Memory:
+    return Memory(MemoryType(objects_limits(min_pages, max_pages)))
+
+
+def objects_limits(a: int, b: int | None):  # noqa: ANN201 - tiny shim for host_memory
+    from ..binary.module import Limits
+    return Limits(a, b)
+
+
+def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None) -> Table:
+    return Table(TableType(elem, objects_limits(min_size, max_size)))
+
+
+def host_global(valtype: str, value: Any, mutable: bool = False) -> Global:
+    return Global(GlobalType(valtype, mutable), to_raw(valtype, value))
+
+
+__all__ = ["CompiledModule", "Instance", "Linker", "Caller", "HostFunc", "Mapping"]

@@ -1,0 +1,146 @@
+"""The runtime objects an instance is made of and can share: functions, tables and globals.
+
+Compiled code calls ``Func.fn`` directly with the raw calling convention: i32/i64 as unsigned ints,
+floats as Python floats, references as ``Func``/any object/None; no result is None, one result is the
+value, several are a tuple.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..binary.module import FuncType, GlobalType, TableType
+from ..compiler.codegen import canonical_type_id
+from ..errors import Trap
+
+TABLE_OOB = "out of bounds table access"
+MAX_TABLE = 0xFFFFFFFF
+
+
+class Func:
+    """A function reference: what tables hold, ``ref.func`` makes and instances export."""
+
+    __slots__ = ("fn", "type", "tid", "name", "__weakref__")
+
+    def __init__(self, fn: Any, type: FuncType, name: str | None = None) -> None:
+        self.fn = fn
+        self.type = type
+        self.tid = canonical_type_id(type)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Func {self.name or '?'} {self.type}>"
+
+
+class Table:
+    __slots__ = ("elems", "type", "max")
+
+    def __init__(self, type: TableType, init: Any = None, limit: int | None = None) -> None:
+        self.type = type
+        cap = MAX_TABLE if type.limits.max is None else type.limits.max
+        if limit is not None:
+            cap = min(cap, limit)
+        self.max = cap
+        self.elems: list[Any] = [init] * type.limits.min
+
+    @property
+    def size(self) -> int:
+        return len(self.elems)
+
+    def grow(self, delta: int, init: Any) -> int:
+        old = len(self.elems)
+        if old + delta > self.max or old + delta > 10_000_000:
+            return -1
+        self.elems.extend([init] * delta)
+        return old
+
+
+class Global:
+    """A global shared through a cell: imported or exported ones."""
+
+    __slots__ = ("value", "type")
+
+    def __init__(self, type: GlobalType, value: Any) -> None:
+        self.type = type
+        self.value = value
+
+
+# ---- helpers the compiled code calls ------------------------------------------------------------
+
+def callee(table: Table, i: int, tid: int) -> Any:
+    """call_indirect: the function at ``i``, after the bounds, null and signature checks."""
+    elems = table.elems
+    if i >= len(elems):
+        raise Trap("undefined element")
+    f = elems[i]
+    if f is None:
+        raise Trap("uninitialized element")
+    if f.tid != tid:
+        raise Trap("indirect call type mismatch")
+    return f.fn
+
+
+def table_get(t: Table, i: int) -> Any:
+    if i >= len(t.elems):
+        raise Trap(TABLE_OOB)
+    return t.elems[i]
+
+
+def table_set(t: Table, i: int, v: Any) -> None:
+    if i >= len(t.elems):
+        raise Trap(TABLE_OOB)
+    t.elems[i] = v
+
+
+def table_size(t: Table) -> int:
+    return len(t.elems)
+
+
+def table_grow(t: Table, init: Any, n: int) -> int:
+    return t.grow(n, init) & 0xFFFFFFFF
+
+
+def table_fill(t: Table, i: int, v: Any, n: int) -> None:
+    if i + n > len(t.elems):
+        raise Trap(TABLE_OOB)
+    t.elems[i:i + n] = [v] * n
+
+
+def table_copy(dst: Table, src: Table, d: int, s: int, n: int) -> None:
+    if s + n > len(src.elems) or d + n > len(dst.elems):
+        raise Trap(TABLE_OOB)
+    dst.elems[d:d + n] = src.elems[s:s + n]
+
+
+def table_init(t: Table, segs: list[list[Any]], seg: int, d: int, s: int, n: int) -> None:
+    elems = segs[seg]
+    if s + n > len(elems) or d + n > len(t.elems):
+        raise Trap(TABLE_OOB)
+    t.elems[d:d + n] = elems[s:s + n]
+
+
+def elem_drop(segs: list[list[Any]], seg: int) -> None:
+    segs[seg] = []
+
+
+def memory_init(mem: bytearray, datas: list[bytes], seg: int, d: int, s: int, n: int) -> None:
+    data = datas[seg]
+    if s + n > len(data) or d + n > len(mem):
+        raise Trap("out of bounds memory access")
+    mem[d:d + n] = data[s:s + n]
+
+
+def data_drop(datas: list[bytes], seg: int) -> None:
+    datas[seg] = b""
+
+
+def memory_copy(mem: bytearray, d: int, s: int, n: int) -> None:
+    if s + n > len(mem) or d + n > len(mem):
+        raise Trap("out of bounds memory access")
+    mem[d:d + n] = mem[s:s + n]
+
+
+def memory_fill(mem: bytearray, d: int, v: int, n: int) -> None:
+    if d + n > len(mem):
+        raise Trap("out of bounds memory access")
+    mem[d:d + n] = bytes((v & 0xFF,)) * n

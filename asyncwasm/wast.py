@@ -1,0 +1,267 @@
+"""Run spec test scripts in their JSON form (wasm-tools json-from-wast, or wabt's wast2json).
+
+Every command kind is checked; text-format modules are skipped and counted as such. Failures are
+reported with file and line; a known-failures file lists the ones that are expected, with reasons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .binary.module import EXTERNREF, F32, F64, FUNCREF, I32, I64, FuncType, GlobalType, Limits, MemoryType, TableType
+from .compiler.numeric import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_bits
+from .errors import InvalidModule, LinkError, MalformedModule, Trap, WasmError
+from .runtime.instance import CompiledModule, Instance, Linker
+from .runtime.memory import Memory
+from .runtime.objects import Func, Global, Table
+from .scheduler import Store
+
+DEFAULT_KNOWN_FAILURES = Path(__file__).with_name("wast_known_failures.txt")
+_MASK = {I32: 0xFFFFFFFF, I64: 0xFFFFFFFFFFFFFFFF}
+
+
+class HostRef:
+    """An externref made by the test script: ``ref.extern N``."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HostRef) and other.n == self.n
+
+    def __hash__(self) -> int:
+        return hash(("HostRef", self.n))
+
+    def __repr__(self) -> str:
+        return f"ref.extern {self.n}"
+
+
+@dataclass
+class Result:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file:line, message)
+
+    def add(self, other: Result) -> None:
+        self.passed += other.passed
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.failures.extend(other.failures)
+
+
+class _Failure(Exception):
+    pass
+
+
+def spectest_linker() -> Linker:
+    """The spec interpreter's ``spectest`` host module."""
+    linker = Linker()
+    for name, params in [("print", ()), ("print_i32", (I32,)), ("print_i64", (I64,)), ("print_f32", (F32,)),
+                         ("print_f64", (F64,)), ("print_i32_f32", (I32, F32)), ("print_f64_f64", (F64, F64))]:
+        linker.define_func("spectest", name, FuncType(params, ()), lambda *a: None)
+    linker.define("spectest", "global_i32", Global(GlobalType(I32, False), 666))
+    linker.define("spectest", "global_i64", Global(GlobalType(I64, False), 666))
+    linker.define("spectest", "global_f32", Global(GlobalType(F32, False), f32_from_bits(0x4426A666)))
+    linker.define("spectest", "global_f64", Global(GlobalType(F64, False), 666.6))
+    linker.define("spectest", "table", Table(TableType(FUNCREF, Limits(10, 20))))
+    linker.define("spectest", "memory", Memory(MemoryType(Limits(1, 2))))
+    return linker
+
+
+def _parse_value(v: dict[str, Any]) -> Any:
+    t, s = v["type"], v["value"]
+    if t in _MASK:
+        return int(s) & _MASK[t]
+    if t == F32:
+        return f32_from_bits(int(s) & 0xFFFFFFFF)
+    if t == F64:
+        return f64_from_bits(int(s) & 0xFFFFFFFFFFFFFFFF)
+    if t in (EXTERNREF, FUNCREF):
+        return None if s == "null" else HostRef(int(s))
+    raise _Failure(f"unsupported value type {t}")
+
+
+def _matches(expected: dict[str, Any], got: Any) -> bool:
+    t, s = expected["type"], expected.get("value")
+    if t in _MASK:
+        return isinstance(got, int) and (int(s) & _MASK[t]) == (int(got) & _MASK[t])
+    if t in (F32, F64):
+        if not isinstance(got, float):
+            return False
+        bits = f32_to_bits(got) if t == F32 else f64_to_bits(got)
+        if t == F32:
+            canon, quiet, exp = 0x7FC00000, 0x00400000, 0x7F800000
+            mag = bits & 0x7FFFFFFF
+        else:
+            canon, quiet, exp = 0x7FF8000000000000, 0x0008000000000000, 0x7FF0000000000000
+            mag = bits & 0x7FFFFFFFFFFFFFFF
+        if s == "nan:canonical":
+            return mag == canon
+        if s == "nan:arithmetic":
+            return mag & exp == exp and bits & quiet != 0
+        return bits == int(s) & (0xFFFFFFFF if t == F32 else 0xFFFFFFFFFFFFFFFF)
+    if t == EXTERNREF:
+        return got is None if s == "null" else got == HostRef(int(s))
+    if t == FUNCREF:
+        return got is None if s == "null" else isinstance(got, Func)
+    return False
+
+
+def _show(got: Any) -> str:
+    if isinstance(got, float):
+        return f"{got!r} (f32 bits {f32_to_bits(got):#x}, f64 bits {f64_to_bits(got):#x})"
+    return repr(got)
+
+
+class ScriptRunner:
+    """Runs one JSON script, command by command."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.dir = path.parent
+        self.linker = spectest_linker()
+        self.current: Instance | None = None
+        self.named: dict[str, Instance] = {}
+        self.store = Store()
+
+    def load(self, filename: str) -> CompiledModule:
+        return CompiledModule((self.dir / filename).read_bytes(), name=Path(filename).stem)
+
+    def instantiate(self, filename: str) -> Instance:
+        return self.linker.instantiate_sync(self.load(filename), self.store)
+
+    def instance(self, name: str | None) -> Instance:
+        if name is None:
+            if self.current is None:
+                raise _Failure("no module instantiated")
+            return self.current
+        name = name.lstrip("$")
+        if name not in self.named:
+            raise _Failure(f"unknown module {name}")
+        return self.named[name]
+
+    def act(self, action: dict[str, Any]) -> list[Any]:
+        inst = self.instance(action.get("module"))
+        field_ = action["field"]
+        if action["type"] == "get":
+            g = inst.exports.get(field_)
+            if not isinstance(g, Global):
+                raise _Failure(f"no exported global {field_}")
+            return [g.value]
+        f = inst.exports.get(field_)
+        if not isinstance(f, Func):
+            raise _Failure(f"no exported function {field_}")
+        args = [_parse_value(a) for a in action.get("args", [])]
+        raw = inst.call_raw_sync(f, args)
+        n = len(f.type.results)
+        return [] if n == 0 else [raw] if n == 1 else list(raw)
+
+    def run(self, only_binary: bool = True) -> Result:
+        res = Result()
+        data = json.loads(self.path.read_text())
+        for cmd in data["commands"]:
+            where = f"{self.path.name}:{cmd.get('line', '?')}"
+            try:
+                outcome = self.command(cmd)
+            except _Failure as exc:
+                res.failed += 1
+                res.failures.append((where, str(exc)))
+                continue
+            except Exception as exc:  # an engine bug: report it as a failure of this command
+                res.failed += 1
+                res.failures.append((where, f"unexpected {type(exc).__name__}: {exc}"))
+                continue
+            if outcome == "skip":
+                res.skipped += 1
+            else:
+                res.passed += 1
+        return res
+
+    def command(self, cmd: dict[str, Any]) -> str:
+        kind = cmd["type"]
+        mtype = cmd.get("module_type", "binary")
+        if kind == "module":
+            filename = cmd["filename"] if mtype == "binary" else cmd.get("binary_filename")
+            if filename is None:
+                return "skip"
+            inst = self.instantiate(filename)
+            self.current = inst
+            if cmd.get("name"):
+                self.named[cmd["name"].lstrip("$")] = inst
+            return "ok"
+        if kind == "register":
+            inst = self.instance(cmd.get("name"))
+            self.linker.define_instance(cmd["as"], inst)
+            return "ok"
+        if kind == "action":
+            self.act(cmd["action"])
+            return "ok"
+        if kind == "assert_return":
+            got = self.act(cmd["action"])
+            expected = cmd.get("expected", [])
+            if len(got) != len(expected) or not all(_matches(e, g) for e, g in zip(expected, got, strict=False)):
+                raise _Failure(f"expected {[e.get('value') for e in expected]}, got {[_show(g) for g in got]}")
+            return "ok"
+        if kind in ("assert_trap", "assert_exhaustion"):
+            try:
+                if "action" in cmd:
+                    got = self.act(cmd["action"])
+                else:
+                    self.instantiate(cmd["filename"])
+                    got = []
+            except Trap as exc:
+                return self._expect_text(exc.message, cmd["text"])
+            raise _Failure(f"expected trap {cmd['text']!r}, got {[_show(g) for g in got]}")
+        if kind in ("assert_invalid", "assert_malformed", "assert_unlinkable", "assert_uninstantiable"):
+            if mtype != "binary":
+                return "skip"
+            want: type[WasmError] = {"assert_invalid": InvalidModule, "assert_malformed": MalformedModule,
+                                     "assert_unlinkable": LinkError,
+                                     "assert_uninstantiable": Trap}[kind]
+            try:
+                if kind in ("assert_invalid", "assert_malformed"):
+                    self.load(cmd["filename"])
+                else:
+                    self.instantiate(cmd["filename"])
+            except want as exc:
+                if kind == "assert_invalid" and isinstance(exc, MalformedModule):
+                    raise _Failure(f"expected invalid ({cmd['text']}), got malformed: {exc}") from None
+                return "ok"
+            except WasmError as exc:
+                raise _Failure(f"expected {kind[7:]} ({cmd['text']}), got {type(exc).__name__}: {exc}") from None
+            raise _Failure(f"expected {kind[7:]} ({cmd['text']}), but the module was accepted")
+        raise _Failure(f"unknown command {kind}")
+
+    @staticmethod
+    def _expect_text(message: str, text: str) -> str:
+        if text in message or message in text:
+            return "ok"
+        raise _Failure(f"expected trap {text!r}, got {message!r}")
+
+
+def load_known_failures(path: Path | None) -> dict[str, str]:
+    """``file.json:line  reason`` per line; # starts a comment."""
+    known: dict[str, str] = {}
+    if path is None or not path.exists():
+        return known
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
+        if not line:
+            continue
+        key, _, reason = line.partition(" ")
+        known[key] = reason.strip()
+    return known
+
+
+def run_scripts(paths: Iterable[Path]) -> Result:
+    total = Result()
+    for p in paths:
+        total.add(ScriptRunner(Path(p)).run())
+    return total
