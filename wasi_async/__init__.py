@@ -1,0 +1,24 @@
+"""wasi_async: WASI preview 1 (wasi_snapshot_preview1) for asyncwasm, over anyio async I/O.
+
+    cfg = WasiConfig(args=["app.wasm"], preopens=[Preopen(host="/tmp/d", guest="/sandbox")])
+    with WasiContext(cfg) as ctx:
+        ctx.add_to_linker(linker)
+        ...
+"""
+
+from .config import Clock, Preopen, ProcessStdio, SystemClock, WasiConfig
+from .context import WasiContext
+from .errno import Errno, WasiError
+from .proc import WasiExit
+
+__all__ = [
+    "Clock",
+    "Errno",
+    "Preopen",
+    "ProcessStdio",
+    "SystemClock",
+    "WasiConfig",
+    "WasiContext",
+    "WasiError",
+    "WasiExit",
+]

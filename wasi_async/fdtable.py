@@ -1,0 +1,192 @@
+"""The per-instance capability table: what each guest fd number refers to, and with which rights.
+
+Numbering follows wasmtime: 0-2 stdio, then the preopened directories in order, then whatever the
+guest opens (the lowest free number). An fd that was never granted, or was closed, is EBADF;
+an fd lacking the right an operation needs is ENOTCAPABLE. Rights can only ever shrink.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio.abc
+
+from .errno import Errno, WasiError
+from .flags import Filetype, Rights
+from .layout import pack_fdstat
+from .streams import InputStream, OutputStream
+
+
+@dataclass(eq=False)
+class Entry:
+    """One open descriptor. Subclasses say what is behind it."""
+
+    rights_base: int
+    rights_inheriting: int
+    fdflags: int = 0
+
+    @property
+    def filetype(self) -> Filetype:
+        return Filetype.UNKNOWN
+
+    def require(self, rights: int) -> None:
+        """ENOTCAPABLE unless every bit of ``rights`` was granted to this descriptor."""
+        if self.rights_base & rights != rights:
+            missing = Rights(rights & ~self.rights_base)
+            raise WasiError(Errno.NOTCAPABLE, f"missing right {missing!r}")
+
+    def fdstat(self) -> bytes:
+        return pack_fdstat(self.filetype, self.fdflags, self.rights_base, self.rights_inheriting)
+
+    def close(self) -> None:
+        """Release host resources this entry owns (synchronously)."""
+        return None
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+@dataclass(eq=False)
+class FileEntry(Entry):
+    """A regular file opened by the guest: a host fd whose offset the kernel keeps."""
+
+    host_fd: int = -1
+
+    @property
+    def filetype(self) -> Filetype:
+        return Filetype.REGULAR_FILE
+
+    def close(self) -> None:
+        if self.host_fd >= 0:
+            fd, self.host_fd = self.host_fd, -1
+            os.close(fd)
+
+
+@dataclass(eq=False)
+class DirEntry(Entry):
+    """A directory: a preopen (``preopen`` is its guest name) or one the guest opened below one."""
+
+    host_fd: int = -1
+    preopen: str | None = None
+    # fd_readdir's snapshot of the listing, taken at cookie 0 so later cookies index the same list.
+    listing: list[tuple[str, int, Filetype]] | None = field(default=None, repr=False)
+
+    @property
+    def filetype(self) -> Filetype:
+        return Filetype.DIRECTORY
+
+    def close(self) -> None:
+        if self.host_fd >= 0:
+            fd, self.host_fd = self.host_fd, -1
+            os.close(fd)
+
+
+@dataclass(eq=False)
+class StreamEntry(Entry):
+    """stdio, a socket, or a pipe/device the guest opened: async byte streams in one or both directions."""
+
+    input: InputStream | None = None
+    output: OutputStream | None = None
+    socket: bool = False
+    owned_fd: int = -1  # a host fd (FIFO, device) this entry opened and must close
+    kind: Filetype = Filetype.UNKNOWN
+
+    @property
+    def filetype(self) -> Filetype:
+        return self.kind
+
+    def close(self) -> None:
+        if self.owned_fd >= 0:
+            fd, self.owned_fd = self.owned_fd, -1
+            os.close(fd)
+
+    async def aclose(self) -> None:
+        if self.input is not None:
+            await self.input.aclose()
+        if self.output is not None and self.output is not self.input:
+            await self.output.aclose()
+        self.close()
+
+
+@dataclass(eq=False)
+class ListenerEntry(Entry):
+    """A preopened listening socket: sock_accept turns connections into new socket fds."""
+
+    listener: anyio.abc.Listener | None = None
+
+    @property
+    def filetype(self) -> Filetype:
+        return Filetype.SOCKET_STREAM
+
+
+E = TypeVar("E", bound=Entry)
+
+
+class FdTable:
+    """Guest fd number -> Entry."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, Entry] = {}
+
+    def __contains__(self, fd: int) -> bool:
+        return fd in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def place(self, fd: int, entry: Entry) -> None:
+        """Install at a fixed number (stdio and preopens at start-up)."""
+        self._entries[fd] = entry
+
+    def add(self, entry: Entry) -> int:
+        """Install at the lowest free number, as POSIX open does."""
+        fd = 0
+        while fd in self._entries:
+            fd += 1
+        if fd > 0xFFFFFFFF:
+            raise WasiError(Errno.MFILE)
+        self._entries[fd] = entry
+        return fd
+
+    def get(self, fd: int, rights: int = 0) -> Entry:
+        entry = self._entries.get(fd)
+        if entry is None:
+            raise WasiError(Errno.BADF, f"fd {fd} is not open")
+        if rights:
+            entry.require(rights)
+        return entry
+
+    def get_as(self, fd: int, kind: type[E], rights: int = 0, *, wrong: Errno = Errno.BADF) -> E:
+        """The entry if it is a ``kind`` (else ``wrong``), checked for ``rights``."""
+        entry = self.get(fd)
+        if not isinstance(entry, kind):
+            raise WasiError(wrong, f"fd {fd} is not a {kind.__name__}")
+        if rights:
+            entry.require(rights)
+        return entry
+
+    def pop(self, fd: int) -> Entry:
+        entry = self._entries.pop(fd, None)
+        if entry is None:
+            raise WasiError(Errno.BADF, f"fd {fd} is not open")
+        return entry
+
+    def renumber(self, src: int, dst: int) -> Entry | None:
+        """Move ``src`` onto ``dst`` (both must be open); returns the displaced entry for closing."""
+        self.get(src)
+        self.get(dst)
+        if src == dst:
+            return None
+        displaced = self._entries[dst]
+        self._entries[dst] = self._entries.pop(src)
+        return displaced
+
+    def entries(self) -> list[tuple[int, Entry]]:
+        return sorted(self._entries.items())
+
+    def clear(self) -> list[Entry]:
+        entries = list(self._entries.values())
+        self._entries.clear()
+        return entries

@@ -1,0 +1,120 @@
+"""Sandboxed path resolution, openat-style, one component at a time.
+
+The walk starts at the directory fd the guest named and opens each intermediate directory with
+``O_NOFOLLOW`` relative to the previous one, so the kernel never resolves more than a single name.
+Symbolic links are read and expanded here, inside the sandbox: an absolute target, or a ``..``
+that would climb above the starting directory, is ENOTCAPABLE; more than ``MAX_SYMLINKS``
+expansions is ELOOP. The caller gets the directory fd that holds the final component and that
+component's name, and performs its operation with ``dir_fd=`` and without following symlinks,
+so a link swapped in after the check cannot redirect it (it fails with ELOOP instead).
+No check is ever made on joined path strings.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+from types import TracebackType
+
+from .errno import Errno, WasiError
+
+MAX_SYMLINKS = 40  # Linux's limit
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Resolved:
+    """The result of a walk: ``name`` inside the directory ``dir_fd`` ("." for that directory itself).
+
+    ``trailing_slash`` records that the guest's path ended in "/" (the target must be a directory).
+    Use as a context manager: the intermediate directories stay open until then.
+    """
+
+    __slots__ = ("dir_fd", "name", "trailing_slash", "_owned")
+
+    def __init__(self, dir_fd: int, name: str, trailing_slash: bool, owned: list[int]) -> None:
+        self.dir_fd = dir_fd
+        self.name = name
+        self.trailing_slash = trailing_slash
+        self._owned = owned
+
+    @property
+    def slashed_name(self) -> str:
+        """The name with the guest's trailing slash kept, for calls whose kernel checks need it
+        (unlinkat, mkdirat, renameat, symlinkat, linkat's new path never follow the final link)."""
+        return self.name + "/" if self.trailing_slash and self.name != "." else self.name
+
+    def close(self) -> None:
+        while self._owned:
+            os.close(self._owned.pop())
+
+    def __enter__(self) -> Resolved:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _components(path: str) -> list[str]:
+    return [c for c in path.split("/") if c and c != "."]
+
+
+def resolve(base_fd: int, path: str, *, follow: bool) -> Resolved:
+    """Walk ``path`` from ``base_fd``; ``follow`` expands a symlink in the final position too.
+
+    A missing final component is not an error here (the caller may be about to create it);
+    a missing or non-directory intermediate component is ENOENT or ENOTDIR.
+    """
+    if not path:
+        raise WasiError(Errno.NOENT, "empty path")
+    if path.startswith("/"):
+        raise WasiError(Errno.NOTCAPABLE, "absolute paths are not allowed")
+    trailing = path.endswith("/")
+    pending = deque(_components(path))
+    stack: list[int] = [base_fd]  # stack[0] is borrowed, the rest are ours
+    expansions = 0
+
+    def result(name: str) -> Resolved:
+        return Resolved(stack[-1], name, trailing, stack[1:])
+
+    try:
+        while pending:
+            comp = pending.popleft()
+            last = not pending
+            if comp == "..":
+                if len(stack) == 1:
+                    raise WasiError(Errno.NOTCAPABLE, "path climbs out of its directory")
+                os.close(stack.pop())
+                continue
+            if last and not follow:
+                return result(comp)
+            try:
+                st = os.stat(comp, dir_fd=stack[-1], follow_symlinks=False)
+            except FileNotFoundError:
+                if last:
+                    return result(comp)
+                raise
+            if stat.S_ISLNK(st.st_mode):
+                expansions += 1
+                if expansions > MAX_SYMLINKS:
+                    raise WasiError(Errno.LOOP, "too many levels of symbolic links")
+                target = os.readlink(comp, dir_fd=stack[-1])
+                if not target:
+                    raise WasiError(Errno.NOENT, "empty symbolic link")
+                if target.startswith("/"):
+                    raise WasiError(Errno.NOTCAPABLE, "symbolic link to an absolute path")
+                if last and target.endswith("/"):
+                    trailing = True
+                pending.extendleft(reversed(_components(target)))
+                continue
+            if last:
+                return result(comp)
+            if not stat.S_ISDIR(st.st_mode):
+                raise WasiError(Errno.NOTDIR, f"{comp!r} is not a directory")
+            stack.append(os.open(comp, _DIR_FLAGS, dir_fd=stack[-1]))
+        return result(".")
+    except BaseException:
+        for fd in stack[1:]:
+            os.close(fd)
+        raise

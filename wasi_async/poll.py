@@ -1,0 +1,186 @@
+"""poll_oneoff: clock subscriptions become timed waits, fd subscriptions readiness waits, all in one
+task group whose cancel scope ends the others as soon as one fires. Every subscription that is ready
+by then is reported. A subscription on a bad fd is reported at once with the error in its event
+(as poll(2) reports POLLNVAL) rather than failing the whole call.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from .clock import clock_reader
+from .errno import Errno, WasiError
+from .fdtable import FileEntry, ListenerEntry, StreamEntry
+from .flags import EVENT_FD_READWRITE_HANGUP, SUBSCRIPTION_CLOCK_ABSTIME, Clockid, Eventtype, Rights
+from .hostfunc import wasi
+from .layout import GuestMemory, Subscription, pack_event, read_subscriptions
+from .streams import InputStream, OutputStream
+
+if TYPE_CHECKING:
+    from .context import WasiContext
+
+
+class _Probe:
+    """One subscription: can it fire now, how to wait until it can, and the event it reports."""
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+
+    def ready(self) -> bool:
+        return True
+
+    async def wait(self) -> None:
+        return None
+
+    def event(self) -> bytes:
+        return pack_event(self.sub.userdata, 0, self.sub.tag)
+
+
+class _Failed(_Probe):
+    def __init__(self, sub: Subscription, errno: Errno) -> None:
+        super().__init__(sub)
+        self.errno = errno
+
+    def event(self) -> bytes:
+        return pack_event(self.sub.userdata, self.errno, self.sub.tag)
+
+
+class _Clock(_Probe):
+    def __init__(self, sub: Subscription, now: Callable[[], int]) -> None:
+        super().__init__(sub)
+        self.now = now
+        start = 0 if sub.flags & SUBSCRIPTION_CLOCK_ABSTIME else now()
+        self.deadline = start + sub.timeout
+
+    def ready(self) -> bool:
+        return self.now() >= self.deadline
+
+    async def wait(self) -> None:
+        await anyio.sleep(max(0, self.deadline - self.now()) / 1e9)
+
+
+class _File(_Probe):
+    """Regular files are always ready; nbytes is what remains after the current offset."""
+
+    def __init__(self, sub: Subscription, entry: FileEntry) -> None:
+        super().__init__(sub)
+        self.entry = entry
+
+    def event(self) -> bytes:
+        nbytes = 0
+        if self.sub.tag == Eventtype.FD_READ:
+            fd = self.entry.host_fd
+            nbytes = max(0, os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR))
+        return pack_event(self.sub.userdata, 0, self.sub.tag, nbytes)
+
+
+class _Readable(_Probe):
+    def __init__(self, sub: Subscription, stream: InputStream) -> None:
+        super().__init__(sub)
+        self.stream = stream
+
+    def ready(self) -> bool:
+        return self.stream.is_ready()
+
+    async def wait(self) -> None:
+        await self.stream.wait_readable()
+
+    def event(self) -> bytes:
+        hangup = EVENT_FD_READWRITE_HANGUP if self.stream.at_eof else 0
+        return pack_event(self.sub.userdata, 0, self.sub.tag, 0 if hangup else self.stream.ready_bytes(), hangup)
+
+
+class _Writable(_Probe):
+    def __init__(self, sub: Subscription, stream: OutputStream) -> None:
+        super().__init__(sub)
+        self.stream = stream
+
+    def ready(self) -> bool:
+        return self.stream.is_ready()
+
+    async def wait(self) -> None:
+        await self.stream.wait_writable()
+
+    def event(self) -> bytes:
+        return pack_event(self.sub.userdata, 0, self.sub.tag, 1)
+
+
+class _Acceptable(_Probe):
+    """A listener is readable when a connection waits; without its raw socket we cannot tell, so: ready."""
+
+    def __init__(self, sub: Subscription, listener: anyio.abc.Listener | None) -> None:
+        super().__init__(sub)
+        self.sock = listener.extra(anyio.abc.SocketAttribute.raw_socket, None) if listener is not None else None
+
+    def ready(self) -> bool:
+        return self.sock is None or bool(select.select([self.sock], [], [], 0)[0])
+
+    async def wait(self) -> None:
+        if self.sock is not None:
+            await anyio.wait_readable(self.sock)
+
+
+def _probe(ctx: WasiContext, sub: Subscription) -> _Probe:
+    if sub.tag == Eventtype.CLOCK:
+        if sub.clock_id not in (Clockid.REALTIME, Clockid.MONOTONIC):
+            raise WasiError(Errno.INVAL, f"cannot wait on clock {sub.clock_id}")
+        return _Clock(sub, clock_reader(ctx, sub.clock_id))
+    if sub.tag not in (Eventtype.FD_READ, Eventtype.FD_WRITE):
+        raise WasiError(Errno.INVAL, f"unknown event type {sub.tag}")
+    reading = sub.tag == Eventtype.FD_READ
+    try:
+        entry = ctx.fds.get(sub.fd)
+    except WasiError as exc:
+        return _Failed(sub, exc.errno)
+    if isinstance(entry, FileEntry):
+        probe: _Probe = _File(sub, entry)
+    elif isinstance(entry, StreamEntry) and reading and entry.input is not None:
+        probe = _Readable(sub, entry.input)
+    elif isinstance(entry, StreamEntry) and not reading and entry.output is not None:
+        probe = _Writable(sub, entry.output)
+    elif isinstance(entry, ListenerEntry) and reading:
+        return _Acceptable(sub, entry.listener)
+    else:
+        return _Failed(sub, Errno.BADF)
+    if entry.rights_base & (Rights.FD_READ if reading else Rights.FD_WRITE) == 0:
+        return _Failed(sub, Errno.NOTCAPABLE)
+    return probe
+
+
+async def _wait_any(probes: list[_Probe]) -> set[_Probe]:
+    """Wait until one probe fires; returns those whose wait completed."""
+    done: set[_Probe] = set()
+    if len(probes) == 1:  # a plain sleep: no task group needed
+        await probes[0].wait()
+        done.add(probes[0])
+        return done
+    async with anyio.create_task_group() as tg:
+        async def watch(probe: _Probe) -> None:
+            await probe.wait()
+            done.add(probe)
+            tg.cancel_scope.cancel()
+
+        for probe in probes:
+            tg.start_soon(watch, probe)
+    return done
+
+
+@wasi("poll_oneoff", "i32 i32 i32 i32")
+async def poll_oneoff(ctx: WasiContext, mem: GuestMemory, in_ptr: int, out_ptr: int, nsubscriptions: int,
+                      nevents_ptr: int) -> None:
+    if nsubscriptions == 0:
+        raise WasiError(Errno.INVAL, "no subscriptions: the wait could never end")
+    probes = [_probe(ctx, sub) for sub in read_subscriptions(mem, in_ptr, nsubscriptions)]
+    fired = [p for p in probes if p.ready()]
+    if not fired:
+        done = await _wait_any(probes)
+        fired = [p for p in probes if p in done or p.ready()]
+    mem.write(out_ptr, b"".join(p.event() for p in fired))
+    mem.write_u32(nevents_ptr, len(fired))
+

@@ -1,0 +1,18 @@
+"""All 46 wasi_snapshot_preview1 functions, gathered from the per-group modules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from asyncwasm.binary.module import FuncType
+
+from . import args, clock, environ, fd, fd_io, path, poll, proc, random, sched, sock  # noqa: F401  (registration)
+from .hostfunc import SPECS, bind
+
+MODULE = "wasi_snapshot_preview1"
+
+
+def build_functions(ctx: Any) -> dict[str, tuple[FuncType, Callable[..., Any]]]:
+    """name -> (core function type, host function bound to ``ctx``), in witx order of names."""
+    return {name: (FuncType(spec.params, spec.results), bind(spec, ctx)) for name, spec in sorted(SPECS.items())}

@@ -1,0 +1,305 @@
+"""stdio and sockets as async byte streams: a guest waiting for input suspends, the event loop runs on.
+
+Three kinds of source: in-memory bytes, any anyio byte stream (a socket, a memory object stream, a
+process pipe), and the host process's own file descriptors. Host fds are waited on with
+``anyio.wait_readable``/``wait_writable`` and only then read or written, so a quiet terminal or pipe
+never blocks the loop; regular files (which every poller reports as always ready) are read directly.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import stat
+from abc import ABC, abstractmethod
+
+import anyio
+import anyio.abc
+
+from .errno import Errno, WasiError, from_oserror
+from .flags import Filetype
+
+PIPE_BUF = 4096  # a write of at most this many bytes to a pipe reported writable does not block (Linux)
+RECEIVE_CHUNK = 65536
+
+
+class InputStream(ABC):
+    """A readable byte source; ``read`` waits until at least one byte or end of stream."""
+
+    filetype: Filetype = Filetype.UNKNOWN
+
+    @abstractmethod
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes, at least one unless the stream has ended (then b"")."""
+
+    @abstractmethod
+    async def wait_readable(self) -> None:
+        """Return once ``read`` would not wait (data buffered, or end of stream)."""
+
+    @abstractmethod
+    def is_ready(self) -> bool:
+        """Whether ``read`` would return without waiting (for NONBLOCK reads and poll)."""
+
+    def ready_bytes(self) -> int:
+        """Bytes known to be readable now (for poll's nbytes); 1 when unknown but ready."""
+        return 1
+
+    @property
+    def at_eof(self) -> bool:
+        return False
+
+    def peek(self, n: int) -> bytes:
+        """Buffered bytes without consuming them (sock_recv with MSG_PEEK)."""
+        raise WasiError(Errno.NOTSUP)
+
+    def shutdown_read(self) -> None:
+        """Stop delivering data: later reads see end of stream."""
+        return None
+
+    async def aclose(self) -> None:
+        """Release what this stream owns (nothing, for borrowed streams)."""
+        return None
+
+
+class OutputStream(ABC):
+    """A writable byte sink; ``write`` waits until every byte is accepted."""
+
+    filetype: Filetype = Filetype.UNKNOWN
+
+    @abstractmethod
+    async def write(self, data: bytes) -> int: ...
+
+    async def wait_writable(self) -> None:
+        return None
+
+    def is_ready(self) -> bool:
+        """Whether a write would be accepted without waiting (for poll)."""
+        return True
+
+    async def shutdown_write(self) -> None:
+        raise WasiError(Errno.NOTSOCK)
+
+    async def aclose(self) -> None:
+        """Release what this stream owns (nothing, for borrowed streams)."""
+        return None
+
+
+class BytesInput(InputStream):
+    """A fixed stdin: reads return its bytes, then end of stream."""
+
+    def __init__(self, data: bytes | bytearray | memoryview = b"") -> None:
+        self._data = bytes(data)
+        self._pos = 0
+
+    async def read(self, n: int) -> bytes:
+        chunk = self._data[self._pos:self._pos + n]
+        self._pos += len(chunk)
+        return chunk
+
+    async def wait_readable(self) -> None:
+        return None
+
+    def is_ready(self) -> bool:
+        return True
+
+    def ready_bytes(self) -> int:
+        return len(self._data) - self._pos
+
+    @property
+    def at_eof(self) -> bool:
+        return self._pos >= len(self._data)
+
+    def peek(self, n: int) -> bytes:
+        return self._data[self._pos:self._pos + n]
+
+    def shutdown_read(self) -> None:
+        self._pos = len(self._data)
+
+
+class StreamInput(InputStream):
+    """An anyio byte stream (or object stream of bytes); what a receive returns beyond the guest's
+    buffer is kept for the next read."""
+
+    def __init__(self, stream: anyio.abc.ByteReceiveStream | anyio.abc.ObjectReceiveStream[bytes], *,
+                 owned: bool = False) -> None:
+        self.stream = stream
+        self._chunked = isinstance(stream, anyio.abc.ByteReceiveStream)
+        self.filetype = Filetype.SOCKET_STREAM if isinstance(stream, anyio.abc.SocketStream) else Filetype.UNKNOWN
+        self._buffer = bytearray()
+        self._eof = False
+        self._owned = owned
+
+    async def _receive_more(self) -> None:
+        try:
+            if self._chunked:
+                chunk = await self.stream.receive(RECEIVE_CHUNK)  # type: ignore[call-arg]
+            else:
+                chunk = await self.stream.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._eof = True
+            return
+        self._buffer += chunk
+
+    async def _fill(self) -> None:
+        if not self._buffer and not self._eof:
+            await self._receive_more()
+
+    async def read(self, n: int) -> bytes:
+        await self._fill()
+        chunk = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return chunk
+
+    async def read_exactly(self, n: int) -> bytes:
+        """Up to ``n`` bytes, waiting for all of them unless the stream ends (MSG_WAITALL)."""
+        while len(self._buffer) < n and not self._eof:
+            await self._receive_more()
+        return await self.read(n)
+
+    async def wait_readable(self) -> None:
+        await self._fill()
+
+    def is_ready(self) -> bool:
+        return bool(self._buffer) or self._eof
+
+    def ready_bytes(self) -> int:
+        return len(self._buffer) or 1
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._buffer
+
+    def peek(self, n: int) -> bytes:
+        return bytes(self._buffer[:n])
+
+    def shutdown_read(self) -> None:
+        self._buffer.clear()
+        self._eof = True
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self.stream.aclose()
+
+
+class StreamOutput(OutputStream):
+    """An anyio ``ByteSendStream``: the guest's write waits for the stream's backpressure."""
+
+    def __init__(self, stream: anyio.abc.ByteSendStream | anyio.abc.ObjectSendStream[bytes], *,
+                 owned: bool = False) -> None:
+        self.stream = stream
+        self.filetype = Filetype.SOCKET_STREAM if isinstance(stream, anyio.abc.SocketStream) else Filetype.UNKNOWN
+        self._owned = owned
+
+    async def write(self, data: bytes) -> int:
+        if not data:
+            return 0
+        try:
+            await self.stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise WasiError(Errno.PIPE) from exc
+        return len(data)
+
+    async def shutdown_write(self) -> None:
+        if not isinstance(self.stream, anyio.abc.ByteStream):
+            raise WasiError(Errno.NOTSOCK)
+        try:
+            await self.stream.send_eof()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise WasiError(Errno.NOTCONN) from exc
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self.stream.aclose()
+
+
+class DiscardOutput(OutputStream):
+    """stdout or stderr that nobody reads: writes succeed and vanish."""
+
+    async def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def _fd_filetype(fd: int) -> tuple[Filetype, bool]:
+    """(WASI filetype, waitable) of a host stdio fd.
+
+    Like wasmtime, only a terminal is a character device and anything else but a socket is
+    "unknown": reporting a redirected file as a regular file would invite fd_seek on a stream.
+    Regular files and devices such as /dev/null are always ready and cannot be given to a poller.
+    """
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return Filetype.UNKNOWN, False
+    if os.isatty(fd):
+        return Filetype.CHARACTER_DEVICE, True
+    if stat.S_ISSOCK(mode):
+        return Filetype.SOCKET_STREAM, True
+    return Filetype.UNKNOWN, stat.S_ISFIFO(mode)
+
+
+def _host_errno(exc: OSError) -> WasiError:
+    return WasiError(from_oserror(exc))
+
+
+class FdInput(InputStream):
+    """The host process's stdin (or any host fd we do not own)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.filetype, self._waitable = _fd_filetype(fd)
+        self._eof = False
+
+    async def read(self, n: int) -> bytes:
+        if self._eof:
+            return b""
+        if self._waitable:
+            await anyio.wait_readable(self.fd)
+        try:
+            data = os.read(self.fd, n)
+        except BlockingIOError:
+            return await self.read(n)
+        except OSError as exc:
+            raise _host_errno(exc) from exc
+        return data
+
+    async def wait_readable(self) -> None:
+        if self._waitable and not self._eof:
+            await anyio.wait_readable(self.fd)
+
+    def is_ready(self) -> bool:
+        return self._eof or not self._waitable or bool(select.select([self.fd], [], [], 0)[0])
+
+    def shutdown_read(self) -> None:
+        self._eof = True
+
+
+class FdOutput(OutputStream):
+    """The host process's stdout/stderr: waits for writability, then writes at most PIPE_BUF at a time."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.filetype, self._waitable = _fd_filetype(fd)
+
+    async def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        try:
+            while view:
+                if self._waitable:
+                    await anyio.wait_writable(self.fd)
+                    try:
+                        n = os.write(self.fd, view[:PIPE_BUF])
+                    except BlockingIOError:
+                        continue
+                else:
+                    n = os.write(self.fd, view)
+                view = view[n:]
+        except OSError as exc:
+            raise _host_errno(exc) from exc
+        return len(data)
+
+    async def wait_writable(self) -> None:
+        if self._waitable:
+            await anyio.wait_writable(self.fd)
+
+    def is_ready(self) -> bool:
+        return not self._waitable or bool(select.select([], [self.fd], [], 0)[1])
