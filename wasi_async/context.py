@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio.abc
+from anyio.streams.stapled import MultiListener
 
 from .config import ProcessStdio, StdinSource, StdoutSink, SystemClock, WasiConfig
 from .fdtable import DirEntry, FdTable, ListenerEntry, StreamEntry
@@ -113,7 +114,10 @@ class WasiContext:
 
     def _grant_sockets(self) -> None:
         for sock in self.config.sockets:
-            if isinstance(sock, anyio.abc.Listener):
+            if isinstance(sock, MultiListener):  # anyio.create_tcp_listener's: one fd per address
+                for listener in sock.listeners:
+                    self.fds.add(ListenerEntry(LISTENER_RIGHTS, 0, listener=listener))
+            elif isinstance(sock, anyio.abc.Listener):
                 self.fds.add(ListenerEntry(LISTENER_RIGHTS, 0, listener=sock))
             else:
                 self.fds.add(socket_entry(sock, owned=False))

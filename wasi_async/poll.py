@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
+from ._compat import cancel
 from .clock import clock_reader
 from .errno import Errno, WasiError
 from .fdtable import FileEntry, ListenerEntry, StreamEntry
@@ -164,7 +165,7 @@ async def _wait_any(probes: list[_Probe]) -> set[_Probe]:
         async def watch(probe: _Probe) -> None:
             await probe.wait()
             done.add(probe)
-            tg.cancel_scope.cancel()
+            cancel(tg.cancel_scope)
 
         for probe in probes:
             tg.start_soon(watch, probe)
