@@ -1,0 +1,285 @@
+"""Conformance of wasi_async on real programs: the 72 tests of the upstream wasi-testsuite and the
+corpus of WASI programs with known answers (shared/corpus).
+
+Each program runs on two Wasm engines with wasi_async providing every WASI import: asyncwasm (the
+product) and, as a reference, wasmtime-py driven from a greenlet the way asyncwasm drives its own
+instances. A failure on both engines is a WASI bug; on asyncwasm only, an engine bug.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+
+from asyncwasm.errors import Trap
+from wasi_async import Preopen, WasiConfig, WasiContext, WasiExit
+
+pytestmark = pytest.mark.anyio
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ASYNCWASM_SHARED") or REPO.parent / "shared")
+TESTSUITE = SHARED / "wasi-testsuite" / "tests"
+CORPUS = SHARED / "corpus"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
+
+
+class Collect(anyio.abc.ByteSendStream):
+    """A stdout/stderr that keeps everything written to it."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def send(self, item: bytes) -> None:
+        self.data += item
+
+    async def send_eof(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class Outcome:
+    exit_code: int | None  # None: the run ended in a trap
+    trap: str | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+@dataclass
+class Run:
+    """What a program is given: the WASI config fields, relative to a scratch directory."""
+
+    wasm: Path
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    preopens: list[Preopen] = field(default_factory=list)
+    stdin: bytes = b""
+
+
+# --- engines -----------------------------------------------------------------------------------
+
+
+class _WasmtimeMemory:
+    """The asyncwasm Memory helper API over a wasmtime-py memory, with the same Trap on bad pointers."""
+
+    def __init__(self, caller: Any, memory: Any) -> None:
+        self._caller = caller
+        self._memory = memory
+
+    def _check(self, ptr: int, n: int) -> None:
+        if ptr < 0 or n < 0 or ptr + n > self._memory.data_len(self._caller):
+            raise Trap("out of bounds memory access")
+
+    def read(self, ptr: int, n: int) -> bytes:
+        self._check(ptr, n)
+        return bytes(self._memory.read(self._caller, ptr, ptr + n)) if n else b""
+
+    def write(self, ptr: int, value: bytes | bytearray | memoryview) -> None:
+        self._check(ptr, len(value))
+        if len(value):
+            self._memory.write(self._caller, bytes(value), ptr)
+
+    def read_u32(self, ptr: int) -> int:
+        return struct.unpack("<I", self.read(ptr, 4))[0]  # type: ignore[no-any-return]
+
+    def read_u64(self, ptr: int) -> int:
+        return struct.unpack("<Q", self.read(ptr, 8))[0]  # type: ignore[no-any-return]
+
+    def write_u16(self, ptr: int, value: int) -> None:
+        self.write(ptr, struct.pack("<H", value & 0xFFFF))
+
+    def write_u32(self, ptr: int, value: int) -> None:
+        self.write(ptr, struct.pack("<I", value & 0xFFFFFFFF))
+
+    def write_u64(self, ptr: int, value: int) -> None:
+        self.write(ptr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
+
+
+async def run_on_wasmtime(wasm: Path, ctx: WasiContext) -> None:
+    """Run ``_start`` on wasmtime-py; async WASI calls are awaited by this coroutine while the
+    instance's greenlet is suspended inside the host call."""
+    wasmtime = pytest.importorskip("wasmtime")
+    greenlet = pytest.importorskip("greenlet")
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    linker = wasmtime.Linker(engine)
+    valtype = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
+
+    def host(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(caller: Any, *args: int) -> Any:
+            memory = caller.get("memory")
+            result = fn(SimpleNamespace(memory=None if memory is None else _WasmtimeMemory(caller, memory)), *args)
+            if inspect.isawaitable(result):
+                result = greenlet.getcurrent().parent.switch(result)
+            return result
+
+        return call
+
+    for name, (ftype, fn) in ctx.functions.items():
+        wt = wasmtime.FuncType([valtype[p] for p in ftype.params], [valtype[r] for r in ftype.results])
+        linker.define_func("wasi_snapshot_preview1", name, wt, host(fn), access_caller=True)
+    instance = linker.instantiate(store, wasmtime.Module.from_file(engine, str(wasm)))
+    start = instance.exports(store)["_start"]
+    child = greenlet.greenlet(lambda: start(store))
+    request = child.switch()
+    while not child.dead:
+        try:
+            value = await request
+        except BaseException as exc:  # noqa: BLE001 - thrown into the guest's host call
+            request = child.throw(exc)
+        else:
+            request = child.switch(value)
+
+
+async def run_on_asyncwasm(wasm: Path, ctx: WasiContext) -> None:
+    import asyncwasm
+
+    if not hasattr(asyncwasm, "Linker"):
+        pytest.skip("asyncwasm does not export Module and Linker yet")
+    module = asyncwasm.Module.from_file(wasm)
+    linker = asyncwasm.Linker()
+    ctx.add_to_linker(linker)
+    instance = await linker.instantiate(module)
+    await instance.call("_start")
+
+
+ENGINES: dict[str, Callable[[Path, WasiContext], Awaitable[None]]] = {
+    "asyncwasm": run_on_asyncwasm,
+    "wasmtime": run_on_wasmtime,
+}
+
+
+async def execute(engine: str, run: Run, timeout: float = 120) -> Outcome:
+    out, err = Collect(), Collect()
+    config = WasiConfig(args=run.args, env=run.env, preopens=run.preopens, stdin=run.stdin, stdout=out, stderr=err)
+    async with WasiContext(config) as ctx:
+        outcome = Outcome(0)
+        try:
+            with anyio.fail_after(timeout):
+                await ENGINES[engine](run.wasm, ctx)
+        except WasiExit as exc:
+            outcome = Outcome(exc.code)
+        except Trap as exc:
+            outcome = Outcome(None, trap=str(exc))
+        except Exception as exc:
+            wasmtime = pytest.importorskip("wasmtime")
+            if not isinstance(exc, wasmtime.WasmtimeError | wasmtime.Trap):
+                raise
+            outcome = Outcome(None, trap=str(exc))
+    outcome.stdout, outcome.stderr = bytes(out.data), bytes(err.data)
+    return outcome
+
+
+# --- the wasi-testsuite --------------------------------------------------------------------------
+
+
+@dataclass
+class SuiteCase:
+    suite: str
+    wasm: Path
+    spec: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return f"{self.suite}/{self.wasm.stem}"
+
+
+def testsuite_cases() -> list[SuiteCase]:
+    cases = []
+    for suite in ("assemblyscript", "c", "rust"):
+        folder = TESTSUITE / suite / "testsuite" / "wasm32-wasip1"
+        for wasm in sorted(folder.glob("*.wasm")):
+            spec_file = wasm.with_suffix(".json")
+            spec = json.loads(spec_file.read_text()) if spec_file.exists() else {}
+            cases.append(SuiteCase(suite, wasm, spec))
+    return cases
+
+
+def fresh_copy(source: Path, scratch: Path) -> Path:
+    """A private copy of a fixture dir (shared/ is read-only and tests may run in parallel)."""
+    target = scratch / source.name
+    shutil.copytree(source, target, symlinks=True)
+    for leftover in target.rglob("*.cleanup"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+    return target
+
+
+SUITE_CASES = testsuite_cases()
+
+
+def test_the_testsuite_is_all_there() -> None:
+    assert len(SUITE_CASES) == 72, f"expected the 72 Preview 1 tests under {TESTSUITE}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("case", SUITE_CASES, ids=[c.id for c in SUITE_CASES])
+async def test_wasi_testsuite(case: SuiteCase, engine: str, tmp_path: Path) -> None:
+    spec = case.spec
+    preopens = []
+    if spec.get("root"):
+        preopens.append(Preopen(host=fresh_copy(case.wasm.parent / spec["root"], tmp_path), guest="/"))
+    run = Run(case.wasm, [case.wasm.name, *spec.get("args", [])], dict(spec.get("env", {})), preopens)
+    outcome = await execute(engine, run)
+    detail = f"stderr: {outcome.stderr.decode(errors='replace')}\ntrap: {outcome.trap}"
+    assert outcome.exit_code == spec.get("exit_code", 0), detail
+    if "stdout" in spec:
+        assert outcome.stdout.startswith(spec["stdout"].encode()), detail
+
+
+# --- the corpus ----------------------------------------------------------------------------------
+
+
+def corpus_runs() -> list[dict[str, Any]]:
+    runs = json.loads((CORPUS / "manifest.json").read_text())
+    return [r for r in runs if r["kind"] in ("wasi", "trap") or r["name"].endswith("_small")]
+
+
+CORPUS_RUNS = corpus_runs()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("entry", CORPUS_RUNS, ids=[r["name"] for r in CORPUS_RUNS])
+async def test_corpus(entry: dict[str, Any], engine: str, tmp_path: Path) -> None:
+    preopens = []
+    for spec in entry.get("preopens", []):
+        host, guest = spec.split("::")
+        source = CORPUS / host
+        preopens.append(Preopen(host=fresh_copy(source, tmp_path) if entry.get("copy_preopens") else source,
+                                guest=guest, readonly=not entry.get("copy_preopens")))
+    stdin = (CORPUS / entry["stdin"]).read_bytes() if entry.get("stdin") else b""
+    run = Run(CORPUS / entry["wasm"], entry["args"], entry.get("env", {}), preopens, stdin)
+    outcome = await execute(engine, run)
+    detail = f"stderr: {outcome.stderr.decode(errors='replace')}\ntrap: {outcome.trap}"
+    if entry.get("expect_trap"):
+        assert outcome.exit_code is None, detail
+    else:
+        assert outcome.exit_code == entry["expected_exit_code"], detail
+    if entry.get("expected_stdout") is not None:
+        assert outcome.stdout.decode(errors="replace") == entry["expected_stdout"], detail
+    elif entry.get("expected_stdout_sha256"):
+        import hashlib
+
+        assert hashlib.sha256(outcome.stdout).hexdigest() == entry["expected_stdout_sha256"], detail
