@@ -183,6 +183,7 @@ async def test_dropped_rights_stay_dropped(tree: tuple[Path, Path]) -> None:
     assert (await g.fd_write(fd, b"x"))[0] == Errno.NOTCAPABLE
     assert (await g.fd_read(fd, 1))[0] == Errno.NOTCAPABLE
     assert await g.call("fd_fdstat_set_rights", fd, Rights.FD_SEEK | Rights.FD_READ, 0) == Errno.NOTCAPABLE
+    assert await g.call("fd_fdstat_set_rights", fd, Rights.FD_SEEK | 1 << 40, 0) == Errno.NOTCAPABLE
     # A directory that lost PATH_OPEN opens nothing; one that lost an inheritable right cannot pass it on.
     err, sub = await g.path_open(ROOT, "sub", Oflags.DIRECTORY, rights=DIR_RIGHTS)
     _, (_, _, base, inheriting) = await g.fdstat(sub)

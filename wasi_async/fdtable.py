@@ -27,6 +27,12 @@ class Entry:
     rights_inheriting: int
     fdflags: int = 0
 
+    def __post_init__(self) -> None:
+        # Plain ints: ``~`` on an IntFlag keeps only the defined bits, which would let unknown bits through.
+        self.rights_base = int(self.rights_base)
+        self.rights_inheriting = int(self.rights_inheriting)
+        self.fdflags = int(self.fdflags)
+
     @property
     def filetype(self) -> Filetype:
         return Filetype.UNKNOWN

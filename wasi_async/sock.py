@@ -55,7 +55,7 @@ async def sock_accept(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, f
     if not isinstance(entry, ListenerEntry) or entry.listener is None:
         raise WasiError(Errno.NOTSOCK)
     entry.require(Rights.SOCK_ACCEPT)
-    if flags & ~Fdflags.NONBLOCK:
+    if flags & ~int(Fdflags.NONBLOCK):
         raise WasiError(Errno.INVAL)
     accept = getattr(entry.listener, "accept", None)
     if accept is None:
