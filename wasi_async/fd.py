@@ -114,6 +114,7 @@ def fd_fdstat_set_flags(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int)
 @wasi("fd_fdstat_set_rights", "i32 i64 i64")
 def fd_fdstat_set_rights(ctx: WasiContext, mem: GuestMemory, fd: int, base: int, inheriting: int) -> None:
     entry = ctx.fds.get(fd)
+    base, inheriting = int(base), int(inheriting)
     if base & ~entry.rights_base or inheriting & ~entry.rights_inheriting:
         raise WasiError(Errno.NOTCAPABLE, "rights can only be dropped")
     entry.rights_base = base
