@@ -1,1 +1,31 @@
-"""asyncwasm: a WebAssembly runtime for async Python."""
+"""asyncwasm: a WebAssembly runtime for async Python.
+
+Compile once, instantiate many times, ``await`` calls; instances run as resumable coroutines on
+anyio (asyncio or trio) and give the loop back when their fuel slice ends or they wait on a host call.
+"""
+
+from .binary.module import FuncType, GlobalType, Limits, MemoryType, TableType
+from .errors import (
+    Frame,
+    FuelExhausted,
+    InvalidModule,
+    LinkError,
+    MalformedModule,
+    Trap,
+    UnsupportedFeature,
+    WasmError,
+)
+from .runtime.instance import Caller, CompiledModule, HostFunc, Instance, Linker
+from .runtime.memory import Memory
+from .runtime.objects import Func, Global, Table
+from .runtime.values import signed32, signed64
+from .scheduler import Store
+
+Module = CompiledModule
+
+__all__ = [
+    "Caller", "CompiledModule", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
+    "HostFunc", "Instance", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
+    "MemoryType", "Module", "Store", "Table", "TableType", "Trap", "UnsupportedFeature", "WasmError",
+    "Linker", "signed32", "signed64",
+]

@@ -15,7 +15,7 @@ import anyio
 import anyio.lowlevel
 from greenlet import getcurrent, greenlet
 
-from .errors import FuelExhausted, Frame, Trap
+from .errors import Frame, FuelExhausted, Trap
 
 DEFAULT_MAX_DEPTH = 200_000
 FUEL_CHUNK = 4_000  # fuel units between two looks at the clock (about a millisecond)

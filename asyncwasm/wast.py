@@ -12,7 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .binary.module import EXTERNREF, F32, F64, FUNCREF, I32, I64, FuncType, GlobalType, Limits, MemoryType, TableType
+from .binary.module import (
+    EXTERNREF,
+    F32,
+    F64,
+    FUNCREF,
+    I32,
+    I64,
+    FuncType,
+    GlobalType,
+    Limits,
+    MemoryType,
+    TableType,
+)
 from .compiler.numeric import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_bits
 from .errors import InvalidModule, LinkError, MalformedModule, Trap, WasmError
 from .runtime.instance import CompiledModule, Instance, Linker

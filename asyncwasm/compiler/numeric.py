@@ -106,18 +106,6 @@ def i64_rem_s(a: int, b: int) -> int:
     return (-r if a < 0 else r) & M64
 
 
-def i32_div_u(a: int, b: int) -> int:
-    if b == 0:
-        raise trap(DIV_ZERO)
-    return a // b
-
-
-def i32_rem_u(a: int, b: int) -> int:
-    if b == 0:
-        raise trap(DIV_ZERO)
-    return a % b
-
-
 def i32_rotl(a: int, b: int) -> int:
     b &= 31
     return ((a << b) | (a >> (32 - b))) & M32
@@ -209,21 +197,6 @@ def ftrunc(x: float) -> float:
 
 def fnearest(x: float) -> float:
     return _rounded(x, round)  # round() on a float rounds half to even
-
-
-def fcopysign(a: float, b: float) -> float:
-    """Copy the sign bit, NaN payload and all (math.copysign would do, but keep the bits exact)."""
-    ab = f64_to_bits(a)
-    bb = f64_to_bits(b)
-    return f64_from_bits((ab & ~S64) | (bb & S64))
-
-
-def fneg(a: float) -> float:
-    return f64_from_bits(f64_to_bits(a) ^ S64)
-
-
-def fabs(a: float) -> float:
-    return f64_from_bits(f64_to_bits(a) & ~S64)
 
 
 def f32_demote(x: float) -> float:

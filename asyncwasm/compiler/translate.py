@@ -14,6 +14,7 @@ their slot. Fuel is charged once per straight-line chunk and checked at entry an
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..binary.module import F32, F64, I32, I64, Code, FuncType
@@ -22,6 +23,11 @@ from .numeric import f32_from_bits, f64_from_bits
 from .ops import FREE_OPS, LOADS, OPERATORS, STORES
 
 _MAX_FOLD_DEPTH = 24
+# Python frames hold every local: a deep recursion of functions with many locals would take gigabytes
+# before the recursion limit. Big frames therefore charge their size against a shared stack budget.
+BIG_FRAME = 64
+STACK_BUDGET = 4_000_000
+_SLOT = re.compile(r"\bs(\d+)\b")
 _ZERO = {I32: "0", I64: "0", F32: "0.0", F64: "0.0"}
 
 
@@ -129,6 +135,15 @@ class FunctionTranslator:
         self.invalidate(var, -1)
         self.emit(f"{var} = {code}")
         self.stack.append(Entry(var, frozenset((var,))))
+
+    def nslots(self) -> int:
+        """How many stack slots the function uses (the highest ``sN`` plus one)."""
+        top = -1
+        for seg in self.segments:
+            for _ind, txt, _off in seg.lines:
+                for m in _SLOT.finditer(txt):
+                    top = max(top, int(m.group(1)))
+        return top + 1
 
     def pop(self) -> Entry:
         return self.stack.pop()
@@ -434,7 +449,7 @@ class FunctionTranslator:
         self.close_segment_dead()
 
     def do_unreachable(self, imm: object, i: int) -> None:
-        self.emit("raise _trap('unreachable')")
+        self.emit("raise _trap('wasm `unreachable` instruction executed')")
         self.close_segment_dead()
 
     def do_nop(self, imm: object, i: int) -> None:
@@ -659,12 +674,23 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
     if not single:
         out.append("    L = 0")
         offs.append(t.code.offset)
-        out.append("    while True:")
+    frame = nparams + len(t.code.locals) + t.nslots()
+    guard = frame > BIG_FRAME
+    pad = ""
+    if guard:
+        out[1] += ", _stk"
+        out.append(f"    _stk += {frame}")
+        out.append(f"    if _stk > {STACK_BUDGET}: _stk -= {frame}; raise _trap('call stack exhausted')")
+        out.append("    try:")
+        offs.extend([t.code.offset] * 3)
+        pad = "    "
+    if not single:
+        out.append(pad + "    while True:")
         offs.append(t.code.offset)
     for pos, seg in enumerate(t.segments):
-        base = 1 if single else 3
+        base = (1 if single else 3) + (1 if guard else 0)
         if not single:
-            out.append(f"        if L == {pos}:")
+            out.append(f"{pad}        if L == {pos}:")
             offs.append(seg.lines[0][2] if seg.lines else t.code.offset)
         body = [(ind, txt, off) for ind, txt, off in seg.lines if txt]
         if not body and not single:
@@ -672,6 +698,10 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
         for ind, txt, off in body:
             out.append("    " * (base + ind) + _render_placeholder(txt, index))
             offs.append(off)
+    if guard:
+        out.append("    finally:")
+        out.append(f"        _stk -= {frame}")
+        offs.extend([t.code.offset] * 2)
     del ft
     return out, offs
 

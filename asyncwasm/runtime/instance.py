@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..binary.module import (
     FuncType,
     GlobalType,
     Instr,
+    Limits,
     MemoryType,
     Module,
     TableType,
@@ -353,6 +354,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         g["M"] = mem.data
         g["_grow"] = lambda n, _mem=mem: _mem.grow(n) & 0xFFFFFFFF
     g["_ref"] = inst.func_ref
+    g["_stk"] = 0
     g["_fuel"] = g["_granted"] = store.next_grant() or -1
     g["_refuel"] = store.make_refuel(g)
     exec(cm.compiled.code, g)
@@ -390,20 +392,18 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
 
 
 def host_memory(min_pages: int, max_pages: int | None = None) -> Memory:
-    return Memory(MemoryType(objects_limits(min_pages, max_pages)))
-
-
-def objects_limits(a: int, b: int | None):  # noqa: ANN201 - tiny shim for host_memory
-    from ..binary.module import Limits
-    return Limits(a, b)
+    """A memory made by the host, to offer as an import."""
+    return Memory(MemoryType(Limits(min_pages, max_pages)))
 
 
 def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None) -> Table:
-    return Table(TableType(elem, objects_limits(min_size, max_size)))
+    """A table made by the host, to offer as an import."""
+    return Table(TableType(elem, Limits(min_size, max_size)))
 
 
 def host_global(valtype: str, value: Any, mutable: bool = False) -> Global:
+    """A global made by the host, to offer as an import."""
     return Global(GlobalType(valtype, mutable), to_raw(valtype, value))
 
 
-__all__ = ["CompiledModule", "Instance", "Linker", "Caller", "HostFunc", "Mapping"]
+__all__ = ["CompiledModule", "Instance", "Linker", "Caller", "HostFunc", "host_memory", "host_table", "host_global"]

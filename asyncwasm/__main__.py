@@ -1,0 +1,5 @@
+"""``python -m asyncwasm``: the same as the ``asyncwasm`` command."""
+
+from .cli import main
+
+main()
