@@ -202,7 +202,7 @@ class SuiteCase:
         return f"{self.suite}/{self.wasm.stem}"
 
 
-def testsuite_cases() -> list[SuiteCase]:
+def load_testsuite_cases() -> list[SuiteCase]:
     cases = []
     for suite in ("assemblyscript", "c", "rust"):
         folder = TESTSUITE / suite / "testsuite" / "wasm32-wasip1"
@@ -225,7 +225,7 @@ def fresh_copy(source: Path, scratch: Path) -> Path:
     return target
 
 
-SUITE_CASES = testsuite_cases()
+SUITE_CASES = load_testsuite_cases()
 
 
 def test_the_testsuite_is_all_there() -> None:
@@ -251,12 +251,12 @@ async def test_wasi_testsuite(case: SuiteCase, engine: str, tmp_path: Path) -> N
 # --- the corpus ----------------------------------------------------------------------------------
 
 
-def corpus_runs() -> list[dict[str, Any]]:
+def load_corpus_runs() -> list[dict[str, Any]]:
     runs = json.loads((CORPUS / "manifest.json").read_text())
     return [r for r in runs if r["kind"] in ("wasi", "trap") or r["name"].endswith("_small")]
 
 
-CORPUS_RUNS = corpus_runs()
+CORPUS_RUNS = load_corpus_runs()
 
 
 @pytest.mark.slow
