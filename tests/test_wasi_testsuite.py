@@ -283,3 +283,50 @@ async def test_corpus(entry: dict[str, Any], engine: str, tmp_path: Path) -> Non
         import hashlib
 
         assert hashlib.sha256(outcome.stdout).hexdigest() == entry["expected_stdout_sha256"], detail
+
+
+# --- the upstream runner's adapter, through the CLI -----------------------------------------------
+
+ADAPTER_CASES = [
+    "assemblyscript/proc_exit-failure", "assemblyscript/fd_write-to-stdout",
+    "assemblyscript/args_get-multiple-arguments", "assemblyscript/environ_get-multiple-variables",
+    "c/pwrite-with-append", "rust/fd_readdir", "rust/poll_oneoff_stdio", "rust/symlink_loop",
+]
+
+
+def load_adapter() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("wasi_testsuite_adapter", REPO / "tests" / "wasi_testsuite_adapter.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_adapter_protocol() -> None:
+    import subprocess
+    import sys
+
+    adapter = load_adapter()
+    assert adapter.get_name() == "asyncwasm" and adapter.get_wasi_versions() == ["wasm32-wasip1"]
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "wasi_testsuite_adapter.py"), "--version"],
+                          capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case_id", ADAPTER_CASES)
+def test_wasi_testsuite_through_adapter(case_id: str, tmp_path: Path) -> None:
+    """What the upstream runner does: the adapter's command line, stdio on pipes, exit status and stdout."""
+    import subprocess
+
+    case = next(c for c in SUITE_CASES if c.id == case_id)
+    spec = case.spec
+    root = fresh_copy(case.wasm.parent / spec["root"], tmp_path) if spec.get("root") else None
+    argv = load_adapter().compute_argv(str(case.wasm), (spec.get("args", []), spec.get("env", {}), root),
+                                       [], "wasi:cli/command", "wasm32-wasip1")
+    done = subprocess.run(argv, stdin=subprocess.PIPE, capture_output=True, timeout=120)
+    detail = done.stderr.decode(errors="replace")
+    assert done.returncode == spec.get("exit_code", 0), detail
+    assert done.stdout.startswith(spec.get("stdout", "").encode()), detail
