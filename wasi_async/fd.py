@@ -153,7 +153,7 @@ def _preopen(ctx: WasiContext, fd: int) -> bytes:
     entry = ctx.fds.get(fd)
     if not isinstance(entry, DirEntry) or entry.preopen is None:
         raise WasiError(Errno.BADF, "not a preopened directory")
-    return entry.preopen.encode()
+    return entry.preopen.encode("utf-8", "surrogateescape")
 
 
 @wasi("fd_prestat_get", "i32 i32")

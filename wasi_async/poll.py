@@ -21,7 +21,7 @@ from .fdtable import FileEntry, ListenerEntry, StreamEntry
 from .flags import EVENT_FD_READWRITE_HANGUP, SUBSCRIPTION_CLOCK_ABSTIME, Clockid, Eventtype, Rights
 from .hostfunc import wasi
 from .layout import GuestMemory, Subscription, pack_event, read_subscriptions
-from .streams import InputStream, OutputStream
+from .streams import InputStream, OutputStream, poll_now
 
 if TYPE_CHECKING:
     from .context import WasiContext
@@ -120,7 +120,7 @@ class _Acceptable(_Probe):
         self.sock = listener.extra(anyio.abc.SocketAttribute.raw_socket, None) if listener is not None else None
 
     def ready(self) -> bool:
-        return self.sock is None or bool(select.select([self.sock], [], [], 0)[0])
+        return self.sock is None or poll_now(self.sock.fileno(), select.POLLIN)
 
     async def wait(self) -> None:
         if self.sock is not None:

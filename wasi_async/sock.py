@@ -23,7 +23,7 @@ from .flags import (
 )
 from .hostfunc import wasi
 from .layout import GuestMemory, gather, read_iovecs, scatter, total_len
-from .streams import StreamInput, StreamOutput
+from .streams import StreamInput, StreamOutput, poll_now
 
 if TYPE_CHECKING:
     from .context import WasiContext
@@ -62,7 +62,7 @@ async def sock_accept(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, f
         raise WasiError(Errno.NOTSUP, "this listener can only serve(), not accept()")
     if entry.fdflags & Fdflags.NONBLOCK:
         sock = entry.listener.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        if sock is None or not select.select([sock], [], [], 0)[0]:
+        if sock is None or not poll_now(sock.fileno(), select.POLLIN):
             raise WasiError(Errno.AGAIN)
     stream = await accept()
     mem.write_u32(fd_ptr, ctx.fds.add(socket_entry(stream, flags, owned=True)))

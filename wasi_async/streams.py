@@ -237,6 +237,13 @@ def _fd_filetype(fd: int) -> tuple[Filetype, bool]:
     return Filetype.UNKNOWN, stat.S_ISFIFO(mode)
 
 
+def poll_now(fd: int, event: int) -> bool:
+    """Is ``fd`` ready for ``event`` right now? (poll, not select: no FD_SETSIZE limit.)"""
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(0))
+
+
 def _host_errno(exc: OSError) -> WasiError:
     return WasiError(from_oserror(exc))
 
@@ -250,24 +257,23 @@ class FdInput(InputStream):
         self._eof = False
 
     async def read(self, n: int) -> bytes:
-        if self._eof:
-            return b""
-        if self._waitable:
-            await anyio.wait_readable(self.fd)
-        try:
-            data = os.read(self.fd, n)
-        except BlockingIOError:
-            return await self.read(n)
-        except OSError as exc:
-            raise _host_errno(exc) from exc
-        return data
+        while not self._eof:
+            if self._waitable and not self.is_ready():
+                await anyio.wait_readable(self.fd)
+            try:
+                return os.read(self.fd, n)
+            except BlockingIOError:
+                continue  # another reader was faster
+            except OSError as exc:
+                raise _host_errno(exc) from exc
+        return b""
 
     async def wait_readable(self) -> None:
         if self._waitable and not self._eof:
             await anyio.wait_readable(self.fd)
 
     def is_ready(self) -> bool:
-        return self._eof or not self._waitable or bool(select.select([self.fd], [], [], 0)[0])
+        return self._eof or not self._waitable or poll_now(self.fd, select.POLLIN)
 
     def shutdown_read(self) -> None:
         self._eof = True
@@ -285,7 +291,8 @@ class FdOutput(OutputStream):
         try:
             while view:
                 if self._waitable:
-                    await anyio.wait_writable(self.fd)
+                    if not self.is_ready():  # a select() costs a syscall, a wait costs a loop turn
+                        await anyio.wait_writable(self.fd)
                     try:
                         n = os.write(self.fd, view[:PIPE_BUF])
                     except BlockingIOError:
@@ -302,4 +309,4 @@ class FdOutput(OutputStream):
             await anyio.wait_writable(self.fd)
 
     def is_ready(self) -> bool:
-        return not self._waitable or bool(select.select([], [self.fd], [], 0)[1])
+        return not self._waitable or poll_now(self.fd, select.POLLOUT)
