@@ -263,6 +263,24 @@ async def test_poll_first_ready_wins_and_all_ready_are_reported() -> None:
     assert events[0][4] == EVENT_FD_READWRITE_HANGUP
 
 
+async def test_poll_same_stream_twice() -> None:
+    r, w = os.pipe()
+    try:
+        g = guest(stdin=ProcessStdio(r))
+        async with anyio.create_task_group() as tg:
+            async def later() -> None:
+                await anyio.sleep(0.02)
+                os.write(w, b"x")
+
+            tg.start_soon(later)
+            err, events = await poll(g, fd_sub(1, Eventtype.FD_READ, 0), fd_sub(2, Eventtype.FD_READ, 0),
+                                     clock_sub(3, 5 * 10**9))
+        assert err == 0 and [e[0] for e in events] == [1, 2]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 async def test_poll_errors() -> None:
     g = guest()
     assert (await poll(g))[0] == Errno.INVAL

@@ -33,6 +33,12 @@ class _Probe:
     def __init__(self, sub: Subscription) -> None:
         self.sub = sub
 
+    @property
+    def key(self) -> object:
+        """Probes with equal keys wait on the same thing, which must be waited on only once
+        (two concurrent receives on one anyio stream, or two waits on one fd, are an error)."""
+        return self
+
     def ready(self) -> bool:
         return True
 
@@ -86,6 +92,10 @@ class _Readable(_Probe):
         super().__init__(sub)
         self.stream = stream
 
+    @property
+    def key(self) -> object:
+        return (self.stream, "read")
+
     def ready(self) -> bool:
         return self.stream.is_ready()
 
@@ -101,6 +111,10 @@ class _Writable(_Probe):
     def __init__(self, sub: Subscription, stream: OutputStream) -> None:
         super().__init__(sub)
         self.stream = stream
+
+    @property
+    def key(self) -> object:
+        return (self.stream, "write")
 
     def ready(self) -> bool:
         return self.stream.is_ready()
@@ -118,6 +132,10 @@ class _Acceptable(_Probe):
     def __init__(self, sub: Subscription, listener: anyio.abc.Listener | None) -> None:
         super().__init__(sub)
         self.sock = listener.extra(anyio.abc.SocketAttribute.raw_socket, None) if listener is not None else None
+
+    @property
+    def key(self) -> object:
+        return (self.sock, "accept") if self.sock is not None else self
 
     def ready(self) -> bool:
         return self.sock is None or poll_now(self.sock.fileno(), select.POLLIN)
@@ -155,21 +173,25 @@ def _probe(ctx: WasiContext, sub: Subscription) -> _Probe:
 
 
 async def _wait_any(probes: list[_Probe]) -> set[_Probe]:
-    """Wait until one probe fires; returns those whose wait completed."""
-    done: set[_Probe] = set()
-    if len(probes) == 1:  # a plain sleep: no task group needed
-        await probes[0].wait()
-        done.add(probes[0])
-        return done
-    async with anyio.create_task_group() as tg:
-        async def watch(probe: _Probe) -> None:
-            await probe.wait()
-            done.add(probe)
-            cancel(tg.cancel_scope)
+    """Wait until one probe fires; returns the probes whose wait (or an equal-keyed one's) completed."""
+    distinct: dict[object, _Probe] = {}
+    for probe in probes:
+        distinct.setdefault(probe.key, probe)
+    fired: set[object] = set()
+    if len(distinct) == 1:  # a plain sleep, or one stream: no task group needed
+        (key, probe), = distinct.items()
+        await probe.wait()
+        fired.add(key)
+    else:
+        async with anyio.create_task_group() as tg:
+            async def watch(key: object, probe: _Probe) -> None:
+                await probe.wait()
+                fired.add(key)
+                cancel(tg.cancel_scope)
 
-        for probe in probes:
-            tg.start_soon(watch, probe)
-    return done
+            for key, probe in distinct.items():
+                tg.start_soon(watch, key, probe)
+    return {p for p in probes if p.key in fired}
 
 
 @wasi("poll_oneoff", "i32 i32 i32 i32")
