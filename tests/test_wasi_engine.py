@@ -12,6 +12,7 @@ import pytest
 import asyncwasm
 from wasi_async import WasiConfig, WasiContext, WasiExit
 from wasi_async._compat import cancel
+from wasi_async.testing import CollectStream
 
 pytestmark = pytest.mark.anyio
 
@@ -22,20 +23,6 @@ CORPUS = SHARED / "corpus" / "wasm"
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
-
-
-class Collect(anyio.abc.ByteSendStream):
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def send(self, item: bytes) -> None:
-        self.data += item
-
-    async def send_eof(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 async def run_command(module: asyncwasm.Module, config: WasiConfig) -> int:
@@ -53,8 +40,8 @@ async def run_command(module: asyncwasm.Module, config: WasiConfig) -> int:
 async def test_sleeping_instances_share_the_loop() -> None:
     """Ten programs each sleeping 100 ms (poll_oneoff) take about 100 ms together, not a second."""
     module = asyncwasm.Module.from_file(CORPUS / "sleep.wasm")
-    outputs = [Collect() for _ in range(10)]
-    await run_command(module, WasiConfig(args=["sleep.wasm", "1"], stdout=Collect()))  # warm the compile cache
+    outputs = [CollectStream() for _ in range(10)]
+    await run_command(module, WasiConfig(args=["sleep.wasm", "1"], stdout=CollectStream()))  # warm the compile cache
     start = anyio.current_time()
     async with anyio.create_task_group() as tg:
         for out in outputs:
@@ -67,7 +54,7 @@ async def test_sleeping_instances_share_the_loop() -> None:
 async def test_quiet_stdin_lets_other_tasks_run() -> None:
     module = asyncwasm.Module.from_file(CORPUS / "cat.wasm")
     send, receive = anyio.create_memory_object_stream[bytes](10)
-    out = Collect()
+    out = CollectStream()
     ticks = 0
     codes: list[int] = []
     async with anyio.create_task_group() as tg:
@@ -98,5 +85,5 @@ async def test_cancel_scope_aborts_a_blocking_read() -> None:
     _send, receive = anyio.create_memory_object_stream[bytes](10)
     start = anyio.current_time()
     with anyio.move_on_after(0.1) as scope:
-        await run_command(module, WasiConfig(args=["cat.wasm"], stdin=receive, stdout=Collect()))
+        await run_command(module, WasiConfig(args=["cat.wasm"], stdin=receive, stdout=CollectStream()))
     assert scope.cancelled_caught and anyio.current_time() - start < 2

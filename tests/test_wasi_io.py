@@ -13,7 +13,7 @@ import pytest
 
 from wasi_async import Errno, ProcessStdio, WasiConfig, WasiContext, WasiExit
 from wasi_async._compat import cancel
-from wasi_async.flags import EVENT_FD_READWRITE_HANGUP, Eventtype, Fdflags
+from wasi_async.flags import EVENT_FD_READWRITE_HANGUP, Eventtype, Fdflags, Filetype
 from wasi_async.layout import EVENT
 from wasi_async.testing import FakeGuest
 
@@ -378,6 +378,18 @@ async def test_sockets_accept_recv_send_shutdown() -> None:
         thread.join()
         await g.ctx.aclose()
         await listener.aclose()
+
+
+async def test_process_stdio_socket() -> None:
+    """inetd style: the process's stdout is a socket; sock_shutdown reaches the peer."""
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        g = guest(stdout=ProcessStdio(ours.fileno()))
+        assert (await g.fdstat(1))[1][0] == Filetype.SOCKET_STREAM
+        assert await g.fd_write(1, b"hi") == (0, 2)
+        assert await g.call("sock_shutdown", 1, 2) == 0
+        peer.settimeout(5)
+        assert peer.recv(16) == b"hi" and peer.recv(16) == b""
 
 
 async def test_sock_calls_on_non_sockets() -> None:

@@ -21,6 +21,7 @@ from .flags import (
     STDIN_RIGHTS,
     STDOUT_RIGHTS,
     Filetype,
+    Rights,
 )
 from .registry import MODULE, build_functions
 from .sock import socket_entry
@@ -65,6 +66,12 @@ def _output(sink: StdoutSink) -> OutputStream:
     raise TypeError(f"stdout/stderr must be an anyio send stream, ProcessStdio or None, not {sink!r}")
 
 
+def _stdio_entry(rights: int, kind: Filetype, **streams: Any) -> StreamEntry:
+    if kind == Filetype.SOCKET_STREAM:  # stdio over a socket may also be shut down
+        rights |= Rights.SOCK_SHUTDOWN
+    return StreamEntry(rights, rights, kind=kind, **streams)
+
+
 class WasiContext:
     """The WASI side of one instance: build it from a ``WasiConfig``, add it to a linker, close it.
 
@@ -96,12 +103,10 @@ class WasiContext:
     def _grant_stdio(self) -> None:
         cfg = self.config
         stdin = _input(cfg.stdin)
-        self.fds.place(0, StreamEntry(STDIN_RIGHTS, STDIN_RIGHTS, input=stdin, kind=stdin.filetype,
-                                      socket=stdin.filetype == Filetype.SOCKET_STREAM))
+        self.fds.place(0, _stdio_entry(STDIN_RIGHTS, stdin.filetype, input=stdin))
         for fd, sink in ((1, cfg.stdout), (2, cfg.stderr)):
             out = _output(sink)
-            self.fds.place(fd, StreamEntry(STDOUT_RIGHTS, STDOUT_RIGHTS, output=out, kind=out.filetype,
-                                           socket=out.filetype == Filetype.SOCKET_STREAM))
+            self.fds.place(fd, _stdio_entry(STDOUT_RIGHTS, out.filetype, output=out))
 
     def _grant_preopens(self) -> None:
         for preopen in self.config.preopens:

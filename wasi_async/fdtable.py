@@ -95,13 +95,17 @@ class StreamEntry(Entry):
 
     input: InputStream | None = None
     output: OutputStream | None = None
-    socket: bool = False
     owned_fd: int = -1  # a host fd (FIFO, device) this entry opened and must close
     kind: Filetype = Filetype.UNKNOWN
 
     @property
     def filetype(self) -> Filetype:
         return self.kind
+
+    @property
+    def socket(self) -> bool:
+        """Whether the sock_* calls apply."""
+        return self.kind == Filetype.SOCKET_STREAM
 
     def close(self) -> None:
         if self.owned_fd >= 0:
@@ -135,12 +139,6 @@ class FdTable:
 
     def __init__(self) -> None:
         self._entries: dict[int, Entry] = {}
-
-    def __contains__(self, fd: int) -> bool:
-        return fd in self._entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def place(self, fd: int, entry: Entry) -> None:
         """Install at a fixed number (stdio and preopens at start-up)."""
@@ -188,9 +186,6 @@ class FdTable:
         displaced = self._entries[dst]
         self._entries[dst] = self._entries.pop(src)
         return displaced
-
-    def entries(self) -> list[tuple[int, Entry]]:
-        return sorted(self._entries.items())
 
     def clear(self) -> list[Entry]:
         entries = list(self._entries.values())

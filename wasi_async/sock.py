@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import anyio.abc
 
 from .errno import Errno, WasiError
-from .fd_io import read_stream
+from .fd_io import MAX_IO, read_stream
 from .fdtable import ListenerEntry, StreamEntry
 from .flags import (
     SHUT_RD,
@@ -28,8 +28,6 @@ from .streams import StreamInput, StreamOutput, poll_now
 if TYPE_CHECKING:
     from .context import WasiContext
 
-MAX_IO = 1 << 24
-
 
 def _socket(ctx: WasiContext, fd: int, rights: int) -> StreamEntry:
     entry = ctx.fds.get(fd)
@@ -43,7 +41,7 @@ def socket_entry(stream: anyio.abc.ByteStream, fdflags: int = 0, *, owned: bool)
     """A connected socket as one descriptor: both directions over the same anyio stream."""
     return StreamEntry(
         SOCKET_RIGHTS, 0, fdflags, input=StreamInput(stream, owned=owned),
-        output=StreamOutput(stream), socket=True, kind=Filetype.SOCKET_STREAM,
+        output=StreamOutput(stream), kind=Filetype.SOCKET_STREAM,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import stat
 from abc import ABC, abstractmethod
 
@@ -307,6 +308,15 @@ class FdOutput(OutputStream):
     async def wait_writable(self) -> None:
         if self._waitable:
             await anyio.wait_writable(self.fd)
+
+    async def shutdown_write(self) -> None:
+        if self.filetype != Filetype.SOCKET_STREAM:
+            raise WasiError(Errno.NOTSOCK)
+        try:  # the process's stdio is a socket (inetd style): shut down a duplicate, keep the fd
+            with socket.socket(fileno=os.dup(self.fd)) as sock:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise _host_errno(exc) from exc
 
     def is_ready(self) -> bool:
         return not self._waitable or poll_now(self.fd, select.POLLOUT)
