@@ -148,6 +148,9 @@ ENGINES: dict[str, Callable[[Path, WasiContext], Awaitable[None]]] = {
     "asyncwasm": run_on_asyncwasm,
     "wasmtime": run_on_wasmtime,
 }
+# asyncwasm on both event loops; the wasmtime cross-check of the WASI layer on one is enough.
+ENGINE_LOOPS = pytest.mark.parametrize(
+    ("engine", "anyio_backend"), [("asyncwasm", "asyncio"), ("asyncwasm", "trio"), ("wasmtime", "asyncio")])
 
 
 async def execute(engine: str, run: Run, timeout: float = 120) -> Outcome:
@@ -215,7 +218,7 @@ def test_the_testsuite_is_all_there() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", list(ENGINES))
+@ENGINE_LOOPS
 @pytest.mark.parametrize("case", SUITE_CASES, ids=[c.id for c in SUITE_CASES])
 async def test_wasi_testsuite(case: SuiteCase, engine: str, tmp_path: Path) -> None:
     spec = case.spec
@@ -242,7 +245,7 @@ CORPUS_RUNS = load_corpus_runs()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", list(ENGINES))
+@ENGINE_LOOPS
 @pytest.mark.parametrize("entry", CORPUS_RUNS, ids=[r["name"] for r in CORPUS_RUNS])
 async def test_corpus(entry: dict[str, Any], engine: str, tmp_path: Path) -> None:
     preopens = []
