@@ -217,5 +217,7 @@ async def test_path_oddities(tree: tuple[Path, Path]) -> None:
     assert (await g.path_open(ROOT, ""))[0] == Errno.NOENT
     err, fd = await g.path_open(ROOT, "sub///", 0, rights=DIR_RIGHTS)
     assert err == 0
+    assert (await g.path_open(ROOT, "file/."))[0] == Errno.NOTDIR
+    assert (await g.path_open(ROOT, "dir_link/.", rights=DIR_RIGHTS))[0] == 0
     err, file_fd = await g.path_open(ROOT, "file")
     assert (await g.path_open(file_fd, "x"))[0] == Errno.NOTDIR

@@ -1,7 +1,7 @@
 """The per-instance capability table: what each guest fd number refers to, and with which rights.
 
-Numbering follows wasmtime: 0-2 stdio, then the preopened directories in order, then whatever the
-guest opens (the lowest free number). An fd that was never granted, or was closed, is EBADF;
+Numbering: 0-2 stdio, then the preopened directories in order (as wasmtime), then the granted
+sockets, then whatever the guest opens (the lowest free number, as POSIX). An fd that was never granted, or was closed, is EBADF;
 an fd lacking the right an operation needs is ENOTCAPABLE. Rights can only ever shrink.
 """
 

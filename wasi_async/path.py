@@ -30,7 +30,7 @@ def _dir(ctx: WasiContext, fd: int, rights: int) -> DirEntry:
 
 def _follows(lookupflags: int, path: str) -> bool:
     """A lookup follows a final symlink when asked, and always when the path ends in "/" (POSIX)."""
-    return bool(lookupflags & LOOKUP_SYMLINK_FOLLOW) or path.endswith("/")
+    return bool(lookupflags & LOOKUP_SYMLINK_FOLLOW) or path.endswith(("/", "/."))
 
 
 @wasi("path_create_directory", "i32 i32 i32")

@@ -60,6 +60,11 @@ def _components(path: str) -> list[str]:
     return [c for c in path.split("/") if c and c != "."]
 
 
+def _names_a_directory(path: str) -> bool:
+    """A trailing "/" or "/." (as in "a/" or "a/.") says the final component must be a directory."""
+    return path.endswith("/") or path.endswith("/.")
+
+
 def resolve(base_fd: int, path: str, *, follow: bool) -> Resolved:
     """Walk ``path`` from ``base_fd``; ``follow`` expands a symlink in the final position too.
 
@@ -70,7 +75,7 @@ def resolve(base_fd: int, path: str, *, follow: bool) -> Resolved:
         raise WasiError(Errno.NOENT, "empty path")
     if path.startswith("/"):
         raise WasiError(Errno.NOTCAPABLE, "absolute paths are not allowed")
-    trailing = path.endswith("/")
+    trailing = _names_a_directory(path)
     pending = deque(_components(path))
     stack: list[int] = [base_fd]  # stack[0] is borrowed, the rest are ours
     expansions = 0
@@ -104,7 +109,7 @@ def resolve(base_fd: int, path: str, *, follow: bool) -> Resolved:
                     raise WasiError(Errno.NOENT, "empty symbolic link")
                 if target.startswith("/"):
                     raise WasiError(Errno.NOTCAPABLE, "symbolic link to an absolute path")
-                if last and target.endswith("/"):
+                if last and _names_a_directory(target):
                     trailing = True
                 pending.extendleft(reversed(_components(target)))
                 continue
