@@ -142,7 +142,7 @@ class StreamInput(InputStream):
         self._buffer += chunk
 
     async def _fill(self) -> None:
-        if not self._buffer and not self._eof:
+        while not self._buffer and not self._eof:  # an empty item is not the end of the stream
             await self._receive_more()
 
     async def read(self, n: int) -> bytes:
