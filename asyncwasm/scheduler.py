@@ -22,6 +22,7 @@ FUEL_CHUNK = 4_000  # fuel units between two looks at the clock (about a millise
 DEFAULT_SLICE = 0.002  # seconds a guest runs before it lets the loop run
 
 _OOB_MEMORY = "out of bounds memory access"
+_HOST_HEADROOM = 200  # frames left for host functions called at the guest's deepest point
 
 
 class _Suspend:
@@ -56,6 +57,7 @@ class Store:
         self.max_table_elements = max_table_elements
         self.slices = 0
         self._slice_start = time.perf_counter()
+        self._globals: list[dict[str, Any]] = []
 
     def fuel_remaining(self) -> int | None:
         return None if self.fuel_limit is None else max(0, self.fuel_limit - self.fuel_used)
@@ -68,7 +70,7 @@ class Store:
         """The ``_refuel`` hook of one instance's globals: account, enforce the limit, yield."""
 
         def refuel() -> None:
-            self.fuel_used += g["_granted"] - g["_fuel"]
+            self.account()  # every instance of the store: their code may have run through imports
             if self.fuel_limit is not None and self.fuel_used > self.fuel_limit:
                 self.fuel_used = self.fuel_limit
                 g["_fuel"] = g["_granted"] = 0
@@ -86,32 +88,68 @@ class Store:
                 g["_fuel"] = -1
         return refuel
 
-    def settle(self, g: dict[str, Any]) -> None:
-        """Account the fuel an instance used of its current grant (after a call returns)."""
-        self.fuel_used += g["_granted"] - g["_fuel"]
+    def attach(self, g: dict[str, Any]) -> None:
+        """Count this instance's fuel in this store (its code may run through other instances' calls)."""
+        self._globals.append(g)
+
+    def account(self) -> None:
+        """Add what every instance of the store used of its grant (once: a cancellation while
+        suspended must not count it again)."""
+        for g in self._globals:
+            self.fuel_used += g["_granted"] - g["_fuel"]
+            g["_granted"] = g["_fuel"]
+
+    def settle(self) -> None:
+        """Account the fuel used and hand every instance a fresh grant."""
+        self.account()
         grant = self.next_grant()
-        g["_fuel"] = g["_granted"] = grant if grant else -1
+        for g in self._globals:
+            g["_fuel"] = g["_granted"] = grant if grant else -1
 
 
-async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
-                    settle: Callable[[], None] | None = None) -> Any:
-    """Call ``fn(*args)`` in a fresh greenlet, serving its suspensions until it returns."""
-    if sys.getrecursionlimit() < store.max_depth + 1000:
-        sys.setrecursionlimit(store.max_depth + 1000)
+def _set_depth_limit(limit: int) -> int:
+    """Set the recursion limit for guest code about to run; return the one to restore."""
+    prev = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(limit)
+    except RecursionError:  # the caller is already deeper than that: leave it
+        pass
+    return prev
+
+
+async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store) -> Any:
+    """Call ``fn(*args)`` in a fresh greenlet, serving its suspensions until it returns.
+
+    A fresh greenlet starts at recursion depth zero, so the recursion limit set while it runs is
+    exactly the store's call-depth bound (plus room for the host functions it calls).
+    """
     g = greenlet(fn)
     g.asyncwasm_guest = True  # type: ignore[attr-defined]
     store._slice_start = time.perf_counter()
+    limit = store.max_depth + _HOST_HEADROOM
     try:
-        value = g.switch(*args)
+        prev = _set_depth_limit(limit)
+        try:
+            value = g.switch(*args)
+        finally:
+            sys.setrecursionlimit(prev)
         while not g.dead:
             if not isinstance(value, _Suspend):
                 raise RuntimeError("guest greenlet switched out without a suspension")
             try:
                 result = await value.awaitable
             except BaseException as exc:  # cancellation included: it unwinds the guest
-                value = g.throw(exc)
+                prev = _set_depth_limit(limit)
+                try:
+                    value = g.throw(exc)
+                finally:
+                    sys.setrecursionlimit(prev)
             else:
-                value = g.switch(result)
+                prev = _set_depth_limit(limit)
+                try:
+                    value = g.switch(result)
+                finally:
+                    sys.setrecursionlimit(prev)
         return value
     except BaseException as exc:
         mapped = as_trap(exc)
@@ -119,14 +157,17 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
             raise
         raise mapped from None
     finally:
-        if settle is not None:
-            settle()
+        store.settle()
 
 
 def run_guest_sync(fn: Callable[..., Any], args: tuple[Any, ...], store: Store) -> Any:
     """Run guest code to completion without an event loop (no async host functions allowed)."""
-    if sys.getrecursionlimit() < store.max_depth + 1000:
-        sys.setrecursionlimit(store.max_depth + 1000)
+    depth = 0
+    f = sys._getframe()
+    while f is not None:
+        depth += 1
+        f = f.f_back
+    prev = _set_depth_limit(depth + store.max_depth + _HOST_HEADROOM)
     try:
         return fn(*args)
     except BaseException as exc:
@@ -134,6 +175,9 @@ def run_guest_sync(fn: Callable[..., Any], args: tuple[Any, ...], store: Store) 
         if mapped is exc:
             raise
         raise mapped from None
+    finally:
+        sys.setrecursionlimit(prev)
+        store.settle()
 
 
 # ---- turning Python exceptions raised by compiled code into traps --------------------------------

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from types import CodeType
 
 from ..binary.module import FuncType, Module
-from .translate import FunctionTranslator, ModuleInfo
+from .structured import translate_function
+from .translate import ModuleInfo
 
 _type_ids: dict[FuncType, int] = {}
 _counter = itertools.count()
@@ -53,9 +54,8 @@ def compile_module(module: Module, name: str = "module") -> CompiledCode:
     consts: dict[str, float] = {}
     for k, code in enumerate(module.codes):
         idx = n_imported + k
-        t = FunctionTranslator(info, idx, code, func_types[idx])
-        src, offs = t.translate()
-        consts.update(t.consts)
+        src, offs, fconsts = translate_function(info, idx, code, func_types[idx])
+        consts.update(fconsts)
         lines.extend(src)
         offsets.extend(offs)
         funcs.extend([idx] * len(src))

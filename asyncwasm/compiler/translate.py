@@ -92,7 +92,7 @@ class FunctionTranslator:
         self.offset = code.offset
         self.chunk_line = -1
         self.chunk_cost = 0
-        self.loop_used: set[int] = set()
+        self.loop_used: set[int] = set()  # constructs some branch targets
 
     # ---- emission ------------------------------------------------------------------------------
     def new_label(self) -> int:
@@ -231,8 +231,8 @@ class FunctionTranslator:
         ft = self.info.types[bt]
         return len(ft.params), len(ft.results)
 
-    def prescan_loops(self) -> None:
-        """Mark the loops that some branch targets: only those need a label at their head."""
+    def prescan(self) -> None:
+        """Mark the constructs that some branch targets (by the index of their first instruction)."""
         stack: list[tuple[int, int]] = []  # (kind, instruction index)
         for i, (op, imm, _off) in enumerate(self.code.body):
             if op in (BLOCK, LOOP, IF):
@@ -248,14 +248,13 @@ class FunctionTranslator:
 
     def _mark(self, stack: list[tuple[int, int]], depth: int) -> None:
         if depth < len(stack):
-            kind, i = stack[-1 - depth]
-            if kind == LOOP:
-                self.loop_used.add(i)
+            _kind, i = stack[-1 - depth]
+            self.loop_used.add(i)
 
     def translate(self) -> tuple[list[str], list[int]]:
         ft = self.ftype
         nparams = len(ft.params)
-        self.prescan_loops()
+        self.prescan()
         self.segments.append(Segment(self.new_label()))
         self.open_chunk()
         self.emit("if _fuel < 0: _refuel()")
@@ -270,7 +269,7 @@ class FunctionTranslator:
                 self.chunk_cost += 1
             self.step(op, imm, i)
         self.close_chunk()
-        return self.render(nparams)
+        return self.render(nparams)  # type: ignore[attr-defined]
 
     def skip_dead(self, op: int, imm: object, i: int) -> None:
         if op in (BLOCK, LOOP, IF):
@@ -605,11 +604,11 @@ def _second(imm: object) -> object:
 
 
 _HANDLERS = {
-    0x00: FunctionTranslator.do_unreachable, 0x01: FunctionTranslator.do_nop,
-    BLOCK: FunctionTranslator.do_block, LOOP: FunctionTranslator.do_loop, IF: FunctionTranslator.do_if,
+    0x00: lambda t, imm, i: t.do_unreachable(imm, i), 0x01: FunctionTranslator.do_nop,
+    BLOCK: lambda t, imm, i: t.do_block(imm, i), LOOP: lambda t, imm, i: t.do_loop(imm, i), IF: lambda t, imm, i: t.do_if(imm, i),
     ELSE: lambda t, imm, i: t.do_else(t.ctrls[-1]), END: lambda t, imm, i: t.do_end(t.ctrls[-1]),
-    0x0C: FunctionTranslator.do_br, 0x0D: FunctionTranslator.do_br_if, 0x0E: FunctionTranslator.do_br_table,
-    0x0F: FunctionTranslator.do_return, 0x10: FunctionTranslator.do_call,
+    0x0C: lambda t, imm, i: t.do_br(imm, i), 0x0D: lambda t, imm, i: t.do_br_if(imm, i), 0x0E: lambda t, imm, i: t.do_br_table(imm, i),
+    0x0F: lambda t, imm, i: t.do_return(imm, i), 0x10: FunctionTranslator.do_call,
     0x11: FunctionTranslator.do_call_indirect,
     0x1A: FunctionTranslator.do_drop, 0x1B: FunctionTranslator.do_select, 0x1C: FunctionTranslator.do_select,
     0x20: FunctionTranslator.do_local_get, 0x21: FunctionTranslator.do_local_set,
@@ -684,13 +683,15 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
         out.append("    try:")
         offs.extend([t.code.offset] * 3)
         pad = "    "
-    if not single:
+    # Without backward branches the checks run once, top to bottom: no loop is needed.
+    looping = any(txt == "continue" for seg in t.segments for _i, txt, _o in seg.lines)
+    if looping:
         out.append(pad + "    while True:")
         offs.append(t.code.offset)
     for pos, seg in enumerate(t.segments):
-        base = (1 if single else 3) + (1 if guard else 0)
+        base = (1 if single else 2 + looping) + (1 if guard else 0)
         if not single:
-            out.append(f"{pad}        if L == {pos}:")
+            out.append(f"{pad}{'    ' * (1 + looping)}if L == {pos}:")
             offs.append(seg.lines[0][2] if seg.lines else t.code.offset)
         body = [(ind, txt, off) for ind, txt, off in seg.lines if txt]
         if not body and not single:

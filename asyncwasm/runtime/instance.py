@@ -175,13 +175,10 @@ class Instance:
         return _public_results(f.type, raw)
 
     async def call_raw(self, f: Func, args: list[Any]) -> Any:
-        return await run_guest(f.fn, tuple(args), self.store, lambda: self.store.settle(self.g))
+        return await run_guest(f.fn, tuple(args), self.store)
 
     def call_raw_sync(self, f: Func, args: list[Any]) -> Any:
-        try:
-            return run_guest_sync(f.fn, tuple(args), self.store)
-        finally:
-            self.store.settle(self.g)
+        return run_guest_sync(f.fn, tuple(args), self.store)
 
 
 def _check_arity(f: Func, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -357,6 +354,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     g["_stk"] = 0
     g["_fuel"] = g["_granted"] = store.next_grant() or -1
     g["_refuel"] = store.make_refuel(g)
+    store.attach(g)
     exec(cm.compiled.code, g)
     for gl in m.globals:
         value = _eval_const(gl.init, g, inst)

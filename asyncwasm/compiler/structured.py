@@ -1,0 +1,337 @@
+"""The fast shape for functions whose nesting Python can compile: Wasm control flow as Python's.
+
+A loop that some branch targets becomes ``while True: ...; break`` (a branch to it is ``continue``),
+a targeted block or if is wrapped in a ``while True: ...; break`` so a branch out is ``break``, and an
+if is a Python if/else. A branch that leaves several Python loops sets ``_b`` to its target and
+breaks; a check after each loop passes it on. When the nesting would pass CPython's limits (20
+nested loops, 100 indentation levels) the flat translator takes the function instead.
+"""
+
+from __future__ import annotations
+
+from ..binary.opcodes import IF, LOOP
+from .translate import Ctrl, FunctionTranslator, Segment
+
+MAX_PY_LOOPS = 17  # CPython allows 20 nested blocks; the stack guard's try takes one
+MAX_INDENT = 90
+
+
+class TooDeep(Exception):
+    """The function nests deeper than CPython compiles: use the flat shape."""
+
+
+class StructuredTranslator(FunctionTranslator):
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.indent = 0
+        self.pyloops: list[Ctrl] = []
+        self.crossed: dict[int, set[int]] = {}  # id(ctrl) -> labels of outer targets branched through it
+        self.uses_b = False
+        self.header_at: list[int] = []
+        self.refunds: list[tuple[int, int]] = []  # (line, chunk cost so far) of each br_if's refund
+
+    # ---- emission at the current indentation ----------------------------------------------------
+    def emit(self, text: str, indent: int = 0) -> None:
+        self.segments[-1].lines.append((self.indent + indent, text, self.offset))
+
+    def new_chunk(self) -> None:
+        self.close_chunk()
+        self.open_chunk()
+
+    def open_block(self, header: str) -> None:
+        self.emit(header)
+        self.indent += 1
+        if self.indent > MAX_INDENT:
+            raise TooDeep()
+        self.header_at.append(len(self.segments[-1].lines))
+
+    def close_block(self) -> None:
+        start = self.header_at.pop()
+        if not any(txt for _i, txt, _o in self.segments[-1].lines[start:]):
+            self.emit("pass")
+        self.indent -= 1
+
+    def open_pyloop(self, c: Ctrl) -> None:
+        self.open_block("while True:")
+        self.pyloops.append(c)
+        if len(self.pyloops) > MAX_PY_LOOPS:
+            raise TooDeep()
+
+    def close_pyloop(self, c: Ctrl) -> None:
+        """End ``c``'s Python loop, then pass on branches bound further out."""
+        self.emit("break")
+        self.close_block()
+        self.pyloops.pop()
+        crossed = self.crossed.pop(id(c), set())
+        if not crossed:
+            return
+        outer = self.pyloops[-1]
+        self.open_block("if _b:")
+        if outer.label in crossed:
+            if crossed == {outer.label}:
+                self.emit("_b = 0")
+                self.emit("continue" if outer.kind == LOOP else "break")
+            else:
+                self.open_block(f"if _b == {outer.label}:")
+                self.emit("_b = 0")
+                self.emit("continue" if outer.kind == LOOP else "break")
+                self.close_block()
+                self.emit("break")
+        else:
+            self.emit("break")
+        self.close_block()
+
+    # ---- branches -------------------------------------------------------------------------------
+    def jump_lines(self, target: Ctrl) -> list[str]:
+        if target.kind == -1:
+            return [self.return_stmt()]
+        target.used = True
+        out = []
+        mv = self.moves(target)
+        if mv:
+            out.append(mv)
+        if self.pyloops and self.pyloops[-1] is target:
+            out.append("continue" if target.kind == LOOP else "break")
+            return out
+        self.uses_b = True
+        for p in reversed(self.pyloops):
+            if p is target:
+                break
+            self.crossed.setdefault(id(p), set()).add(target.label)
+        out.append(f"_b = {target.label}")
+        out.append("break")
+        return out
+
+    def do_br_if(self, imm: object, i: int) -> None:
+        """The fall-through path stays in the current fuel chunk (one charge per loop iteration);
+        the taken path refunds what the chunk charges for the instructions after the branch."""
+        target = self.ctrls[-1 - imm]  # type: ignore[operator]
+        cond = self.pop()
+        self.materialize_all()
+        self.open_block(f"if {cond.code}:")
+        self.emit("")
+        self.refunds.append((len(self.segments[-1].lines) - 1, self.chunk_cost))
+        for line in self.jump_lines(target):
+            self.emit(line)
+        self.close_block()
+
+    def open_chunk(self) -> None:
+        self.emit("")
+        self.chunk_line = len(self.segments[-1].lines) - 1
+        self.chunk_cost = 0
+        self.refunds: list[tuple[int, int]] = []
+
+    def close_chunk(self) -> None:
+        if self.chunk_line >= 0:
+            lines = self.segments[-1].lines
+            for at, cost in self.refunds:
+                ind, _t, off = lines[at]
+                extra = self.chunk_cost - cost
+                lines[at] = (ind, f"_fuel += {extra}" if extra else "", off)
+            self.refunds = []
+        super().close_chunk()
+
+    def do_br_table(self, imm: object, i: int) -> None:
+        labels, default = imm  # type: ignore[misc]
+        idx = self.pop()
+        self.materialize_all()
+        self.emit(f"_i = {idx.code}")
+        by_target: dict[int, list[int]] = {}
+        for n, d in enumerate(labels):
+            if d != default:
+                by_target.setdefault(d, []).append(n)
+        first = True
+        for d, ns in by_target.items():
+            cond = f"_i == {ns[0]}" if len(ns) == 1 else f"_i in {frozenset(ns)!r}"
+            if first:
+                self.open_block(f"if {cond}:")
+            else:
+                self.close_block()
+                self.open_block(f"elif {cond}:")
+            first = False
+            for line in self.jump_lines(self.ctrls[-1 - d]):
+                self.emit(line)
+        if not first:
+            self.close_block()
+            self.open_block("else:")
+        for line in self.jump_lines(self.ctrls[-1 - default]):
+            self.emit(line)
+        if not first:
+            self.close_block()
+        self.dead = True
+
+    # ---- structured control ---------------------------------------------------------------------
+    def do_block(self, imm: object, i: int) -> None:
+        p, r = self.block_sig(imm)
+        c = Ctrl(0x02, len(self.stack) - p, p, r, self.new_label())
+        self.ctrls.append(c)
+        if i in self.loop_used:
+            self.materialize_all()
+            self.open_pyloop(c)
+            c.used = True
+
+    def do_loop(self, imm: object, i: int) -> None:
+        p, r = self.block_sig(imm)
+        c = Ctrl(LOOP, len(self.stack) - p, p, r, self.new_label())
+        self.ctrls.append(c)
+        if i in self.loop_used:
+            self.materialize_all()
+            self.close_chunk()
+            self.open_pyloop(c)
+            c.used = True
+            self.open_chunk()
+            self.emit("if _fuel < 0: _refuel()")
+
+    def do_if(self, imm: object, i: int) -> None:
+        p, r = self.block_sig(imm)
+        cond = self.pop()
+        self.materialize_all()
+        c = Ctrl(IF, len(self.stack) - p, p, r, self.new_label())
+        self.ctrls.append(c)
+        if i in self.loop_used:
+            self.open_pyloop(c)
+            c.used = True
+        self.close_chunk()
+        self.open_block(f"if {cond.code}:")
+        self.open_chunk()
+
+    def do_else(self, c: Ctrl) -> None:
+        if not self.dead:
+            c.end_reachable = True
+            self.materialize_all()
+        self.close_chunk()
+        self.close_block()
+        self.open_block("else:")
+        self.open_chunk()
+        c.has_else = True
+        self.dead = False
+        self.reset_stack(c.height + c.nparams)
+
+    def do_end(self, c: Ctrl) -> None:
+        self.ctrls.pop()
+        if c.ghost:
+            return
+        live = not self.dead
+        if c.kind == -1:
+            if live:
+                self.materialize_all()
+                self.emit(self.return_stmt())
+            self.dead = True
+            return
+        if live:
+            self.materialize_all()
+        if c.kind == IF:
+            reach = live or c.end_reachable or not c.has_else or (c.used and self.if_used(c))
+            self.close_chunk()
+            self.close_block()
+            if c in self.pyloops:
+                self.close_pyloop(c)
+            self.open_chunk()
+            self.dead = not reach
+            self.reset_stack(c.height + c.nresults)
+            return
+        if c in self.pyloops:
+            reach = live or (c.kind != LOOP and self.branched_to(c))
+            self.close_chunk()
+            self.close_pyloop(c)
+            self.open_chunk()
+            self.dead = not reach
+            self.reset_stack(c.height + c.nresults)
+            return
+        # a block or loop nothing branches to: its end is reached only by falling through
+        self.dead = not live
+        if live:
+            self.reset_stack(c.height + c.nresults)
+
+    def if_used(self, c: Ctrl) -> bool:
+        return self.branched_to(c)
+
+    def branched_to(self, c: Ctrl) -> bool:
+        return c.label in self.targets_hit
+
+    @property
+    def targets_hit(self) -> set[int]:
+        return self._targets
+
+    # record every label a branch was emitted for
+    _targets: set[int]
+
+    def translate(self) -> tuple[list[str], list[int]]:
+        self._targets = set()
+        return super().translate()
+
+    def branch(self, depth: int) -> None:
+        target = self.ctrls[-1 - depth]
+        self._targets.add(target.label)
+        super().branch(depth)
+
+
+def _note_target(method):  # type: ignore[no-untyped-def]
+    """Wrap a branching handler so the labels it targets are recorded (reachability after ends)."""
+
+    def wrapped(self: StructuredTranslator, imm: object, i: int) -> None:
+        depths = [imm] if isinstance(imm, int) else list(imm[0]) + [imm[1]]  # type: ignore[index]
+        for d in depths:
+            self._targets.add(self.ctrls[-1 - d].label)
+        method(self, imm, i)
+
+    return wrapped
+
+
+StructuredTranslator.do_br_if = _note_target(StructuredTranslator.do_br_if)  # type: ignore[method-assign]
+StructuredTranslator.do_br_table = _note_target(StructuredTranslator.do_br_table)  # type: ignore[method-assign]
+
+
+def render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str], list[int]]:
+    out = [f"def f{t.index}({', '.join(f'l{k}' for k in range(nparams))}):"]
+    offs = [t.code.offset]
+    gl = ["_fuel"] + [f"g{g}" for g in sorted(t.globals_set)]
+    out.append(f"    global {', '.join(gl)}")
+    offs.append(t.code.offset)
+    pre = []
+    if t.code.locals:
+        zeros = [{"i32": "0", "i64": "0", "f32": "0.0", "f64": "0.0"}.get(ty, "None") for ty in t.code.locals]
+        pre.append("; ".join(f"l{nparams + k} = {z}" for k, z in enumerate(zeros)))
+    if t.uses_b:
+        pre.append("_b = 0")
+    for line in pre:
+        out.append("    " + line)
+        offs.append(t.code.offset)
+    from .translate import BIG_FRAME, STACK_BUDGET
+
+    frame = nparams + len(t.code.locals) + t.nslots()
+    guard = frame > BIG_FRAME
+    base = 1
+    if guard:
+        out[1] += ", _stk"
+        out.append(f"    _stk += {frame}")
+        out.append(f"    if _stk > {STACK_BUDGET}: _stk -= {frame}; raise _trap('call stack exhausted')")
+        out.append("    try:")
+        offs.extend([t.code.offset] * 3)
+        base = 2
+    body = [(ind, txt, off) for ind, txt, off in t.segments[0].lines if txt]
+    for ind, txt, off in body:
+        out.append("    " * (base + ind) + txt)
+        offs.append(off)
+    if guard:
+        out.append("    finally:")
+        out.append(f"        _stk -= {frame}")
+        offs.extend([t.code.offset] * 2)
+    return out, offs
+
+
+StructuredTranslator.render = render_structured  # type: ignore[attr-defined]
+
+
+def translate_function(info: object, index: int, code: object, ftype: object) -> tuple[list[str], list[int], dict]:
+    """Python source lines (and the Wasm offset of each) for one function, in the best shape that compiles."""
+    try:
+        t: FunctionTranslator = StructuredTranslator(info, index, code, ftype)
+        lines, offs = t.translate()
+    except TooDeep:
+        t = FunctionTranslator(info, index, code, ftype)  # type: ignore[arg-type]
+        lines, offs = t.translate()
+    return lines, offs, t.consts
+
+
+__all__ = ["StructuredTranslator", "translate_function", "Segment"]
