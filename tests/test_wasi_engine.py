@@ -3,7 +3,6 @@ event loop, and a cancel scope stops them in the middle of a blocking WASI call.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import anyio
@@ -16,13 +15,16 @@ from wasi_async.testing import CollectStream
 
 pytestmark = pytest.mark.anyio
 
-SHARED = Path(os.environ.get("ASYNCWASM_SHARED") or Path(__file__).resolve().parents[2] / "shared")
-CORPUS = SHARED / "corpus" / "wasm"
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def corpus(shared: Path) -> Path:
+    return shared / "corpus" / "wasm"
 
 
 async def run_command(module: asyncwasm.Module, config: WasiConfig) -> int:
@@ -37,9 +39,9 @@ async def run_command(module: asyncwasm.Module, config: WasiConfig) -> int:
     return 0
 
 
-async def test_sleeping_instances_share_the_loop() -> None:
+async def test_sleeping_instances_share_the_loop(corpus: Path) -> None:
     """Ten programs each sleeping 100 ms (poll_oneoff) take about 100 ms together, not a second."""
-    module = asyncwasm.Module.from_file(CORPUS / "sleep.wasm")
+    module = asyncwasm.Module.from_file(corpus / "sleep.wasm")
     outputs = [CollectStream() for _ in range(10)]
     await run_command(module, WasiConfig(args=["sleep.wasm", "1"], stdout=CollectStream()))  # warm the compile cache
     start = anyio.current_time()
@@ -51,8 +53,8 @@ async def test_sleeping_instances_share_the_loop() -> None:
     assert elapsed < 0.6, f"ten 100 ms sleeps took {elapsed:.2f}s: the sleeps did not overlap"
 
 
-async def test_quiet_stdin_lets_other_tasks_run() -> None:
-    module = asyncwasm.Module.from_file(CORPUS / "cat.wasm")
+async def test_quiet_stdin_lets_other_tasks_run(corpus: Path) -> None:
+    module = asyncwasm.Module.from_file(corpus / "cat.wasm")
     send, receive = anyio.create_memory_object_stream[bytes](10)
     out = CollectStream()
     ticks = 0
@@ -80,8 +82,8 @@ async def test_quiet_stdin_lets_other_tasks_run() -> None:
     assert codes == [0] and out.data == b"first line\nsecond\n"
 
 
-async def test_cancel_scope_aborts_a_blocking_read() -> None:
-    module = asyncwasm.Module.from_file(CORPUS / "cat.wasm")
+async def test_cancel_scope_aborts_a_blocking_read(corpus: Path) -> None:
+    module = asyncwasm.Module.from_file(corpus / "cat.wasm")
     _send, receive = anyio.create_memory_object_stream[bytes](10)
     start = anyio.current_time()
     with anyio.move_on_after(0.1) as scope:
