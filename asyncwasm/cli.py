@@ -283,3 +283,15 @@ def _main_guard() -> None:  # pragma: no cover - for `python -m asyncwasm`
 
 if __name__ == "__main__":  # pragma: no cover
     _main_guard()
+
+
+def _register_server() -> None:
+    """`serve-stdin` lives in its own module (the server brings sockets; the rest needs none)."""
+    try:
+        from .serve import serve_stdin
+    except ImportError:  # not built yet in this checkout
+        return
+    main.add_command(serve_stdin)
+
+
+_register_server()
