@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 import sys
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -182,7 +183,8 @@ def run_guest_sync(fn: Callable[..., Any], args: tuple[Any, ...], store: Store) 
 
 # ---- turning Python exceptions raised by compiled code into traps --------------------------------
 
-_registry: dict[str, Any] = {}  # generated filename -> CompiledModule (for backtraces)
+# generated filename -> CompiledModule, for backtraces; weak, so a dropped module is freed
+_registry: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
 def register_code(filename: str, compiled: Any) -> None:
@@ -197,8 +199,7 @@ def wasm_frames(tb: Any, limit: int = 100) -> list[Frame]:
         cm = _registry.get(code.co_filename)
         if cm is not None and code.co_name.startswith("f"):
             idx = int(code.co_name[1:])
-            off = cm.compiled.line_offsets[tb.tb_lineno] if tb.tb_lineno < len(cm.compiled.line_offsets) else None
-            frames.append(Frame(idx, cm.func_name(idx), cm.name, off))
+            frames.append(Frame(idx, cm.func_name(idx), cm.name, cm.compiled.offset_of(code, tb.tb_lineno)))
         tb = tb.tb_next
     frames.reverse()
     return frames[:limit]

@@ -1,15 +1,21 @@
-"""Compile a whole module's functions into one Python code object, plus the tables that map the
-generated lines back to Wasm functions and byte offsets (for trap backtraces)."""
+"""Compile a module's functions into Python code objects, eagerly for small modules and lazily (on
+first call) for big ones, with the tables that map generated lines back to Wasm byte offsets.
+
+Instances never exec source: each binds the shared code objects to its own globals with
+``FunctionType``, so instantiating costs a function object per function actually used.
+"""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+import threading
 from types import CodeType
 
 from ..binary.module import FuncType, Module
 from .structured import translate_function
 from .translate import ModuleInfo
+
+LAZY_THRESHOLD = 4_000  # instructions: above this, functions are translated when first called
 
 _type_ids: dict[FuncType, int] = {}
 _counter = itertools.count()
@@ -33,33 +39,71 @@ def global_cells(module: Module) -> set[int]:
     return cells
 
 
-@dataclass
 class CompiledCode:
-    code: CodeType
-    filename: str
-    line_offsets: list[int]  # Wasm byte offset for each source line (1-based: index 0 unused)
-    line_funcs: list[int]
-    consts: dict[str, float] = field(default_factory=dict)
-    source: str = ""
+    """The code objects of one module's functions, made once and shared by all its instances."""
+
+    def __init__(self, module: Module, name: str, lazy: bool | None = None) -> None:
+        self.module = module
+        self.n_imported = sum(1 for i in module.imports if i.kind == "func")
+        self.func_types = module.func_types()
+        self.info = ModuleInfo(module.types, self.func_types, global_cells(module),
+                               [canonical_type_id(t) for t in module.types])
+        self.filename = f"<wasm {name} #{next(_counter)}>"
+        self.codes: dict[int, CodeType] = {}
+        self.line_tables: dict[int, list[int]] = {}  # per function: Wasm offset of each line
+        self.consts: dict[int, dict[str, float]] = {}  # per function: its NaN and infinity constants
+        self._lock = threading.Lock()
+        size = sum(len(c.body) for c in module.codes)
+        self.lazy = size > LAZY_THRESHOLD if lazy is None else lazy
+        if not self.lazy:
+            self._compile(range(self.n_imported, self.n_imported + len(module.codes)))
+
+    def _compile(self, indices: range | list[int]) -> None:
+        lines: list[str] = []
+        tables: dict[int, list[int]] = {}
+        consts: dict[int, dict[str, float]] = {}
+        for idx in indices:
+            src, offs, fconsts = translate_function(self.info, idx, self.module.codes[idx - self.n_imported],
+                                                    self.func_types[idx])
+            consts[idx] = fconsts
+            tables[idx] = offs
+            lines.extend(src)
+        code = compile("\n".join(lines) + "\n", self.filename, "exec")
+        self.consts.update(consts)
+        for const in code.co_consts:
+            if isinstance(const, CodeType) and const.co_name.startswith("f"):
+                idx = int(const.co_name[1:])
+                self.codes[idx] = const
+                self.line_tables[idx] = tables[idx]
+
+    def code_for(self, idx: int) -> CodeType:
+        """The code object of function ``idx``, translating it now if it was not yet."""
+        code = self.codes.get(idx)
+        if code is None:
+            with self._lock:
+                if idx not in self.codes:
+                    self._compile([idx])
+            code = self.codes[idx]
+        return code
+
+    def offset_of(self, code: CodeType, lineno: int) -> int | None:
+        idx = int(code.co_name[1:])
+        table = self.line_tables.get(idx)
+        k = lineno - code.co_firstlineno
+        if table is None or not 0 <= k < len(table):
+            return None
+        return table[k]
+
+    def source_of(self, idx: int) -> str:
+        """The Python source of one function (for debugging and curiosity)."""
+        src, _offs, _c = translate_function(self.info, idx, self.module.codes[idx - self.n_imported],
+                                            self.func_types[idx])
+        return "\n".join(src)
+
+    @property
+    def source(self) -> str:
+        return "\n".join(self.source_of(i) for i in range(self.n_imported, len(self.func_types)))
 
 
-def compile_module(module: Module, name: str = "module") -> CompiledCode:
-    n_imported = sum(1 for i in module.imports if i.kind == "func")
-    func_types = module.func_types()
-    type_ids = [canonical_type_id(t) for t in module.types]
-    info = ModuleInfo(module.types, func_types, global_cells(module), type_ids)
-    lines: list[str] = []
-    offsets: list[int] = [0]
-    funcs: list[int] = [-1]
-    consts: dict[str, float] = {}
-    for k, code in enumerate(module.codes):
-        idx = n_imported + k
-        src, offs, fconsts = translate_function(info, idx, code, func_types[idx])
-        consts.update(fconsts)
-        lines.extend(src)
-        offsets.extend(offs)
-        funcs.extend([idx] * len(src))
-    source = "\n".join(lines) + "\n"
-    filename = f"<wasm {name} #{next(_counter)}>"
-    code_obj = compile(source, filename, "exec")
-    return CompiledCode(code_obj, filename, offsets, funcs, consts, source)
+def compile_module(module: Module, name: str = "module", lazy: bool | None = None) -> CompiledCode:
+    return CompiledCode(module, name, lazy)

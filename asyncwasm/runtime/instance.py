@@ -12,6 +12,7 @@ import math
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 from ..binary.module import (
@@ -130,7 +131,7 @@ class HostFunc:
             if not plain:
                 args = tuple(a if c is None else c(a) for c, a in zip(params, args, strict=True))
             r = fn(*pre, *args)
-            if is_async:
+            if is_async or inspect.isawaitable(r):
                 r = await_in_guest(r)
             if nres == 0:
                 return None
@@ -311,13 +312,40 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
     return stack[-1]
 
 
+def _bind_functions(inst: Instance, g: dict[str, Any]) -> None:
+    """Give the instance its functions: the shared code objects bound to its globals, or, for
+    functions not translated yet, a stub that translates on first call and replaces itself."""
+    cc = inst.module.compiled
+    for idx in range(cc.n_imported, len(cc.func_types)):
+        code = cc.codes.get(idx)
+        if code is not None:
+            g.update(cc.consts[idx])
+            g[code.co_name] = FunctionType(code, g)
+        else:
+            g[f"f{idx}"] = _lazy_stub(inst, g, idx)
+
+
+def _lazy_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., Any]:
+    def stub(*args: Any) -> Any:
+        cc = inst.module.compiled
+        code = cc.code_for(idx)
+        g.update(cc.consts[idx])
+        fn = g[f"f{idx}"] = FunctionType(code, g)
+        ref = inst._refs.get(idx)
+        if ref is not None:
+            ref.fn = fn
+        return fn(*args)
+
+    stub.__name__ = f"translate_f{idx}"
+    return stub
+
+
 def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     """Build the instance's globals dict, run its element and data segments; return its start."""
     cm = inst.module
     m = cm.module
     store = inst.store
     g: dict[str, Any] = dict(_BASE_GLOBALS)
-    g.update(cm.compiled.consts)
     inst.g = g
     caller = Caller(inst)
     nf = nt = nm = ng = 0
@@ -355,7 +383,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     g["_fuel"] = g["_granted"] = store.next_grant() or -1
     g["_refuel"] = store.make_refuel(g)
     store.attach(g)
-    exec(cm.compiled.code, g)
+    _bind_functions(inst, g)
     for gl in m.globals:
         value = _eval_const(gl.init, g, inst)
         g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
