@@ -1,0 +1,91 @@
+"""Every valid function translates, however deep its control flow: CPython refuses more than 20
+nested loops or 100 indentation levels, so deep functions take the flat shape. Each case is checked
+against the answer the Wasm semantics give, on both shapes where both apply."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+import asyncwasm
+from asyncwasm.compiler import structured
+from tests.wat import wat
+
+
+def _switch(depth: int) -> str:
+    """A C-style switch: br_table over `depth` nested blocks; leaving block $bK returns
+    (depth - 1 - K) * 10 + 7 (the innermost block's end comes first)."""
+    opens = "".join(f"(block $b{k}\n" for k in range(depth))
+    table = " ".join(f"$b{k}" for k in range(depth - 1))
+    body = f"(br_table {table} $b{depth - 1} (local.get $x))"
+    closes = "".join(f")\n(return (i32.const {k * 10 + 7}))\n" for k in range(depth))
+    return f"""(module (func (export "switch") (param $x i32) (result i32)
+        {opens}{body}{closes}(i32.const -1)))"""
+
+
+def _nested_loops(depth: int) -> str:
+    """`depth` nested counted loops; the innermost 8 run twice, the others once."""
+    head = ""
+    tail = ""
+    for k in range(depth):
+        head += f"(local.set $i{k} (i32.const 0)) (loop $l{k}\n"
+        runs = 2 if k >= depth - 8 else 1
+        tail = (f"(local.set $i{k} (i32.add (local.get $i{k}) (i32.const 1)))"
+                f"(br_if $l{k} (i32.lt_u (local.get $i{k}) (i32.const {runs}))))\n") + tail
+    locals_ = " ".join(f"(local $i{k} i32)" for k in range(depth))
+    inner = "(local.set $n (i32.add (local.get $n) (i32.const 1)))"
+    return f"""(module (func (export "count") (result i32) (local $n i32) {locals_}
+        {head}{inner}{tail}(local.get $n)))"""
+
+
+def _nested_ifs(depth: int) -> str:
+    """`depth` nested ifs with results: the value says how deep the condition held."""
+    expr = "(i32.const 0)"
+    for k in reversed(range(depth)):
+        expr = (f"(if (result i32) (i32.gt_u (local.get $x) (i32.const {k}))"
+                f" (then {expr.replace('(i32.const 0)', f'(i32.const {k + 1})', 1) if k == depth - 1 else expr})"
+                f" (else (i32.const {k})))")
+    return f"""(module (func (export "depth") (param $x i32) (result i32) {expr}))"""
+
+
+async def _call(wasm: bytes, name: str, *args: int) -> object:
+    inst = await asyncwasm.Linker().instantiate(asyncwasm.Module(wasm))
+    return await inst.call(name, *args)
+
+
+@pytest.fixture(params=["structured-first", "flat-only"])
+def shape(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "flat-only":
+        monkeypatch.setattr(structured, "MAX_PY_LOOPS", -1)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("depth", [3, 30, 300])
+def test_br_table_switch_over_deeply_nested_blocks(depth: int, shape: str) -> None:
+    wasm = wat(_switch(depth))
+    for x in (0, 1, depth // 2, depth - 1, depth, depth + 5, 2**31):
+        want = (depth - 1 - min(x, depth - 1)) * 10 + 7
+        assert anyio.run(_call, wasm, "switch", x) == want, (x, shape)
+
+
+@pytest.mark.parametrize("depth", [4, 19, 21, 25])
+def test_loops_nested_past_pythons_limit(depth: int, shape: str) -> None:
+    assert anyio.run(_call, wat(_nested_loops(depth)), "count") == 2 ** min(depth, 8)
+
+
+@pytest.mark.parametrize("depth", [5, 60, 150])
+def test_ifs_nested_past_the_indentation_limit(depth: int, shape: str) -> None:
+    wasm = wat(_nested_ifs(depth))
+    for x in (0, 1, depth // 2, depth - 1, depth, depth + 10):
+        got = anyio.run(_call, wasm, "depth", x)
+        assert got == min(x, depth), (x, got)
+
+
+def test_flat_and_structured_agree_on_the_spec_control_flow_scripts(shared, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The flat shape alone passes the control-flow scripts of the spec suite too."""
+    from asyncwasm.wast import ScriptRunner
+
+    monkeypatch.setattr(structured, "MAX_PY_LOOPS", -1)
+    for name in ("block", "br", "br_if", "br_table", "loop", "if", "labels", "switch", "unwind", "return"):
+        res = ScriptRunner(shared / "spec" / "json" / name / f"{name}.json").run()
+        assert res.failed == 0, res.failures[:5]
