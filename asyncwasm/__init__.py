@@ -5,9 +5,12 @@ anyio (asyncio or trio) and give the loop back when their fuel slice ends or the
 """
 
 from .binary.module import FuncType, GlobalType, Limits, MemoryType, TableType
+from .cpu import RunStats
 from .errors import (
     Frame,
     FuelExhausted,
+    InstanceDead,
+    Interrupted,
     InvalidModule,
     LinkError,
     MalformedModule,
@@ -19,13 +22,13 @@ from .runtime.instance import Caller, CompiledModule, HostFunc, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
 from .runtime.values import signed32, signed64
-from .scheduler import Store
+from .store import Store
 
 Module = CompiledModule
 
 __all__ = [
     "Caller", "CompiledModule", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
-    "HostFunc", "Instance", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
+    "HostFunc", "Instance", "InstanceDead", "Interrupted", "RunStats", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
     "MemoryType", "Module", "Store", "Table", "TableType", "Trap", "UnsupportedFeature", "WasmError",
     "Linker", "signed32", "signed64",
 ]

@@ -15,7 +15,7 @@ from .binary.module import F32, F64, I32, I64
 from .errors import LinkError, MalformedModule, Trap, WasmError
 from .runtime.instance import CompiledModule, Instance, Linker
 from .runtime.values import from_raw
-from .scheduler import Store
+from .store import Store
 from .wast import DEFAULT_KNOWN_FAILURES, ScriptRunner, load_known_failures
 from .wast import Result as WastResult
 

@@ -94,3 +94,11 @@ class FuelExhausted(Trap):
 
     def __init__(self, frames: list[Frame] | None = None) -> None:
         super().__init__("all fuel consumed by WebAssembly", frames)
+
+
+class Interrupted(Trap):
+    """The call ran past its wall-clock limit (``Store(timeout=...)``) and was stopped."""
+
+
+class InstanceDead(WasmError):
+    """The instance was stopped in the middle of a call (cancelled or timed out) and may not run."""

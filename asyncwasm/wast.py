@@ -30,7 +30,7 @@ from .errors import InvalidModule, LinkError, MalformedModule, Trap, WasmError
 from .runtime.instance import CompiledModule, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
-from .scheduler import Store
+from .store import Store
 
 DEFAULT_KNOWN_FAILURES = Path(__file__).with_name("wast_known_failures.txt")
 _MASK = {I32: 0xFFFFFFFF, I64: 0xFFFFFFFFFFFFFFFF}

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import FunctionType
 from typing import Any
 
+import anyio
+
 from ..binary.module import (
     FUNCREF,
     ExternKind,
@@ -29,8 +31,11 @@ from ..binary.module import (
 from ..binary.reader import decode_module
 from ..compiler import numeric
 from ..compiler.codegen import CompiledCode, compile_module, global_cells
-from ..errors import LinkError, Trap
-from ..scheduler import Store, as_trap, await_in_guest, register_code, run_guest, run_guest_sync
+from ..cpu import RunStats
+from ..errors import InstanceDead, Interrupted, LinkError, Trap
+from ..scheduler import await_in_guest, run_guest, run_guest_sync
+from ..store import Store
+from ..traps import as_trap, register_code
 from ..validate import validate_module
 from . import objects
 from .memory import Memory
@@ -147,7 +152,11 @@ class HostFunc:
 
 
 class Instance:
-    """One instance: its exports, and ``await instance.call(name, *args)``."""
+    """One instance: its exports, and ``await instance.call(name, *args)``.
+
+    A call cancelled from outside (a cancel scope, a timeout) leaves the instance dead: its state
+    may be half-updated, so later calls raise ``InstanceDead`` instead of running on it.
+    """
 
     def __init__(self, module: CompiledModule, store: Store) -> None:
         self.module = module
@@ -155,6 +164,18 @@ class Instance:
         self.exports: dict[str, Extern] = {}
         self.g: dict[str, Any] = {}
         self._refs: dict[int, Func] = {}
+        self.stats = RunStats(weight=store.weight)
+        self.dead: str | None = None  # why it may not run any more
+
+    @property
+    def weight(self) -> float:
+        return self.stats.weight
+
+    @weight.setter
+    def weight(self, value: float) -> None:
+        if value <= 0:
+            raise ValueError("weight must be positive")
+        self.stats.weight = value
 
     def func_ref(self, index: int) -> Func:
         f = self._refs.get(index)
@@ -176,9 +197,23 @@ class Instance:
         return _public_results(f.type, raw)
 
     async def call_raw(self, f: Func, args: list[Any]) -> Any:
-        return await run_guest(f.fn, tuple(args), self.store)
+        if self.dead:
+            raise InstanceDead(self.dead)
+        timeout = self.store.timeout
+        if timeout is None:
+            return await run_guest(f.fn, tuple(args), self.store, self.stats, self._aborted)
+        with anyio.move_on_after(timeout) as scope:
+            return await run_guest(f.fn, tuple(args), self.store, self.stats, self._aborted)
+        assert scope.cancelled_caught
+        self.dead = f"the instance ran past its {timeout:g}s time limit"
+        raise Interrupted(f"interrupt: the call ran longer than the {timeout:g}s time limit")
+
+    def _aborted(self) -> None:
+        self.dead = "the instance was cancelled in the middle of a call"
 
     def call_raw_sync(self, f: Func, args: list[Any]) -> Any:
+        if self.dead:
+            raise InstanceDead(self.dead)
         return run_guest_sync(f.fn, tuple(args), self.store)
 
 

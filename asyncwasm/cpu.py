@@ -1,0 +1,112 @@
+"""The CPU token: at most one guest runs at a time on an event loop, and each turn goes to the
+runnable guest with the least virtual run time (CPU time used divided by its weight), the way
+Linux's CFS picks. Between two turns the loop polls I/O and runs its other tasks, so they wait about
+one slice however many guests are runnable; a guest that mostly waits on I/O is picked as soon as
+its input arrives, because it has used little CPU.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.lowlevel import RunVar
+
+from .store import DEFAULT_SLICE
+
+
+@dataclass
+class RunStats:
+    """What the scheduler measured of one instance (readable while it runs)."""
+
+    weight: float = 1.0
+    vruntime: float = 0.0  # seconds of CPU divided by weight
+    run_time: float = 0.0  # seconds running guest code
+    wait_time: float = 0.0  # seconds runnable but waiting for the CPU token
+    slices: int = 0  # turns taken
+    calls: int = 0
+
+
+@dataclass(order=True)
+class _Waiter:
+    vruntime: float
+    seq: int
+    stats: RunStats = field(compare=False)
+    event: anyio.Event = field(compare=False, default_factory=anyio.Event)
+    cancelled: bool = field(compare=False, default=False)
+
+
+class CpuScheduler:
+    """One per event loop (see ``current``)."""
+
+    def __init__(self, slice_seconds: float = DEFAULT_SLICE) -> None:
+        self.slice_seconds = slice_seconds
+        self.owner: object | None = None  # the turn (a _Waiter, or a stats object) holding the token
+        self._queue: list[_Waiter] = []
+        self._seq = itertools.count()
+        self.min_vruntime = 0.0
+        self.turns = 0
+
+    @property
+    def runnable(self) -> int:
+        return sum(1 for w in self._queue if not w.cancelled) + (self.owner is not None)
+
+    async def acquire(self, stats: RunStats) -> object:
+        """Wait for the token; returns the turn object to hand back to ``release``."""
+        if self.owner is None and not self._queue:
+            self.owner = stats
+            return stats
+        # A guest that waited (on I/O, or just started) joins at the current minimum, less one
+        # slice of credit, so it runs soon but cannot hoard the CPU with time it did not use.
+        floor = self.min_vruntime - self.slice_seconds
+        if stats.vruntime < floor:
+            stats.vruntime = floor
+        w = _Waiter(stats.vruntime, next(self._seq), stats)
+        heapq.heappush(self._queue, w)
+        t0 = anyio.current_time()
+        try:
+            await w.event.wait()
+        except BaseException:
+            if self.owner is w:  # the token was handed over as we were cancelled: pass it on
+                self.release(w, 0.0)
+            else:
+                w.cancelled = True
+            raise
+        finally:
+            stats.wait_time += anyio.current_time() - t0
+        return w
+
+    def release(self, turn: object, ran: float) -> None:
+        """Charge ``ran`` seconds to the turn's instance and hand the token to the next one."""
+        stats = turn.stats if isinstance(turn, _Waiter) else turn
+        assert isinstance(stats, RunStats)
+        stats.vruntime += ran / stats.weight
+        stats.run_time += ran
+        stats.slices += 1
+        self.turns += 1
+        self.owner = None
+        while self._queue:
+            w = heapq.heappop(self._queue)
+            if not w.cancelled:
+                self.owner = w
+                w.event.set()
+                break
+        low = [stats.vruntime] + [w.vruntime for w in self._queue[:1]]
+        if isinstance(self.owner, _Waiter):
+            low.append(self.owner.stats.vruntime)
+        self.min_vruntime = max(self.min_vruntime, min(low))
+
+
+_current: RunVar[CpuScheduler] = RunVar("asyncwasm_cpu_scheduler")
+
+
+def current() -> CpuScheduler:
+    """The scheduler of the running event loop (made on first use)."""
+    try:
+        return _current.get()
+    except LookupError:
+        sched = CpuScheduler()
+        _current.set(sched)
+        return sched

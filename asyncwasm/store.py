@@ -1,0 +1,116 @@
+"""A store: the limits and fuel account shared by the instances created in it (as in wasmtime).
+
+Compiled code keeps its fuel in its instance's globals (``_fuel``, charged per straight-line chunk)
+and calls ``_refuel`` when it runs out; the store then accounts what every one of its instances used,
+enforces the limit, and, when the guest's time slice is over, hands the CPU back to the driver.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from greenlet import getcurrent
+
+from .errors import FuelExhausted
+
+DEFAULT_MAX_DEPTH = 200_000
+FUEL_CHUNK = 1_000  # fuel units between two looks at the clock (a fraction of a millisecond)
+DEFAULT_SLICE = 0.002  # seconds a guest runs before others (guests and tasks) get a turn
+
+
+class SliceEnd:
+    """What a guest greenlet hands its driver when its time slice is over."""
+
+
+SLICE_END = SliceEnd()
+
+
+class _Clock(threading.local):
+    """When the running guest's slice ends (one guest runs at a time on a thread)."""
+
+    deadline = float("inf")
+
+
+slice_clock = _Clock()
+
+
+class Store:
+    """Limits for the instances made in it: fuel, call depth, memory and table sizes, wall time.
+
+    ``timeout`` bounds each call into the store's instances, in seconds of wall time; ``weight``
+    is the share of the CPU its instances get when many are runnable (2.0: twice the default).
+    """
+
+    def __init__(self, *, fuel: int | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
+                 slice_seconds: float = DEFAULT_SLICE, max_memory_pages: int | None = None,
+                 max_table_elements: int | None = None, timeout: float | None = None,
+                 weight: float = 1.0) -> None:
+        if fuel is not None and fuel < 0:
+            raise ValueError("fuel must not be negative")
+        if weight <= 0:
+            raise ValueError("weight must be positive")
+        self.fuel_limit = fuel
+        self.fuel_used = 0
+        self.max_depth = max_depth
+        self.slice_seconds = slice_seconds
+        self.max_memory_pages = max_memory_pages
+        self.max_table_elements = max_table_elements
+        self.timeout = timeout
+        self.weight = weight
+        self._globals: list[dict[str, Any]] = []
+
+    @property
+    def slices(self) -> int:
+        """Time slices ended so far by this store's instances (for stats)."""
+        return self._slices
+
+    _slices = 0
+
+    def fuel_remaining(self) -> int | None:
+        return None if self.fuel_limit is None else max(0, self.fuel_limit - self.fuel_used)
+
+    def next_grant(self) -> int:
+        left = self.fuel_remaining()
+        return FUEL_CHUNK if left is None else min(FUEL_CHUNK, left)
+
+    def make_refuel(self, g: dict[str, Any]) -> Callable[[], None]:
+        """The ``_refuel`` hook of one instance's globals: account, enforce the limit, yield."""
+
+        def refuel() -> None:
+            self.account()  # every instance of the store: their code may have run through imports
+            if self.fuel_limit is not None and self.fuel_used > self.fuel_limit:
+                self.fuel_used = self.fuel_limit
+                g["_fuel"] = g["_granted"] = 0
+                raise FuelExhausted()
+            if time.perf_counter() >= slice_clock.deadline:
+                cur = getcurrent()
+                if getattr(cur, "asyncwasm_guest", False):
+                    self._slices += 1
+                    cur.parent.switch(SLICE_END)
+            grant = self.next_grant()
+            g["_fuel"] = g["_granted"] = grant
+            if grant == 0:
+                g["_fuel"] = -1
+
+        return refuel
+
+    def attach(self, g: dict[str, Any]) -> None:
+        """Count this instance's fuel in this store (its code may run through other instances' calls)."""
+        self._globals.append(g)
+
+    def account(self) -> None:
+        """Add what every instance of the store used of its grant (once: a cancellation while
+        suspended must not count it again)."""
+        for g in self._globals:
+            self.fuel_used += g["_granted"] - g["_fuel"]
+            g["_granted"] = g["_fuel"]
+
+    def settle(self) -> None:
+        """Account the fuel used and hand every instance a fresh grant."""
+        self.account()
+        grant = self.next_grant()
+        for g in self._globals:
+            g["_fuel"] = g["_granted"] = grant if grant else -1

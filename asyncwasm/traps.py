@@ -1,0 +1,60 @@
+"""Turn the Python exceptions compiled code raises into Wasm traps, with Wasm backtraces read
+from the Python traceback (generated functions are named ``f<index>``; a per-function line table
+gives each line's Wasm byte offset)."""
+
+from __future__ import annotations
+
+import struct
+import weakref
+from typing import Any
+
+from .errors import Frame, Trap
+
+_OOB_MEMORY = "out of bounds memory access"
+
+# generated filename -> CompiledModule, for backtraces; weak, so a dropped module is freed
+_registry: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
+def register_code(filename: str, compiled: Any) -> None:
+    _registry[filename] = compiled
+
+
+def wasm_frames(tb: Any, limit: int = 100) -> list[Frame]:
+    """The Wasm frames of a traceback, innermost first."""
+    frames: list[Frame] = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        cm = _registry.get(code.co_filename)
+        if cm is not None and code.co_name.startswith("f"):
+            idx = int(code.co_name[1:])
+            frames.append(Frame(idx, cm.func_name(idx), cm.name, cm.compiled.offset_of(code, tb.tb_lineno)))
+        tb = tb.tb_next
+    frames.reverse()
+    return frames[:limit]
+
+
+def _raised_in_wasm(tb: Any) -> bool:
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    return last is not None and last.tb_frame.f_code.co_filename in _registry
+
+
+def as_trap(exc: BaseException) -> BaseException:
+    """Map an exception from guest execution to the Trap it stands for (others pass unchanged)."""
+    tb = exc.__traceback__
+    if isinstance(exc, Trap):
+        if not exc.frames:
+            exc.frames = wasm_frames(tb)
+        return exc
+    if isinstance(exc, RecursionError):
+        return Trap("call stack exhausted", wasm_frames(tb, 50))
+    if isinstance(exc, (struct.error, IndexError)) and _raised_in_wasm(tb):
+        return Trap(_OOB_MEMORY, wasm_frames(tb))
+    if isinstance(exc, ZeroDivisionError) and _raised_in_wasm(tb):
+        return Trap("integer divide by zero", wasm_frames(tb))
+    return exc
+
+
