@@ -94,7 +94,9 @@ class Outcome:
         return self.error is None
 
     def describe(self) -> str:
-        return f"exit {self.exit_code}" if self.error is None else self.error
+        if self.error is not None:
+            return self.error
+        return "no request" if self.exit_code is None else f"exit {self.exit_code}"
 
 
 class Connection:
@@ -111,7 +113,10 @@ class Connection:
         self.scope: anyio.CancelScope | None = None
         self.stop_reason: str | None = None  # set by whoever cancels the scope
         self.outcome: Outcome | None = None
-        self.requests = 0
+        self.requests = 0  # HTTP: requests served on this connection
+        self.failed_requests = 0
+        self.last_status: int | None = None
+        self.between_requests = False
 
     @property
     def tag(self) -> str:
@@ -309,6 +314,9 @@ class Server:
 
     async def _watch_shutdown(self) -> None:
         await self._shutdown_requested.wait()
+        for conn in list(self.connections.values()):
+            if conn.between_requests:  # an idle keep-alive connection has nothing to finish
+                conn.stop("closed: shutdown")
         if self.connections and not self._force:
             log.info("shutting down: %d connection(s) get %gs to finish", len(self.connections), self.options.grace)
         with anyio.move_on_after(self.options.grace):
@@ -356,7 +364,8 @@ class Server:
             with anyio.CancelScope(shield=True):
                 await _close_quietly(raw)
             if conn.outcome is None:
-                conn.outcome = Outcome(error=conn.stop_reason or "cancelled")
+                quiet = self.options.http and conn.stop_reason in (None, "closed: shutdown")
+                conn.outcome = Outcome() if quiet else Outcome(error=conn.stop_reason or "cancelled")
             del self.connections[conn.id]
             if not self.connections:
                 self._idle.set()
@@ -392,7 +401,9 @@ class Server:
         st.add("bytes_out", conn.bytes_out)
         st.add("fuel", conn.fuel)
         took = time.monotonic() - conn.started
-        extra = f" requests {conn.requests}" if self.options.http else ""
+        extra = ""
+        if self.options.http:
+            extra = f", requests {conn.requests} (failed {conn.failed_requests}, last status {conn.last_status})"
         log.info("%s %s in %.1fms, bytes in %d out %d, fuel %d%s", conn.tag, out.describe(), took * 1000,
                  conn.bytes_in, conn.bytes_out, conn.fuel, extra)
 
