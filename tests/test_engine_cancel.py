@@ -113,7 +113,7 @@ async def test_cancel_a_spinning_guest_with_a_fuel_limit_keeps_the_fuel_count() 
     used = store.fuel_used
     iterations = inst.exports["count"].value  # type: ignore[union-attr]
     # each iteration costs 5 (global.get, i32.const, i32.add, global.set, br); the last may be partial
-    assert 5 * iterations <= used <= 5 * iterations + 5
+    assert 5 * iterations <= used <= 5 * iterations + 5 + 1  # + 1 for the call
 
 
 async def test_move_on_after_stops_a_call_blocked_in_an_async_host_function() -> None:

@@ -81,41 +81,42 @@ async def test_fuel_is_counted_per_instruction() -> None:
     store = asyncwasm.Store()
     inst = await instance(store)
     assert store.fuel_used == 0
+    # as in wasmtime: one unit per instruction (nop, drop, block, loop, end... are free), plus one per call
     assert await inst.call("three") == 3
-    assert store.fuel_used == 3
+    assert store.fuel_used == 3 + 1
     await inst.call("free")
-    assert store.fuel_used == 3
+    assert store.fuel_used == 4 + 1
     await inst.call("count", 0)  # the body runs once
-    assert store.fuel_used == 3 + 7
+    assert store.fuel_used == 5 + 7 + 1
     await inst.call("count", 10)
-    assert store.fuel_used == 3 + 7 + 70
+    assert store.fuel_used == 13 + 70 + 1
     await inst.call("count", 100_000)
-    assert store.fuel_used == 3 + 7 + 70 + 700_000
+    assert store.fuel_used == 84 + 700_000 + 1
     before = store.fuel_used
-    await inst.call("call_mark", 5)  # local.get + call; the host function itself is free
-    assert store.fuel_used == before + 2
+    await inst.call("call_mark", 5)  # local.get + call + the call's unit; the host function itself is free
+    assert store.fuel_used == before + 3
 
 
 async def test_exactly_enough_fuel() -> None:
-    store = asyncwasm.Store(fuel=6)
+    store = asyncwasm.Store(fuel=8)
     inst = await instance(store)
     assert await inst.call("three") == 3
     assert await inst.call("three") == 3
-    assert store.fuel_used == 6
+    assert store.fuel_used == 8
     with pytest.raises(asyncwasm.FuelExhausted):
         await inst.call("three")
-    assert store.fuel_used == 6
+    assert store.fuel_used == 8
 
-    store = asyncwasm.Store(fuel=7 * 50)
+    store = asyncwasm.Store(fuel=7 * 50 + 1)
     inst = await instance(store)
     await inst.call("count", 50)
     with pytest.raises(asyncwasm.FuelExhausted):
         await inst.call("three")
-    store = asyncwasm.Store(fuel=7 * 50 - 1)
+    store = asyncwasm.Store(fuel=7 * 50)
     inst = await instance(store)
     with pytest.raises(asyncwasm.FuelExhausted):
         await inst.call("count", 50)
-    assert store.fuel_used == 7 * 50 - 1
+    assert store.fuel_used == 7 * 50
 
 
 async def test_concurrent_calls_into_one_instance_count_fuel_exactly() -> None:
@@ -133,7 +134,7 @@ async def test_concurrent_calls_into_one_instance_count_fuel_exactly() -> None:
         tg.start_soon(short_calls)
     assert results == [3] * 100
     assert store.slices > 0
-    assert store.fuel_used == 7 * 1_000_000 + 3 * 100
+    assert store.fuel_used == 7 * 1_000_000 + 1 + 4 * 100
 
 
 async def test_cpu_bound_guest_lets_other_tasks_run() -> None:
@@ -154,7 +155,7 @@ async def test_cpu_bound_guest_lets_other_tasks_run() -> None:
         await inst.call("count", 3_000_000)
         end = time.perf_counter()
         done.set()
-    assert store.fuel_used == 7 * 3_000_000
+    assert store.fuel_used == 7 * 3_000_000 + 1
     assert store.slices > 0
     during = [t for t in ticks if start <= t <= end]
     assert len(during) >= 5, (len(during), end - start)

@@ -55,8 +55,8 @@ async def test_fuel_burnt_in_an_imported_function_is_counted_by_the_call() -> No
     linker.define_instance("provider", prov)
     user = await linker.instantiate(asyncwasm.Module(wat(USER)), store)
     await user.call("run", 100)
-    # run: local.get + call = 2; count(100) in the provider's code = 700
-    assert store.fuel_used == 2 + 700
+    # run: local.get + call = 2, + 1 for its call; count(100) in the provider's code = 700 + 1
+    assert store.fuel_used == 3 + 701
 
 
 async def test_fuel_limit_holds_across_an_import() -> None:

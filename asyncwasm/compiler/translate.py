@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ..binary.module import F32, F64, I32, I64, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
+from .fastops import FAST_BINARY
 from .numeric import f32_from_bits, f64_from_bits
 from .ops import FREE_OPS, LOADS, OPERATORS, STORES
 
@@ -135,6 +136,11 @@ class FunctionTranslator:
         self.invalidate(var, -1)
         self.emit(f"{var} = {code}")
         self.stack.append(Entry(var, frozenset((var,))))
+
+    def temp(self) -> str:
+        """A fresh local for an assignment expression inside a folded expression."""
+        self.ntemps = getattr(self, "ntemps", 0) + 1
+        return f"_t{self.ntemps}"
 
     def nslots(self) -> int:
         """How many stack slots the function uses (the highest ``sN`` plus one)."""
@@ -257,6 +263,7 @@ class FunctionTranslator:
         self.prescan()
         self.segments.append(Segment(self.new_label()))
         self.open_chunk()
+        self.chunk_cost = 1  # wasmtime charges one unit per function call
         self.emit("if _fuel < 0: _refuel()")
         self.ctrls.append(Ctrl(-1, 0, 0, len(ft.results), -1))
         body = self.code.body
@@ -292,7 +299,8 @@ class FunctionTranslator:
             else:
                 b = self.pop()
                 a = self.pop()
-                code = text.format(a=a.code, b=b.code)
+                fast = FAST_BINARY.get(op)
+                code = fast(self, a.code, b.code) if fast else text.format(a=a.code, b=b.code)
                 deps, depth = a.deps | b.deps, max(a.depth, b.depth) + 1
             if pure:
                 self.push(code, deps, depth)
