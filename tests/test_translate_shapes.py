@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from wat import wat
 
 import asyncwasm
 from asyncwasm.compiler import structured
-from tests.wat import wat
 
 
 def _switch(depth: int) -> str:
