@@ -6,12 +6,19 @@
         ...
 """
 
+from .command import CAPTURE, DISCARD, INHERIT, CommandFailed, CommandResult, run_command
 from .config import Clock, Preopen, ProcessStdio, SystemClock, WasiConfig
 from .context import WasiContext
 from .errno import Errno, WasiError
 from .proc import WasiExit
 
 __all__ = [
+    "CAPTURE",
+    "DISCARD",
+    "INHERIT",
+    "CommandFailed",
+    "CommandResult",
+    "run_command",
     "Clock",
     "Errno",
     "Preopen",

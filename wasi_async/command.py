@@ -1,0 +1,212 @@
+"""Run a WASI command the way ``anyio.run_process`` runs a program: instantiate it with its arguments,
+environment, directories and stdio, call ``_start``, and return its exit code and output.
+
+    result = await run_command(module, ["app.wasm", "--verbose"], stdin=b"input")
+    print(result.exit_code, result.stdout)
+
+stdout and stderr are captured by default (``CAPTURE``); pass an anyio send stream to have the
+guest's writes streamed into it as they happen, ``INHERIT`` for the host process's own, or
+``DISCARD``. A trap does not raise: it is returned in ``result.trap`` (call ``result.check()`` to
+raise it); a cancel scope around the call cancels the guest as usual.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from asyncwasm import Linker, Module, RunStats, Store, Trap
+
+from .config import Preopen, ProcessStdio, StdinSource, StdoutSink, WasiConfig
+from .context import WasiContext
+from .proc import WasiExit
+
+
+class _Mode:
+    """A named choice for where stdin, stdout or stderr goes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+CAPTURE = _Mode("CAPTURE")
+"""Keep what the guest writes; it is returned as bytes in the result (the default)."""
+INHERIT = _Mode("INHERIT")
+"""Use the host process's own stdin, stdout or stderr (like ``asyncwasm run``)."""
+DISCARD = _Mode("DISCARD")
+"""Throw the guest's output away (for stdin: an empty input)."""
+
+ModuleSource = Module | bytes | bytearray | str | os.PathLike[str]
+Output = _Mode | anyio.abc.ByteSendStream | anyio.abc.ObjectSendStream[bytes] | ProcessStdio | None
+Input = _Mode | bytes | bytearray | memoryview | anyio.abc.ByteReceiveStream | \
+    anyio.abc.ObjectReceiveStream[bytes] | ProcessStdio | None
+
+
+class CommandFailed(Exception):
+    """``CommandResult.check()`` on a command that exited with a non-zero status."""
+
+    def __init__(self, result: CommandResult) -> None:
+        super().__init__(f"the command exited with status {result.exit_code}")
+        self.result = result
+
+
+@dataclass
+class CommandResult:
+    """How a WASI command ended, what it wrote, and what it cost.
+
+    ``exit_code`` is its ``proc_exit`` status (0 when ``_start`` returns), or None when it trapped.
+    ``stdout``/``stderr`` hold the output when captured, else None. ``stats`` is what the scheduler
+    measured (slices, seconds run and waiting); ``fuel_used`` is the fuel the run consumed.
+    """
+
+    exit_code: int | None
+    stdout: bytes | None = None
+    stderr: bytes | None = None
+    trap: Trap | None = None
+    stats: RunStats = field(default_factory=RunStats)
+    fuel_used: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with status 0."""
+        return self.exit_code == 0
+
+    def check(self) -> CommandResult:
+        """Raise the trap, or ``CommandFailed`` for a non-zero exit status; else return self."""
+        if self.trap is not None:
+            raise self.trap
+        if self.exit_code != 0:
+            raise CommandFailed(self)
+        return self
+
+
+class _Capture(anyio.abc.ByteSendStream):
+    """A send stream that keeps every byte sent to it."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def send(self, item: bytes) -> None:
+        self.data += item
+
+    async def send_eof(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Overlay(Linker):
+    """A linker that adds definitions on top of another without changing it."""
+
+    def __init__(self, base: Linker) -> None:
+        super().__init__()
+        self._base = base
+
+    def get(self, module: str, name: str) -> Any:
+        item = super().get(module, name)
+        return item if item is not None else self._base.get(module, name)
+
+
+def _module(source: ModuleSource) -> Module:
+    if isinstance(source, Module):
+        return source
+    if isinstance(source, bytes | bytearray):
+        return Module(bytes(source))
+    return Module.from_file(source)
+
+
+def _preopen(p: Preopen | tuple[str | os.PathLike[str], str]) -> Preopen:
+    if isinstance(p, Preopen):
+        return p
+    host, guest = p
+    return Preopen(host=host, guest=guest)
+
+
+def _stdin(source: Input) -> StdinSource:
+    if source is INHERIT:
+        return ProcessStdio(0)
+    if source is DISCARD or source is None:
+        return None
+    if source is CAPTURE:
+        raise ValueError("stdin cannot be CAPTURE: pass bytes, an anyio receive stream, INHERIT or None")
+    return source  # type: ignore[return-value]
+
+
+def _sink(target: Output, fd: int) -> tuple[StdoutSink, _Capture | None]:
+    if target is None or target is CAPTURE:
+        cap = _Capture()
+        return cap, cap
+    if target is INHERIT:
+        return ProcessStdio(fd), None
+    if target is DISCARD:
+        return None, None
+    return target, None  # type: ignore[return-value]
+
+
+async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
+                      preopens: Sequence[Preopen | tuple[str | os.PathLike[str], str]] = (),
+                      stdin: Input = None, stdout: Output = CAPTURE, stderr: Output = CAPTURE,
+                      store: Store | None = None, linker: Linker | None = None) -> CommandResult:
+    """Instantiate ``module`` with WASI, call its ``_start``, and return how it ended.
+
+    ``module``: a compiled ``asyncwasm.Module`` (compile once, run many times), or Wasm bytes or a
+    file path (compiled on each call). ``args`` is the guest's whole argv, argv[0] included (default:
+    the module's name). ``preopens``: ``Preopen``s or ``(host_dir, guest_path)`` pairs.
+    ``stdin``: bytes, an anyio receive stream, ``INHERIT``, or None for an empty input.
+    ``stdout``/``stderr``: ``CAPTURE`` (the default; None means the same), an anyio send stream
+    to stream into, ``INHERIT`` or ``DISCARD``. ``store`` carries the limits (fuel, timeout,
+    memory, call depth) and the CPU weight; a fresh ``Store()`` by default. ``linker`` supplies
+    extra imports (host functions, other instances); it is not modified.
+
+    Traps, including an exhausted fuel limit and the store's timeout (``Interrupted``), end up in
+    ``result.trap``; cancellation from outside propagates as usual, after the guest is stopped.
+    """
+    compiled = _module(module)
+    argv = list(args) if args else [compiled.name]
+    out_sink, out_cap = _sink(stdout, 1)
+    err_sink, err_cap = _sink(stderr, 2)
+    config = WasiConfig(args=argv, env=dict(env or {}), preopens=[_preopen(p) for p in preopens],
+                        stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink)
+    store = store if store is not None else Store()
+    fuel_before = store.fuel_used
+    ctx = WasiContext(config)
+    exit_code: int | None = 0
+    trap: Trap | None = None
+    stats = RunStats(weight=store.weight)
+    try:
+        overlay = _Overlay(linker if linker is not None else Linker())
+        ctx.add_to_linker(overlay)
+        try:
+            instance = await overlay.instantiate(compiled, store)
+            stats = instance.stats
+            start = instance.exports.get("_start")
+            if start is None:
+                raise ValueError(f"{compiled.name} exports no _start function: it is not a WASI command")
+            await instance.call("_start")
+        except WasiExit as exc:
+            exit_code = exc.code
+        except Trap as exc:
+            exit_code, trap = None, exc
+    finally:
+        with anyio.CancelScope(shield=True):
+            await ctx.aclose()
+    return CommandResult(
+        exit_code=exit_code,
+        stdout=bytes(out_cap.data) if out_cap is not None else None,
+        stderr=bytes(err_cap.data) if err_cap is not None else None,
+        trap=trap,
+        stats=stats,
+        fuel_used=store.fuel_used - fuel_before,
+    )
+
+
+__all__ = ["CAPTURE", "DISCARD", "INHERIT", "CommandFailed", "CommandResult", "run_command"]
