@@ -1,4 +1,6 @@
-"""Linear memory: a bytearray that grows in place, with bounds-checked helpers for host code.
+"""Linear memory: an anonymous memory map (pages cost nothing until touched, so a fresh or idle
+instance holds only what its guest wrote) that grows in place, with bounds-checked helpers for host
+code. An empty memory starts as a bytearray, since a map cannot be empty.
 
 Compiled code reads and writes ``data`` directly with precompiled ``struct`` objects: an access past
 the end raises ``struct.error``, which the function's frame turns into an out-of-bounds trap.
@@ -7,6 +9,7 @@ Host functions use the checked helpers below, which raise ``Trap`` the same way.
 
 from __future__ import annotations
 
+import mmap
 import struct
 
 from ..binary.module import Limits, MemoryType
@@ -36,7 +39,8 @@ class Memory:
         self.max_pages = cap
         if type.limits.min > cap:
             raise Trap(f"memory of {type.limits.min} pages exceeds the limit of {cap} pages")
-        self.data = bytearray(type.limits.min * PAGE_SIZE)
+        size = type.limits.min * PAGE_SIZE
+        self.data: mmap.mmap | bytearray = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size else bytearray()
 
     @classmethod
     def new(cls, min_pages: int, max_pages: int | None = None) -> Memory:
@@ -54,8 +58,11 @@ class Memory:
             return -1
         if delta:
             try:
-                self.data.extend(bytes(delta * PAGE_SIZE))
-            except (MemoryError, BufferError):
+                if isinstance(self.data, bytearray):
+                    self.data.extend(bytes(delta * PAGE_SIZE))
+                else:
+                    self.data.resize(new * PAGE_SIZE)
+            except (MemoryError, BufferError, OSError, ValueError):  # out of memory, or a view is held
                 return -1
         return old
 
