@@ -43,16 +43,20 @@ def get_timeout_seconds() -> float:
 
 
 def _cli() -> list[str]:
-    """The ``asyncwasm`` command: the installed script, else the module from this checkout."""
+    """The ``asyncwasm`` command of the checkout this adapter lives in; the installed one if it was
+    copied elsewhere."""
+    if (REPO / "asyncwasm" / "cli.py").is_file():
+        return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+                "from asyncwasm.cli import main; main(prog_name='asyncwasm')"]
     script = shutil.which("asyncwasm")
-    if script:
-        return [script]
-    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-            "from asyncwasm.cli import main; sys.exit(main())"]
+    if script is None:
+        raise RuntimeError("asyncwasm is not installed (pip install asyncwasm)")
+    return [script]
 
 
 def compute_argv(test_path: str, args_env_root: tuple[list[str], dict[str, str], Path | None],
                  proposals: list[str], wasi_world: str, wasi_version: str) -> list[str]:
+    """``asyncwasm run --env K=V ... --dir ROOT::/ TEST.wasm ARGS...``, as the wasmtime adapter does."""
     args, env, root = args_env_root
     argv = [*_cli(), "run"]
     for key, value in env.items():
@@ -62,5 +66,5 @@ def compute_argv(test_path: str, args_env_root: tuple[list[str], dict[str, str],
     return [*argv, test_path, *args]
 
 
-if __name__ == "__main__" and sys.argv[1:] != ["--version"]:
+if __name__ == "__main__" and sys.argv[1:] not in ([], ["--version"]):  # print a test's command line
     print(" ".join(compute_argv(sys.argv[1], ([*sys.argv[2:]], {}, None), [], "wasi:cli/command", "wasm32-wasip1")))
