@@ -490,6 +490,8 @@ async def _read_request(server: Server, conn: Connection, reader: BufferedByteRe
         with anyio.move_on_after(server.options.keepalive_timeout):
             while True:  # empty lines before a request are allowed (RFC 9112 section 2.2)
                 raw = await reader.receive_until(b"\r\n\r\n", MAX_HEAD)
+                if len(raw) > MAX_HEAD:  # found, but only past the limit
+                    raise anyio.DelimiterNotFound(MAX_HEAD)
                 if raw.strip(b"\r\n"):
                     break
             return parse_head(raw.lstrip(b"\r\n"))
