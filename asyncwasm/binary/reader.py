@@ -16,7 +16,7 @@ instead of bounds-checking every byte.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import MalformedModule, UnsupportedFeature
 from .module import (
@@ -580,36 +580,22 @@ class _Decoder:
         for _ in range(self.len32()):
             pos = self.pos
             flags = self.u32()
-            if flags == 0:
-                offset = self.const_expr()
-                elems.append(Elem("active", FUNCREF, self.func_indices(), 0, offset))
-            elif flags == 1:
-                t = self.elem_kind()
-                elems.append(Elem("passive", t, self.func_indices()))
-            elif flags == 2:
-                table = self.u32()
-                offset = self.const_expr()
-                t = self.elem_kind()
-                elems.append(Elem("active", t, self.func_indices(), table, offset))
-            elif flags == 3:
-                t = self.elem_kind()
-                elems.append(Elem("declarative", t, self.func_indices()))
-            elif flags == 4:
-                offset = self.const_expr()
-                elems.append(Elem("active", FUNCREF, self.const_exprs(), 0, offset))
-            elif flags == 5:
-                t = self.reftype()
-                elems.append(Elem("passive", t, self.const_exprs()))
-            elif flags == 6:
-                table = self.u32()
-                offset = self.const_expr()
-                t = self.reftype()
-                elems.append(Elem("active", t, self.const_exprs(), table, offset))
-            elif flags == 7:
-                t = self.reftype()
-                elems.append(Elem("declarative", t, self.const_exprs()))
-            else:
+            if flags > 7:
                 raise MalformedModule("malformed elements segment kind", pos)
+            # bit 0: passive or declarative (bit 1 tells which); else active, with an explicit table
+            # index when bit 1 is set; bit 2: initializers are expressions, not function indices.
+            exprs = flags & 4
+            table, offset = 0, None
+            if flags & 1:
+                mode: Literal["active", "passive", "declarative"] = "declarative" if flags & 2 else "passive"
+            else:
+                mode = "active"
+                if flags & 2:
+                    table = self.u32()
+                offset = self.const_expr()
+            t = (self.reftype() if exprs else self.elem_kind()) if flags & 3 else FUNCREF
+            init = self.const_exprs() if exprs else self.func_indices()
+            elems.append(Elem(mode, t, init, table, offset))
 
     def datacount_section(self) -> None:
         self.module.data_count = self.u32()

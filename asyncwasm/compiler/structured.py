@@ -82,25 +82,15 @@ class StructuredTranslator(FunctionTranslator):
         self.close_block()
 
     # ---- branches -------------------------------------------------------------------------------
-    def jump_lines(self, target: Ctrl) -> list[str]:
-        if target.kind == -1:
-            return [self.return_stmt()]
-        target.used = True
-        out = []
-        mv = self.moves(target)
-        if mv:
-            out.append(mv)
+    def transfer(self, target: Ctrl) -> list[str]:
         if self.pyloops and self.pyloops[-1] is target:
-            out.append("continue" if target.kind == LOOP else "break")
-            return out
+            return ["continue" if target.kind == LOOP else "break"]
         self.uses_b = True
         for p in reversed(self.pyloops):
             if p is target:
                 break
             self.crossed.setdefault(id(p), set()).add(target.label)
-        out.append(f"_b = {target.label}")
-        out.append("break")
-        return out
+        return [f"_b = {target.label}", "break"]
 
     def do_br_if(self, imm: object, i: int) -> None:
         """The fall-through path stays in the current fuel chunk (one charge per loop iteration);

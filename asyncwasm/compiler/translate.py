@@ -201,14 +201,12 @@ class FunctionTranslator:
         if target.kind == -1:
             return [self.return_stmt()]
         target.used = True
-        out = []
         mv = self.moves(target)
-        if mv:
-            out.append(mv)
-        out.append(f"L = @{target.label}@")
-        if target.kind == LOOP:
-            out.append("continue")
-        return out
+        return ([mv] if mv else []) + self.transfer(target)
+
+    def transfer(self, target: Ctrl) -> list[str]:
+        """The jump itself, once the branch values are in place: set the label, go round if back."""
+        return [f"L = @{target.label}@", "continue"] if target.kind == LOOP else [f"L = @{target.label}@"]
 
     def branch(self, depth: int) -> None:
         target = self.ctrls[-1 - depth]
