@@ -477,11 +477,9 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 def _register_server() -> None:
-    """`serve-stdin` lives in its own module (the server brings sockets; the rest needs none)."""
-    try:
-        from .serve import serve_stdin
-    except ImportError:  # not built yet in this checkout
-        return
+    """`serve-stdin` lives in its own module: the server brings sockets, nothing else here needs them."""
+    from .serve import serve_stdin
+
     main.add_command(serve_stdin)
 
 
