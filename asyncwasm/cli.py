@@ -472,8 +472,6 @@ def _main_guard() -> None:  # pragma: no cover - for `python -m asyncwasm`
         _fail(str(exc))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    _main_guard()
 
 
 def _register_server() -> None:
@@ -484,3 +482,7 @@ def _register_server() -> None:
 
 
 _register_server()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main_guard()
