@@ -333,3 +333,64 @@ def test_wasi_testsuite_through_adapter(case: SuiteCase, tmp_path: Path, shared:
     assert done.returncode == spec.get("exit_code", 0), detail
     assert done.stdout.startswith(spec.get("stdout", "").encode()), detail
     assert done.stderr.startswith(spec.get("stderr", "").encode()), detail
+
+
+# --- POSIX corners the upstream suite leaves out ----------------------------------------------------
+
+
+async def test_a_final_dot_names_the_directory_itself(tmp_path: Path) -> None:
+    """"a/." is "." inside a, not a: rmdir gives EINVAL and rename EBUSY (the directory stays),
+    mkdir EEXIST (and creates nothing under a missing parent), unlink EISDIR; ".." last is ENOTEMPTY."""
+    from wasi_async import Errno
+    from wasi_async.flags import DIR_RIGHTS
+    from wasi_async.testing import FakeGuest
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "file").write_bytes(b"x")
+    g = FakeGuest(WasiContext(WasiConfig(preopens=[Preopen(host=tmp_path, guest="/")])))
+    root = 3
+    for path, errno in [("a/.", Errno.INVAL), ("a/./", Errno.INVAL), ("a//.", Errno.INVAL), (".", Errno.INVAL),
+                        ("a/..", Errno.NOTEMPTY), ("missing/.", Errno.NOENT), ("file/.", Errno.NOTDIR)]:
+        assert await g.path("path_remove_directory", root, path) == errno, path
+    for path, errno in [("a/.", Errno.EXIST), ("new/.", Errno.NOENT), ("file/.", Errno.NOTDIR)]:
+        assert await g.path("path_create_directory", root, path) == errno, path
+    assert await g.path("path_unlink_file", root, "a/.") == Errno.ISDIR
+    old, old_len = g.put(b"a/.")
+    new, new_len = g.put(b"b")
+    assert await g.call("path_rename", root, old, old_len, root, new, new_len) == Errno.BUSY
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "file"]
+    err, fd = await g.path_open(root, "a/.", rights=DIR_RIGHTS)
+    assert err == 0 and (await g.fdstat(fd))[1][0] == 3  # a directory
+    assert (await g.filestat(root, "a/."))[1][1] == (tmp_path / "a").stat().st_ino
+    assert await g.path("path_remove_directory", root, "a") == 0
+    g.ctx.close()
+
+
+async def test_close_ends_accepted_connections() -> None:
+    """The synchronous ``close()`` ends the connections the guest accepted: the peer sees end of stream
+    at once, and the running loop then releases the socket."""
+    from wasi_async.testing import FakeGuest
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    try:
+        g = FakeGuest(WasiContext(WasiConfig(sockets=[listener])))
+        async with await anyio.connect_tcp("127.0.0.1", port) as client:
+            out = g.alloc(4)
+            assert await g.call("sock_accept", 3, 0, out) == 0
+            accepted = g.ctx.fds.get(g.u32(out))
+            stream = accepted.input.stream  # type: ignore[attr-defined]
+            g.ctx.close()
+            with anyio.fail_after(5):
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    await client.receive()
+                while True:  # the loop's turn to run the stream's aclose
+                    try:
+                        await stream.send(b"x")
+                    except anyio.ClosedResourceError:
+                        break
+                    except anyio.BrokenResourceError:
+                        pass
+                    await anyio.sleep(0.01)
+    finally:
+        await listener.aclose()

@@ -133,12 +133,14 @@ class WasiContext:
             linker.define_func(module, name, ftype, fn, access_caller=True)
 
     def close(self) -> None:
-        """Close every host fd this context opened (files, directories, devices)."""
+        """Close every host fd this context opened (files, directories, devices) and every socket the
+        guest accepted: those are shut down at once and released by the running event loop (``aclose``
+        waits for that)."""
         for entry in self.fds.clear():
             entry.close()
 
     async def aclose(self) -> None:
-        """Like ``close``, and also close the sockets the guest accepted."""
+        """Like ``close``, waiting until the sockets the guest accepted are released."""
         for entry in self.fds.clear():
             await entry.aclose()
 

@@ -108,6 +108,11 @@ class StreamEntry(Entry):
         return self.kind == Filetype.SOCKET_STREAM
 
     def close(self) -> None:
+        """Close the host fd this entry opened, and any socket the guest accepted."""
+        if self.input is not None:
+            self.input.close_now()
+        if self.output is not None and self.output is not self.input:
+            self.output.close_now()
         if self.owned_fd >= 0:
             fd, self.owned_fd = self.owned_fd, -1
             os.close(fd)

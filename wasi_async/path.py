@@ -161,8 +161,11 @@ def path_readlink(ctx: WasiContext, mem: GuestMemory, fd: int, path_ptr: int, pa
 @wasi("path_remove_directory", "i32 i32 i32")
 def path_remove_directory(ctx: WasiContext, mem: GuestMemory, fd: int, path_ptr: int, path_len: int) -> None:
     parent = _dir(ctx, fd, Rights.PATH_REMOVE_DIRECTORY)
-    with resolve(parent.host_fd, read_path(mem, path_ptr, path_len), follow=False) as r:
-        os.rmdir(r.slashed_name, dir_fd=r.dir_fd)
+    path = read_path(mem, path_ptr, path_len)
+    with resolve(parent.host_fd, path, follow=False) as r:
+        if path.rstrip("/").rpartition("/")[2] == "..":  # the walk ate the "..": say what rmdir would
+            raise WasiError(Errno.NOTEMPTY, "a directory's parent still holds it")
+        os.rmdir(r.slashed_name, dir_fd=r.dir_fd)  # a final "." is kept as the name: EINVAL
 
 
 @wasi("path_rename", "i32 i32 i32 i32 i32 i32")

@@ -57,7 +57,8 @@ class Resolved:
 
 
 def _components(path: str) -> list[str]:
-    return [c for c in path.split("/") if c and c != "."]
+    """The names along ``path``; a "." is kept (the walk skips it unless it is the final name)."""
+    return [c for c in path.split("/") if c]
 
 
 def _names_a_directory(path: str) -> bool:
@@ -91,6 +92,10 @@ def resolve(base_fd: int, path: str, *, follow: bool) -> Resolved:
                 if len(stack) == 1:
                     raise WasiError(Errno.NOTCAPABLE, "path climbs out of its directory")
                 os.close(stack.pop())
+                continue
+            if comp == ".":
+                if last:  # "a/." names "." inside a: rmdir gives EINVAL, mkdir EEXIST, as POSIX says
+                    return result(".")
                 continue
             if last and not follow:
                 return result(comp)

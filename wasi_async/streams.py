@@ -8,11 +8,15 @@ never blocks the loop; regular files (which every poller reports as always ready
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import socket
 import stat
+import sys
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -61,6 +65,10 @@ class InputStream(ABC):
         """Release what this stream owns (nothing, for borrowed streams)."""
         return None
 
+    def close_now(self) -> None:
+        """``aclose`` for callers that cannot await (``WasiContext.close``)."""
+        return None
+
 
 class OutputStream(ABC):
     """A writable byte sink; ``write`` waits until every byte is accepted."""
@@ -82,6 +90,10 @@ class OutputStream(ABC):
 
     async def aclose(self) -> None:
         """Release what this stream owns (nothing, for borrowed streams)."""
+        return None
+
+    def close_now(self) -> None:
+        """``aclose`` for callers that cannot await (``WasiContext.close``)."""
         return None
 
 
@@ -179,7 +191,15 @@ class StreamInput(InputStream):
 
     async def aclose(self) -> None:
         if self._owned:
+            self._owned = False
+            self._eof = True
             await self.stream.aclose()
+
+    def close_now(self) -> None:
+        if self._owned:
+            self._owned = False
+            self._eof = True
+            close_without_waiting(self.stream)
 
 
 class StreamOutput(OutputStream):
@@ -210,7 +230,59 @@ class StreamOutput(OutputStream):
 
     async def aclose(self) -> None:
         if self._owned:
+            self._owned = False
             await self.stream.aclose()
+
+    def close_now(self) -> None:
+        if self._owned:
+            self._owned = False
+            close_without_waiting(self.stream)
+
+
+_closing: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks: these are ours until done
+
+
+def close_without_waiting(stream: anyio.abc.AsyncResource) -> None:
+    """Close an anyio stream from synchronous code.
+
+    A socket is shut down at once, so the peer sees the connection end now; the stream's own
+    ``aclose`` (which releases the fd) is then handed to the running event loop. Without a running
+    loop there is nothing left to drive the stream, and the fd goes when the stream is collected.
+    """
+    raw = None
+    if isinstance(stream, anyio.TypedAttributeProvider):
+        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if raw is not None:
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already disconnected
+    closer = _quietly(stream.aclose)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        task = loop.create_task(closer())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+        return
+    trio = sys.modules.get("trio")  # if trio was never imported, it is not running either
+    if trio is not None:
+        try:
+            trio.lowlevel.spawn_system_task(closer)
+        except RuntimeError:
+            pass  # no event loop runs here
+
+
+def _quietly(aclose: Callable[[], Awaitable[None]]) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def run() -> None:
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001 - a stream that fails to close is closed enough
+            pass
+
+    return run
 
 
 class DiscardOutput(OutputStream):
