@@ -14,7 +14,7 @@ from ..compiler.codegen import canonical_type_id
 from ..errors import Trap
 
 TABLE_OOB = "out of bounds table access"
-MAX_TABLE = 0xFFFFFFFF
+MAX_TABLE_ELEMENTS = 10_000_000
 
 
 class Func:
@@ -33,14 +33,19 @@ class Func:
 
 
 class Table:
+    """A table of references. Its size is capped at ``MAX_TABLE_ELEMENTS`` (and the embedder's
+    limit): a table is a Python list, and a guest must not be able to ask for gigabytes of it."""
+
     __slots__ = ("elems", "type", "max")
 
     def __init__(self, type: TableType, init: Any = None, limit: int | None = None) -> None:
         self.type = type
-        cap = MAX_TABLE if type.limits.max is None else type.limits.max
+        cap = MAX_TABLE_ELEMENTS if type.limits.max is None else min(type.limits.max, MAX_TABLE_ELEMENTS)
         if limit is not None:
             cap = min(cap, limit)
         self.max = cap
+        if type.limits.min > cap:
+            raise Trap(f"table of {type.limits.min} elements exceeds the limit of {cap} elements")
         self.elems: list[Any] = [init] * type.limits.min
 
     @property
@@ -48,8 +53,9 @@ class Table:
         return len(self.elems)
 
     def grow(self, delta: int, init: Any) -> int:
+        """table.grow: the old size, or -1 when the limit refuses it."""
         old = len(self.elems)
-        if old + delta > self.max or old + delta > 10_000_000:
+        if old + delta > self.max:
             return -1
         self.elems.extend([init] * delta)
         return old
