@@ -108,12 +108,13 @@ async def listener_from_sockets(socks: list[socket.socket]) -> anyio.abc.Listene
 
 async def serve_worker(options: ServeOptions, module: CompiledModule, socks: list[socket.socket], *,
                        worker: int = 0, stats: Stats | None = None, signals: tuple[int, ...] = (),
-                       parent_fd: int | None = None, on_ready: Callable[[Server], None] | None = None) -> Server:
+                       parent_fd: int | None = None, on_ready: Callable[[Server], None] | None = None,
+                       label: str = "") -> Server:
     """Serve on ``socks`` until a shutdown signal (or the supervisor's death); log a summary at the end.
 
     The first SIGINT/SIGTERM starts a graceful shutdown, a second one cancels what still runs;
     SIGUSR1 logs the counters."""
-    server = Server(options, module, worker=worker, stats=stats)
+    server = Server(options, module, worker=worker, stats=stats, label=label)
     listener = await listener_from_sockets(socks)
     async with anyio.create_task_group() as tg:
         if signals:
@@ -198,7 +199,7 @@ def _worker_entry(index: int, sock: socket.socket, options: ServeOptions, module
 async def _serve_forked(options: ServeOptions, module: CompiledModule, sock: socket.socket, index: int,
                         stats: Stats, parent_fd: int) -> None:
     await serve_worker(options, module, [sock], worker=index, stats=stats,
-                       signals=(signal.SIGTERM, signal.SIGUSR1), parent_fd=parent_fd)
+                       signals=(signal.SIGTERM, signal.SIGUSR1), parent_fd=parent_fd, label=f" (worker {index})")
 
 
 class Supervisor:

@@ -235,9 +235,10 @@ class Server:
     """Accepts connections on a listener and runs one instance per connection (or per request)."""
 
     def __init__(self, options: ServeOptions, module: CompiledModule, *, worker: int = 0,
-                 stats: Stats | None = None) -> None:
+                 stats: Stats | None = None, label: str = "") -> None:
         from wasi_async import Preopen
 
+        self.label = label  # how the summary names this server among several workers
         self.options = options
         self.module = module
         self.worker = worker
@@ -269,8 +270,7 @@ class Server:
                 conn.stop("cancelled: shutdown")
 
     def summary(self) -> str:
-        who = f" (worker {self.worker})" if self.worker else ""
-        return format_summary(self.stats.as_dict(), who)
+        return format_summary(self.stats.as_dict(), self.label)
 
     async def serve(self, listener: anyio.abc.Listener[Any]) -> None:
         """Serve until ``shutdown()``; then drain within the grace period and cancel the rest."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import sniffio
 from serve_guests import ECHO_CMD
 from serve_helpers import Running, guest_file, open_fds, read_all, read_exactly, serving
 
@@ -187,10 +188,20 @@ async def test_backpressure_bounds_what_a_fast_writer_can_queue(echo: Path) -> N
         assert open_fds() <= fds
 
 
+def task_count() -> int | None:
+    """Tasks alive on the loop (asyncio; trio has no public census, the fd and connection counts stand in)."""
+    if sniffio.current_async_library() != "asyncio":
+        return None
+    import asyncio
+
+    return len(asyncio.all_tasks())
+
+
 @pytest.mark.anyio
 async def test_disconnect_while_the_guest_waits_for_input(echo: Path) -> None:
     async with serving(echo) as run:
         fds = open_fds()
+        tasks = task_count()
         for _ in range(5):
             raw = socket.create_connection(("127.0.0.1", run.port))
             raw.sendall(b"partial")
@@ -202,6 +213,7 @@ async def test_disconnect_while_the_guest_waits_for_input(echo: Path) -> None:
         await run.wait_idle()
         assert run.server.stats.get("served") == 6
         assert open_fds() <= fds
+        assert task_count() == tasks
 
 
 @pytest.mark.anyio
