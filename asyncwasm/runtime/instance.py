@@ -7,6 +7,7 @@ instantiating is cheap and instances share no state they were not given.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import math
 import struct
@@ -61,8 +62,10 @@ _BASE_GLOBALS.update({
     "_tgrow": objects.table_grow, "_tfill": objects.table_fill, "_tcopy": objects.table_copy,
     "_tinit": objects.table_init, "_edrop": objects.elem_drop, "_minit": objects.memory_init,
     "_ddrop": objects.data_drop, "_mcopy": objects.memory_copy, "_mfill": objects.memory_fill,
-    "__builtins__": __builtins__,
 })
+# Compiled code finds its helpers as builtins: one shared dict, so an instance's own globals hold
+# only what is its own (functions, memory, tables, globals, fuel).
+_SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
 
 
 class CompiledModule:
@@ -380,7 +383,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     cm = inst.module
     m = cm.module
     store = inst.store
-    g: dict[str, Any] = dict(_BASE_GLOBALS)
+    g: dict[str, Any] = {"__builtins__": _SHARED_BUILTINS}
     inst.g = g
     caller = Caller(inst)
     nf = nt = nm = ng = 0
