@@ -1,0 +1,639 @@
+"""Scheduler benchmarks: many instances sharing one event loop through the CPU token.
+
+Measures, on one loop and one thread:
+
+- crowd: ``--instances`` CPU-bound instances (an LCG loop counting its iterations in an exported
+  global) started at once, each doing the same work; total throughput against one instance doing all
+  of that work alone; the lateness of a 1 ms periodic timer in another task; each instance's progress
+  against the mean, part-way through; the scheduler's per-instance counters. Run twice: equal
+  weights, then weights 1 and 2 alternating (progress compared per unit of weight).
+- echo: an instance answering each line of its stdin, beside ``--neighbours`` CPU-bound ones: the time
+  from a line sent to its echo received.
+- hello: instantiating an already compiled WASI hello-world and running it to completion, per second.
+- idle memory: what an instance suspended in a host call holds beyond its linear memory (tracemalloc).
+
+    python benchmarks/scheduler.py                        # both backends, 1,000 instances, 40 s runs
+    python benchmarks/scheduler.py --backend trio --quick # 100 instances, ~4 s runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+import asyncwasm
+from asyncwasm.store import DEFAULT_SLICE
+from wasi_async import WasiConfig, WasiContext, run_command
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("ASYNCWASM_SHARED", ROOT.parent / "shared"))
+
+THROUGHPUT_TARGET = 0.90  # crowd throughput / alone throughput
+TIMER_TARGET_SLICES = 3.0  # p99 lateness of a 1 ms timer, in slices
+FAIRNESS_TARGET = 0.10  # every instance's progress within this fraction of the mean
+ECHO_TARGET = 0.010  # p99 seconds from a line sent to its echo
+HELLO_TARGET = 1000.0  # hello-world runs per second
+
+# spin(n): n iterations of an LCG (n = -1: forever), the count kept in the exported global "count".
+SPIN_WAT = """
+(module
+  (global $count (export "count") (mut i64) (i64.const 0))
+  (func (export "spin") (param $n i64) (local $x i32) (local $i i64)
+    (loop $l
+      (local.set $x (i32.add (i32.mul (local.get $x) (i32.const 1664525)) (i32.const 1013904223)))
+      (global.set $count (local.tee $i (i64.add (local.get $i) (i64.const 1))))
+      (br_if $l (i64.ne (local.get $i) (local.get $n))))))
+"""
+
+# A WASI command that writes back each chunk it reads from stdin until end of input.
+ECHO_WAT = """
+(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (local $n i32)
+    (loop $l
+      (i32.store (i32.const 0) (i32.const 1024))
+      (i32.store (i32.const 4) (i32.const 4096))
+      (if (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)) (then (return)))
+      (local.set $n (i32.load (i32.const 8)))
+      (if (i32.eqz (local.get $n)) (then (return)))
+      (i32.store (i32.const 4) (local.get $n))
+      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
+      (br $l))))
+"""
+
+# An instance that waits in an async host function (the smallest suspended instance).
+WAIT_WAT = """
+(module
+  (import "env" "wait" (func $wait))
+  (memory (export "memory") 1)
+  (func (export "run") (call $wait)))
+"""
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+
+
+def wat_to_wasm(text: str) -> bytes:
+    """WebAssembly text to binary with wabt's ``wat2wasm``, or ``wasmtime.wat2wasm``."""
+    exe = shutil.which("wat2wasm")
+    if exe is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            src, out = Path(tmp) / "m.wat", Path(tmp) / "m.wasm"
+            src.write_text(text)
+            subprocess.run([exe, str(src), "-o", str(out)], check=True)
+            return out.read_bytes()
+    try:
+        import wasmtime
+    except ImportError:
+        sys.exit("wat2wasm not found: install wabt (`apt-get install wabt`) or wasmtime (`pip install wasmtime`)")
+    return bytes(wasmtime.wat2wasm(text))
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by the nearest-rank method."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def ms(s: float) -> str:
+    return f"{s * 1e3:.2f}"
+
+
+def yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def load_average() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return "unknown"
+
+
+def source_revision() -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "asyncwasm"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+    return f"git {head}" + (" with uncommitted changes in asyncwasm/" if dirty else "")
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+    print()
+
+
+class PeriodicTimer:
+    """A task that wants to wake every ``period`` seconds and records how late each wake-up was."""
+
+    def __init__(self, period: float = 0.001) -> None:
+        self.period = period
+        self.lateness: list[float] = []
+
+    async def run(self) -> None:
+        due = anyio.current_time() + self.period
+        while True:
+            await anyio.sleep_until(due)
+            now = anyio.current_time()
+            self.lateness.append(now - due)
+            due = max(due + self.period, now)
+
+
+# ---- crowd: many CPU-bound instances ----------------------------------------------------------------
+
+
+@dataclass
+class Crowd:
+    """What one crowd run measured."""
+
+    label: str
+    weights: list[float]
+    work: int  # iterations per instance
+    wall: float = 0.0
+    cpu: float = 0.0
+    timer: PeriodicTimer = field(default_factory=PeriodicTimer)
+    samples: list[tuple[float, list[int], list[int]]] = field(default_factory=list)  # (t, counts, slices)
+    finish: list[float] = field(default_factory=list)
+    stats: list[asyncwasm.RunStats] = field(default_factory=list)
+    fuel: list[int] = field(default_factory=list)
+
+
+async def spin_rate(module: asyncwasm.Module, seconds: float) -> float:
+    """Iterations per second of one instance alone (run for about ``seconds``)."""
+    inst = await asyncwasm.Linker().instantiate(module, asyncwasm.Store())
+    n = 100_000
+    while True:
+        t0 = time.perf_counter()
+        await inst.call("spin", n)
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return n / dt
+        n = int(n * max(2.0, 1.2 * seconds / max(dt, 1e-6)))
+
+
+async def run_alone(module: asyncwasm.Module, total: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one instance doing ``total`` iterations."""
+    inst = await asyncwasm.Linker().instantiate(module, asyncwasm.Store())
+    gc.collect()
+    c0, t0 = time.thread_time(), time.perf_counter()
+    await inst.call("spin", total)
+    return time.perf_counter() - t0, time.thread_time() - c0
+
+
+async def run_crowd(module: asyncwasm.Module, crowd: Crowd, sample_every: float) -> None:
+    """Start every instance at once, each spinning ``crowd.work`` iterations, until all are done."""
+    stores = [asyncwasm.Store(weight=w) for w in crowd.weights]
+    insts = [await asyncwasm.Linker().instantiate(module, s) for s in stores]
+    counters = [inst.exports["count"] for inst in insts]
+    n = len(insts)
+    crowd.finish = [0.0] * n
+    gc.collect()
+    t0 = time.perf_counter()
+    c0 = time.thread_time()
+
+    async def spin(i: int) -> None:
+        await insts[i].call("spin", crowd.work)
+        crowd.finish[i] = time.perf_counter() - t0
+
+    async def sample() -> None:
+        while True:
+            await anyio.sleep(sample_every)
+            crowd.samples.append((time.perf_counter() - t0, [c.value for c in counters],  # type: ignore[union-attr]
+                                  [inst.stats.slices for inst in insts]))
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(crowd.timer.run)
+        outer.start_soon(sample)
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(spin, i)
+        crowd.wall = time.perf_counter() - t0
+        crowd.cpu = time.thread_time() - c0
+        outer.cancel_scope.cancel()
+    crowd.stats = [inst.stats for inst in insts]
+    crowd.fuel = [s.fuel_used for s in stores]
+
+
+def fairness_sample(crowd: Crowd) -> tuple[float, list[float], list[int]] | None:
+    """The last sample taken while every instance was still running: (time, progress per unit of
+    weight, slices)."""
+    first_done = min(crowd.finish)
+    chosen = None
+    for t, counts, slices in crowd.samples:
+        if t < first_done and max(counts) < crowd.work:
+            chosen = (t, [c / w for c, w in zip(counts, crowd.weights, strict=True)], slices)
+    return chosen
+
+
+def report_crowds(crowds: list[Crowd], alone: dict[str, tuple[float, float]], slice_s: float) -> dict[str, bool]:
+    """Print the crowd tables; returns which targets were met."""
+    met: dict[str, bool] = {}
+    print("#### Throughput: the crowd against one instance doing the same total work alone")
+    print()
+    rows = []
+    for c in crowds:
+        total = c.work * len(c.weights)
+        a_wall, a_cpu = alone[c.label]
+        r_wall, r_cpu = a_wall / c.wall, a_cpu / c.cpu
+        met[f"throughput {c.label}"] = r_wall >= THROUGHPUT_TARGET
+        rows.append([c.label, f"{len(c.weights):,}", f"{total / 1e6:.1f}", f"{c.wall:.2f}", f"{c.cpu:.2f}",
+                     f"{a_wall:.2f}", f"{a_cpu:.2f}", f"{total / c.wall / 1e6:.2f}", f"{total / a_wall / 1e6:.2f}",
+                     f"{r_wall:.1%}", f"{r_cpu:.1%}", yes(r_wall >= THROUGHPUT_TARGET)])
+    table(["run", "instances", "M iterations", "crowd wall s", "crowd CPU s", "alone wall s", "alone CPU s",
+           "crowd M it/s", "alone M it/s", "crowd/alone (wall)", "crowd/alone (CPU)",
+           f">= {THROUGHPUT_TARGET:.0%}"], rows)
+
+    print(f"#### A 1 ms periodic timer in another task (target: p99 late by at most {TIMER_TARGET_SLICES:g} "
+          f"slices = {ms(TIMER_TARGET_SLICES * slice_s)} ms)")
+    print()
+    rows = []
+    for c in crowds:
+        late = c.timer.lateness
+        p99 = pct(late, 99)
+        ok = p99 <= TIMER_TARGET_SLICES * slice_s
+        met[f"timer {c.label}"] = ok
+        rows.append([c.label, f"{len(late):,}", f"{len(late) / c.wall:.0f}", ms(pct(late, 50)), ms(pct(late, 90)),
+                     ms(p99), ms(max(late) if late else float("nan")), yes(ok)])
+    table(["run", "wake-ups", "per s (ideal 1000)", "p50 ms late", "p90 ms", "p99 ms", "max ms", "met"], rows)
+
+    print(f"#### Progress of each instance part-way through (target: within {FAIRNESS_TARGET:.0%} of the mean, "
+          "per unit of weight)")
+    print()
+    rows = []
+    for c in crowds:
+        s = fairness_sample(c)
+        if s is None:
+            rows.append([c.label] + ["-"] * 9)
+            met[f"fairness {c.label}"] = False
+            continue
+        t, prog, slices = s
+        mean = statistics.fmean(prog)
+        rel = [p / mean for p in prog]
+        outside = sum(1 for r in rel if abs(r - 1) > FAIRNESS_TARGET)
+        starved = sum(1 for p in prog if p == 0)
+        ok = outside == 0
+        met[f"fairness {c.label}"] = ok
+        rows.append([c.label, f"{t:.1f} of {c.wall:.1f}", f"{statistics.fmean(slices):.1f}", f"{min(rel):.3f}",
+                     f"{pct(rel, 1):.3f}", f"{pct(rel, 99):.3f}", f"{max(rel):.3f}", str(starved), str(outside),
+                     yes(ok)])
+    table(["run", "at s", "slices per instance", "min / mean", "p1", "p99", "max / mean", "starved",
+           f"outside +-{FAIRNESS_TARGET:.0%}", "met"], rows)
+    for c in crowds:
+        ws = sorted(set(c.weights))
+        if len(ws) > 1:
+            s = fairness_sample(c)
+            if s is not None:
+                t, prog, _ = s
+                by_w = {w: statistics.fmean(p * w for p, ww in zip(prog, c.weights, strict=True) if ww == w)
+                        for w in ws}
+                parts = ", ".join(f"weight {w:g}: {by_w[w] / by_w[ws[0]]:.3f}" for w in ws)
+                print(f"- {c.label}: mean progress relative to weight {ws[0]:g} at {t:.1f} s: {parts}")
+    print()
+    print("#### What the scheduler measured, per instance (RunStats and the store's fuel)")
+    print()
+    rows = []
+    for c in crowds:
+        fin = sorted(c.finish)
+        for w in sorted(set(c.weights)):
+            st = [s for s, ww in zip(c.stats, c.weights, strict=True) if ww == w]
+            fuel = [f for f, ww in zip(c.fuel, c.weights, strict=True) if ww == w]
+            sl = [s.slices for s in st]
+            rt = [s.run_time for s in st]
+            wt = [s.wait_time for s in st]
+            rows.append([c.label, f"{w:g}", f"{len(st):,}", f"{min(sl)} / {statistics.fmean(sl):.1f} / {max(sl)}",
+                         f"{statistics.fmean(rt):.4f}", f"{statistics.fmean(wt):.2f}",
+                         f"{1e3 * statistics.fmean(rt) / max(statistics.fmean(sl), 1):.2f}",
+                         f"{statistics.fmean(fuel) / 1e6:.1f}",
+                         f"{fin[0]:.1f} - {fin[-1]:.1f}"])
+    table(["run", "weight", "instances", "slices min / mean / max", "run s (mean)", "waiting s (mean)",
+           "ms per slice", "M fuel (mean)", "finished between s"], rows)
+    return met
+
+
+# ---- echo beside CPU-bound instances ----------------------------------------------------------------
+
+
+class _Stamped(anyio.abc.ByteSendStream):
+    """The echo's stdout: notes when each write arrives."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.event = anyio.Event()
+
+    async def send(self, item: bytes) -> None:
+        self.received += len(item)
+        self.event.set()
+
+    async def send_eof(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class Echo:
+    neighbours: int
+    latency: list[float] = field(default_factory=list)
+    echo_stats: asyncwasm.RunStats | None = None
+    neighbour_slices: float = 0.0
+
+
+async def run_echo(spin: asyncwasm.Module, echo: asyncwasm.Module, neighbours: int, lines: int) -> Echo:
+    """Send ``lines`` lines, one at a time at random 2-10 ms gaps, to an echo instance beside
+    ``neighbours`` instances spinning forever."""
+    result = Echo(neighbours)
+    insts = [await asyncwasm.Linker().instantiate(spin, asyncwasm.Store()) for _ in range(neighbours)]
+    to_guest, stdin = anyio.create_memory_object_stream[bytes](100)
+    out = _Stamped()
+    rng = random.Random(1)
+    async with anyio.create_task_group() as tg:
+        for inst in insts:
+            tg.start_soon(inst.call, "spin", -1)
+
+        async def serve() -> None:
+            store = asyncwasm.Store()
+            async with WasiContext(WasiConfig(args=["echo"], stdin=stdin, stdout=out)) as ctx:
+                linker = asyncwasm.Linker()
+                ctx.add_to_linker(linker)
+                inst = await linker.instantiate(echo, store)
+                result.echo_stats = inst.stats
+                await inst.call("_start")
+
+        tg.start_soon(serve)
+        await anyio.sleep(max(0.5, neighbours * DEFAULT_SLICE * 2))  # every neighbour has had turns
+        line = b"x" * 63 + b"\n"
+        for _ in range(lines):
+            out.event = anyio.Event()
+            want = out.received + len(line)
+            t0 = time.perf_counter()
+            await to_guest.send(line)
+            with anyio.fail_after(5):
+                while out.received < want:
+                    await out.event.wait()
+                    out.event = anyio.Event()
+            result.latency.append(time.perf_counter() - t0)
+            await anyio.sleep(rng.uniform(0.002, 0.010))
+        result.neighbour_slices = statistics.fmean(i.stats.slices for i in insts)
+        tg.cancel_scope.cancel()
+    return result
+
+
+def report_echo(e: Echo) -> bool:
+    lat = e.latency
+    ok = pct(lat, 99) <= ECHO_TARGET
+    print(f"#### An echo instance beside {e.neighbours} CPU-bound instances (target: p99 at most "
+          f"{ms(ECHO_TARGET)} ms from a line sent to its echo)")
+    print()
+    st = e.echo_stats
+    table(["CPU-bound neighbours", "lines", "p50 ms", "p90 ms", "p99 ms", "max ms", "echo: slices",
+           "echo: run ms", "echo: waiting ms", "neighbour slices (mean)", "met"],
+          [[e.neighbours, len(lat), ms(pct(lat, 50)), ms(pct(lat, 90)), ms(pct(lat, 99)), ms(max(lat)),
+            st.slices if st else "-", ms(st.run_time) if st else "-", ms(st.wait_time) if st else "-",
+            f"{e.neighbour_slices:.1f}", yes(ok)]])
+    return ok
+
+
+# ---- hello world per second ------------------------------------------------------------------------
+
+
+async def hello_rate(module: asyncwasm.Module, expect: bytes, seconds: float, concurrency: int) -> tuple[int, float]:
+    """Runs of ``module`` completed per second, ``concurrency`` at a time; returns (runs, per second)."""
+    assert (await run_command(module)).stdout == expect
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            r = await run_command(module)
+            if r.stdout != expect:
+                raise RuntimeError(f"unexpected output {r.stdout!r}")
+            done += 1
+
+    gc.collect()
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    return done, done / (time.perf_counter() - t0)
+
+
+# ---- idle memory ----------------------------------------------------------------------------------
+
+
+def short_path(name: str) -> str:
+    """A source file's name from its package on (``asyncwasm/runtime/instance.py``, ``asyncio/locks.py``)."""
+    parts = Path(name).parts
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] in ("asyncwasm", "wasi_async", "anyio", "trio", "asyncio", "benchmarks", "greenlet"):
+            return "/".join(parts[i:])
+    return "/".join(parts[-2:])
+
+
+@dataclass
+class IdleMemory:
+    label: str
+    count: int
+    per_instance: float  # bytes traced per suspended instance
+    linear: int  # bytes of linear memory per instance
+    linear_traced: bool  # whether the linear memory is among the traced bytes (a bytearray, not an mmap)
+    top: list[tuple[str, float]]  # (file, bytes per instance)
+
+
+async def idle_memory(label: str, count: int, start_one: Any, linear: int, linear_traced: bool) -> IdleMemory:
+    """Traced bytes per instance while ``count`` instances (``start_one(tg, release)``) are suspended."""
+    release = anyio.Event()
+    gc.collect()
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    base = tracemalloc.get_traced_memory()[0]
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            await start_one(tg, release)
+        await anyio.sleep(0.3)
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - base
+        after = tracemalloc.take_snapshot()
+        release.set()
+        tg.cancel_scope.cancel()
+    tracemalloc.stop()
+    by_file: dict[str, float] = {}
+    for stat in after.compare_to(before, "filename"):
+        name = short_path(stat.traceback[0].filename)
+        by_file[name] = by_file.get(name, 0) + stat.size_diff / count
+    top = sorted(by_file.items(), key=lambda kv: -kv[1])[:6]
+    return IdleMemory(label, count, used / count, linear, linear_traced, top)
+
+
+async def measure_idle(wait_mod: asyncwasm.Module, echo_mod: asyncwasm.Module, count: int) -> list[IdleMemory]:
+    out = []
+    traced = isinstance(asyncwasm.Memory.new(1).data, bytearray)  # an mmap is outside tracemalloc's view
+
+    async def host_wait(tg: anyio.abc.TaskGroup, release: anyio.Event) -> None:
+        linker = asyncwasm.Linker()
+
+        async def wait() -> None:
+            await release.wait()
+
+        linker.define_func("env", "wait", asyncwasm.FuncType((), ()), wait)
+        inst = await linker.instantiate(wait_mod, asyncwasm.Store())
+        tg.start_soon(inst.call, "run")
+
+    out.append(await idle_memory("in an async host function", count, host_wait, 65536, traced))
+
+    keep: list[Any] = []  # the senders: a stream whose sender is gone would end the guest's input
+
+    async def wasi_read(tg: anyio.abc.TaskGroup, release: anyio.Event) -> None:
+        send, stdin = anyio.create_memory_object_stream[bytes](1)
+        keep.append(send)
+
+        async def run() -> None:
+            await run_command(echo_mod, ["echo"], stdin=stdin)
+
+        tg.start_soon(run)
+
+    out.append(await idle_memory("WASI echo blocked in fd_read (run_command)", count, wasi_read, 65536, traced))
+    keep.clear()
+    return out
+
+
+def report_idle(rows: list[IdleMemory]) -> None:
+    print("#### Memory held by an idle, suspended instance (tracemalloc)")
+    print()
+    table(["instance", "instances", "traced KiB each", "linear memory KiB", "linear memory traced",
+           "beyond linear memory KiB", "largest parts, KiB each (where allocated)"],
+          [[r.label, f"{r.count:,}", f"{r.per_instance / 1024:.1f}", f"{r.linear / 1024:.0f}",
+            "yes" if r.linear_traced else "no (mmap)",
+            f"{(r.per_instance - (r.linear if r.linear_traced else 0)) / 1024:.1f}",
+            "; ".join(f"{name} {size / 1024:.1f}" for name, size in r.top)] for r in rows])
+    print("Everything the instance's task, greenlet, globals, functions, store and (for WASI) context hold "
+          "while it waits; the compiled module is shared and not counted.")
+    print()
+
+
+# ---- the run --------------------------------------------------------------------------------------
+
+
+async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]:
+    spin = asyncwasm.Module(wat_to_wasm(SPIN_WAT), name="spin")
+    echo = asyncwasm.Module(wat_to_wasm(ECHO_WAT), name="echo")
+    wait = asyncwasm.Module(wat_to_wasm(WAIT_WAT), name="wait")
+    slice_s = asyncwasm.Store().slice_seconds
+    print(f"### Backend: {backend}")
+    print()
+    print(f"- load average before: {load_average()}")
+    rate = await spin_rate(spin, 1.0)
+    work = max(1000, int(rate * opts.seconds / opts.instances))
+    print(f"- one instance alone runs {rate / 1e6:.2f} M iterations/s; each of the {opts.instances:,} instances "
+          f"runs {work:,} iterations (about {opts.seconds:g} s for all of them)")
+    print(f"- slice: {slice_s * 1e3:g} ms; progress sampled every {opts.seconds / 10:.1f} s")
+    print()
+    met: dict[str, bool] = {}
+    crowds = []
+    alone: dict[str, tuple[float, float]] = {}
+    for label, weights in (("equal weights", [1.0] * opts.instances),
+                           ("weights 1 and 2", [1.0 + (i % 2) for i in range(opts.instances)])):
+        print(f"running the crowd ({label}) ...", file=sys.stderr, flush=True)
+        c = Crowd(label, weights, work)
+        await run_crowd(spin, c, opts.seconds / 10)
+        crowds.append(c)
+        print("running one instance alone ...", file=sys.stderr, flush=True)
+        alone[label] = await run_alone(spin, work * len(weights))
+    met.update(report_crowds(crowds, alone, slice_s))
+
+    print("running the echo ...", file=sys.stderr, flush=True)
+    e = await run_echo(spin, echo, opts.neighbours, opts.lines)
+    met["echo"] = report_echo(e)
+
+    print("running hello world ...", file=sys.stderr, flush=True)
+    print(f"#### Instantiate an already compiled WASI hello world and run it to completion (target: at least "
+          f"{HELLO_TARGET:,.0f} per second on one core)")
+    print()
+    rows = []
+    hellos = [("examples/hello.wasm (WAT, no libc)", ROOT / "examples" / "hello.wasm", b"Hello from asyncwasm!\n")]
+    c_hello = SHARED / "corpus" / "wasm" / "hello.wasm"
+    if c_hello.exists():
+        hellos.append(("corpus hello.wasm (C, wasi-libc)", c_hello, b"Hello, world!\n"))
+    for name, path, expect in hellos:
+        module = asyncwasm.Module.from_file(path)
+        for conc in (1, 100):
+            runs, per_s = await hello_rate(module, expect, opts.hello_seconds, conc)
+            ok = per_s >= HELLO_TARGET
+            met[f"hello {path.name} x{conc}"] = ok
+            rows.append([name, f"{path.stat().st_size:,}", "one after another" if conc == 1 else f"{conc} at a time",
+                         f"{runs:,}", f"{per_s:,.0f}", f"{1e6 / per_s:.0f}", yes(ok)])
+    table(["module", "bytes", "how", "runs", "per second", "us each", "met"], rows)
+    print("Each run: a WasiContext with captured stdout, a Store, link, instantiate, `_start`, close "
+          "(`run_command`).")
+    print()
+
+    print("measuring idle memory ...", file=sys.stderr, flush=True)
+    report_idle(await measure_idle(wait, echo, opts.idle))
+    print(f"- load average after: {load_average()}")
+    print()
+    return met
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["asyncio", "trio", "both"], default="both")
+    parser.add_argument("--instances", type=int, default=None, help="CPU-bound instances in the crowd (1000)")
+    parser.add_argument("--seconds", type=float, default=None, help="length of one crowd run (40)")
+    parser.add_argument("--neighbours", type=int, default=100, help="CPU-bound instances beside the echo")
+    parser.add_argument("--lines", type=int, default=None, help="lines sent to the echo (400)")
+    parser.add_argument("--hello-seconds", type=float, default=None, help="seconds per hello-world rate (2)")
+    parser.add_argument("--idle", type=int, default=1000, help="suspended instances for the memory figure")
+    parser.add_argument("--quick", action="store_true", help="100 instances, 4 s runs")
+    opts = parser.parse_args(argv)
+    opts.instances = opts.instances or (100 if opts.quick else 1000)
+    opts.seconds = opts.seconds or (4.0 if opts.quick else 40.0)
+    opts.lines = opts.lines or (100 if opts.quick else 400)
+    opts.hello_seconds = opts.hello_seconds or (0.5 if opts.quick else 2.0)
+    backends = ["asyncio", "trio"] if opts.backend == "both" else [opts.backend]
+    print(f"## asyncwasm scheduler benchmarks, {datetime.date.today().isoformat()}")
+    print()
+    print(f"- Python {platform.python_version()} ({platform.python_implementation()}), {platform.system()} "
+          f"{platform.machine()}, {os.cpu_count()} CPUs; asyncwasm at {source_revision()}")
+    print(f"- {' '.join(sys.argv[1:]) or 'default options'}")
+    print()
+    summary: dict[str, dict[str, bool]] = {}
+    for b in backends:
+        summary[b] = anyio.run(run_backend, opts, b, backend=b)
+    print("### Targets")
+    print()
+    names = list(next(iter(summary.values())))
+    table(["target"] + backends, [[n] + [yes(summary[b][n]) for b in backends] for n in names])
+
+
+if __name__ == "__main__":
+    main()
