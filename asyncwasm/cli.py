@@ -89,8 +89,8 @@ def format_trap(trap: Trap, module_path: str) -> str:
     lines = [f"error: failed to run main module `{module_path}`", "", "Caused by:"]
     if trap.frames:
         lines.append("    0: error while executing at wasm backtrace:")
-        for i, f in enumerate(trap.frames):
-            lines.append(f"           {i}: {f.describe()}")
+        for depth, text in trap.numbered_frames():
+            lines.append(f"           {text}" if depth is None else f"           {depth}: {text}")
         lines.append(f"    1: wasm trap: {trap.message}")
     else:
         lines.append(f"    wasm trap: {trap.message}")

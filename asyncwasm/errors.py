@@ -76,8 +76,22 @@ class Trap(WasmError):
         self.message = message
         self.frames: list[Frame] = frames if frames is not None else []
 
+    omitted = 0  # frames left out of a very deep backtrace, after the first ``KEEP_INNER``
+
+    KEEP_INNER = 40
+
+    def numbered_frames(self) -> list[tuple[int | None, str]]:
+        """(depth, text) per line of the backtrace; depth None marks the line for omitted frames."""
+        out: list[tuple[int | None, str]] = []
+        for i, f in enumerate(self.frames):
+            if self.omitted and i == self.KEEP_INNER:
+                out.append((None, f"... {self.omitted} frames omitted ..."))
+            depth = i + self.omitted if self.omitted and i >= self.KEEP_INNER else i
+            out.append((depth, f.describe()))
+        return out
+
     def backtrace(self) -> str:
-        return "\n".join(f"  {i:>3}: {f.describe()}" for i, f in enumerate(self.frames))
+        return "\n".join(f"  {'':>3}  {t}" if d is None else f"  {d:>3}: {t}" for d, t in self.numbered_frames())
 
     def __str__(self) -> str:
         if not self.frames:

@@ -20,8 +20,9 @@ def register_code(filename: str, compiled: Any) -> None:
     _registry[filename] = compiled
 
 
-def wasm_frames(tb: Any, limit: int = 100) -> list[Frame]:
-    """The Wasm frames of a traceback, innermost first."""
+def wasm_frames(tb: Any) -> tuple[list[Frame], int]:
+    """The Wasm frames of a traceback, innermost first, and how many were left out in the middle
+    (a backtrace of 200,000 recursive frames keeps the innermost 40 and the outermost 10)."""
     frames: list[Frame] = []
     while tb is not None:
         code = tb.tb_frame.f_code
@@ -31,7 +32,16 @@ def wasm_frames(tb: Any, limit: int = 100) -> list[Frame]:
             frames.append(Frame(idx, cm.func_name(idx), cm.name, cm.compiled.offset_of(code, tb.tb_lineno)))
         tb = tb.tb_next
     frames.reverse()
-    return frames[:limit]
+    keep_inner, keep_outer = Trap.KEEP_INNER, 10
+    if len(frames) <= keep_inner + keep_outer:
+        return frames, 0
+    return frames[:keep_inner] + frames[-keep_outer:], len(frames) - keep_inner - keep_outer
+
+
+def _trap(message: str, tb: Any) -> Trap:
+    trap = Trap(message)
+    trap.frames, trap.omitted = wasm_frames(tb)
+    return trap
 
 
 def _raised_in_wasm(tb: Any) -> bool:
@@ -47,14 +57,12 @@ def as_trap(exc: BaseException) -> BaseException:
     tb = exc.__traceback__
     if isinstance(exc, Trap):
         if not exc.frames:
-            exc.frames = wasm_frames(tb)
+            exc.frames, exc.omitted = wasm_frames(tb)
         return exc
     if isinstance(exc, RecursionError):
-        return Trap("call stack exhausted", wasm_frames(tb, 50))
+        return _trap("call stack exhausted", tb)
     if isinstance(exc, (struct.error, IndexError)) and _raised_in_wasm(tb):
-        return Trap(_OOB_MEMORY, wasm_frames(tb))
+        return _trap(_OOB_MEMORY, tb)
     if isinstance(exc, ZeroDivisionError) and _raised_in_wasm(tb):
-        return Trap("integer divide by zero", wasm_frames(tb))
+        return _trap("integer divide by zero", tb)
     return exc
-
-
