@@ -70,7 +70,7 @@ class CpuScheduler:
             await w.event.wait()
         except BaseException:
             if self.owner is w:  # the token was handed over as we were cancelled: pass it on
-                self.release(w, 0.0)
+                self.release(w)
             else:
                 w.cancelled = True
             raise
@@ -78,25 +78,36 @@ class CpuScheduler:
             stats.wait_time += anyio.current_time() - t0
         return w
 
-    def release(self, turn: object, ran: float) -> None:
-        """Charge ``ran`` seconds to the turn's instance and hand the token to the next one."""
-        stats = turn.stats if isinstance(turn, _Waiter) else turn
-        assert isinstance(stats, RunStats)
+    def charge(self, stats: RunStats, ran: float) -> None:
+        """Count ``ran`` seconds of guest code against its instance."""
         stats.vruntime += ran / stats.weight
         stats.run_time += ran
         stats.slices += 1
         self.turns += 1
+        low = stats.vruntime
+        if self._queue and self._queue[0].vruntime < low:
+            low = self._queue[0].vruntime
+        if low > self.min_vruntime:
+            self.min_vruntime = low
+
+    def should_yield(self, stats: RunStats) -> bool:
+        """Whether a waiting guest has used less CPU (by weight) than the running one."""
+        queue = self._queue
+        while queue and queue[0].cancelled:
+            heapq.heappop(queue)
+        return bool(queue) and queue[0].vruntime < stats.vruntime
+
+    def release(self, turn: object) -> None:
+        """Hand the token to the waiting guest with the least virtual run time, if any."""
+        if self.owner is not turn:
+            return
         self.owner = None
         while self._queue:
             w = heapq.heappop(self._queue)
             if not w.cancelled:
                 self.owner = w
                 w.event.set()
-                break
-        low = [stats.vruntime] + [w.vruntime for w in self._queue[:1]]
-        if isinstance(self.owner, _Waiter):
-            low.append(self.owner.stats.vruntime)
-        self.min_vruntime = max(self.min_vruntime, min(low))
+                return
 
 
 _current: RunVar[CpuScheduler] = RunVar("asyncwasm_cpu_scheduler")

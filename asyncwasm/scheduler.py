@@ -74,9 +74,10 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
     limit = store.max_depth + _HOST_HEADROOM
     send: Callable[..., Any] = g.switch
     payload: tuple[Any, ...] = args
+    turn: object | None = None  # the CPU token, while this call holds it
     try:
+        turn = await sched.acquire(stats)
         while True:
-            turn = await sched.acquire(stats)
             t0 = time.perf_counter()
             slice_clock.deadline = t0 + store.slice_seconds
             prev = _set_depth_limit(limit)
@@ -85,21 +86,30 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
             finally:
                 sys.setrecursionlimit(prev)
                 slice_clock.deadline = float("inf")
-                sched.release(turn, time.perf_counter() - t0)
+                sched.charge(stats, time.perf_counter() - t0)
             if g.dead:
                 return value
             if value is SLICE_END:
+                # Keep the token while the loop runs its other tasks, so every other runnable guest
+                # queues for it and the next turn goes by virtual run time, not by wake-up order.
                 send, payload = g.switch, ()
-                await anyio.lowlevel.checkpoint()  # other tasks run; cancellation lands here too
+                await anyio.lowlevel.checkpoint()  # cancellation lands here too
+                if sched.should_yield(stats):
+                    sched.release(turn)
+                    turn = None
+                    turn = await sched.acquire(stats)
                 continue
             if not isinstance(value, _Suspend):
                 raise RuntimeError("guest greenlet switched out without a suspension")
+            sched.release(turn)  # nobody waits for a guest that waits on I/O
+            turn = None
             try:
                 result = await value.awaitable
             except BaseException as exc:  # cancellation included: it unwinds the guest
                 send, payload = g.throw, (exc,)
             else:
                 send, payload = g.switch, (result,)
+            turn = await sched.acquire(stats)
     except BaseException as exc:
         if g and not g.dead:  # cancelled between turns: unwind the guest's frames now
             prev = _set_depth_limit(limit)
@@ -114,6 +124,8 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
             raise
         raise mapped from None
     finally:
+        if turn is not None:
+            sched.release(turn)
         store.settle()
 
 
