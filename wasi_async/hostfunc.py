@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from asyncwasm.binary.module import FuncType
 from asyncwasm.errors import Trap
 
 from .errno import Errno, WasiError, from_oserror
@@ -24,12 +25,21 @@ M64 = 0xFFFFFFFFFFFFFFFF
 
 @dataclass(frozen=True)
 class Spec:
-    """One wasi_snapshot_preview1 import: its core Wasm signature and its implementation."""
+    """One wasi_snapshot_preview1 import: its core Wasm signature and its implementation
+    (with what binding it needs worked out once, not per instance)."""
 
     name: str
     params: tuple[str, ...]
     results: tuple[str, ...]
     impl: Callable[..., Any]
+    type: FuncType = field(init=False)
+    masks: tuple[int, ...] = field(init=False)
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", FuncType(self.params, self.results))
+        object.__setattr__(self, "masks", tuple(M32 if p == "i32" else M64 for p in self.params))
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.impl))
 
 
 SPECS: dict[str, Spec] = {}
@@ -71,10 +81,10 @@ def _errno_of(exc: Exception) -> int:
 def bind(spec: Spec, ctx: Any) -> Callable[..., Any]:
     """The host function for ``spec`` bound to one instance's context."""
     impl = spec.impl
-    masks = tuple(M32 if p == "i32" else M64 for p in spec.params)
+    masks = spec.masks
     handled = (WasiError, OSError, OverflowError)
 
-    if inspect.iscoroutinefunction(impl):
+    if spec.is_async:
         async def call_async(caller: Any, *args: int) -> int:
             mem = _memory(caller)
             try:

@@ -11,8 +11,9 @@ from . import args, clock, environ, fd, fd_io, path, poll, proc, random, sched, 
 from .hostfunc import SPECS, bind
 
 MODULE = "wasi_snapshot_preview1"
+_ORDERED = sorted(SPECS.items())
 
 
 def build_functions(ctx: Any) -> dict[str, tuple[FuncType, Callable[..., Any]]]:
     """name -> (core function type, host function bound to ``ctx``), in witx order of names."""
-    return {name: (FuncType(spec.params, spec.results), bind(spec, ctx)) for name, spec in sorted(SPECS.items())}
+    return {name: (spec.type, bind(spec, ctx)) for name, spec in _ORDERED}

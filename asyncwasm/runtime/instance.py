@@ -114,6 +114,13 @@ class Caller:
         return self.instance.exports.get(name)
 
 
+def _is_coroutine_function(fn: Any) -> bool:
+    """``inspect.iscoroutinefunction``, with a fast path for plain functions (hosts define many)."""
+    if type(fn) is FunctionType:
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
+
+
 class HostFunc:
     """A Python callable offered as a Wasm import; bound to each importing instance on link."""
 
@@ -122,7 +129,7 @@ class HostFunc:
         self.type = type
         self.fn = fn
         self.access_caller = access_caller
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = _is_coroutine_function(fn)
         self.name = name or getattr(fn, "__name__", None)
 
     def bind(self, caller: Caller | None) -> Func:
