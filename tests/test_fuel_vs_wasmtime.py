@@ -41,6 +41,37 @@ async def asyncwasm_fuel(wasm: bytes, name: str, args: tuple[int, ...]) -> tuple
     return store.fuel_used, result
 
 
+# if/else branches whose costs differ, a loop inside a then-branch, a br_if out of a branch
+BRANCHY = """
+(module
+  (func (export "branchy") (param $n i32) (result i32) (local $i i32) (local $acc i32)
+    (block $out
+      (loop $top
+        (br_if $out (i32.ge_u (local.get $i) (local.get $n)))
+        (if (i32.and (local.get $i) (i32.const 1))
+          (then
+            (local.set $acc (i32.add (local.get $acc) (i32.const 3)))
+            (block $inner
+              (loop $l
+                (local.set $acc (i32.add (local.get $acc) (i32.const 1)))
+                (br_if $inner (i32.gt_u (local.get $acc) (i32.const 1000000)))
+                (br_if $l (i32.and (local.get $acc) (i32.const 3))))))
+          (else
+            (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 7)))
+              (then (local.set $acc (i32.sub (local.get $acc) (i32.const 1))))
+              (else nop))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $top)))
+    (local.get $acc)))
+"""
+
+
+def test_fuel_matches_wasmtime_on_branchy_code() -> None:
+    wasm = wat(BRANCHY)
+    for n in (0, 1, 2, 7, 50, 333):
+        assert anyio.run(asyncwasm_fuel, wasm, "branchy", (n,)) == wasmtime_fuel(wasm, "branchy", (n,)), n
+
+
 @pytest.mark.parametrize(("file", "name", "args"), CASES)
 def test_fuel_matches_wasmtime(file: str, name: str, args: tuple[int, ...]) -> None:
     wasm = wat((WAT / f"{file}.wat").read_text())

@@ -181,6 +181,11 @@ class StructuredTranslator(FunctionTranslator):
         if i in self.loop_used:
             self.open_pyloop(c)
             c.used = True
+        if i in self.ifs_with_else:
+            # The then-branch's cost goes on the chunk that is open here; the else-branch refunds it.
+            c.fuel_mark = (self.chunk_line, self.chunk_cost)
+            self.open_block(f"if {cond.code}:")
+            return
         self.close_chunk()
         self.open_block(f"if {cond.code}:")
         self.open_chunk()
@@ -189,10 +194,13 @@ class StructuredTranslator(FunctionTranslator):
         if not self.dead:
             c.end_reachable = True
             self.materialize_all()
+        mark_line, mark_cost = c.fuel_mark
+        then_cost = (self.chunk_cost if self.chunk_line == mark_line else self.closed_costs[mark_line]) - mark_cost
         self.close_chunk()
         self.close_block()
         self.open_block("else:")
         self.open_chunk()
+        self.chunk_cost = -then_cost
         c.has_else = True
         self.dead = False
         self.reset_stack(c.height + c.nparams)

@@ -53,6 +53,7 @@ class Ctrl:
     used: bool = False  # some branch targets the label
     ghost: bool = False  # the whole construct is unreachable
     end_reachable: bool = False  # some path reaches the end by falling through
+    fuel_mark: tuple[int, int] = (-1, 0)  # (chunk line, its cost) where an if with an else began
 
     @property
     def branch_arity(self) -> int:
@@ -94,6 +95,8 @@ class FunctionTranslator:
         self.chunk_line = -1
         self.chunk_cost = 0
         self.loop_used: set[int] = set()  # constructs some branch targets
+        self.ifs_with_else: set[int] = set()  # ifs (by instruction index) that have an else
+        self.closed_costs: dict[int, int] = {}  # chunk line -> the cost it was closed with
 
     # ---- emission ------------------------------------------------------------------------------
     def new_label(self) -> int:
@@ -120,7 +123,9 @@ class FunctionTranslator:
             return
         seg = self.segments[-1]
         ind, _t, off = seg.lines[self.chunk_line]
-        seg.lines[self.chunk_line] = (ind, f"_fuel -= {self.chunk_cost}" if self.chunk_cost else "", off)
+        cost = self.chunk_cost
+        seg.lines[self.chunk_line] = (ind, f"_fuel -= {cost}" if cost > 0 else f"_fuel += {-cost}" if cost else "", off)
+        self.closed_costs[self.chunk_line] = cost
         self.chunk_line = -1
 
     # ---- the symbolic operand stack ------------------------------------------------------------
@@ -244,6 +249,9 @@ class FunctionTranslator:
             elif op == END:
                 if stack:
                     stack.pop()
+            elif op == ELSE:
+                if stack:
+                    self.ifs_with_else.add(stack[-1][1])
             elif op in (0x0C, 0x0D):
                 self._mark(stack, imm)
             elif op == 0x0E:
