@@ -219,7 +219,7 @@ class StructuredTranslator(FunctionTranslator):
         if live:
             self.materialize_all()
         if c.kind == IF:
-            reach = live or c.end_reachable or not c.has_else or (c.used and self.if_used(c))
+            reach = live or c.end_reachable or not c.has_else or c.branched
             self.close_chunk()
             self.close_block()
             if c in self.pyloops:
@@ -229,7 +229,7 @@ class StructuredTranslator(FunctionTranslator):
             self.reset_stack(c.height + c.nresults)
             return
         if c in self.pyloops:
-            reach = live or (c.kind != LOOP and self.branched_to(c))
+            reach = live or (c.kind != LOOP and c.branched)
             self.close_chunk()
             self.close_pyloop(c)
             self.open_chunk()
@@ -241,46 +241,12 @@ class StructuredTranslator(FunctionTranslator):
         if live:
             self.reset_stack(c.height + c.nresults)
 
-    def if_used(self, c: Ctrl) -> bool:
-        return self.branched_to(c)
 
-    def branched_to(self, c: Ctrl) -> bool:
-        return c.label in self.targets_hit
-
-    @property
-    def targets_hit(self) -> set[int]:
-        return self._targets
-
-    # record every label a branch was emitted for
-    _targets: set[int]
-
-    def translate(self) -> tuple[list[str], list[int]]:
-        self._targets = set()
-        return super().translate()
-
-    def branch(self, depth: int) -> None:
-        target = self.ctrls[-1 - depth]
-        self._targets.add(target.label)
-        super().branch(depth)
+    def render(self, nparams: int) -> tuple[list[str], list[int]]:
+        return _render_structured(self, nparams)
 
 
-def _note_target(method):  # type: ignore[no-untyped-def]
-    """Wrap a branching handler so the labels it targets are recorded (reachability after ends)."""
-
-    def wrapped(self: StructuredTranslator, imm: object, i: int) -> None:
-        depths = [imm] if isinstance(imm, int) else list(imm[0]) + [imm[1]]  # type: ignore[index]
-        for d in depths:
-            self._targets.add(self.ctrls[-1 - d].label)
-        method(self, imm, i)
-
-    return wrapped
-
-
-StructuredTranslator.do_br_if = _note_target(StructuredTranslator.do_br_if)  # type: ignore[method-assign]
-StructuredTranslator.do_br_table = _note_target(StructuredTranslator.do_br_table)  # type: ignore[method-assign]
-
-
-def render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str], list[int]]:
+def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str], list[int]]:
     out = [f"def f{t.index}({', '.join(f'l{k}' for k in range(nparams))}):"]
     offs = [t.code.offset]
     gl = ["_fuel"] + [f"g{g}" for g in sorted(t.globals_set)]
@@ -317,8 +283,6 @@ def render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str],
         offs.extend([t.code.offset] * 2)
     return out, offs
 
-
-StructuredTranslator.render = render_structured  # type: ignore[attr-defined]
 
 
 def translate_function(info: object, index: int, code: object, ftype: object) -> tuple[list[str], list[int], dict]:

@@ -51,6 +51,7 @@ class Ctrl:
     else_label: int = -1
     has_else: bool = False
     used: bool = False  # some branch targets the label
+    branched: bool = False  # a branch to the label was emitted (in live code)
     ghost: bool = False  # the whole construct is unreachable
     end_reachable: bool = False  # some path reaches the end by falling through
     fuel_mark: tuple[int, int] = (-1, 0)  # (chunk line, its cost) where an if with an else began
@@ -95,6 +96,7 @@ class FunctionTranslator:
         self.chunk_line = -1
         self.chunk_cost = 0
         self.loop_used: set[int] = set()  # constructs some branch targets
+        self.aliases: dict[int, int] = {}  # label -> the label whose segment it shares
         self.ifs_with_else: set[int] = set()  # ifs (by instruction index) that have an else
         self.closed_costs: dict[int, int] = {}  # chunk line -> the cost it was closed with
 
@@ -205,7 +207,7 @@ class FunctionTranslator:
         """Statements that branch to ``target`` (stack already materialized)."""
         if target.kind == -1:
             return [self.return_stmt()]
-        target.used = True
+        target.used = target.branched = True
         mv = self.moves(target)
         return ([mv] if mv else []) + self.transfer(target)
 
@@ -282,7 +284,10 @@ class FunctionTranslator:
                 self.chunk_cost += 1
             self.step(op, imm, i)
         self.close_chunk()
-        return self.render(nparams)  # type: ignore[attr-defined]
+        return self.render(nparams)
+
+    def render(self, nparams: int) -> tuple[list[str], list[int]]:
+        return render_function(self, nparams)
 
     def skip_dead(self, op: int, imm: object, i: int) -> None:
         if op in (BLOCK, LOOP, IF):
@@ -385,11 +390,7 @@ class FunctionTranslator:
         elif not live:
             self.dead = True
 
-    aliases: dict[int, int]
-
     def alias(self, label: int, to: int) -> None:
-        if not hasattr(self, "aliases"):
-            self.aliases = {}
         self.aliases[label] = to
 
     def do_br(self, imm: object, i: int) -> None:
@@ -663,7 +664,6 @@ def _render_placeholder(text: str, index: dict[int, int]) -> str:
 
 def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], list[int]]:
     """Assemble the Python source lines of the function, with the Wasm offset of each line."""
-    ft = t.ftype
     name = f"f{t.index}"
     params = ", ".join(f"l{k}" for k in range(nparams))
     out: list[str] = [f"def {name}({params}):"]
@@ -675,7 +675,7 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
         zeros = ["None" if ty not in _ZERO else _ZERO[ty] for ty in t.code.locals]
         out.append("    " + "; ".join(f"l{nparams + k} = {z}" for k, z in enumerate(zeros)))
         offs.append(t.code.offset)
-    aliases = getattr(t, "aliases", {})
+    aliases = t.aliases
     index: dict[int, int] = {}
     for pos, seg in enumerate(t.segments):
         index[seg.label] = pos
@@ -717,8 +717,4 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
         out.append("    finally:")
         out.append(f"        _stk -= {frame}")
         offs.extend([t.code.offset] * 2)
-    del ft
     return out, offs
-
-
-FunctionTranslator.render = render_function  # type: ignore[attr-defined]
