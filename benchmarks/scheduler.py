@@ -134,6 +134,10 @@ def load_average() -> str:
 
 
 def source_revision() -> str:
+    """The git revision of the asyncwasm that was imported, or where it came from if not this checkout."""
+    imported = Path(asyncwasm.__file__).resolve().parent.parent
+    if imported != ROOT:
+        return f"the copy in {imported}"
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
