@@ -55,14 +55,14 @@ class CpuScheduler:
 
     async def acquire(self, stats: RunStats) -> object:
         """Wait for the token; returns the turn object to hand back to ``release``."""
-        if self.owner is None and not self._queue:
-            self.owner = stats
-            return stats
         # A guest that waited (on I/O, or just started) joins at the current minimum, less one
         # slice of credit, so it runs soon but cannot hoard the CPU with time it did not use.
         floor = self.min_vruntime - self.slice_seconds
         if stats.vruntime < floor:
             stats.vruntime = floor
+        if self.owner is None and not self._queue:
+            self.owner = stats
+            return stats
         w = _Waiter(stats.vruntime, next(self._seq), stats)
         heapq.heappush(self._queue, w)
         t0 = anyio.current_time()

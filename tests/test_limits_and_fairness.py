@@ -357,12 +357,6 @@ async def test_an_echo_answers_promptly_beside_cpu_bound_instances() -> None:
     assert sorted(latency)[-3] < 10 * slice_s, f"{sorted(latency)[-3] * 1e3:.1f} ms"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncwasm/scheduler.py gives the CPU token up before awaiting every async host call, even one "
-    "that completes without waiting (fd_write into a buffer): beside CPU-bound guests each such call then "
-    "costs a turn behind them (about a slice each). See docs/limits.md, 'The scheduler'.",
-)
 async def test_a_guest_making_many_quick_wasi_calls_is_not_slowed_to_one_per_turn() -> None:
     """Host calls that complete at once (a write into a buffer) must not each cost the guest a turn
     behind its CPU-bound neighbours: 300 writes beside 5 spinners take milliseconds, not 300 slices."""
@@ -385,12 +379,6 @@ async def test_a_guest_making_many_quick_wasi_calls_is_not_slowed_to_one_per_tur
     assert took < 60 * asyncwasm.Store().slice_seconds, f"{took * 1e3:.0f} ms for 300 writes"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncwasm/cpu.py CpuScheduler.acquire takes the free token without raising the guest's virtual "
-    "run time to the floor (min_vruntime - one slice): a guest that starts on an idle loop keeps vruntime 0 "
-    "and runs ahead of every later arrival for as long as the loop's history (min_vruntime) is long.",
-)
 async def test_a_guest_started_on_an_idle_loop_does_not_run_ahead_of_later_ones() -> None:
     module = asyncwasm.Module(wat(SPIN))
     history = await asyncwasm.Linker().instantiate(module)
