@@ -103,9 +103,10 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
     turn: object | None = None  # the CPU token, while this call holds it
     try:
         turn = await sched.acquire(stats)
+        slice_end = time.perf_counter() + store.slice_seconds
         while True:
             t0 = time.perf_counter()
-            slice_clock.deadline = t0 + store.slice_seconds
+            slice_clock.deadline = slice_end  # a quick host call does not start a new slice
             prev = _set_depth_limit(limit)
             try:
                 value = send(*payload)
@@ -124,6 +125,7 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
                     sched.release(turn)
                     turn = None
                     turn = await sched.acquire(stats)
+                slice_end = time.perf_counter() + store.slice_seconds
                 continue
             if not isinstance(value, _Suspend):
                 raise RuntimeError("guest greenlet switched out without a suspension")
@@ -148,6 +150,7 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
             else:
                 send, payload = g.switch, (result,)
             turn = await sched.acquire(stats)
+            slice_end = time.perf_counter() + store.slice_seconds
     except BaseException as exc:
         if g and not g.dead:  # cancelled between turns: unwind the guest's frames now
             prev = _set_depth_limit(limit)

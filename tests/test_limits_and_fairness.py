@@ -409,12 +409,6 @@ async def test_a_guest_started_on_an_idle_loop_does_not_run_ahead_of_later_ones(
     assert waited < 10 * asyncwasm.Store().slice_seconds, f"waited {waited * 1e3:.0f} ms"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncwasm/scheduler.py starts a new slice after every host call that completes at once, so a "
-    "guest whose host calls never wait (writing forever into a buffer) never reaches a slice end: it never "
-    "gives the loop a turn, and neither its timeout nor any cancel scope can fire (only fuel stops it).",
-)
 async def test_a_guest_writing_forever_into_a_buffer_yields_and_times_out() -> None:
     ticks = 0
 
