@@ -6,7 +6,8 @@ Measures, on one loop and one thread:
   global) started at once, each doing the same work; total throughput against one instance doing all
   of that work alone; the lateness of a 1 ms periodic timer in another task; each instance's progress
   against the mean, part-way through; the scheduler's per-instance counters. Run twice: equal
-  weights, then weights 1 and 2 alternating (progress compared per unit of weight).
+  weights, then weights 1 and 2 alternating, each instance's work in proportion to its weight so that
+  all should finish together (progress compared per unit of weight).
 - echo: an instance answering each line of its stdin, beside ``--neighbours`` CPU-bound ones: the time
   from a line sent to its echo received.
 - hello: instantiating an already compiled WASI hello-world and running it to completion, per second.
@@ -182,7 +183,7 @@ class Crowd:
 
     label: str
     weights: list[float]
-    work: int  # iterations per instance
+    works: list[int]  # iterations per instance (in proportion to its weight)
     wall: float = 0.0
     cpu: float = 0.0
     timer: PeriodicTimer = field(default_factory=PeriodicTimer)
@@ -215,7 +216,7 @@ async def run_alone(module: asyncwasm.Module, total: int) -> tuple[float, float]
 
 
 async def run_crowd(module: asyncwasm.Module, crowd: Crowd, sample_every: float) -> None:
-    """Start every instance at once, each spinning ``crowd.work`` iterations, until all are done."""
+    """Start every instance at once, each spinning its ``crowd.works`` iterations, until all are done."""
     stores = [asyncwasm.Store(weight=w) for w in crowd.weights]
     insts = [await asyncwasm.Linker().instantiate(module, s) for s in stores]
     counters = [inst.exports["count"] for inst in insts]
@@ -226,7 +227,7 @@ async def run_crowd(module: asyncwasm.Module, crowd: Crowd, sample_every: float)
     c0 = time.thread_time()
 
     async def spin(i: int) -> None:
-        await insts[i].call("spin", crowd.work)
+        await insts[i].call("spin", crowd.works[i])
         crowd.finish[i] = time.perf_counter() - t0
 
     async def sample() -> None:
@@ -253,7 +254,7 @@ def fairness_sample(crowd: Crowd) -> tuple[float, list[float], list[int]] | None
     progress they had, all of their work): (time, progress per unit of weight, slices)."""
     chosen = None
     for t, counts, slices in crowd.samples:
-        if sum(1 for c in counts if c >= crowd.work) <= len(counts) // 100:
+        if sum(1 for c, w in zip(counts, crowd.works, strict=True) if c >= w) <= len(counts) // 100:
             chosen = (t, [c / w for c, w in zip(counts, crowd.weights, strict=True)], slices)
     return chosen
 
@@ -266,7 +267,7 @@ def report_crowds(crowds: list[Crowd], alone: dict[str, tuple[float, float]], sl
     print()
     rows = []
     for c in crowds:
-        total = c.work * len(c.weights)
+        total = sum(c.works)
         a_wall, a_cpu = alone[c.label]
         r_wall, r_cpu = a_wall / c.wall, a_cpu / c.cpu
         met[f"throughput {c.label}"] = r_wall >= THROUGHPUT_TARGET
@@ -573,7 +574,8 @@ async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]
     rate = await spin_rate(spin, 1.0)
     work = max(1000, int(rate * opts.seconds / opts.instances))
     print(f"- one instance alone runs {rate / 1e6:.2f} M iterations/s; each of the {opts.instances:,} instances "
-          f"runs {work:,} iterations (about {opts.seconds:g} s for all of them)")
+          f"runs {work:,} iterations times its weight (about {opts.seconds:g} s for all of them at weight 1, "
+          f"{1.5 * opts.seconds:g} s with weights 1 and 2)")
     print(f"- slice: {slice_s * 1e3:g} ms; progress sampled every {opts.seconds / 10:.1f} s")
     print()
     met: dict[str, bool] = {}
@@ -583,14 +585,15 @@ async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]
                            ("weights 1 and 2", [1.0 + (i % 2) for i in range(opts.instances)])):
         # One instance alone does half the crowd's total work just before it and half just after, so
         # that a drift in the machine's speed during the run hits both sides alike.
-        half = work * len(weights) // 2
+        works = [int(work * w) for w in weights]  # all should finish together
+        half = sum(works) // 2
         print(f"running one instance alone, then the crowd ({label}), then alone again ...", file=sys.stderr,
               flush=True)
         before = await run_alone(spin, half)
-        c = Crowd(label, weights, work)
+        c = Crowd(label, weights, works)
         await run_crowd(spin, c, opts.seconds / 10)
         crowds.append(c)
-        after = await run_alone(spin, work * len(weights) - half)
+        after = await run_alone(spin, sum(works) - half)
         alone[label] = (before[0] + after[0], before[1] + after[1])
     met.update(report_crowds(crowds, alone, slice_s))
 
