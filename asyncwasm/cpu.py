@@ -27,6 +27,7 @@ class RunStats:
     wait_time: float = 0.0  # seconds runnable but waiting for the CPU token
     slices: int = 0  # turns taken
     calls: int = 0
+    started: bool = False  # has had a turn: later turns come back from waiting, not new
 
 
 @dataclass(order=True)
@@ -55,9 +56,15 @@ class CpuScheduler:
 
     async def acquire(self, stats: RunStats) -> object:
         """Wait for the token; returns the turn object to hand back to ``release``."""
-        # A guest that waited (on I/O, or just started) joins at the current minimum, less one
-        # slice of credit, so it runs soon but cannot hoard the CPU with time it did not use.
-        floor = self.min_vruntime - self.slice_seconds
+        # A guest that waited on I/O joins at the current minimum less one slice of credit, so it
+        # runs soon but cannot hoard the CPU with time it did not use. A new one joins one slice
+        # after the minimum (CFS's start debit): a stream of newcomers entering below the minimum
+        # would hold it still and starve every guest that had run a little longer.
+        if stats.started:
+            floor = self.min_vruntime - self.slice_seconds
+        else:
+            stats.started = True
+            floor = self.min_vruntime + self.slice_seconds
         if stats.vruntime < floor:
             stats.vruntime = floor
         if self.owner is None and not self._queue:
