@@ -10,7 +10,7 @@ nested loops, 100 indentation levels) the flat translator takes the function ins
 from __future__ import annotations
 
 from ..binary.opcodes import IF, LOOP
-from .translate import Ctrl, FunctionTranslator, Segment
+from .translate import Ctrl, FunctionTranslator, Segment, br_table_cases
 
 MAX_PY_LOOPS = 17  # CPython allows 20 nested blocks; the stack guard's try takes one
 MAX_INDENT = 90
@@ -126,13 +126,8 @@ class StructuredTranslator(FunctionTranslator):
         idx = self.pop()
         self.materialize_all()
         self.emit(f"_i = {idx.code}")
-        by_target: dict[int, list[int]] = {}
-        for n, d in enumerate(labels):
-            if d != default:
-                by_target.setdefault(d, []).append(n)
         first = True
-        for d, ns in by_target.items():
-            cond = f"_i == {ns[0]}" if len(ns) == 1 else f"_i in {frozenset(ns)!r}"
+        for d, cond in br_table_cases(labels, default):
             if first:
                 self.open_block(f"if {cond}:")
             else:

@@ -436,13 +436,8 @@ class FunctionTranslator:
             self.emit(f"L = ({tup})[_i] if _i < {len(labels)} else @{dtarget.label}@")
         else:
             self.emit(f"_i = {idx.code}")
-            by_target: dict[int, list[int]] = {}
-            for n, d in enumerate(labels):
-                if d != default:
-                    by_target.setdefault(d, []).append(n)
             first = True
-            for d, ns in by_target.items():
-                cond = f"_i == {ns[0]}" if len(ns) == 1 else f"_i in {set(ns)!r}"
+            for d, cond in br_table_cases(labels, default):
                 self.emit(f"{'if' if first else 'elif'} {cond}:")
                 first = False
                 for line in self.jump_lines(self.ctrls[-1 - d]):
@@ -651,6 +646,15 @@ for _op in LOADS:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_load(imm, i, op))(_op)
 for _op in STORES:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_store(imm, i, op))(_op)
+
+
+def br_table_cases(labels: tuple[int, ...], default: int) -> list[tuple[int, str]]:
+    """(label depth, condition on ``_i``) for each non-default target of a br_table, in order."""
+    by_target: dict[int, list[int]] = {}
+    for n, d in enumerate(labels):
+        if d != default:
+            by_target.setdefault(d, []).append(n)
+    return [(d, f"_i == {ns[0]}" if len(ns) == 1 else f"_i in {frozenset(ns)!r}") for d, ns in by_target.items()]
 
 
 def _render_placeholder(text: str, index: dict[int, int]) -> str:
