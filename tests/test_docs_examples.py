@@ -36,11 +36,7 @@ def cases() -> list[Any]:
         for i, code in enumerate(python_blocks((ROOT / "docs" / doc).read_text(encoding="utf-8")), 1):
             out.append(pytest.param(code, id=f"{doc}-{i}"))
     for i, code in enumerate(python_blocks(readme_embedding_section()), 1):
-        marks = []
-        if "linker.define_func" in code and not re.search(r"^\s*linker\s*=", code, re.M):
-            marks.append(pytest.mark.xfail(strict=True, raises=NameError,
-                                           reason="README fragment: uses `linker` without making one"))
-        out.append(pytest.param(code, id=f"README-embed-{i}", marks=marks))
+        out.append(pytest.param(code, id=f"README-embed-{i}"))
     return out
 
 
