@@ -25,6 +25,7 @@ from asyncwasm import Linker, Module, RunStats, Store, Trap
 from .config import Preopen, ProcessStdio, StdinSource, StdoutSink, WasiConfig
 from .context import WasiContext
 from .proc import WasiExit
+from .streams import CollectStream
 
 
 class _Mode:
@@ -88,22 +89,6 @@ class CommandResult:
         return self
 
 
-class _Capture(anyio.abc.ByteSendStream):
-    """A send stream that keeps every byte sent to it."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def send(self, item: bytes) -> None:
-        self.data += item
-
-    async def send_eof(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-
 class _Overlay(Linker):
     """A linker that adds definitions on top of another without changing it."""
 
@@ -141,9 +126,9 @@ def _stdin(source: Input) -> StdinSource:
     return source  # type: ignore[return-value]
 
 
-def _sink(target: Output, fd: int) -> tuple[StdoutSink, _Capture | None]:
+def _sink(target: Output, fd: int) -> tuple[StdoutSink, CollectStream | None]:
     if target is None or target is CAPTURE:
-        cap = _Capture()
+        cap = CollectStream()
         return cap, cap
     if target is INHERIT:
         return ProcessStdio(fd), None

@@ -65,10 +65,8 @@ async def fd_read(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_l
     mem.write_u32(nread_ptr, len(data))
 
 
-@wasi("fd_pread", "i32 i32 i32 i64 i32")
-def fd_pread(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
-             nread_ptr: int) -> None:
-    entry = _readable(ctx, fd)
+def _positional(entry: object, offset: int) -> FileEntry:
+    """fd_pread/fd_pwrite: only a file with the seek right, at an offset that fits an i64."""
     if isinstance(entry, StreamEntry):
         raise WasiError(Errno.SPIPE)
     if not isinstance(entry, FileEntry):
@@ -76,6 +74,13 @@ def fd_pread(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: i
     entry.require(Rights.FD_SEEK)
     if offset > I64_MAX:
         raise WasiError(Errno.INVAL)
+    return entry
+
+
+@wasi("fd_pread", "i32 i32 i32 i64 i32")
+def fd_pread(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
+             nread_ptr: int) -> None:
+    entry = _positional(_readable(ctx, fd), offset)
     spans = read_iovecs(mem, iovs, iovs_len)
     data = os.pread(entry.host_fd, min(total_len(spans), MAX_IO), offset)
     scatter(mem, spans, data)
@@ -99,14 +104,7 @@ async def fd_write(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_
 @wasi("fd_pwrite", "i32 i32 i32 i64 i32")
 def fd_pwrite(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
               nwritten_ptr: int) -> None:
-    entry = _writable(ctx, fd)
-    if isinstance(entry, StreamEntry):
-        raise WasiError(Errno.SPIPE)
-    if not isinstance(entry, FileEntry):
-        raise WasiError(Errno.BADF)
-    entry.require(Rights.FD_SEEK)
-    if offset > I64_MAX:
-        raise WasiError(Errno.INVAL)
+    entry = _positional(_writable(ctx, fd), offset)
     mem.write_u32(nwritten_ptr, os.pwrite(entry.host_fd, gather(mem, iovs, iovs_len), offset))
 
 

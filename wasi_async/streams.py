@@ -392,3 +392,19 @@ class FdOutput(OutputStream):
 
     def is_ready(self) -> bool:
         return not self._waitable or poll_now(self.fd, select.POLLOUT)
+
+
+class CollectStream(anyio.abc.ByteSendStream):
+    """A stdout or stderr that keeps everything the guest writes, in ``data``."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def send(self, item: bytes) -> None:
+        self.data += item
+
+    async def send_eof(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

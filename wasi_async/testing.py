@@ -10,29 +10,12 @@ import inspect
 import struct
 from types import SimpleNamespace
 
-import anyio.abc
-
 from asyncwasm.runtime.memory import Memory
 
 from .context import WasiContext
 from .flags import ALL_RIGHTS, LOOKUP_SYMLINK_FOLLOW
 from .layout import DIRENT, FDSTAT, FILESTAT
-
-
-class CollectStream(anyio.abc.ByteSendStream):
-    """A stdout or stderr that keeps everything the guest writes, in ``data``."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def send(self, item: bytes) -> None:
-        self.data += item
-
-    async def send_eof(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
+from .streams import CollectStream  # noqa: F401  (re-exported: tests collect guest output with it)
 
 
 class FakeGuest:
