@@ -21,3 +21,9 @@ def shared() -> Path:
     if path is None:
         pytest.skip("shared test data not found (set ASYNCWASM_SHARED or put it at ../shared)")
     return path
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Async tests (``@pytest.mark.anyio``) run on both event loops asyncwasm supports."""
+    return str(request.param)

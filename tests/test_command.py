@@ -25,10 +25,6 @@ pytestmark = pytest.mark.anyio
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
-
 
 @pytest.fixture
 def corpus(shared: Path) -> Path:

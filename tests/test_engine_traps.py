@@ -15,10 +15,6 @@ import asyncwasm
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
-
 
 # $outer -> $middle -> $trapper; $trapper's body is the case's instructions with $x the argument.
 TEMPLATE = """

@@ -24,10 +24,6 @@ from wasi_async.testing import CollectStream
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
-
 
 WASI = '(import "wasi_snapshot_preview1"'
 

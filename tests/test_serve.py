@@ -15,11 +15,6 @@ from serve_guests import ECHO_CMD
 from serve_helpers import Running, guest_file, open_fds, read_all, read_exactly, serving
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def echo(tmp_path: Path) -> Path:
     return guest_file(tmp_path, ECHO_CMD, "echo_cmd.wasm")

@@ -18,11 +18,6 @@ from serve_helpers import guest_file, serving
 from asyncwasm.serve_http import BadRequest, parse_head
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def cgi(tmp_path: Path) -> Path:
     return guest_file(tmp_path, CGI, "cgi.wasm")

@@ -17,11 +17,6 @@ pytestmark = pytest.mark.anyio
 
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
-
-
 @pytest.fixture
 def corpus(shared: Path) -> Path:
     return shared / "corpus" / "wasm"

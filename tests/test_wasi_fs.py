@@ -17,10 +17,6 @@ pytestmark = pytest.mark.anyio
 ROOT = 3
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
-
 
 @pytest.fixture
 def g(tmp_path: Path) -> FakeGuest:

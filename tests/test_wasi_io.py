@@ -20,10 +20,6 @@ from wasi_async.testing import FakeGuest
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
-
 
 class FakeClock:
     resolution_ns = 1000

@@ -15,10 +15,6 @@ pytestmark = pytest.mark.anyio
 ROOT = 3  # the first preopen
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
-
 
 def snapshot(path: Path) -> dict[str, tuple[int, int, bytes | str]]:
     """Every entry below ``path`` with its mode, mtime and content (or link target)."""

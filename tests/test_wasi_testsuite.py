@@ -35,10 +35,6 @@ TESTSUITE = SHARED / "wasi-testsuite" / "tests"
 CORPUS = SHARED / "corpus"
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
-
 
 @dataclass
 class Outcome:
