@@ -25,6 +25,25 @@ from .traps import as_trap
 _HOST_HEADROOM = 200  # frames left for host functions called at the guest's deepest point
 
 
+class NativeNesting:
+    """How many host calls the running guest greenlet is inside, one inside another.
+
+    Wasm-to-Wasm calls cost no native stack (CPython runs Python-to-Python calls in one C frame),
+    but every host call that calls back into Wasm, synchronously, nests native frames: about 380
+    bytes a level, so 22,000 levels overflow an 8 MiB C stack and kill the process. Host calls count
+    themselves here and trap past ``Store.max_host_nesting``. Each guest greenlet has its own count
+    (it has its own stack): the driver swaps the count in and out around every switch.
+    """
+
+    __slots__ = ("depth",)
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+
+native = NativeNesting()
+
+
 class _Suspend:
     """What a guest greenlet hands to its driver: an awaitable to await on its behalf."""
 
@@ -101,6 +120,7 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
     send: Callable[..., Any] = g.switch
     payload: tuple[Any, ...] = args
     turn: object | None = None  # the CPU token, while this call holds it
+    nesting = 0  # host calls this guest is inside (its greenlet's own count)
     try:
         turn = await sched.acquire(stats)
         slice_end = time.perf_counter() + store.slice_seconds
@@ -108,9 +128,11 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
             t0 = time.perf_counter()
             slice_clock.deadline = slice_end  # a quick host call does not start a new slice
             prev = _set_depth_limit(limit)
+            outer, native.depth = native.depth, nesting
             try:
                 value = send(*payload)
             finally:
+                nesting, native.depth = native.depth, outer
                 sys.setrecursionlimit(prev)
                 slice_clock.deadline = float("inf")
                 sched.charge(stats, time.perf_counter() - t0)

@@ -15,8 +15,11 @@ from typing import Any
 from greenlet import getcurrent
 
 from .errors import FuelExhausted
+from .runtime.objects import ElementBudget
 
 DEFAULT_MAX_DEPTH = 200_000
+DEFAULT_MAX_HOST_NESTING = 1_000  # host calls inside host calls (through calls back into Wasm)
+DEFAULT_TABLE_ELEMENTS = 10_000_000  # all the elements of all the tables of one store
 FUEL_CHUNK = 1_000  # fuel units between two looks at the clock (a fraction of a millisecond)
 DEFAULT_SLICE = 0.002  # seconds a guest runs before others (guests and tasks) get a turn
 
@@ -40,14 +43,23 @@ slice_clock = _Clock()
 class Store:
     """Limits for the instances made in it: fuel, call depth, memory and table sizes, wall time.
 
-    ``timeout`` bounds each call into the store's instances, in seconds of wall time; ``weight``
-    is the share of the CPU its instances get when many are runnable (2.0: twice the default).
+    - ``fuel``: units of work (as wasmtime counts them) all calls together may use; None: no limit.
+    - ``timeout``: seconds of wall time each call into the store's instances may take.
+    - ``max_depth``: nested Wasm calls (default 200,000) before "call stack exhausted".
+    - ``max_host_nesting``: host calls nested inside each other through calls back into Wasm
+      (default 1,000); each level costs native stack, so this is what keeps the C stack safe.
+    - ``max_memory_pages``: the most 64 KiB pages one linear memory may have (memory.grow gives -1).
+    - ``max_table_elements``: the most elements one table may have (table.grow gives -1).
+    - ``max_table_elements_total``: all tables of the store together (default 10 million).
+    - ``slice_seconds``: how long a guest runs before the loop and other guests get a turn.
+    - ``weight``: the share of the CPU its instances get when many are runnable (2.0: twice).
     """
 
     def __init__(self, *, fuel: int | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
                  slice_seconds: float = DEFAULT_SLICE, max_memory_pages: int | None = None,
                  max_table_elements: int | None = None, timeout: float | None = None,
-                 weight: float = 1.0) -> None:
+                 weight: float = 1.0, max_host_nesting: int = DEFAULT_MAX_HOST_NESTING,
+                 max_table_elements_total: int = DEFAULT_TABLE_ELEMENTS) -> None:
         if fuel is not None and fuel < 0:
             raise ValueError("fuel must not be negative")
         if weight <= 0:
@@ -55,9 +67,11 @@ class Store:
         self.fuel_limit = fuel
         self.fuel_used = 0
         self.max_depth = max_depth
+        self.max_host_nesting = max_host_nesting
         self.slice_seconds = slice_seconds
         self.max_memory_pages = max_memory_pages
         self.max_table_elements = max_table_elements
+        self.table_budget = ElementBudget(max_table_elements_total)
         self.timeout = timeout
         self.weight = weight
         self._globals: list[dict[str, Any]] = []

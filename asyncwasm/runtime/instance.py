@@ -35,6 +35,7 @@ from ..compiler.codegen import CompiledCode, compile_module, global_cells
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..scheduler import await_in_guest, run_guest, run_guest_sync
+from ..scheduler import native as nesting
 from ..store import Store
 from ..traps import as_trap, register_code
 from ..validate import validate_module
@@ -132,8 +133,13 @@ class HostFunc:
         self.is_async = _is_coroutine_function(fn)
         self.name = name or getattr(fn, "__name__", None)
 
-    def bind(self, caller: Caller | None) -> Func:
-        """The raw-convention function the compiled code of one instance calls."""
+    def bind(self, caller: Caller | None, store: Store | None = None) -> Func:
+        """The raw-convention function the compiled code of one instance calls.
+
+        Each call counts itself in the guest's native nesting (see ``scheduler.NativeNesting``):
+        a host function that calls back into Wasm which calls it again must end in a trap, not in
+        a C stack overflow.
+        """
         fn = self.fn
         params = [FROM_RAW.get(t) for t in self.type.params]
         results = [TO_RAW.get(t) for t in self.type.results]
@@ -141,13 +147,20 @@ class HostFunc:
         is_async = self.is_async
         plain = all(p is None for p in params)
         pre = (caller,) if self.access_caller else ()
+        limit = (store or Store()).max_host_nesting
 
         def host(*args: Any) -> Any:
             if not plain:
                 args = tuple(a if c is None else c(a) for c, a in zip(params, args, strict=True))
-            r = fn(*pre, *args)
-            if is_async or inspect.isawaitable(r):
-                r = await_in_guest(r)
+            if nesting.depth >= limit:
+                raise Trap("call stack exhausted")
+            nesting.depth += 1
+            try:
+                r = fn(*pre, *args)
+                if is_async or inspect.isawaitable(r):
+                    r = await_in_guest(r)
+            finally:
+                nesting.depth -= 1
             if nres == 0:
                 return None
             if nres == 1:
@@ -370,8 +383,32 @@ def _bind_functions(inst: Instance, g: dict[str, Any]) -> None:
             g[f"f{idx}"] = _lazy_stub(inst, g, idx)
 
 
+_STUB_FACTORIES: dict[int, Callable[..., Callable[..., Any]]] = {}
+
+
+def _stub_factory(nparams: int) -> Callable[..., Callable[..., Any]]:
+    """A maker of stubs taking exactly ``nparams`` arguments.
+
+    The stub passes its arguments on with a plain positional call, which CPython runs in the same
+    native frame (a ``*args`` call would nest one C frame per first call, and a chain of 20,000
+    first calls would overflow the C stack). Translation itself happens in ``resolve`` and returns
+    before the real function is entered, so it never stays on the stack below the guest.
+    """
+    factory = _STUB_FACTORIES.get(nparams)
+    if factory is None:
+        params = ", ".join(f"a{k}" for k in range(nparams))
+        src = f"def factory(resolve):\n    def stub({params}):\n        return resolve()({params})\n    return stub\n"
+        scope: dict[str, Any] = {}
+        exec(compile(src, "<asyncwasm lazy stub>", "exec"), scope)
+        factory = _STUB_FACTORIES[nparams] = scope["factory"]
+    return factory
+
+
 def _lazy_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., Any]:
-    def stub(*args: Any) -> Any:
+    def resolve() -> Callable[..., Any]:
+        fn = g[f"f{idx}"]
+        if fn is not stub:  # translated already (by another instance's call, or re-entry)
+            return fn
         cc = inst.module.compiled
         code = cc.code_for(idx)
         g.update(cc.consts[idx])
@@ -379,8 +416,9 @@ def _lazy_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., Any
         ref = inst._refs.get(idx)
         if ref is not None:
             ref.fn = fn
-        return fn(*args)
+        return fn
 
+    stub = _stub_factory(len(inst.module._func_types[idx].params))(resolve)
     stub.__name__ = f"translate_f{idx}"
     return stub
 
@@ -398,7 +436,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     tables: list[Table] = []
     for imp, item in zip(m.imports, resolved, strict=True):
         if imp.kind == "func":
-            f = item.bind(caller if item.access_caller else None) if isinstance(item, HostFunc) else item
+            f = item.bind(caller if item.access_caller else None, store) if isinstance(item, HostFunc) else item
             g[f"f{nf}"] = f.fn
             inst._refs[nf] = f
             nf += 1
@@ -413,7 +451,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
             g[f"g{ng}"] = item
             ng += 1
     for tt in m.tables:
-        t = Table(tt, None, store.max_table_elements)
+        t = Table(tt, None, store.max_table_elements, store.table_budget)
         g[f"T{nt}"] = t
         tables.append(t)
         nt += 1

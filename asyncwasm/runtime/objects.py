@@ -32,20 +32,47 @@ class Func:
         return f"<Func {self.name or '?'} {self.type}>"
 
 
+class ElementBudget:
+    """The table elements a store's tables may still hold, all together.
+
+    A per-table cap alone lets a module declare a hundred tables and grow each to the cap; every
+    element is a pointer in a Python list, so the store as a whole is what must be bounded.
+    """
+
+    __slots__ = ("remaining", "total")
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.remaining = total
+
+    def take(self, n: int) -> bool:
+        """Reserve ``n`` elements; False (and nothing reserved) when that would pass the budget."""
+        if n > self.remaining:
+            return False
+        self.remaining -= n
+        return True
+
+
 class Table:
     """A table of references. Its size is capped at ``MAX_TABLE_ELEMENTS`` (and the embedder's
-    limit): a table is a Python list, and a guest must not be able to ask for gigabytes of it."""
+    limit), and every element is charged to the owning store's ``ElementBudget``: a table is a
+    Python list, and a guest must not be able to ask for gigabytes of it."""
 
-    __slots__ = ("elems", "type", "max")
+    __slots__ = ("elems", "type", "max", "budget")
 
-    def __init__(self, type: TableType, init: Any = None, limit: int | None = None) -> None:
+    def __init__(self, type: TableType, init: Any = None, limit: int | None = None,
+                 budget: ElementBudget | None = None) -> None:
         self.type = type
         cap = MAX_TABLE_ELEMENTS if type.limits.max is None else min(type.limits.max, MAX_TABLE_ELEMENTS)
         if limit is not None:
             cap = min(cap, limit)
         self.max = cap
+        self.budget = budget
         if type.limits.min > cap:
             raise Trap(f"table of {type.limits.min} elements exceeds the limit of {cap} elements")
+        if budget is not None and not budget.take(type.limits.min):
+            raise Trap(f"table of {type.limits.min} elements exceeds the store's budget of "
+                       f"{budget.total} table elements ({budget.remaining} left)")
         self.elems: list[Any] = [init] * type.limits.min
 
     @property
@@ -56,6 +83,8 @@ class Table:
         """table.grow: the old size, or -1 when the limit refuses it."""
         old = len(self.elems)
         if old + delta > self.max:
+            return -1
+        if self.budget is not None and not self.budget.take(delta):
             return -1
         self.elems.extend([init] * delta)
         return old
