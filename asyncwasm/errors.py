@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MEMORY_OOB = "out of bounds memory access"  # the trap messages several layers raise (wasmtime's words)
+TABLE_OOB = "out of bounds table access"
+
 
 class WasmError(Exception):
     """Base of every error asyncwasm raises on purpose."""

@@ -79,6 +79,11 @@ class _Resume:
                 return done.value
 
 
+def in_guest() -> bool:
+    """Whether this code runs inside a guest's greenlet, driven by ``run_guest`` (so it may wait)."""
+    return bool(getattr(getcurrent(), "asyncwasm_guest", False))
+
+
 def await_in_guest(awaitable: Awaitable[Any]) -> Any:
     """Called from guest code (inside its greenlet): suspend until ``awaitable`` completes."""
     current = getcurrent()

@@ -1,8 +1,10 @@
 """A store: the limits and fuel account shared by the instances created in it (as in wasmtime).
 
-Compiled code keeps its fuel in its instance's globals (``_fuel``, charged per straight-line chunk)
-and calls ``_refuel`` when it runs out; the store then accounts what every one of its instances used,
-enforces the limit, and, when the guest's time slice is over, hands the CPU back to the driver.
+Compiled code counts fuel in a local of each frame and saves it in its instance's globals (``_fuel``)
+where wasmtime saves it; a frame calls ``_refuel`` when its count runs out of the store's grant. The
+store then accounts what every one of its instances used, enforces the limit, and, when the guest's
+time slice is over, hands the CPU back to the driver. ``compiler/translate.py`` says where fuel is
+charged, checked and saved.
 """
 
 from __future__ import annotations
@@ -86,16 +88,40 @@ class Store:
     def fuel_remaining(self) -> int | None:
         return None if self.fuel_limit is None else max(0, self.fuel_limit - self.fuel_used)
 
+    def get_fuel(self) -> int | None:
+        """Fuel left (wasmtime's ``Store.get_fuel``); None when there is no limit."""
+        return self.fuel_remaining()
+
+    def set_fuel(self, fuel: int | None) -> None:
+        """Leave exactly ``fuel`` units (wasmtime's ``Store.set_fuel``), or lift the limit (None).
+
+        It takes effect at once, also for a call in progress (from a host function): every
+        instance's grant is redone from the new amount."""
+        if fuel is not None and fuel < 0:
+            raise ValueError("fuel must not be negative")
+        self.account()
+        self.fuel_limit = None if fuel is None else self.fuel_used + fuel
+        self.settle()
+
     def next_grant(self) -> int:
         left = self.fuel_remaining()
         return FUEL_CHUNK if left is None else min(FUEL_CHUNK, left)
 
-    def make_refuel(self, g: dict[str, Any]) -> Callable[[], None]:
-        """The ``_refuel`` hook of one instance's globals: account, enforce the limit, yield."""
+    def make_refuel(self, g: dict[str, Any]) -> Callable[[int], int]:
+        """The ``_refuel`` hook of one instance's globals: called by a frame whose count ``fu`` ran
+        out of its grant at a check; accounts, enforces the limit, yields; returns the new count.
 
-        def refuel() -> None:
+        Only a save (``_fuel = fu``: calls, returns, ``unreachable``) makes a frame's use final, as in
+        wasmtime: a trap loses what was used since. This is no save: the frame's use is accounted,
+        but ``_fuel`` is left that much above the new grant, so a trap before the next save takes
+        it back out of ``fuel_used`` (see ``account``)."""
+
+        def refuel(fu: int) -> int:
+            unsaved = g["_fuel"] - fu
+            g["_fuel"] = fu
             self.account()  # every instance of the store: their code may have run through imports
-            if self.fuel_limit is not None and self.fuel_used > self.fuel_limit:
+            if self.fuel_limit is not None and self.fuel_used >= self.fuel_limit:
+                # out of fuel: wasmtime saves first, so the whole use counts (reported up to the limit)
                 self.fuel_used = self.fuel_limit
                 g["_fuel"] = g["_granted"] = 0
                 raise FuelExhausted()
@@ -105,9 +131,9 @@ class Store:
                     self._slices += 1
                     cur.parent.switch(SLICE_END)
             grant = self.next_grant()
-            g["_fuel"] = g["_granted"] = grant
-            if grant == 0:
-                g["_fuel"] = -1
+            g["_granted"] = grant
+            g["_fuel"] = grant + unsaved
+            return grant
 
         return refuel
 
@@ -121,10 +147,14 @@ class Store:
         for g in self._globals:
             self.fuel_used += g["_granted"] - g["_fuel"]
             g["_granted"] = g["_fuel"]
+        if self.fuel_limit is not None and self.fuel_used > self.fuel_limit:
+            # the last instructions of a call run unchecked (wasmtime checks at calls and loop
+            # heads only): their use past the limit is not counted, as wasmtime's get_fuel shows 0
+            self.fuel_used = self.fuel_limit
 
     def settle(self) -> None:
         """Account the fuel used and hand every instance a fresh grant."""
         self.account()
         grant = self.next_grant()
         for g in self._globals:
-            g["_fuel"] = g["_granted"] = grant if grant else -1
+            g["_fuel"] = g["_granted"] = grant

@@ -8,9 +8,9 @@ import struct
 import weakref
 from typing import Any
 
-from .errors import Frame, Trap
+from .errors import MEMORY_OOB, Frame, Trap
 
-_OOB_MEMORY = "out of bounds memory access"
+_OOB_MEMORY = MEMORY_OOB
 
 # generated filename -> CompiledModule, for backtraces; weak, so a dropped module is freed
 _registry: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()

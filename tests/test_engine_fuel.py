@@ -108,11 +108,17 @@ async def test_exactly_enough_fuel() -> None:
     await inst.call("count", 50)
     with pytest.raises(asyncwasm.FuelExhausted):
         await inst.call("three")
+    # Fuel is checked at loop heads, as in wasmtime: the last turn (7 units, with the call's unit
+    # 351 in all) starts at 344 used, so 350 finishes (the count stops at the limit) and 344 does not.
     store = asyncwasm.Store(fuel=7 * 50)
+    inst = await instance(store)
+    await inst.call("count", 50)
+    assert store.fuel_used == 7 * 50 and store.get_fuel() == 0
+    store = asyncwasm.Store(fuel=7 * 49 + 1)
     inst = await instance(store)
     with pytest.raises(asyncwasm.FuelExhausted):
         await inst.call("count", 50)
-    assert store.fuel_used == 7 * 50
+    assert store.fuel_used == 7 * 49 + 1
 
 
 async def test_concurrent_calls_into_one_instance_count_fuel_exactly() -> None:

@@ -149,3 +149,83 @@ async def test_a_module_whose_tables_start_over_the_budget_fails_to_instantiate(
     module = asyncwasm.Module(b.build())
     with pytest.raises(asyncwasm.Trap, match="budget of 1000000 table elements"):
         await asyncwasm.Linker().instantiate(module, asyncwasm.Store(max_table_elements_total=1_000_000))
+
+
+def deep_expression(n: int) -> bytes:
+    """``sum`` pushes ``n`` constants (1, 2, ... n) and adds them up with ``n - 1`` i32.add: one
+    expression ``n`` deep, which a translator folding expressions could make quadratic."""
+    b = ModuleBuilder()
+    t = b.type((), ("i32",))
+    body = bytearray()
+    for k in range(1, n + 1):
+        body += i32_const(k)
+    body += b"\x6a" * (n - 1)
+    b.func(t, body, export="sum")
+    return b.build()
+
+
+def _translate_seconds(n: int) -> float:
+    from asyncwasm.compiler.structured import translate_function
+
+    info, index, body, ftype, _filename = asyncwasm.Module(deep_expression(n)).compiled.job(0)
+    start = time.perf_counter()
+    translate_function(info, index, body, ftype)
+    return time.perf_counter() - start
+
+
+def test_translation_time_is_linear_in_expression_depth() -> None:
+    _translate_seconds(2_000)  # warm up
+    small = min(_translate_seconds(10_000) for _ in range(2))
+    big = min(_translate_seconds(40_000) for _ in range(2))
+    assert big < 8 * small, (small, big)  # 4x the code: quadratic would be 16x
+
+
+@pytest.mark.anyio
+async def test_a_huge_function_is_translated_in_a_worker_and_gives_the_right_sum() -> None:
+    n = 20_000
+    inst = await asyncwasm.Linker().instantiate(asyncwasm.Module(deep_expression(n)))
+    assert await inst.call("sum") == (n * (n + 1) // 2) & 0xFFFFFFFF
+    assert await inst.call("sum") == (n * (n + 1) // 2) & 0xFFFFFFFF  # translated once, kept
+
+
+@pytest.mark.anyio
+async def test_a_trap_in_a_function_translated_in_a_worker_names_its_offset() -> None:
+    b = ModuleBuilder()
+    t = b.type((), ())
+    body = bytearray()
+    for _ in range(6_000):
+        body += i32_const(1) + b"\x1a"  # i32.const 1; drop
+    body += b"\x00"  # unreachable
+    b.func(t, body, export="boom")
+    wasm = b.build()
+    inst = await asyncwasm.Linker().instantiate(asyncwasm.Module(wasm))
+    with pytest.raises(asyncwasm.Trap, match="unreachable") as info:
+        await inst.call("boom")
+    frames = info.value.frames
+    assert frames and frames[0].offset == wasm.rindex(b"\x00\x0b")  # the unreachable's own byte
+
+
+@pytest.mark.anyio
+async def test_a_timeout_stops_the_first_call_of_a_huge_function_while_the_loop_runs() -> None:
+    import anyio
+
+    module = asyncwasm.Module(deep_expression(100_000))
+    inst = await asyncwasm.Linker().instantiate(module, asyncwasm.Store(timeout=2))
+    gaps: list[float] = []
+
+    async def timer() -> None:
+        last = time.perf_counter()
+        while True:
+            await anyio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(timer)
+        with pytest.raises(asyncwasm.Interrupted, match="time limit"):
+            await inst.call("sum")
+        tg.cancel_scope.cancel()
+    assert time.perf_counter() - start < 5
+    assert len(gaps) > 50 and max(gaps) < 0.5, (len(gaps), max(gaps))

@@ -91,6 +91,7 @@ class Elem:
     init: list[list[Instr]]  # one constant expression per element
     table: int = 0
     offset: list[Instr] | None = None
+    exprs: bool = True  # written as expressions, not as function indices (fuel counts them)
 
 
 @dataclass

@@ -595,7 +595,7 @@ class _Decoder:
                 offset = self.const_expr()
             t = (self.reftype() if exprs else self.elem_kind()) if flags & 3 else FUNCREF
             init = self.const_exprs() if exprs else self.func_indices()
-            elems.append(Elem(mode, t, init, table, offset))
+            elems.append(Elem(mode, t, init, table, offset, bool(exprs)))
 
     def datacount_section(self) -> None:
         self.module.data_count = self.u32()

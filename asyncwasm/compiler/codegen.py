@@ -8,14 +8,20 @@ Instances never exec source: each binds the shared code objects to its own globa
 from __future__ import annotations
 
 import itertools
+import marshal
 import threading
+from dataclasses import dataclass
 from types import CodeType
 
-from ..binary.module import FuncType, Module
+from ..binary.module import Code, FuncType, Module
 from .structured import translate_function
 from .translate import ModuleInfo
 
 LAZY_THRESHOLD = 4_000  # instructions: above this, functions are translated when first called
+# A function this big takes 40 ms or more to translate and compile (about 9 us an instruction, most
+# of it in CPython's compile(), which never lets the event loop run): a guest's first call to one is
+# translated in a worker process instead, so the loop keeps running and a timeout can stop it.
+OFFLOAD_THRESHOLD = 5_000
 
 _type_ids: dict[FuncType, int] = {}
 _counter = itertools.count()
@@ -37,6 +43,26 @@ def global_cells(module: Module) -> set[int]:
         if e.kind == "global":
             cells.add(e.index)
     return cells
+
+
+@dataclass
+class Translated:
+    """One function translated and compiled away from its module: what ``install`` takes back."""
+
+    index: int
+    code: bytes  # the marshalled code object of ``f{index}``
+    line_table: list[int]
+    consts: dict[str, float]
+
+
+def translate_alone(info: ModuleInfo, index: int, body: Code, ftype: FuncType, filename: str) -> Translated:
+    """Translate and compile one function with nothing but its inputs (in a worker process)."""
+    src, offs, consts = translate_function(info, index, body, ftype)
+    module_code = compile("\n".join(src) + "\n", filename, "exec")
+    for const in module_code.co_consts:
+        if isinstance(const, CodeType) and const.co_name == f"f{index}":
+            return Translated(index, marshal.dumps(const), offs, consts)
+    raise AssertionError(f"no code object for f{index}")
 
 
 class CompiledCode:
@@ -85,6 +111,23 @@ class CompiledCode:
                     self._compile([idx])
             code = self.codes[idx]
         return code
+
+    def wants_worker(self, idx: int) -> bool:
+        """Whether function ``idx`` is big enough to be translated in a worker process."""
+        return idx not in self.codes and len(self.module.codes[idx - self.n_imported].body) > OFFLOAD_THRESHOLD
+
+    def job(self, idx: int) -> tuple[ModuleInfo, int, Code, FuncType, str]:
+        """The arguments of ``translate_alone`` for function ``idx``."""
+        return self.info, idx, self.module.codes[idx - self.n_imported], self.func_types[idx], self.filename
+
+    def install(self, done: Translated) -> CodeType:
+        """Keep a function translated elsewhere (the first translation of a function wins)."""
+        with self._lock:
+            if done.index not in self.codes:
+                self.consts[done.index] = done.consts
+                self.line_tables[done.index] = done.line_table
+                self.codes[done.index] = marshal.loads(done.code)
+            return self.codes[done.index]
 
     def offset_of(self, code: CodeType, lineno: int) -> int | None:
         idx = int(code.co_name[1:])

@@ -10,7 +10,7 @@ nested loops, 100 indentation levels) the flat translator takes the function ins
 from __future__ import annotations
 
 from ..binary.opcodes import IF, LOOP
-from .translate import Ctrl, FunctionTranslator, Segment, br_table_cases
+from .translate import CHECK, Ctrl, FunctionTranslator, Segment, br_table_cases, fuse_fuel
 
 MAX_PY_LOOPS = 17  # CPython allows 20 nested blocks; the stack guard's try takes one
 MAX_INDENT = 90
@@ -105,10 +105,8 @@ class StructuredTranslator(FunctionTranslator):
             self.emit(line)
         self.close_block()
 
-    def open_chunk(self) -> None:
-        self.emit("")
-        self.chunk_line = len(self.segments[-1].lines) - 1
-        self.chunk_cost = 0
+    def open_chunk(self, reload: bool = False) -> None:
+        super().open_chunk(reload)
         self.refunds: list[tuple[int, int]] = []
 
     def close_chunk(self) -> None:
@@ -117,7 +115,7 @@ class StructuredTranslator(FunctionTranslator):
             for at, cost in self.refunds:
                 ind, _t, off = lines[at]
                 extra = self.chunk_cost - cost
-                lines[at] = (ind, f"_fuel += {extra}" if extra else "", off)
+                lines[at] = (ind, f"fu += {extra}" if extra else "", off)
             self.refunds = []
         super().close_chunk()
 
@@ -164,8 +162,10 @@ class StructuredTranslator(FunctionTranslator):
             self.close_chunk()
             self.open_pyloop(c)
             c.used = True
+            self.emit(CHECK)
             self.open_chunk()
-            self.emit("if _fuel < 0: _refuel()")
+        else:
+            self.check_here()  # a loop head even when nothing branches back
 
     def do_if(self, imm: object, i: int) -> None:
         p, r = self.block_sig(imm)
@@ -268,7 +268,7 @@ def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str]
         out.append("    try:")
         offs.extend([t.code.offset] * 3)
         base = 2
-    body = [(ind, txt, off) for ind, txt, off in t.segments[0].lines if txt]
+    body = fuse_fuel(t.segments[0].lines)
     for ind, txt, off in body:
         out.append("    " * (base + ind) + txt)
         offs.append(off)

@@ -9,21 +9,34 @@ The shape is flat, so that any nesting depth compiles (CPython refuses more than
 
 Forward branches just set ``L``, so the checks that follow skip to the target. Operand-stack slots are
 Python locals ``s0, s1, ...``; pure operators fold into expressions until something forces them into
-their slot. Fuel is charged once per straight-line chunk and checked at entry and at loop heads.
+their slot.
+
+Fuel is counted as wasmtime counts it (``Store.make_refuel`` is the runtime's side): a frame keeps
+its count in the local ``fu``, charged once per straight-line chunk, checked (``fu <= 0``) at entry,
+at every loop head and at big bulk operations, and saved to the instance's ``_fuel`` only where
+wasmtime saves it: before a call, at a return, at ``unreachable``. A trap anywhere else loses what
+the frame used since its last save, exactly as in wasmtime.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..binary.module import F32, F64, I32, I64, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
+from ..errors import MEMORY_OOB, TABLE_OOB
 from .fastops import FAST_BINARY
 from .numeric import f32_from_bits, f64_from_bits
 from .ops import FREE_OPS, LOADS, OPERATORS, STORES
 
 _MAX_FOLD_DEPTH = 24
+CHECK = "if fu <= 0: fu = _refuel(fu)"  # out of fuel when used >= limit (wasmtime's check)
+ENTRY = "if (fu := _fuel - 1) <= 0: fu = _refuel(fu)"  # a call costs one unit, checked at entry
+SAVE = "_fuel = fu"
+SMALL_BULK = 128  # a bulk operation of constant size costing at most this is not checked (wasmtime)
+U32_FAIL = 0xFFFFFFFF  # memory.grow and table.grow's -1
 # Python frames hold every local: a deep recursion of functions with many locals would take gigabytes
 # before the recursion limit. Big frames therefore charge their size against a shared stack budget.
 BIG_FRAME = 64
@@ -88,6 +101,8 @@ class FunctionTranslator:
         self.segments: list[Segment] = []
         self.nlabels = 0
         self.stack: list[Entry] = []
+        self.clean = 0  # every entry below this height is in its own slot
+        self.readers: dict[str, list[int]] = {}  # variable -> positions of folded entries reading it
         self.ctrls: list[Ctrl] = []
         self.dead = False
         self.consts: dict[str, float] = {}
@@ -95,6 +110,7 @@ class FunctionTranslator:
         self.offset = code.offset
         self.chunk_line = -1
         self.chunk_cost = 0
+        self.chunk_reload = False  # the open chunk follows a call: it loads ``fu`` first
         self.loop_used: set[int] = set()  # constructs some branch targets
         self.aliases: dict[int, int] = {}  # label -> the label whose segment it shares
         self.ifs_with_else: set[int] = set()  # ifs (by instruction index) that have an else
@@ -111,14 +127,15 @@ class FunctionTranslator:
     def start_segment(self, label: int, loop_head: bool = False) -> None:
         self.close_chunk()
         self.segments.append(Segment(label, loop_head=loop_head))
-        self.open_chunk()
         if loop_head:
-            self.emit("if _fuel < 0: _refuel()")
+            self.emit(CHECK)
+        self.open_chunk()
 
-    def open_chunk(self) -> None:
+    def open_chunk(self, reload: bool = False) -> None:
         self.emit("")
         self.chunk_line = len(self.segments[-1].lines) - 1
         self.chunk_cost = 0
+        self.chunk_reload = reload
 
     def close_chunk(self) -> None:
         if self.chunk_line < 0:
@@ -126,15 +143,39 @@ class FunctionTranslator:
         seg = self.segments[-1]
         ind, _t, off = seg.lines[self.chunk_line]
         cost = self.chunk_cost
-        seg.lines[self.chunk_line] = (ind, f"_fuel -= {cost}" if cost > 0 else f"_fuel += {-cost}" if cost else "", off)
+        if self.chunk_reload:
+            text = f"fu = _fuel - {cost}" if cost > 0 else f"fu = _fuel + {-cost}" if cost else "fu = _fuel"
+        else:
+            text = f"fu -= {cost}" if cost > 0 else f"fu += {-cost}" if cost else ""
+        seg.lines[self.chunk_line] = (ind, text, off)
         self.closed_costs[self.chunk_line] = cost
         self.chunk_line = -1
+        self.chunk_reload = False
+
+    def check_here(self) -> None:
+        """End the chunk and check the fuel, as wasmtime does at a loop head (a loop no branch
+        targets included) and before a big bulk operation."""
+        self.close_chunk()
+        self.emit(CHECK)
+        self.open_chunk()
 
     # ---- the symbolic operand stack ------------------------------------------------------------
+    # Two indexes keep every operation proportional to what it changes, not to the stack's height
+    # (a function may push 100,000 values before it folds them): ``clean`` is a height below which
+    # every entry is already in its own slot, and ``readers`` maps a variable to the positions of
+    # folded entries that read it (checked on use: an entry may have been popped or materialized).
     def push(self, code: str, deps: frozenset[str], depth: int = 0) -> None:
+        pos = len(self.stack)
         self.stack.append(Entry(code, deps, depth))
+        readers = self.readers
+        for d in deps:
+            lst = readers.get(d)
+            if lst is None:
+                readers[d] = [pos]
+            else:
+                lst.append(pos)
         if depth > _MAX_FOLD_DEPTH:
-            self.materialize(len(self.stack) - 1)
+            self.materialize(pos)
 
     def push_slot_value(self, code: str) -> None:
         """Evaluate ``code`` now into the slot at the top of the stack."""
@@ -143,6 +184,8 @@ class FunctionTranslator:
         self.invalidate(var, -1)
         self.emit(f"{var} = {code}")
         self.stack.append(Entry(var, frozenset((var,))))
+        if self.clean == pos:
+            self.clean = pos + 1
 
     def temp(self) -> str:
         """A fresh local for an assignment expression inside a folded expression."""
@@ -159,13 +202,28 @@ class FunctionTranslator:
         return top + 1
 
     def pop(self) -> Entry:
-        return self.stack.pop()
+        e = self.stack.pop()
+        if self.clean > len(self.stack):
+            self.clean = len(self.stack)
+        return e
 
     def invalidate(self, var: str, skip: int) -> None:
         """Before ``var`` is assigned, evaluate every pending entry that still reads it."""
-        for q, e in enumerate(self.stack):
-            if q != skip and var in e.deps and e.code != f"s{q}":
-                self.materialize(q)
+        positions = self.readers.pop(var, None)
+        if not positions:
+            return
+        stack = self.stack
+        keep = False
+        for q in positions:
+            if q < len(stack):
+                e = stack[q]
+                if var in e.deps and e.code != f"s{q}":
+                    if q == skip:
+                        keep = True
+                    else:
+                        self.materialize(q)
+        if keep:
+            self.readers.setdefault(var, []).append(skip)
 
     def materialize(self, pos: int) -> None:
         e = self.stack[pos]
@@ -177,11 +235,20 @@ class FunctionTranslator:
         self.stack[pos] = Entry(var, frozenset((var,)))
 
     def materialize_all(self) -> None:
-        for pos in range(len(self.stack)):
+        start = min(self.clean, len(self.stack))
+        for pos in range(start, len(self.stack)):
             self.materialize(pos)
+        self.clean = len(self.stack)
 
     def reset_stack(self, height: int) -> None:
-        self.stack = [Entry(f"s{i}", frozenset((f"s{i}",))) for i in range(height)]
+        """The stack as control flow joins leave it: ``height`` values, each in its own slot."""
+        stack = self.stack
+        del stack[height:]
+        for i in range(min(self.clean, len(stack)), len(stack)):
+            stack[i] = Entry(f"s{i}", frozenset((f"s{i}",)))
+        for i in range(len(stack), height):
+            stack.append(Entry(f"s{i}", frozenset((f"s{i}",))))
+        self.clean = height
 
     # ---- control transfer ----------------------------------------------------------------------
     def moves(self, target: Ctrl) -> str | None:
@@ -195,13 +262,14 @@ class FunctionTranslator:
         return f"{dst} = {vals}"
 
     def return_stmt(self) -> str:
+        """Save the frame's fuel and return (one line: it may follow an ``if``)."""
         n = len(self.ftype.results)
         vals = [self.stack[len(self.stack) - n + i].code for i in range(n)]
         if n == 0:
-            return "return"
+            return f"{SAVE}; return"
         if n == 1:
-            return f"return {vals[0]}"
-        return f"return ({', '.join(vals)})"
+            return f"{SAVE}; return {vals[0]}"
+        return f"{SAVE}; return ({', '.join(vals)})"
 
     def jump_lines(self, target: Ctrl) -> list[str]:
         """Statements that branch to ``target`` (stack already materialized)."""
@@ -270,9 +338,8 @@ class FunctionTranslator:
         nparams = len(ft.params)
         self.prescan()
         self.segments.append(Segment(self.new_label()))
+        self.emit(ENTRY)
         self.open_chunk()
-        self.chunk_cost = 1  # wasmtime charges one unit per function call
-        self.emit("if _fuel < 0: _refuel()")
         self.ctrls.append(Ctrl(-1, 0, 0, len(ft.results), -1))
         body = self.code.body
         for i, (op, imm, off) in enumerate(body):
@@ -335,6 +402,8 @@ class FunctionTranslator:
         if i in self.loop_used:
             self.fallthrough_to(c.label, loop_head=True)
             self.reset_stack(c.height + p)
+        else:
+            self.check_here()  # a loop head even when nothing branches back
 
     def do_if(self, imm: object, i: int) -> None:
         p, r = self.block_sig(imm)
@@ -405,9 +474,8 @@ class FunctionTranslator:
             self.emit(f"if {cond.code}:")
             for line in lines:
                 self.emit(line, 1)
-            if target.kind == LOOP:
-                self.close_chunk()
-                self.open_chunk()
+            self.close_chunk()  # what follows is charged only when the branch is not taken
+            self.open_chunk()
             return
         nxt = self.new_label()
         if len(lines) == 1:
@@ -458,7 +526,7 @@ class FunctionTranslator:
         self.close_segment_dead()
 
     def do_unreachable(self, imm: object, i: int) -> None:
-        self.emit("raise _trap('wasm `unreachable` instruction executed')")
+        self.emit(f"{SAVE}; raise _trap('wasm `unreachable` instruction executed')")
         self.close_segment_dead()
 
     def do_nop(self, imm: object, i: int) -> None:
@@ -478,12 +546,17 @@ class FunctionTranslator:
     def call_args(self, n: int) -> str:
         args = self.stack[len(self.stack) - n:] if n else []
         del self.stack[len(self.stack) - n:]
+        self.clean = min(self.clean, len(self.stack))
         return ", ".join(a.code for a in args)
 
     def emit_call(self, callee: str, ft: FuncType) -> None:
+        """A call saves the frame's fuel before and loads it after (the callee charges the same
+        counter), ending the chunk there, as wasmtime does."""
         args = self.call_args(len(ft.params))
         call = f"{callee}({args})"
         n = len(ft.results)
+        self.close_chunk()
+        self.emit(SAVE)
         if n == 0:
             self.emit(call)
         elif n == 1:
@@ -496,6 +569,7 @@ class FunctionTranslator:
             self.emit(f"{', '.join(names)} = {call}")
             for v in names:
                 self.stack.append(Entry(v, frozenset((v,))))
+        self.open_chunk(reload=True)
 
     def do_call(self, imm: object, i: int) -> None:
         self.emit_call(f"f{imm}", self.info.func_types[imm])  # type: ignore[index]
@@ -574,8 +648,43 @@ class FunctionTranslator:
         self.push_slot_value("(len(M) >> 16)")
 
     def do_memory_grow(self, imm: object, i: int) -> None:
-        a = self.pop()
-        self.push_slot_value(f"_grow({a.code})")
+        self.grow_op("_grow({args})", 1)
+
+    def grow_op(self, call: str, nargs: int) -> None:
+        """memory.grow or table.grow (the delta on top): one unit per page or element, as wasmtime
+        charges it. A constant delta of at most SMALL_BULK joins the chunk (charged even when the
+        grow fails); any other is charged after a grow that succeeded, and then checked."""
+        n = self.stack[-1]
+        if n.code.isdigit() and int(n.code) <= SMALL_BULK:
+            self.chunk_cost += int(n.code)
+            self.push_slot_value(call.format(args=self.call_args(nargs)))
+            return
+        self.emit(f"_d = {n.code}")  # the delta outlives the slot the result goes to
+        self.stack[-1] = Entry("_d", frozenset(("_d",)))
+        self.close_chunk()
+        self.push_slot_value(call.format(args=self.call_args(nargs)))
+        self.emit(f"if {self.stack[-1].code} != {U32_FAIL}:")
+        self.emit("fu -= _d", 1)
+        self.emit(CHECK, 1)
+        self.open_chunk()
+
+    def bulk_fuel(self, op: int, imm: object) -> None:
+        """Before memory.fill/copy/init and table.fill/copy/init (the count on top): one unit per
+        byte or element, as wasmtime charges it. A constant count costing at most SMALL_BULK joins
+        the chunk; any other is charged and checked once the bounds are known to hold, before the
+        operation runs (so a huge one is out of fuel, not done; one out of bounds traps first)."""
+        n = self.stack[-1]
+        if n.code.isdigit() and int(n.code) <= SMALL_BULK:
+            self.chunk_cost += int(n.code)
+            return
+        for pos in range(len(self.stack) - 3, len(self.stack)):
+            self.materialize(pos)  # each operand is used twice below
+        a, b, n = (e.code for e in self.stack[-3:])
+        self.close_chunk()
+        self.emit(f"if {_bulk_out_of_bounds(op, imm, a, b, n)}: raise _trap({_bulk_trap(op)!r})")
+        self.emit(f"fu -= {n}")
+        self.emit(CHECK)
+        self.open_chunk()
 
     def helper_call(self, name: str, nargs: int, extra: str = "", result: bool = False) -> None:
         args = self.call_args(nargs)
@@ -632,7 +741,7 @@ _HANDLERS = {
     0x25: _bind("table_get", "_tget", 1, True, "T{imm}"),
     0x26: _bind("table_set", "_tset", 2, False, "T{imm}"),
     NAMES["table.size"]: _bind("table_size", "_tsize", 0, True, "T{imm}"),
-    NAMES["table.grow"]: _bind("table_grow", "_tgrow", 2, True, "T{imm}"),
+    NAMES["table.grow"]: lambda t, imm, i: t.grow_op(f"_tgrow(T{imm}, {{args}})", 2),
     NAMES["table.fill"]: _bind("table_fill", "_tfill", 3, False, "T{imm}"),
     NAMES["table.copy"]: _bind("table_copy", "_tcopy", 3, False, "T{a}, T{b}"),
     NAMES["table.init"]: _bind("table_init", "_tinit", 3, False, "T{b}, _E, {a}"),
@@ -642,6 +751,34 @@ _HANDLERS = {
     NAMES["memory.copy"]: _bind("memory_copy", "_mcopy", 3, False, "M"),
     NAMES["memory.fill"]: _bind("memory_fill", "_mfill", 3, False, "M"),
 }
+_BULK = [NAMES[name] for name in ("table.fill", "table.copy", "table.init", "memory.init", "memory.copy", "memory.fill")]
+for _op in _BULK:
+    _HANDLERS[_op] = (lambda op, h: lambda t, imm, i: (t.bulk_fuel(op, imm), h(t, imm, i)))(_op, _HANDLERS[_op])
+
+
+def _bulk_out_of_bounds(op: int, imm: Any, a: str, b: str, n: str) -> str:
+    """The condition under which a bulk operation traps, from its operands (the runtime helpers
+    check the same before they act)."""
+    if op == NAMES["memory.fill"]:
+        return f"{a} + {n} > len(M)"
+    if op == NAMES["memory.copy"]:
+        return f"{b} + {n} > len(M) or {a} + {n} > len(M)"
+    if op == NAMES["memory.init"]:
+        return f"{b} + {n} > len(_D[{imm}]) or {a} + {n} > len(M)"
+    if op == NAMES["table.fill"]:
+        return f"{a} + {n} > len(T{imm}.elems)"
+    if op == NAMES["table.copy"]:
+        dst, src = imm
+        return f"{b} + {n} > len(T{src}.elems) or {a} + {n} > len(T{dst}.elems)"
+    elem, table = imm
+    return f"{b} + {n} > len(_E[{elem}]) or {a} + {n} > len(T{table}.elems)"
+
+
+def _bulk_trap(op: int) -> str:
+    memory = op in (NAMES["memory.fill"], NAMES["memory.copy"], NAMES["memory.init"])
+    return MEMORY_OOB if memory else TABLE_OOB
+
+
 for _op in LOADS:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_load(imm, i, op))(_op)
 for _op in STORES:
@@ -655,6 +792,46 @@ def br_table_cases(labels: tuple[int, ...], default: int) -> list[tuple[int, str
         if d != default:
             by_target.setdefault(d, []).append(n)
     return [(d, f"_i == {ns[0]}" if len(ns) == 1 else f"_i in {frozenset(ns)!r}") for d, ns in by_target.items()]
+
+
+_CHARGE = re.compile(r"fu -= (\d+)")
+_RELOAD = re.compile(r"fu = _fuel - (\d+)")
+
+
+def fuse_fuel(lines: list[tuple[int, str, int]]) -> list[tuple[int, str, int]]:
+    """Drop empty lines and fuse fuel statements that follow each other into one (fewer bytecodes
+    on every call and loop turn; the same counts): a check and the charge after it, a charge or a
+    reload and the save after it."""
+    out: list[tuple[int, str, int]] = []
+    for ind, txt, off in lines:
+        if not txt:
+            continue
+        if out and out[-1][0] == ind:
+            prev = out[-1][1]
+            charge = _CHARGE.fullmatch(txt)
+            if charge and prev in (CHECK, ENTRY):
+                c = int(charge.group(1))
+                start = f"fu - {c}" if prev == CHECK else f"_fuel - {c + 1}"
+                out[-1] = (ind, f"if (fu := {start}) <= -{c}: fu = _refuel(fu + {c}) - {c}", out[-1][2])
+                continue
+            if txt.startswith(SAVE) and (txt == SAVE or txt[len(SAVE)] == ";"):
+                # a save is always followed by a call, a return or a raise, and a call by a reload:
+                # the count is dead after it, so the charge before it goes straight to ``_fuel``
+                rest = txt[len(SAVE):]
+                if m := _CHARGE.fullmatch(prev):
+                    out[-1] = (ind, f"_fuel = fu - {m.group(1)}{rest}", out[-1][2])
+                    continue
+                if m := _RELOAD.fullmatch(prev):
+                    out[-1] = (ind, f"_fuel -= {m.group(1)}{rest}", out[-1][2])
+                    continue
+                if prev == "fu = _fuel":
+                    if rest:
+                        out[-1] = (ind, rest[2:], out[-1][2])
+                    else:
+                        out.pop()
+                    continue
+        out.append((ind, txt, off))
+    return out
 
 
 def _render_placeholder(text: str, index: dict[int, int]) -> str:
@@ -711,7 +888,7 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
         if not single:
             out.append(f"{pad}{'    ' * (1 + looping)}if L == {pos}:")
             offs.append(seg.lines[0][2] if seg.lines else t.code.offset)
-        body = [(ind, txt, off) for ind, txt, off in seg.lines if txt]
+        body = fuse_fuel(seg.lines)
         if not body and not single:
             body = [(0, "pass", t.code.offset)]
         for ind, txt, off in body:

@@ -34,14 +34,15 @@ from ..compiler import numeric
 from ..compiler.codegen import CompiledCode, compile_module, global_cells
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
-from ..scheduler import await_in_guest, run_guest, run_guest_sync
+from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync
 from ..scheduler import native as nesting
 from ..store import Store
 from ..traps import as_trap, register_code
 from ..validate import validate_module
-from . import objects
+from . import objects, startup_fuel
 from .memory import Memory
 from .objects import Func, Global, Table
+from .offload import translate_in_worker
 from .values import FROM_RAW, TO_RAW, from_raw, to_raw
 
 Extern = Func | Table | Memory | Global
@@ -410,7 +411,10 @@ def _lazy_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., Any
         if fn is not stub:  # translated already (by another instance's call, or re-entry)
             return fn
         cc = inst.module.compiled
-        code = cc.code_for(idx)
+        if cc.wants_worker(idx) and in_guest():
+            code = await_in_guest(translate_in_worker(cc, idx))
+        else:
+            code = cc.code_for(idx)
         g.update(cc.consts[idx])
         fn = g[f"f{idx}"] = FunctionType(code, g)
         ref = inst._refs.get(idx)
@@ -463,13 +467,17 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         g["_grow"] = lambda n, _mem=mem: _mem.grow(n) & 0xFFFFFFFF
     g["_ref"] = inst.func_ref
     g["_stk"] = 0
-    g["_fuel"] = g["_granted"] = store.next_grant() or -1
+    g["_fuel"] = g["_granted"] = store.next_grant()
     g["_refuel"] = store.make_refuel(g)
     store.attach(g)
     _bind_functions(inst, g)
+    plan = startup_fuel.Plan(m, n_imported_tables=nt - len(m.tables), n_imported_memories=nm)
+    fuel = startup_fuel.StartupFuel(store, needed=plan.needed)
     for gl in m.globals:
         value = _eval_const(gl.init, g, inst)
         g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
+        if not startup_fuel.simple_global(gl.init):
+            fuel.charge(len(gl.init))
         ng += 1
     g["_D"] = [d.init for d in m.datas]
     elems: list[list[Any]] = []
@@ -489,14 +497,26 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     for k, seg in enumerate(m.elems):
         if seg.mode == "active":
             off = _eval_const(seg.offset or [], g, inst)
-            objects.table_init(tables[seg.table], elems, k, off, 0, len(elems[k]))
+            n = len(elems[k])
+            if not plan.elem_static[k]:
+                fuel.charge(len(seg.offset or ()) + (sum(map(len, seg.init)) if seg.exprs else 0))
+                objects.check_table_range(tables[seg.table], off, n)
+                fuel.copy(n)
+            objects.table_init(tables[seg.table], elems, k, off, 0, n)
+        elif seg.mode == "passive" and seg.exprs:
+            fuel.charge(sum(map(len, seg.init)))
         if seg.mode != "passive":
             elems[k] = []
     for k, d in enumerate(m.datas):
         if d.mode == "active":
             off = _eval_const(d.offset or [], g, inst)
+            if not plan.data_static:
+                fuel.charge(len(d.offset or ()))
+                objects.check_memory_range(memories[d.memory].data, off, len(d.init))
+                fuel.copy(len(d.init))
             objects.memory_init(memories[d.memory].data, g["_D"], k, off, 0, len(d.init))
             g["_D"][k] = b""
+    fuel.save(calls_start=m.start is not None)
     return inst.func_ref(m.start) if m.start is not None else None
 
 

@@ -13,7 +13,7 @@ import mmap
 import struct
 
 from ..binary.module import Limits, MemoryType
-from ..errors import Trap
+from ..errors import MEMORY_OOB, Trap
 
 PAGE_SIZE = 65536
 MAX_PAGES = 65536  # 4 GiB, the wasm32 limit
@@ -23,7 +23,7 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
-OOB = "out of bounds memory access"
+OOB = MEMORY_OOB
 
 
 class Memory:

@@ -11,9 +11,8 @@ from typing import Any
 
 from ..binary.module import FuncType, GlobalType, TableType
 from ..compiler.codegen import canonical_type_id
-from ..errors import Trap
+from ..errors import MEMORY_OOB, TABLE_OOB, Trap
 
-TABLE_OOB = "out of bounds table access"
 MAX_TABLE_ELEMENTS = 10_000_000
 
 
@@ -135,6 +134,16 @@ def table_grow(t: Table, init: Any, n: int) -> int:
     return t.grow(n, init) & 0xFFFFFFFF
 
 
+def check_table_range(t: Table, i: int, n: int) -> None:
+    if i + n > len(t.elems):
+        raise Trap(TABLE_OOB)
+
+
+def check_memory_range(mem: bytearray, d: int, n: int) -> None:
+    if d + n > len(mem):
+        raise Trap(MEMORY_OOB)
+
+
 def table_fill(t: Table, i: int, v: Any, n: int) -> None:
     if i + n > len(t.elems):
         raise Trap(TABLE_OOB)
@@ -161,7 +170,7 @@ def elem_drop(segs: list[list[Any]], seg: int) -> None:
 def memory_init(mem: bytearray, datas: list[bytes], seg: int, d: int, s: int, n: int) -> None:
     data = datas[seg]
     if s + n > len(data) or d + n > len(mem):
-        raise Trap("out of bounds memory access")
+        raise Trap(MEMORY_OOB)
     mem[d:d + n] = data[s:s + n]
 
 
@@ -171,11 +180,11 @@ def data_drop(datas: list[bytes], seg: int) -> None:
 
 def memory_copy(mem: bytearray, d: int, s: int, n: int) -> None:
     if s + n > len(mem) or d + n > len(mem):
-        raise Trap("out of bounds memory access")
+        raise Trap(MEMORY_OOB)
     mem[d:d + n] = mem[s:s + n]
 
 
 def memory_fill(mem: bytearray, d: int, v: int, n: int) -> None:
     if d + n > len(mem):
-        raise Trap("out of bounds memory access")
+        raise Trap(MEMORY_OOB)
     mem[d:d + n] = bytes((v & 0xFF,)) * n
