@@ -7,6 +7,7 @@ Regular files are read and written with plain os calls (they do not block for lo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .errno import Errno, WasiError
@@ -14,12 +15,21 @@ from .fd import I64_MAX
 from .fdtable import DirEntry, Entry, FileEntry, StreamEntry
 from .flags import Fdflags, Filetype, Rights
 from .hostfunc import wasi
-from .layout import DIRENT, GuestMemory, filetype_of_mode, gather, read_iovecs, scatter, total_len
+from .layout import (
+    DIRENT,
+    GuestMemory,
+    filetype_of_mode,
+    gather_chunks,
+    io_limit,
+    memory_size,
+    read_iovecs,
+    scatter,
+    total_len,
+)
+from .streams import OutputStream
 
 if TYPE_CHECKING:
     from .context import WasiContext
-
-MAX_IO = 1 << 24  # one call moves at most 16 MiB: a short read or write is legal, a 4 GiB buffer is not
 
 
 def _readable(ctx: WasiContext, fd: int) -> Entry:
@@ -53,8 +63,8 @@ async def read_stream(entry: StreamEntry, n: int) -> bytes:
 @wasi("fd_read", "i32 i32 i32 i32")
 async def fd_read(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nread_ptr: int) -> None:
     entry = _readable(ctx, fd)
-    spans = read_iovecs(mem, iovs, iovs_len)
-    n = min(total_len(spans), MAX_IO)
+    spans = read_iovecs(mem, iovs, iovs_len, io_limit(mem))
+    n = total_len(spans)
     if isinstance(entry, FileEntry):
         data = os.read(entry.host_fd, n)
     elif isinstance(entry, StreamEntry):
@@ -81,21 +91,57 @@ def _positional(entry: object, offset: int) -> FileEntry:
 def fd_pread(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
              nread_ptr: int) -> None:
     entry = _positional(_readable(ctx, fd), offset)
-    spans = read_iovecs(mem, iovs, iovs_len)
-    data = os.pread(entry.host_fd, min(total_len(spans), MAX_IO), offset)
+    spans = read_iovecs(mem, iovs, iovs_len, io_limit(mem))
+    data = os.pread(entry.host_fd, total_len(spans), offset)
     scatter(mem, spans, data)
     mem.write_u32(nread_ptr, len(data))
+
+
+def write_chunks(chunks: Iterable[bytes], write: Callable[[bytes, int], int]) -> int:
+    """Hand the chunks to ``write(chunk, bytes_done_so_far)`` until one is taken short, and return the
+    count written. A failure after some bytes went out reports those bytes, as write(2) does; the
+    next call then sees the error."""
+    done = 0
+    for chunk in chunks:
+        try:
+            n = write(chunk, done)
+        except OSError:
+            if done:
+                return done
+            raise
+        done += n
+        if n < len(chunk):
+            break
+    return done
+
+
+async def write_stream(output: OutputStream, chunks: Iterable[bytes]) -> int:
+    """``write_chunks`` for a stream: each chunk is awaited (the stream's backpressure applies), and
+    one taken short, or failing after earlier ones went out, ends the write with what was written."""
+    done = 0
+    for chunk in chunks:
+        try:
+            n = await output.write(chunk)
+        except (WasiError, OSError):
+            if done:
+                return done
+            raise
+        done += n
+        if n < len(chunk):
+            break
+    return done
 
 
 @wasi("fd_write", "i32 i32 i32 i32")
 async def fd_write(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int,
                    nwritten_ptr: int) -> None:
     entry = _writable(ctx, fd)
-    data = gather(mem, iovs, iovs_len)
+    chunks = gather_chunks(mem, read_iovecs(mem, iovs, iovs_len, io_limit(mem)))
     if isinstance(entry, FileEntry):
-        n = os.write(entry.host_fd, data)
+        host = entry.host_fd
+        n = write_chunks(chunks, lambda chunk, _done: os.write(host, chunk))
     elif isinstance(entry, StreamEntry) and entry.output is not None:
-        n = await entry.output.write(data)
+        n = await write_stream(entry.output, chunks)
     else:
         raise WasiError(Errno.BADF)
     mem.write_u32(nwritten_ptr, n)
@@ -105,7 +151,9 @@ async def fd_write(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_
 def fd_pwrite(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
               nwritten_ptr: int) -> None:
     entry = _positional(_writable(ctx, fd), offset)
-    mem.write_u32(nwritten_ptr, os.pwrite(entry.host_fd, gather(mem, iovs, iovs_len), offset))
+    chunks = gather_chunks(mem, read_iovecs(mem, iovs, iovs_len, io_limit(mem)))
+    host = entry.host_fd
+    mem.write_u32(nwritten_ptr, write_chunks(chunks, lambda chunk, done: os.pwrite(host, chunk, offset + done)))
 
 
 def _list_directory(entry: DirEntry) -> list[tuple[str, int, Filetype]]:
@@ -130,8 +178,9 @@ def fd_readdir(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int, buf_len: i
     if cookie == 0 or entry.listing is None:
         entry.listing = _list_directory(entry)
     out = bytearray()
+    room = min(buf_len, memory_size(mem))  # never build more than the memory holds (the write would trap)
     for index in range(min(cookie, len(entry.listing)), len(entry.listing)):
-        if len(out) >= buf_len:
+        if len(out) >= room:
             break
         name, ino, ftype = entry.listing[index]
         raw = name.encode("utf-8", "surrogateescape")

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from .errno import Errno, WasiError
 from .flags import Filetype
+from .limits import IO_CHUNK, MAX_IO, MAX_IOVECS, MAX_PATH
 
 IOVEC = struct.Struct("<II")  # buf, buf_len
 FILESTAT = struct.Struct("<QQB7xQQQQQ")  # dev, ino, filetype, nlink, size, atim, mtim, ctim: 64 bytes
@@ -41,25 +42,73 @@ class GuestMemory(Protocol):
     def write_u64(self, ptr: int, value: int) -> None: ...
 
 
-def read_iovecs(mem: GuestMemory, iovs: int, count: int) -> list[tuple[int, int]]:
-    """The (pointer, length) pairs of an iovec array; the whole array is bounds-checked first."""
-    raw = mem.read(iovs, IOVEC.size * count)
-    return list(IOVEC.iter_unpack(raw))
+def memory_size(mem: GuestMemory) -> int:
+    """The size of the guest's memory in bytes: what it could honestly hand the host in one call.
+    A memory helper that does not expose its bytes counts as the whole 4 GiB address space."""
+    data = getattr(mem, "data", None)
+    return len(data) if data is not None else 1 << 32
 
 
-def gather(mem: GuestMemory, iovs: int, count: int) -> bytes:
-    """Concatenate what a ciovec array points at: one host write instead of one per buffer."""
-    parts = [mem.read(ptr, n) for ptr, n in read_iovecs(mem, iovs, count) if n]
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+def io_limit(mem: GuestMemory) -> int:
+    """The most one read or write may move: MAX_IO, and never more than the guest's memory, since
+    iovecs that repeat the same buffer must not make the host copy the same bytes over and over."""
+    return min(MAX_IO, memory_size(mem))
+
+
+def check_range(mem: GuestMemory, ptr: int, n: int) -> None:
+    """Trap unless ``n`` bytes at ``ptr`` lie inside guest memory, without copying them."""
+    if n:
+        mem.read(ptr + n - 1, 1)
+
+
+def read_iovecs(mem: GuestMemory, iovs: int, count: int, limit: int) -> list[tuple[int, int]]:
+    """The (pointer, length) pairs of an iovec array, clipped to ``limit`` bytes in all.
+
+    The whole array is bounds-checked (a bad pointer traps, as in wasmtime), but only its first
+    MAX_IOVECS entries are read, and only until they add up to ``limit``: the rest could only make
+    the host copy more than the guest could hold, and a short read or write is legal. Every buffer
+    read is bounds-checked before anything moves, so a bad one traps before any byte is written.
+    """
+    check_range(mem, iovs, IOVEC.size * count)
+    raw = mem.read(iovs, IOVEC.size * min(count, MAX_IOVECS))
+    spans: list[tuple[int, int]] = []
+    room = limit
+    for ptr, n in IOVEC.iter_unpack(raw):
+        check_range(mem, ptr, n)
+        if n and room > 0:
+            spans.append((ptr, min(n, room)))
+            room -= n
+    return spans
+
+
+def gather_chunks(mem: GuestMemory, spans: list[tuple[int, int]]) -> Iterator[bytes]:
+    """What the spans point at, in order, as chunks of at most IO_CHUNK bytes: small buffers are
+    joined (one host write for a line and its newline), large ones cut, so no call holds more than
+    a chunk of copied guest memory at a time."""
+    parts: list[bytes] = []
+    size = 0
+    for ptr, n in spans:
+        off = 0
+        while off < n:
+            take = min(n - off, IO_CHUNK - size)
+            parts.append(mem.read(ptr + off, take))
+            size += take
+            off += take
+            if size == IO_CHUNK:
+                yield parts[0] if len(parts) == 1 else b"".join(parts)
+                parts, size = [], 0
+    if parts:
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def scatter(mem: GuestMemory, spans: list[tuple[int, int]], data: bytes) -> None:
     """Spread ``data`` over the iovec spans in order (data never exceeds their total)."""
+    view = memoryview(data)
     off = 0
     for ptr, n in spans:
-        if off >= len(data):
+        if off >= len(view):
             break
-        chunk = data[off:off + n]
+        chunk = view[off:off + n]
         mem.write(ptr, chunk)
         off += len(chunk)
 
@@ -69,7 +118,10 @@ def total_len(spans: list[tuple[int, int]]) -> int:
 
 
 def read_path(mem: GuestMemory, ptr: int, n: int) -> str:
-    """A guest path: UTF-8 without NUL (a NUL would silently truncate the host path)."""
+    """A guest path: at most MAX_PATH bytes (ENAMETOOLONG before anything is copied), UTF-8 without
+    NUL (a NUL would silently truncate the host path)."""
+    if n > MAX_PATH:
+        raise WasiError(Errno.NAMETOOLONG, f"path of {n} bytes (at most {MAX_PATH})")
     raw = mem.read(ptr, n)
     if b"\0" in raw:
         raise WasiError(Errno.INVAL, "path contains NUL")

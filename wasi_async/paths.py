@@ -18,6 +18,7 @@ from collections import deque
 from types import TracebackType
 
 from .errno import Errno, WasiError
+from .limits import MAX_PATH_COMPONENTS
 
 MAX_SYMLINKS = 40  # Linux's limit
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -66,6 +67,21 @@ def _names_a_directory(path: str) -> bool:
     return path.endswith("/") or path.endswith("/.")
 
 
+class _Budget:
+    """Counts the components a walk visits, so symbolic links that expand into long paths, one into
+    another, cannot make a single call walk without end (ELOOP past MAX_PATH_COMPONENTS)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_PATH_COMPONENTS
+
+    def step(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise WasiError(Errno.LOOP, f"the path expands to more than {MAX_PATH_COMPONENTS} components")
+
+
 def resolve(base_fd: int, path: str, *, follow: bool) -> Resolved:
     """Walk ``path`` from ``base_fd``; ``follow`` expands a symlink in the final position too.
 
@@ -80,6 +96,7 @@ def resolve(base_fd: int, path: str, *, follow: bool) -> Resolved:
     pending = deque(_components(path))
     stack: list[int] = [base_fd]  # stack[0] is borrowed, the rest are ours
     expansions = 0
+    budget = _Budget()
 
     def result(name: str) -> Resolved:
         return Resolved(stack[-1], name, trailing, stack[1:])
@@ -87,6 +104,7 @@ def resolve(base_fd: int, path: str, *, follow: bool) -> Resolved:
     try:
         while pending:
             comp = pending.popleft()
+            budget.step()
             last = not pending
             if comp == "..":
                 if len(stack) == 1:

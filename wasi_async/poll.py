@@ -1,7 +1,8 @@
 """poll_oneoff: clock subscriptions become timed waits, fd subscriptions readiness waits, all in one
 task group whose cancel scope ends the others as soon as one fires. Every subscription that is ready
 by then is reported. A subscription on a bad fd is reported at once with the error in its event
-(as poll(2) reports POLLNVAL) rather than failing the whole call.
+(as poll(2) reports POLLNVAL) rather than failing the whole call. More than MAX_SUBSCRIPTIONS
+subscriptions is EINVAL, as poll(2) with more fds than it may open.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .fdtable import FileEntry, ListenerEntry, StreamEntry
 from .flags import EVENT_FD_READWRITE_HANGUP, SUBSCRIPTION_CLOCK_ABSTIME, Clockid, Eventtype, Rights
 from .hostfunc import wasi
 from .layout import GuestMemory, Subscription, pack_event, read_subscriptions
+from .limits import MAX_SUBSCRIPTIONS
 from .streams import InputStream, OutputStream, poll_now
 
 if TYPE_CHECKING:
@@ -199,6 +201,8 @@ async def poll_oneoff(ctx: WasiContext, mem: GuestMemory, in_ptr: int, out_ptr: 
                       nevents_ptr: int) -> None:
     if nsubscriptions == 0:
         raise WasiError(Errno.INVAL, "no subscriptions: the wait could never end")
+    if nsubscriptions > MAX_SUBSCRIPTIONS:  # each costs host objects and maybe a task: bounded, as poll(2)'s nfds
+        raise WasiError(Errno.INVAL, f"more than {MAX_SUBSCRIPTIONS} subscriptions")
     probes = [_probe(ctx, sub) for sub in read_subscriptions(mem, in_ptr, nsubscriptions)]
     fired = [p for p in probes if p.ready()]
     if not fired:

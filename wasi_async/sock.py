@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import anyio.abc
 
 from .errno import Errno, WasiError
-from .fd_io import MAX_IO, read_stream
+from .fd_io import read_stream, write_stream
 from .fdtable import ListenerEntry, StreamEntry
 from .flags import (
     SHUT_RD,
@@ -22,7 +22,7 @@ from .flags import (
     Rights,
 )
 from .hostfunc import wasi
-from .layout import GuestMemory, gather, read_iovecs, scatter, total_len
+from .layout import GuestMemory, gather_chunks, io_limit, read_iovecs, scatter, total_len
 from .streams import StreamInput, StreamOutput, poll_now
 
 if TYPE_CHECKING:
@@ -72,8 +72,8 @@ async def sock_recv(ctx: WasiContext, mem: GuestMemory, fd: int, ri_data: int, r
     entry = _socket(ctx, fd, Rights.FD_READ)
     if ri_flags & ~(SOCK_RECV_PEEK | SOCK_RECV_WAITALL):
         raise WasiError(Errno.INVAL)
-    spans = read_iovecs(mem, ri_data, ri_data_len)
-    n = min(total_len(spans), MAX_IO)
+    spans = read_iovecs(mem, ri_data, ri_data_len, io_limit(mem))
+    n = total_len(spans)
     stream = entry.input
     if stream is None:
         raise WasiError(Errno.NOTCONN)
@@ -95,7 +95,8 @@ async def sock_send(ctx: WasiContext, mem: GuestMemory, fd: int, si_data: int, s
     entry = _socket(ctx, fd, Rights.FD_WRITE)
     if entry.output is None:
         raise WasiError(Errno.NOTCONN)
-    mem.write_u32(so_datalen_ptr, await entry.output.write(gather(mem, si_data, si_data_len)))
+    chunks = gather_chunks(mem, read_iovecs(mem, si_data, si_data_len, io_limit(mem)))
+    mem.write_u32(so_datalen_ptr, await write_stream(entry.output, chunks))
 
 
 @wasi("sock_shutdown", "i32 i32")

@@ -1,0 +1,296 @@
+"""Hostile guests against the WASI layer: host calls that would make the host copy, hold or create far
+more than the guest could honestly need. Each test runs a real module (WebAssembly text), bounded in time, on asyncio and trio.
+
+The guests report what they saw as little-endian u32 values written to stdout (``$emit``, then
+``$flush`` at the end of ``_start``).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import pytest
+from wat import wat
+
+import asyncwasm
+from wasi_async import CommandResult, Errno, WasiConfig, WasiContext, run_command
+from wasi_async.limits import MAX_PATH, MAX_SUBSCRIPTIONS
+from wasi_async.testing import CollectStream
+
+pytestmark = pytest.mark.anyio
+
+MiB = 1 << 20
+PAGE = 0x10000
+ROOT = 3  # the first preopen (or the first socket)
+WASI = '(import "wasi_snapshot_preview1"'
+IMPORTS = f"""
+  {WASI} "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  {WASI} "fd_pwrite" (func $fd_pwrite (param i32 i32 i32 i64 i32) (result i32)))
+  {WASI} "fd_close" (func $fd_close (param i32) (result i32)))
+  {WASI} "path_open" (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  {WASI} "path_filestat_get" (func $path_filestat_get (param i32 i32 i32 i32 i32) (result i32)))
+  {WASI} "path_symlink" (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))
+  {WASI} "path_rename" (func $path_rename (param i32 i32 i32 i32 i32 i32) (result i32)))
+  {WASI} "path_link" (func $path_link (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  {WASI} "sock_send" (func $sock_send (param i32 i32 i32 i32 i32) (result i32)))
+  {WASI} "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+  {WASI} "proc_exit" (func $exit (param i32)))
+  (import "env" "probe" (func $probe))
+"""
+
+
+def no_probe() -> None:
+    return None
+
+
+class Guest:
+    """One guest's memory plan: results at ``base`` (1024 values), 256 bytes of scratch after them
+    (``scratch(k)`` is its k-th u32 slot), then the strings, as data segments."""
+
+    def __init__(self, base: int = 0) -> None:
+        self.out = base + 0x100
+        self.scratch_at = base + 0x1100
+        self.next = base + 0x1200
+        self.segments: list[str] = []
+        self.seen: dict[bytes, tuple[int, int]] = {}
+
+    def scratch(self, k: int) -> int:
+        return self.scratch_at + 4 * k
+
+    def ptr(self, text: str) -> int:
+        """Where the string is stored (once)."""
+        raw = text.encode()
+        if raw not in self.seen:
+            self.seen[raw] = (self.next, len(raw))
+            escaped = "".join(f"\\{b:02x}" for b in raw)
+            self.segments.append(f'(data (i32.const {self.next}) "{escaped}")')
+            self.next += len(raw) + 1
+        return self.seen[raw][0]
+
+    def s(self, text: str) -> str:
+        """``(i32.const ptr) (i32.const len)`` of the string, as a path argument."""
+        return f"(i32.const {self.ptr(text)}) (i32.const {len(text.encode())})"
+
+    def module(self, body: str, *, memory: str = "1") -> bytes:
+        """A WASI command whose ``_start`` runs ``body``, then writes what it emitted to stdout."""
+        out, scratch = self.out, self.scratch_at
+        return wat(f"""
+(module
+  {IMPORTS}
+  (memory (export "memory") {memory})
+  {" ".join(self.segments)}
+  (global $out (mut i32) (i32.const {out}))
+  (func $emit (param $v i32)
+    (i32.store (global.get $out) (local.get $v))
+    (global.set $out (i32.add (global.get $out) (i32.const 4))))
+  (func $flush
+    (i32.store (i32.const {scratch + 8}) (i32.const {out}))
+    (i32.store (i32.const {scratch + 12}) (i32.sub (global.get $out) (i32.const {out})))
+    (drop (call $fd_write (i32.const 1) (i32.const {scratch + 8}) (i32.const 1) (i32.const {scratch + 16}))))
+  ;; path_open asking for every right: the new fd, or -1 once the errno is emitted
+  (func $open (param $dir i32) (param $p i32) (param $n i32) (param $oflags i32) (result i32) (local $err i32)
+    (local.set $err (call $path_open (local.get $dir) (i32.const 0) (local.get $p) (local.get $n)
+                     (local.get $oflags) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const {scratch})))
+    (if (result i32) (local.get $err)
+      (then (call $emit (local.get $err)) (i32.const -1))
+      (else (i32.load (i32.const {scratch})))))
+  (func (export "_start") (local $i i32) (local $fd i32) (local $err i32) (local $n i32)
+    {body}
+    (call $flush)))
+""")
+
+
+def probing(fn: Callable[[], object] = no_probe) -> asyncwasm.Linker:
+    linker = asyncwasm.Linker()
+    linker.define_func("env", "probe", asyncwasm.FuncType((), ()), lambda: (fn(), None)[1])
+    return linker
+
+
+def emitted(result: CommandResult, skip: int = 0) -> list[int]:
+    out = result.stdout
+    assert out is not None, result
+    out = out[skip:]
+    return list(struct.unpack(f"<{len(out) // 4}I", out))
+
+
+def traced() -> Callable[[], int]:
+    """Start tracing host allocations; the function returned stops and gives the peak in bytes."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+
+    def stop() -> int:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    return stop
+
+
+# -- host calls copy no more than the guest could hold --------------------------------------------------
+
+IOVECS = 8191  # 8191 iovecs of 8 bytes fill the first page; each names the whole second page
+MEMORY = 3 * PAGE  # the most this guest may ever have (its memory is "3 3"); the third page is for results
+UNBOUNDED = IOVECS * PAGE  # 512 MiB: what the host used to join
+
+
+def amplifier(call: str, *, opens: bool = False) -> bytes:
+    """One ``call`` over 8191 iovecs that all point at the same 64 KiB; emits its errno and count."""
+    g = Guest(base=2 * PAGE)
+    setup = f"(local.set $fd (call $open (i32.const {ROOT}) {g.s('out.bin')} (i32.const 9)))" if opens else ""
+    body = f"""
+    (memory.fill (i32.const {PAGE}) (i32.const 0x78) (i32.const {PAGE}))
+    (i32.store (i32.const {PAGE}) (i32.const 0x44414548))  ;; each copy of the buffer starts with "HEAD"
+    (loop $fill
+      (i32.store (i32.mul (local.get $i) (i32.const 8)) (i32.const {PAGE}))
+      (i32.store offset=4 (i32.mul (local.get $i) (i32.const 8)) (i32.const {PAGE}))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $fill (i32.lt_u (local.get $i) (i32.const {IOVECS}))))
+    {setup}
+    (call $emit {call.replace("$NW", str(g.scratch(8)))})
+    (call $emit (i32.load (i32.const {g.scratch(8)})))
+    """
+    return g.module(body, memory="3 3")
+
+
+FD_WRITE = f"(call $fd_write (i32.const 1) (i32.const 0) (i32.const {IOVECS}) (i32.const $NW))"
+FD_PWRITE = (
+    f"(call $fd_pwrite (local.get $fd) (i32.const 0) (i32.const {IOVECS}) (i64.const 0) (i32.const $NW))"
+)
+SOCK_SEND = (
+    f"(call $sock_send (i32.const {ROOT}) (i32.const 0) (i32.const {IOVECS}) (i32.const 0) (i32.const $NW))"
+)
+
+
+def copies(n: int) -> bytes:
+    one = b"HEAD" + b"x" * (PAGE - 4)
+    return (one * (n // PAGE + 1))[:n]
+
+
+async def test_fd_write_of_one_buffer_8191_times_is_short_and_small() -> None:
+    module = asyncwasm.Module(amplifier(FD_WRITE))
+    stop = traced()
+    start = time.perf_counter()
+    with anyio.fail_after(30):
+        result = await run_command(module, store=asyncwasm.Store(timeout=20), linker=probing())
+    elapsed, peak = time.perf_counter() - start, stop()
+    assert result.stdout is not None and result.trap is None
+    assert emitted(result, skip=MEMORY) == [0, MEMORY]  # a short write: what the guest could hold
+    assert result.stdout[:MEMORY] == copies(MEMORY)
+    assert peak < 16 * MiB and MEMORY < UNBOUNDED, f"host peak {peak / MiB:.1f} MiB"
+    assert elapsed < 10
+
+
+async def test_fd_pwrite_of_one_buffer_8191_times_is_short_and_small(tmp_path: Path) -> None:
+    module = asyncwasm.Module(amplifier(FD_PWRITE, opens=True))
+    stop = traced()
+    with anyio.fail_after(30):
+        result = await run_command(
+            module, preopens=[(tmp_path, "/")], store=asyncwasm.Store(timeout=20), linker=probing()
+        )
+    peak = stop()
+    assert emitted(result) == [0, MEMORY]
+    assert (tmp_path / "out.bin").read_bytes() == copies(MEMORY)
+    assert peak < 16 * MiB, f"host peak {peak / MiB:.1f} MiB"
+
+
+class CountingSocket(anyio.abc.ByteStream):
+    """A connected stream that counts what it is sent and keeps the first bytes."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.largest = 0
+        self.head = bytearray()
+
+    async def send(self, item: bytes) -> None:
+        self.sent += len(item)
+        self.largest = max(self.largest, len(item))
+        self.head += item[: max(0, 8 - len(self.head))]
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        raise anyio.EndOfStream
+
+    async def send_eof(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_sock_send_of_one_buffer_8191_times_is_short_and_small() -> None:
+    module = asyncwasm.Module(amplifier(SOCK_SEND))
+    sock, out = CountingSocket(), CollectStream()
+    stop = traced()
+    with anyio.fail_after(30):
+        async with WasiContext(WasiConfig(sockets=[sock], stdout=out)) as ctx:
+            linker = probing()
+            ctx.add_to_linker(linker)
+            instance = await linker.instantiate(module, asyncwasm.Store(timeout=20))
+            await instance.call("_start")
+    peak = stop()
+    assert struct.unpack("<II", out.data) == (0, MEMORY)
+    assert sock.sent == MEMORY and sock.head == b"HEADxxxx"
+    assert sock.largest <= 1 * MiB  # sent in bounded chunks, never joined
+    assert peak < 16 * MiB, f"host peak {peak / MiB:.1f} MiB"
+
+
+async def test_a_64_mib_path_of_dot_slash_is_enametoolong_at_once(tmp_path: Path) -> None:
+    size = 64 * MiB
+    g = Guest()
+    # "./" doubled with memory.copy until it fills 64 MiB from the second page on, then used as a path.
+    body = f"""
+    (i32.store16 (i32.const {PAGE}) (i32.const 0x2f2e))
+    (local.set $n (i32.const 2))
+    (loop $double
+      (memory.copy (i32.add (i32.const {PAGE}) (local.get $n)) (i32.const {PAGE}) (local.get $n))
+      (local.set $n (i32.shl (local.get $n) (i32.const 1)))
+      (br_if $double (i32.lt_u (local.get $n) (i32.const {size}))))
+    (call $probe)  ;; the host's peak is measured from here: memory.copy's own copies do not count
+    (call $emit (call $path_open (i32.const {ROOT}) (i32.const 0) (i32.const {PAGE}) (i32.const {size})
+                 (i32.const 1) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const {g.scratch(0)})))
+    (call $emit (call $path_filestat_get (i32.const {ROOT}) (i32.const 1) (i32.const {PAGE}) (i32.const {size})
+                 (i32.const {g.scratch(2)})))
+    (call $emit (call $path_symlink (i32.const {PAGE}) (i32.const {size}) (i32.const {ROOT}) {g.s("l")}))
+    (call $emit (call $path_filestat_get (i32.const {ROOT}) (i32.const 1) (i32.const {PAGE})
+                 (i32.const {MAX_PATH + 1}) (i32.const {g.scratch(2)})))
+    (call $emit (call $path_filestat_get (i32.const {ROOT}) (i32.const 1) (i32.const {PAGE})
+                 (i32.const {MAX_PATH}) (i32.const {g.scratch(2)})))
+    """
+    module = asyncwasm.Module(g.module(body, memory=str(size // PAGE + 2)))
+    marks: list[float] = []
+
+    def probe() -> None:
+        tracemalloc.reset_peak()
+        marks.append(time.perf_counter())
+
+    stop = traced()
+    with anyio.fail_after(30):
+        result = await run_command(
+            module, preopens=[(tmp_path, "/")], store=asyncwasm.Store(timeout=20), linker=probing(probe)
+        )
+    elapsed, peak = time.perf_counter() - marks[0], stop()
+    # past MAX_PATH: ENAMETOOLONG before anything is copied; 4096 bytes of "./" still name the directory
+    assert emitted(result) == [Errno.NAMETOOLONG] * 4 + [0]
+    assert list(tmp_path.iterdir()) == []
+    assert elapsed < 5 and peak < 16 * MiB, (elapsed, peak)
+
+
+async def test_poll_oneoff_with_too_many_subscriptions_is_einval() -> None:
+    g = Guest()
+    # zeroed subscriptions are clock subscriptions on the realtime clock that are due at once
+    calls = "".join(
+        f"""
+    (call $emit (call $poll_oneoff (i32.const {PAGE}) (i32.const {5 * PAGE}) (i32.const {n}) (i32.const {g.scratch(0)})))
+    (call $emit (i32.load (i32.const {g.scratch(0)})))"""
+        for n in (MAX_SUBSCRIPTIONS + 1, 0xFFFFFFFF, MAX_SUBSCRIPTIONS)
+    )
+    with anyio.fail_after(30):
+        result = await run_command(
+            g.module(calls, memory="8"), linker=probing(), store=asyncwasm.Store(timeout=20)
+        )
+    assert emitted(result) == [Errno.INVAL, 0, Errno.INVAL, 0, 0, MAX_SUBSCRIPTIONS]
