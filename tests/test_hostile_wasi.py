@@ -7,6 +7,7 @@ The guests report what they saw as little-endian u32 values written to stdout (`
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 import tracemalloc
@@ -20,7 +21,8 @@ from wat import wat
 
 import asyncwasm
 from wasi_async import CommandResult, Errno, WasiConfig, WasiContext, run_command
-from wasi_async.limits import MAX_PATH, MAX_SUBSCRIPTIONS
+from wasi_async.fdtable import FdTable, FileEntry
+from wasi_async.limits import DEFAULT_MAX_OPEN_FILES, MAX_PATH, MAX_SUBSCRIPTIONS
 from wasi_async.testing import CollectStream
 
 pytestmark = pytest.mark.anyio
@@ -294,3 +296,108 @@ async def test_poll_oneoff_with_too_many_subscriptions_is_einval() -> None:
             g.module(calls, memory="8"), linker=probing(), store=asyncwasm.Store(timeout=20)
         )
     assert emitted(result) == [Errno.INVAL, 0, Errno.INVAL, 0, 0, MAX_SUBSCRIPTIONS]
+
+
+# -- descriptors: a per-instance limit, lowest-free numbers without a scan ------------------------------
+
+
+def opener(limit: int) -> bytes:
+    """Opens "f" (created) until an error or ``limit`` opens; emits [errno,] the count, fd_close's result
+    on the first fd it got, the fd of one more open, that first fd, and another open's [errno,] fd.
+    Calls env.probe before, every 1000 opens and after the loop."""
+    g = Guest()
+    f = g.s("f")
+    body = f"""
+    (local.set $i (i32.const -1))
+    (call $probe)
+    (block $done
+      (loop $more
+        (local.set $fd (call $open (i32.const {ROOT}) {f} (i32.const 1)))
+        (br_if $done (i32.eq (local.get $fd) (i32.const -1)))
+        (if (i32.eqz (local.get $n)) (then (local.set $i (local.get $fd))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (if (i32.eqz (i32.rem_u (local.get $n) (i32.const 1000))) (then (call $probe)))
+        (br_if $more (i32.lt_u (local.get $n) (i32.const {limit})))))
+    (call $probe)
+    (call $emit (local.get $n))
+    (call $emit (call $fd_close (local.get $i)))
+    (call $emit (call $open (i32.const {ROOT}) {f} (i32.const 0)))
+    (call $emit (local.get $i))
+    (call $emit (call $open (i32.const {ROOT}) {f} (i32.const 0)))
+    """
+    return g.module(body)
+
+
+FAILED = 0xFFFFFFFF  # what $open returns once it has emitted the errno
+
+
+def host_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_opening_in_a_loop_is_emfile_at_the_guests_limit(tmp_path: Path) -> None:
+    counts: list[int] = []
+    before = host_fds()
+    with anyio.fail_after(60):
+        result = await run_command(
+            opener(100_000),
+            preopens=[(tmp_path, "/")],
+            linker=probing(lambda: counts.append(host_fds())),
+            store=asyncwasm.Store(timeout=50),
+        )
+    errno_, n, closed, reopened, first, again, failed = emitted(result)
+    assert errno_ == Errno.MFILE and n == DEFAULT_MAX_OPEN_FILES
+    assert closed == 0 and reopened == first  # closing one frees its number, the lowest, for the next open
+    assert (again, failed) == (Errno.MFILE, FAILED)  # and the guest is at its limit again
+    assert max(counts) - before <= DEFAULT_MAX_OPEN_FILES + 8 and max(counts) < 2000, (before, max(counts))
+    assert host_fds() <= before + 2  # all of them closed with the context
+
+
+async def test_a_small_limit_no_limit_and_zero(tmp_path: Path) -> None:
+    with anyio.fail_after(60):
+        small = await run_command(
+            opener(10_000), preopens=[(tmp_path, "/")], linker=probing(), max_open_files=7
+        )
+        unlimited = await run_command(
+            opener(1500), preopens=[(tmp_path, "/")], linker=probing(), max_open_files=None
+        )
+        zero = await run_command(opener(10), preopens=[(tmp_path, "/")], linker=probing(), max_open_files=0)
+    errno_, n, closed, reopened, first, again, failed = emitted(small)
+    assert (errno_, n, closed, reopened, again, failed) == (Errno.MFILE, 7, 0, first, Errno.MFILE, FAILED)
+    n, closed, reopened, first, again = emitted(unlimited)  # no error: the loop stopped at its own count
+    assert (n, closed, reopened) == (1500, 0, first) and again == first + 1500
+    assert emitted(zero)[:2] == [Errno.MFILE, 0]
+
+
+async def test_opening_many_descriptors_is_not_quadratic(tmp_path: Path) -> None:
+    marks: list[float] = []
+    with anyio.fail_after(60):
+        result = await run_command(
+            opener(3000),
+            preopens=[(tmp_path, "/")],
+            max_open_files=4000,
+            linker=probing(lambda: marks.append(time.perf_counter())),
+            store=asyncwasm.Store(timeout=50),
+        )
+    assert emitted(result)[0] == 3000
+    first, _second, third = (marks[i + 1] - marks[i] for i in range(3))
+    # the 1000 opens made while 2000 are held cost about what the first 1000 did
+    assert third < 3 * first + 0.5, (first, third)
+
+
+def test_the_fd_table_allocates_without_scanning() -> None:
+    table = FdTable(max_opened=None)
+    entry = FileEntry(0, 0, host_fd=-1)
+    start = time.perf_counter()
+    held = [table.add(FileEntry(0, 0, host_fd=-1)) for _ in range(100_000)]
+    assert held == list(range(100_000))
+    for _ in range(100_000):  # open and close above 100,000 held: a scan would take minutes
+        fd = table.add(entry)
+        assert fd == 100_000
+        table.pop(fd)
+    table.pop(500)
+    table.pop(7)
+    assert [table.add(entry) for _ in range(3)] == [7, 500, 100_000]
+    table.renumber(100_000, 3)
+    assert table.add(entry) == 100_000
+    assert time.perf_counter() - start < 5

@@ -24,6 +24,7 @@ from asyncwasm import Linker, Module, RunStats, Store, Trap
 
 from .config import Preopen, ProcessStdio, StdinSource, StdoutSink, WasiConfig
 from .context import WasiContext
+from .limits import DEFAULT_MAX_OPEN_FILES
 from .proc import WasiExit
 from .streams import CollectStream
 
@@ -140,7 +141,8 @@ def _sink(target: Output, fd: int) -> tuple[StdoutSink, CollectStream | None]:
 async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
                       preopens: Sequence[Preopen | tuple[str | os.PathLike[str], str]] = (),
                       stdin: Input = None, stdout: Output = CAPTURE, stderr: Output = CAPTURE,
-                      store: Store | None = None, linker: Linker | None = None) -> CommandResult:
+                      store: Store | None = None, linker: Linker | None = None,
+                      max_open_files: int | None = DEFAULT_MAX_OPEN_FILES) -> CommandResult:
     """Instantiate ``module`` with WASI, call its ``_start``, and return how it ended.
 
     ``module``: a compiled ``asyncwasm.Module`` (compile once, run many times), or Wasm bytes or a
@@ -152,6 +154,9 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     memory, call depth) and the CPU weight; a fresh ``Store()`` by default. ``linker`` supplies
     extra imports (host functions, other instances); it is not modified.
 
+    ``max_open_files``: ``WasiConfig.max_open_files``, the descriptors the guest may open itself
+    (1024 by default; one more is EMFILE).
+
     Traps, including an exhausted fuel limit and the store's timeout (``Interrupted``), end up in
     ``result.trap``; cancellation from outside propagates as usual, after the guest is stopped.
     """
@@ -160,7 +165,7 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     out_sink, out_cap = _sink(stdout, 1)
     err_sink, err_cap = _sink(stderr, 2)
     config = WasiConfig(args=argv, env=dict(env or {}), preopens=[_preopen(p) for p in preopens],
-                        stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink)
+                        stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink, max_open_files=max_open_files)
     store = store if store is not None else Store()
     fuel_before = store.fuel_used
     ctx = WasiContext(config)

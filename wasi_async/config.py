@@ -10,6 +10,8 @@ from typing import Protocol, runtime_checkable
 
 import anyio.abc
 
+from .limits import DEFAULT_MAX_OPEN_FILES
+
 
 @runtime_checkable
 class Clock(Protocol):
@@ -73,6 +75,9 @@ class WasiConfig:
     ``stdin``: bytes, an anyio byte stream, ``ProcessStdio(0)`` or None (empty).
     ``stdout``/``stderr``: an anyio byte send stream, ``ProcessStdio(1|2)`` or None (discarded).
     ``sockets``: extra preopened sockets (connected streams or listeners), numbered after the preopens.
+    ``max_open_files``: how many descriptors the guest may hold that it opened itself (path_open,
+    sock_accept), 1024 by default; one more is EMFILE. stdio, preopens and ``sockets`` do not count.
+    None removes the cap (then only the host's own limit applies, shared by the whole process).
     """
 
     args: Sequence[str] = ()
@@ -84,6 +89,7 @@ class WasiConfig:
     clock: Clock | None = None
     random: Callable[[int], bytes] | None = None
     sockets: Sequence[SocketGrant] = ()
+    max_open_files: int | None = DEFAULT_MAX_OPEN_FILES
 
     @classmethod
     def inherit_stdio(cls, **kwargs: object) -> WasiConfig:

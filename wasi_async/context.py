@@ -90,7 +90,9 @@ class WasiContext:
         self.clock: Any = config.clock if config.clock is not None else SystemClock()
         self.random: Callable[[int], bytes] = config.random if config.random is not None else os.urandom
         self.exit_code: int | None = None
-        self.fds = FdTable()
+        if config.max_open_files is not None and config.max_open_files < 0:
+            raise ValueError(f"max_open_files must be >= 0 or None, not {config.max_open_files!r}")
+        self.fds = FdTable(config.max_open_files)
         try:
             self._grant_stdio()
             self._grant_preopens()

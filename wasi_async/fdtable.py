@@ -1,12 +1,15 @@
 """The per-instance capability table: what each guest fd number refers to, and with which rights.
 
 Numbering: 0-2 stdio, then the preopened directories in order (as wasmtime), then the granted
-sockets, then whatever the guest opens (the lowest free number, as POSIX). An fd that was never granted, or was closed, is EBADF;
-an fd lacking the right an operation needs is ENOTCAPABLE. Rights can only ever shrink.
+sockets, then whatever the guest opens (the lowest free number, as POSIX). An fd that was never granted,
+or was closed, is EBADF; an fd lacking the right an operation needs is ENOTCAPABLE. Rights can only ever
+shrink. The guest may hold at most ``max_opened`` descriptors it opened itself (EMFILE past that); the
+embedder's grants (stdio, preopens, sockets) do not count.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -140,23 +143,64 @@ E = TypeVar("E", bound=Entry)
 
 
 class FdTable:
-    """Guest fd number -> Entry."""
+    """Guest fd number -> Entry, with the lowest free number found in O(log n) and a cap on how many
+    descriptors the guest itself opened.
 
-    def __init__(self) -> None:
+    Numbers below ``_next`` that are free are all in the heap ``_free`` (which may also hold numbers
+    taken again since, skipped when met, and numbers at or above ``_next``, which the count reaches
+    anyway); ``_next`` only grows, past numbers taken by ``place``. So allocation never scans the table.
+    """
+
+    def __init__(self, max_opened: int | None = None) -> None:
         self._entries: dict[int, Entry] = {}
+        self._free: list[int] = []
+        self._next = 0
+        self._opened: set[Entry] = set()  # what path_open and sock_accept added: these count against the cap
+        self.max_opened = max_opened
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def opened(self) -> int:
+        """How many descriptors the guest opened itself (and still holds, under any number)."""
+        return len(self._opened)
 
     def place(self, fd: int, entry: Entry) -> None:
         """Install at a fixed number (stdio and preopens at start-up)."""
         self._entries[fd] = entry
 
+    def _lowest_free(self) -> int:
+        free = self._free
+        while free and free[0] in self._entries:  # taken since it was freed: forget it
+            heapq.heappop(free)
+        while self._next in self._entries:
+            self._next += 1
+        if free and free[0] < self._next:
+            return heapq.heappop(free)
+        fd, self._next = self._next, self._next + 1  # a number freed at or above _next is met here later
+        return fd
+
     def add(self, entry: Entry) -> int:
-        """Install at the lowest free number, as POSIX open does."""
-        fd = 0
-        while fd in self._entries:
-            fd += 1
+        """Install a grant of the embedder's at the lowest free number, as POSIX open does."""
+        fd = self._lowest_free()
         if fd > 0xFFFFFFFF:
+            heapq.heappush(self._free, fd)
             raise WasiError(Errno.MFILE)
         self._entries[fd] = entry
+        return fd
+
+    def check_room(self) -> None:
+        """EMFILE when the guest already holds ``max_opened`` descriptors it opened: checked before the
+        host resource is even created."""
+        if self.max_opened is not None and len(self._opened) >= self.max_opened:
+            raise WasiError(Errno.MFILE, f"the guest already holds {len(self._opened)} open descriptors")
+
+    def add_opened(self, entry: Entry) -> int:
+        """Install a descriptor the guest opened: EMFILE past the cap (the caller closes ``entry``)."""
+        self.check_room()
+        fd = self.add(entry)
+        self._opened.add(entry)
         return fd
 
     def get(self, fd: int, rights: int = 0) -> Entry:
@@ -176,11 +220,16 @@ class FdTable:
             entry.require(rights)
         return entry
 
-    def pop(self, fd: int) -> Entry:
-        entry = self._entries.pop(fd, None)
-        if entry is None:
-            raise WasiError(Errno.BADF, f"fd {fd} is not open")
+    def _release(self, fd: int) -> Entry:
+        entry = self._entries.pop(fd)
+        self._opened.discard(entry)
+        heapq.heappush(self._free, fd)
         return entry
+
+    def pop(self, fd: int) -> Entry:
+        if fd not in self._entries:
+            raise WasiError(Errno.BADF, f"fd {fd} is not open")
+        return self._release(fd)
 
     def renumber(self, src: int, dst: int) -> Entry | None:
         """Move ``src`` onto ``dst`` (both must be open); returns the displaced entry for closing."""
@@ -189,10 +238,15 @@ class FdTable:
         if src == dst:
             return None
         displaced = self._entries[dst]
+        self._opened.discard(displaced)
         self._entries[dst] = self._entries.pop(src)
+        heapq.heappush(self._free, src)
         return displaced
 
     def clear(self) -> list[Entry]:
         entries = list(self._entries.values())
         self._entries.clear()
+        self._opened.clear()
+        self._free.clear()
+        self._next = 0
         return entries

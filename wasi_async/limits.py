@@ -28,3 +28,6 @@ within MAX_PATH has at most 2048): past it the walk stops with ELOOP, like too m
 MAX_SUBSCRIPTIONS = 4096
 """poll_oneoff with more subscriptions than this is EINVAL (as poll(2) with more fds than RLIMIT_NOFILE):
 enough for a read and a write subscription on every descriptor of the default limit."""
+
+DEFAULT_MAX_OPEN_FILES = 1024
+"""``WasiConfig.max_open_files``: descriptors the guest itself may hold open (path_open, sock_accept)."""

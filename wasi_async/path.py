@@ -135,6 +135,7 @@ def path_open(ctx: WasiContext, mem: GuestMemory, fd: int, dirflags: int, path_p
     # A new descriptor gets what it asked for, within what its directory may hand down.
     base &= parent.rights_inheriting
     inheriting &= parent.rights_inheriting
+    ctx.fds.check_room()  # EMFILE before anything is opened or created on the host
     with resolve(parent.host_fd, path, follow=_follows(dirflags, path)) as r:
         flags = _open_flags(oflags, base, fdflags, bool(oflags & Oflags.DIRECTORY) or r.trailing_slash)
         host = os.open(r.name, flags, 0o666, dir_fd=r.dir_fd)
@@ -143,7 +144,12 @@ def path_open(ctx: WasiContext, mem: GuestMemory, fd: int, dirflags: int, path_p
     except BaseException:
         os.close(host)
         raise
-    mem.write_u32(fd_ptr, ctx.fds.add(entry))
+    try:
+        new_fd = ctx.fds.add_opened(entry)
+    except BaseException:
+        entry.close()
+        raise
+    mem.write_u32(fd_ptr, new_fd)
 
 
 @wasi("path_readlink", "i32 i32 i32 i32 i32 i32")

@@ -58,12 +58,19 @@ async def sock_accept(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, f
     accept = getattr(entry.listener, "accept", None)
     if accept is None:
         raise WasiError(Errno.NOTSUP, "this listener can only serve(), not accept()")
+    ctx.fds.check_room()  # at the limit, the connection stays queued (accept(2) says EMFILE too)
     if entry.fdflags & Fdflags.NONBLOCK:
         sock = entry.listener.extra(anyio.abc.SocketAttribute.raw_socket, None)
         if sock is None or not poll_now(sock.fileno(), select.POLLIN):
             raise WasiError(Errno.AGAIN)
     stream = await accept()
-    mem.write_u32(fd_ptr, ctx.fds.add(socket_entry(stream, flags, owned=True)))
+    new = socket_entry(stream, flags, owned=True)
+    try:
+        fd_new = ctx.fds.add_opened(new)
+    except BaseException:
+        await new.aclose()
+        raise
+    mem.write_u32(fd_ptr, fd_new)
 
 
 @wasi("sock_recv", "i32 i32 i32 i32 i32 i32")
