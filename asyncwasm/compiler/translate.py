@@ -40,6 +40,7 @@ U32_FAIL = 0xFFFFFFFF  # memory.grow and table.grow's -1
 # Python frames hold every local: a deep recursion of functions with many locals would take gigabytes
 # before the recursion limit. Big frames therefore charge their size against a shared stack budget.
 BIG_FRAME = 64
+GROUP = 8  # flat segments tested one after another at a leaf of the dispatch tree
 STACK_BUDGET = 4_000_000
 _SLOT = re.compile(r"\bs(\d+)\b")
 _ZERO = {I32: "0", I64: "0", F32: "0.0", F64: "0.0"}
@@ -878,22 +879,46 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
         out.append("    try:")
         offs.extend([t.code.offset] * 3)
         pad = "    "
-    # Without backward branches the checks run once, top to bottom: no loop is needed.
-    looping = any(txt == "continue" for seg in t.segments for _i, txt, _o in seg.lines)
+    # Without backward branches the checks run once, top to bottom: no loop is needed. Past GROUP
+    # segments they sit in a binary tree of ``L <`` tests, in order, GROUP to a leaf: a branch costs
+    # a descent of the tree and at most GROUP tests, however many segments there are; a segment
+    # falling through to the next one finds its test right after it, or (at the end of a leaf)
+    # goes round the loop once more.
+    tree = not single and len(t.segments) > GROUP
+    looping = tree or any(txt == "continue" for seg in t.segments for _i, txt, _o in seg.lines)
     if looping:
         out.append(pad + "    while True:")
         offs.append(t.code.offset)
-    for pos, seg in enumerate(t.segments):
-        base = (1 if single else 2 + looping) + (1 if guard else 0)
+    top = (1 + looping) + (1 if guard else 0)
+
+    def emit_segment(pos: int, level: int) -> None:
+        seg = t.segments[pos]
+        base = level
         if not single:
-            out.append(f"{pad}{'    ' * (1 + looping)}if L == {pos}:")
+            out.append(f"{'    ' * level}if L == {pos}:")
             offs.append(seg.lines[0][2] if seg.lines else t.code.offset)
+            base = level + 1
         body = fuse_fuel(seg.lines)
         if not body and not single:
             body = [(0, "pass", t.code.offset)]
         for ind, txt, off in body:
             out.append("    " * (base + ind) + _render_placeholder(txt, index))
             offs.append(off)
+
+    def emit_tree(lo: int, hi: int, level: int) -> None:
+        if hi - lo <= GROUP:
+            for pos in range(lo, hi):
+                emit_segment(pos, level)
+            return
+        mid = lo + (hi - lo + 2 * GROUP - 1) // (2 * GROUP) * GROUP
+        out.append(f"{'    ' * level}if L < {mid}:")
+        offs.append(t.code.offset)
+        emit_tree(lo, mid, level + 1)
+        out.append(f"{'    ' * level}else:")
+        offs.append(t.code.offset)
+        emit_tree(mid, hi, level + 1)
+
+    emit_tree(0, len(t.segments), top)
     if guard:
         out.append("    finally:")
         out.append(f"        _stk -= {frame}")
