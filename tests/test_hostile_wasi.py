@@ -22,7 +22,7 @@ from wat import wat
 import asyncwasm
 from wasi_async import CommandResult, Errno, WasiConfig, WasiContext, run_command
 from wasi_async.fdtable import FdTable, FileEntry
-from wasi_async.limits import DEFAULT_MAX_OPEN_FILES, MAX_PATH, MAX_SUBSCRIPTIONS
+from wasi_async.limits import DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_OUTPUT, MAX_PATH, MAX_SUBSCRIPTIONS
 from wasi_async.testing import CollectStream
 
 pytestmark = pytest.mark.anyio
@@ -401,3 +401,63 @@ def test_the_fd_table_allocates_without_scanning() -> None:
     table.renumber(100_000, 3)
     assert table.add(entry) == 100_000
     assert time.perf_counter() - start < 5
+
+
+# -- captured output is bounded -------------------------------------------------------------------------
+
+
+def chatter() -> bytes:
+    """Writes "first\\n" to stdout and to stderr, then 64 KiB of "x" to stdout for ever, calling
+    env.probe every 16 writes."""
+    g = Guest()
+    iov, nw = g.scratch(6), g.scratch(4)
+    ptr = g.ptr("first\n")
+    body = f"""
+    (i32.store (i32.const {iov}) (i32.const {ptr}))
+    (i32.store (i32.const {iov + 4}) (i32.const 6))
+    (drop (call $fd_write (i32.const 1) (i32.const {iov}) (i32.const 1) (i32.const {nw})))
+    (drop (call $fd_write (i32.const 2) (i32.const {iov}) (i32.const 1) (i32.const {nw})))
+    (memory.fill (i32.const {PAGE}) (i32.const 0x78) (i32.const {PAGE}))
+    (i32.store (i32.const {iov}) (i32.const {PAGE}))
+    (i32.store (i32.const {iov + 4}) (i32.const {PAGE}))
+    (loop $forever
+      (local.set $err (call $fd_write (i32.const 1) (i32.const {iov}) (i32.const 1) (i32.const {nw})))
+      (if (local.get $err) (then (call $exit (local.get $err))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (if (i32.eqz (i32.rem_u (local.get $n) (i32.const 16))) (then (call $probe)))
+      (br $forever))
+    """
+    return g.module(body, memory="2 2")
+
+
+async def test_a_guest_writing_forever_holds_at_most_max_output() -> None:
+    held: list[int] = []
+    module = asyncwasm.Module(chatter())
+    stop = traced()
+    with anyio.fail_after(60):
+        result = await run_command(
+            module,
+            store=asyncwasm.Store(timeout=3),
+            linker=probing(lambda: held.append(tracemalloc.get_traced_memory()[0])),
+        )
+    peak = stop()
+    assert isinstance(result.trap, asyncwasm.Interrupted)  # it was still writing when its time ran out
+    assert result.stdout is not None and len(result.stdout) == DEFAULT_MAX_OUTPUT
+    assert result.stdout_truncated and not result.stderr_truncated
+    assert result.stdout.startswith(b"first\nxxxx") and result.stderr == b"first\n"
+    assert len(held) * 16 * PAGE > 2 * DEFAULT_MAX_OUTPUT  # it did write much more than was kept
+    assert max(held) - held[0] < DEFAULT_MAX_OUTPUT + 4 * MiB, max(held) / MiB
+    assert peak < DEFAULT_MAX_OUTPUT + 8 * MiB, peak / MiB  # the result's bytes are not a second copy
+
+
+async def test_a_small_max_output_keeps_exactly_the_first_bytes() -> None:
+    with anyio.fail_after(30):
+        result = await run_command(
+            chatter(), store=asyncwasm.Store(timeout=0.5), linker=probing(), max_output=1000
+        )
+        tiny = await run_command(
+            chatter(), store=asyncwasm.Store(timeout=0.2), linker=probing(), max_output=3
+        )
+    assert result.stdout == b"first\n" + b"x" * 994 and result.stdout_truncated
+    assert result.stderr == b"first\n" and not result.stderr_truncated
+    assert tiny.stdout == tiny.stderr == b"fir" and tiny.stdout_truncated and tiny.stderr_truncated

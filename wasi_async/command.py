@@ -4,10 +4,12 @@ environment, directories and stdio, call ``_start``, and return its exit code an
     result = await run_command(module, ["app.wasm", "--verbose"], stdin=b"input")
     print(result.exit_code, result.stdout)
 
-stdout and stderr are captured by default (``CAPTURE``); pass an anyio send stream to have the
-guest's writes streamed into it as they happen, ``INHERIT`` for the host process's own, or
-``DISCARD``. A trap does not raise: it is returned in ``result.trap`` (call ``result.check()`` to
-raise it); a cancel scope around the call cancels the guest as usual.
+stdout and stderr are captured by default (``CAPTURE``), the first ``max_output`` bytes of each (16 MiB
+by default: what comes after is dropped, the guest's writes still succeed, and ``stdout_truncated`` /
+``stderr_truncated`` say so); pass an anyio send stream to have the guest's writes streamed into it as
+they happen, ``INHERIT`` for the host process's own, or ``DISCARD``. A trap does not raise: it is
+returned in ``result.trap`` (call ``result.check()`` to raise it); a cancel scope around the call
+cancels the guest as usual.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from asyncwasm import Linker, Module, RunStats, Store, Trap
 
 from .config import Preopen, ProcessStdio, StdinSource, StdoutSink, WasiConfig
 from .context import WasiContext
-from .limits import DEFAULT_MAX_OPEN_FILES
+from .limits import DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_OUTPUT
 from .proc import WasiExit
 from .streams import CollectStream
 
@@ -65,8 +67,10 @@ class CommandResult:
     """How a WASI command ended, what it wrote, and what it cost.
 
     ``exit_code`` is its ``proc_exit`` status (0 when ``_start`` returns), or None when it trapped.
-    ``stdout``/``stderr`` hold the output when captured, else None. ``stats`` is what the scheduler
-    measured (slices, seconds run and waiting); ``fuel_used`` is the fuel the run consumed.
+    ``stdout``/``stderr`` hold the output when captured, else None; ``stdout_truncated`` /
+    ``stderr_truncated`` are True when the guest wrote more than ``max_output`` bytes there and only
+    the first ``max_output`` were kept. ``stats`` is what the scheduler measured (slices, seconds run
+    and waiting); ``fuel_used`` is the fuel the run consumed.
     """
 
     exit_code: int | None
@@ -75,6 +79,8 @@ class CommandResult:
     trap: Trap | None = None
     stats: RunStats = field(default_factory=RunStats)
     fuel_used: int = 0
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -127,9 +133,9 @@ def _stdin(source: Input) -> StdinSource:
     return source  # type: ignore[return-value]
 
 
-def _sink(target: Output, fd: int) -> tuple[StdoutSink, CollectStream | None]:
+def _sink(target: Output, fd: int, limit: int | None) -> tuple[StdoutSink, CollectStream | None]:
     if target is None or target is CAPTURE:
-        cap = CollectStream()
+        cap = CollectStream(limit)
         return cap, cap
     if target is INHERIT:
         return ProcessStdio(fd), None
@@ -142,6 +148,7 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
                       preopens: Sequence[Preopen | tuple[str | os.PathLike[str], str]] = (),
                       stdin: Input = None, stdout: Output = CAPTURE, stderr: Output = CAPTURE,
                       store: Store | None = None, linker: Linker | None = None,
+                      max_output: int | None = DEFAULT_MAX_OUTPUT,
                       max_open_files: int | None = DEFAULT_MAX_OPEN_FILES) -> CommandResult:
     """Instantiate ``module`` with WASI, call its ``_start``, and return how it ended.
 
@@ -154,6 +161,10 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     memory, call depth) and the CPU weight; a fresh ``Store()`` by default. ``linker`` supplies
     extra imports (host functions, other instances); it is not modified.
 
+    ``max_output``: the most bytes kept of each captured stream (16 MiB by default; None keeps
+    everything). Past it the output is truncated, not an error: the guest's writes keep succeeding
+    and are dropped, so a guest that writes forever holds no more than this, and the result's
+    ``stdout_truncated``/``stderr_truncated`` are set. Streams passed in are never capped.
     ``max_open_files``: ``WasiConfig.max_open_files``, the descriptors the guest may open itself
     (1024 by default; one more is EMFILE).
 
@@ -162,8 +173,8 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     """
     compiled = _module(module)
     argv = list(args) if args else [compiled.name]
-    out_sink, out_cap = _sink(stdout, 1)
-    err_sink, err_cap = _sink(stderr, 2)
+    out_sink, out_cap = _sink(stdout, 1, max_output)
+    err_sink, err_cap = _sink(stderr, 2, max_output)
     config = WasiConfig(args=argv, env=dict(env or {}), preopens=[_preopen(p) for p in preopens],
                         stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink, max_open_files=max_open_files)
     store = store if store is not None else Store()
@@ -196,6 +207,8 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
         trap=trap,
         stats=stats,
         fuel_used=store.fuel_used - fuel_before,
+        stdout_truncated=out_cap is not None and out_cap.truncated,
+        stderr_truncated=err_cap is not None and err_cap.truncated,
     )
 
 

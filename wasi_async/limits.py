@@ -31,3 +31,6 @@ enough for a read and a write subscription on every descriptor of the default li
 
 DEFAULT_MAX_OPEN_FILES = 1024
 """``WasiConfig.max_open_files``: descriptors the guest itself may hold open (path_open, sock_accept)."""
+
+DEFAULT_MAX_OUTPUT = 1 << 24
+"""``run_command(max_output=)``: bytes of stdout and of stderr kept when captured (16 MiB each)."""

@@ -9,6 +9,7 @@ never blocks the loop; regular files (which every poller reports as always ready
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import select
 import socket
@@ -395,13 +396,35 @@ class FdOutput(OutputStream):
 
 
 class CollectStream(anyio.abc.ByteSendStream):
-    """A stdout or stderr that keeps everything the guest writes, in ``data``."""
+    """A stdout or stderr that keeps what the guest writes: ``data`` is all of it so far, as bytes.
 
-    def __init__(self) -> None:
-        self.data = bytearray()
+    With a ``limit``, only the first ``limit`` bytes are kept: later writes still succeed for the
+    guest (a log it cannot stop writing must not make it fail) but are dropped, and ``truncated``
+    says so. Memory stays bounded however long the guest writes. No limit keeps everything. The
+    bytes gather in a BytesIO, whose ``getvalue()`` hands over its buffer (in CPython) rather than
+    copying it, so taking ``data`` at the end does not hold the output twice.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0 or None, not {limit!r}")
+        self._kept = io.BytesIO()
+        self.limit = limit
+        self.truncated = False
+
+    @property
+    def data(self) -> bytes:
+        return self._kept.getvalue()
 
     async def send(self, item: bytes) -> None:
-        self.data += item
+        if self.limit is not None:
+            room = self.limit - self._kept.tell()
+            if len(item) > room:
+                self.truncated = True
+                if room <= 0:
+                    return
+                item = memoryview(item)[:room]
+        self._kept.write(item)
 
     async def send_eof(self) -> None:
         return None
