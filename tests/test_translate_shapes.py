@@ -89,3 +89,18 @@ def test_flat_and_structured_agree_on_the_spec_control_flow_scripts(shared, monk
     for name in ("block", "br", "br_if", "br_table", "loop", "if", "labels", "switch", "unwind", "return"):
         res = ScriptRunner(shared / "spec" / "json" / name / f"{name}.json").run()
         assert res.failed == 0, res.failures[:5]
+
+
+def test_a_br_table_of_many_runs_picks_every_target_right(shape: str) -> None:
+    """A switch whose 200 indices go to 13 targets in runs of varying length (a tree of ranges
+    decides it, not a chain of tests): every index, and those past the table, land right."""
+    blocks = 13
+    labels = [(k // 3 + k * 7 // 11) % blocks for k in range(200)]
+    default = 4
+    opens = "".join(f"(block $b{k}\n" for k in range(blocks))
+    body = f"(br_table {' '.join(f'$b{d}' for d in labels)} $b{default} (local.get $x))"
+    closes = "".join(f")\n(return (i32.const {k}))\n" for k in range(blocks))
+    wasm = wat(f'(module (func (export "switch") (param $x i32) (result i32) {opens}{body}{closes}(i32.const -1)))')
+    for x in [*range(205), 2**31, 2**32 - 1]:
+        target = labels[x] if x < len(labels) else default
+        assert anyio.run(_call, wasm, "switch", x) == blocks - 1 - target, (x, shape)  # $b12 is innermost

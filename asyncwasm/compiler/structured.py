@@ -10,7 +10,7 @@ nested loops, 100 indentation levels) the flat translator takes the function ins
 from __future__ import annotations
 
 from ..binary.opcodes import IF, LOOP
-from .translate import CHECK, Ctrl, FunctionTranslator, Segment, br_table_cases, fuse_fuel
+from .translate import CHECK, Ctrl, FunctionTranslator, Segment, br_table_plan, fuse_fuel
 
 MAX_PY_LOOPS = 17  # CPython allows 20 nested blocks; the stack guard's try takes one
 MAX_INDENT = 90
@@ -124,23 +124,15 @@ class StructuredTranslator(FunctionTranslator):
         idx = self.pop()
         self.materialize_all()
         self.emit(f"_i = {idx.code}")
-        first = True
-        for d, cond in br_table_cases(labels, default):
-            if first:
-                self.open_block(f"if {cond}:")
+        plan = br_table_plan(labels, default)
+        if self.indent + max(rel for rel, _h, _d in plan) > MAX_INDENT:
+            raise TooDeep()
+        for rel, header, d in plan:
+            if header is not None:
+                self.emit(header, rel)
             else:
-                self.close_block()
-                self.open_block(f"elif {cond}:")
-            first = False
-            for line in self.jump_lines(self.ctrls[-1 - d]):
-                self.emit(line)
-        if not first:
-            self.close_block()
-            self.open_block("else:")
-        for line in self.jump_lines(self.ctrls[-1 - default]):
-            self.emit(line)
-        if not first:
-            self.close_block()
+                for line in self.jump_lines(self.ctrls[-1 - d]):  # type: ignore[operator]
+                    self.emit(line, rel)
         self.dead = True
 
     # ---- structured control ---------------------------------------------------------------------

@@ -505,20 +505,12 @@ class FunctionTranslator:
             self.emit(f"L = ({tup})[_i] if _i < {len(labels)} else @{dtarget.label}@")
         else:
             self.emit(f"_i = {idx.code}")
-            first = True
-            for d, cond in br_table_cases(labels, default):
-                self.emit(f"{'if' if first else 'elif'} {cond}:")
-                first = False
-                for line in self.jump_lines(self.ctrls[-1 - d]):
-                    self.emit(line, 1)
-            lines = self.jump_lines(dtarget)
-            if first:
-                for line in lines:
-                    self.emit(line)
-            else:
-                self.emit("else:")
-                for line in lines:
-                    self.emit(line, 1)
+            for rel, header, d in br_table_plan(labels, default):
+                if header is not None:
+                    self.emit(header, rel)
+                else:
+                    for line in self.jump_lines(self.ctrls[-1 - d]):  # type: ignore[operator]
+                        self.emit(line, rel)
         self.close_segment_dead()
 
     def do_return(self, imm: object, i: int) -> None:
@@ -784,6 +776,45 @@ for _op in LOADS:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_load(imm, i, op))(_op)
 for _op in STORES:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_store(imm, i, op))(_op)
+
+
+SMALL_SWITCH = 8  # br_table targets tested one after another; more go through a tree of ranges
+
+
+def br_table_plan(labels: tuple[int, ...], default: int) -> list[tuple[int, str | None, int | None]]:
+    """How a br_table on ``_i`` picks its target, as lines: (relative indent, an ``if``/``elif``/
+    ``else`` header, None) or (relative indent, None, label depth to jump to). Up to SMALL_SWITCH
+    targets are tested in turn; past that, a binary tree over the runs of indices that share a
+    target, so a switch of hundreds of cases costs a handful of comparisons."""
+    cases = br_table_cases(labels, default)
+    if len(cases) <= SMALL_SWITCH:
+        if not cases:
+            return [(0, None, default)]
+        plan: list[tuple[int, str | None, int | None]] = []
+        for k, (d, cond) in enumerate(cases):
+            plan += [(0, f"{'if' if k == 0 else 'elif'} {cond}:", None), (1, None, d)]
+        return plan + [(0, "else:", None), (1, None, default)]
+    runs: list[tuple[int, int]] = []  # (first index, label depth), in index order
+    for n, d in enumerate(labels):
+        if not runs or runs[-1][1] != d:
+            runs.append((n, d))
+    if runs[-1][1] != default:
+        runs.append((len(labels), default))  # every index past the table
+
+    out: list[tuple[int, str | None, int | None]] = []
+
+    def tree(lo: int, hi: int, level: int) -> None:
+        if hi - lo == 1:
+            out.append((level, None, runs[lo][1]))
+            return
+        mid = (lo + hi) // 2
+        out.append((level, f"if _i < {runs[mid][0]}:", None))
+        tree(lo, mid, level + 1)
+        out.append((level, "else:", None))
+        tree(mid, hi, level + 1)
+
+    tree(0, len(runs), 0)
+    return out
 
 
 def br_table_cases(labels: tuple[int, ...], default: int) -> list[tuple[int, str]]:
