@@ -1,5 +1,6 @@
 """Hostile guests against the WASI layer: host calls that would make the host copy, hold or create far
-more than the guest could honestly need. Each test runs a real module (WebAssembly text), bounded in time, on asyncio and trio.
+more than the guest could honestly need, or links that would lead host software out of a preopen.
+Each test runs a real module (WebAssembly text), bounded in time, on asyncio and trio.
 
 The guests report what they saw as little-endian u32 values written to stdout (``$emit``, then
 ``$flush`` at the end of ``_start``).
@@ -461,3 +462,71 @@ async def test_a_small_max_output_keeps_exactly_the_first_bytes() -> None:
     assert result.stdout == b"first\n" + b"x" * 994 and result.stdout_truncated
     assert result.stderr == b"first\n" and not result.stderr_truncated
     assert tiny.stdout == tiny.stderr == b"fir" and tiny.stdout_truncated and tiny.stderr_truncated
+
+
+# -- symbolic links never lead out of the preopen -------------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, Path]:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "sub").mkdir()
+    (root / "b").write_bytes(b"b")
+    return root, outside
+
+
+LINKS = [  # (target, new link, errno)
+    ("../outside", "outdir", Errno.NOTCAPABLE),
+    ("..", "up", Errno.NOTCAPABLE),
+    ("sub/../..", "sneaky", Errno.NOTCAPABLE),
+    ("/etc", "abs", Errno.NOTCAPABLE),
+    ("a/../b", "inner1", 0),
+    ("sub/x", "inner2", 0),
+    ("..", "sub/up", 0),  # sub/.. is the preopen itself
+    (".", "self", 0),
+    ("self/..", "via_self", Errno.NOTCAPABLE),  # self is the preopen: its ".." is above
+    ("sub/up/../outside", "via_up", Errno.NOTCAPABLE),
+    ("sub/up/b", "via_up_inside", 0),
+    ("missing/../../outside", "via_missing", Errno.NOTCAPABLE),
+    ("sub/../sub/../b", "zigzag", 0),
+]
+
+
+async def test_symlinks_that_would_escape_are_refused_and_not_created(tree: tuple[Path, Path]) -> None:
+    root, outside = tree
+    g = Guest()
+    calls = [
+        f"(call $emit (call $path_symlink {g.s(target)} (i32.const {ROOT}) {g.s(link)}))"
+        for target, link, _ in LINKS
+    ]
+    # an inner link given a name from where it would lead out: refused for rename and for link
+    calls += [
+        f"(call $emit (call $path_rename (i32.const {ROOT}) {g.s('sub/up')} (i32.const {ROOT}) {g.s('up')}))",
+        f"(call $emit (call $path_link (i32.const {ROOT}) (i32.const 0) {g.s('sub/up')} (i32.const {ROOT}) {g.s('up2')}))",
+        f"(call $emit (call $path_rename (i32.const {ROOT}) {g.s('inner2')} (i32.const {ROOT}) {g.s('sub/inner2')}))",
+        f"(call $emit (call $path_link (i32.const {ROOT}) (i32.const 0) {g.s('inner1')} (i32.const {ROOT}) {g.s('sub/inner1')}))",
+        f"(call $emit (call $path_rename (i32.const {ROOT}) {g.s('self')} (i32.const {ROOT}) {g.s('sub/self')}))",
+    ]
+    with anyio.fail_after(30):
+        result = await run_command(
+            g.module("\n".join(calls)),
+            preopens=[(root, "/")],
+            linker=probing(),
+            store=asyncwasm.Store(timeout=20),
+        )
+    errnos = emitted(result)
+    assert errnos[: len(LINKS)] == [e for _, _, e in LINKS]
+    assert errnos[len(LINKS) :] == [Errno.NOTCAPABLE, Errno.NOTCAPABLE, 0, 0, 0]
+    assert list(outside.iterdir()) == []
+    for _target, link, errno_ in LINKS:
+        if errno_:
+            assert not os.path.lexists(root / link), link
+    assert not os.path.lexists(root / "up") and not os.path.lexists(root / "up2")
+    assert os.readlink(root / "sub" / "up") == ".."
+    assert os.readlink(root / "inner1") == "a/../b" and os.readlink(root / "sub" / "inner1") == "a/../b"
+    assert os.readlink(root / "sub" / "inner2") == "sub/x" and not os.path.lexists(root / "inner2")
+    assert os.readlink(root / "sub" / "self") == "."
+    assert os.readlink(root / "via_up_inside") == "sub/up/b"
+    assert (root / "via_up_inside").read_bytes() == b"b"  # the host's kernel follows it inside

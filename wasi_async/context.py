@@ -11,7 +11,7 @@ import anyio.abc
 from anyio.streams.stapled import MultiListener
 
 from .config import ProcessStdio, StdinSource, StdoutSink, SystemClock, WasiConfig
-from .fdtable import DirEntry, FdTable, ListenerEntry, StreamEntry
+from .fdtable import DirEntry, FdTable, ListenerEntry, StreamEntry, identity
 from .flags import (
     DIR_RIGHTS,
     DIR_WRITE_RIGHTS,
@@ -117,7 +117,7 @@ class WasiContext:
             if preopen.readonly:
                 base &= ~DIR_WRITE_RIGHTS
                 inheriting &= ~(DIR_WRITE_RIGHTS | FILE_WRITE_RIGHTS)
-            self.fds.add(DirEntry(base, inheriting, host_fd=host_fd, preopen=preopen.guest))
+            self.fds.add(DirEntry(base, inheriting, host_fd=host_fd, preopen=preopen.guest, root=identity(host_fd)))
 
     def _grant_sockets(self) -> None:
         for sock in self.config.sockets:

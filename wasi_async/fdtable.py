@@ -22,6 +22,12 @@ from .layout import pack_fdstat
 from .streams import InputStream, OutputStream
 
 
+def identity(fd: int) -> tuple[int, int]:
+    """(st_dev, st_ino): what tells two directories apart however they were reached."""
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
 @dataclass(eq=False)
 class Entry:
     """One open descriptor. Subclasses say what is behind it."""
@@ -81,10 +87,17 @@ class DirEntry(Entry):
     preopen: str | None = None
     # fd_readdir's snapshot of the listing, taken at cookie 0 so later cookies index the same list.
     listing: list[tuple[str, int, Filetype]] | None = field(default=None, repr=False)
+    # (st_dev, st_ino) of the preopen this directory was reached from: symlinks the guest creates must
+    # not lead above it (None: this directory is its own root).
+    root: tuple[int, int] | None = None
 
     @property
     def filetype(self) -> Filetype:
         return Filetype.DIRECTORY
+
+    def sandbox_root(self) -> tuple[int, int]:
+        """The identity of the directory nothing made through this descriptor may point above."""
+        return self.root if self.root is not None else identity(self.host_fd)
 
     def close(self) -> None:
         if self.host_fd >= 0:

@@ -13,7 +13,7 @@ from .fdtable import DirEntry, Entry, FileEntry, StreamEntry
 from .flags import DIR_RIGHTS, FILE_RIGHTS, LOOKUP_SYMLINK_FOLLOW, Fdflags, Oflags, Rights
 from .hostfunc import wasi
 from .layout import GuestMemory, filetype_of_mode, pack_filestat, read_path
-from .paths import resolve
+from .paths import Resolved, check_link_target, resolve
 from .streams import FdInput, FdOutput
 from .times import check_fstflags, new_times
 
@@ -77,7 +77,19 @@ def path_link(ctx: WasiContext, mem: GuestMemory, old_fd: int, old_flags: int, o
             resolve(dst.host_fd, new_path, follow=False) as b:
         if a.trailing_slash and not stat.S_ISDIR(os.stat(a.name, dir_fd=a.dir_fd, follow_symlinks=False).st_mode):
             raise WasiError(Errno.NOTDIR)
+        _check_moved_link(a, b, dst)
         os.link(a.name, b.slashed_name, src_dir_fd=a.dir_fd, dst_dir_fd=b.dir_fd, follow_symlinks=False)
+
+
+def _check_moved_link(src: Resolved, dst: Resolved, dst_dir: DirEntry) -> None:
+    """A symbolic link given a new name (path_rename, or path_link of the link itself) is read from its
+    new directory: ENOTCAPABLE if from there it would lead out of the destination's preopen."""
+    try:
+        st = os.stat(src.name, dir_fd=src.dir_fd, follow_symlinks=False)
+    except OSError:
+        return  # no such entry: the rename or link itself reports it
+    if stat.S_ISLNK(st.st_mode):
+        check_link_target(dst.dir_fd, os.readlink(src.name, dir_fd=src.dir_fd), dst_dir.sandbox_root())
 
 
 def _open_flags(oflags: int, base: int, fdflags: int, directory: bool) -> int:
@@ -102,11 +114,12 @@ def _open_flags(oflags: int, base: int, fdflags: int, directory: bool) -> int:
     return flags
 
 
-def _entry_for(host: int, base: int, inheriting: int, fdflags: int) -> Entry:
-    """Wrap a freshly opened host fd by what it turned out to be."""
+def _entry_for(host: int, base: int, inheriting: int, fdflags: int, parent: DirEntry) -> Entry:
+    """Wrap a freshly opened host fd by what it turned out to be (a directory keeps its preopen's root)."""
     st = os.fstat(host)
     if stat.S_ISDIR(st.st_mode):
-        return DirEntry(base & DIR_RIGHTS, inheriting, fdflags & Fdflags.NONBLOCK, host_fd=host)
+        return DirEntry(base & DIR_RIGHTS, inheriting, fdflags & Fdflags.NONBLOCK, host_fd=host,
+                        root=parent.sandbox_root())
     if stat.S_ISREG(st.st_mode):
         fcntl.fcntl(host, fcntl.F_SETFL, fcntl.fcntl(host, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         return FileEntry(base & FILE_RIGHTS, inheriting, fdflags, host_fd=host)
@@ -140,7 +153,7 @@ def path_open(ctx: WasiContext, mem: GuestMemory, fd: int, dirflags: int, path_p
         flags = _open_flags(oflags, base, fdflags, bool(oflags & Oflags.DIRECTORY) or r.trailing_slash)
         host = os.open(r.name, flags, 0o666, dir_fd=r.dir_fd)
     try:
-        entry = _entry_for(host, base, inheriting, fdflags)
+        entry = _entry_for(host, base, inheriting, fdflags, parent)
     except BaseException:
         os.close(host)
         raise
@@ -182,6 +195,7 @@ def path_rename(ctx: WasiContext, mem: GuestMemory, fd: int, old_ptr: int, old_l
     old_path = read_path(mem, old_ptr, old_len)
     new_path = read_path(mem, new_ptr, new_len)
     with resolve(src.host_fd, old_path, follow=False) as a, resolve(dst.host_fd, new_path, follow=False) as b:
+        _check_moved_link(a, b, dst)
         os.rename(a.slashed_name, b.slashed_name, src_dir_fd=a.dir_fd, dst_dir_fd=b.dir_fd)
 
 
@@ -193,6 +207,8 @@ def path_symlink(ctx: WasiContext, mem: GuestMemory, old_ptr: int, old_len: int,
     if target.startswith("/"):
         raise WasiError(Errno.NOTCAPABLE, "symbolic links to absolute paths are not allowed")
     with resolve(parent.host_fd, read_path(mem, new_ptr, new_len), follow=False) as r:
+        # Host software follows links with the kernel, not with our walk: one leading out is never made.
+        check_link_target(r.dir_fd, target, parent.sandbox_root())
         os.symlink(target, r.slashed_name, dir_fd=r.dir_fd)
 
 

@@ -146,3 +146,107 @@ def resolve(base_fd: int, path: str, *, follow: bool) -> Resolved:
         for fd in stack[1:]:
             os.close(fd)
         raise
+
+
+def check_link_target(dir_fd: int, target: str, root: tuple[int, int]) -> None:
+    """ENOTCAPABLE if a symbolic link in the directory ``dir_fd`` pointing at ``target`` would lead
+    above the directory whose (st_dev, st_ino) is ``root``, when the kernel follows it.
+
+    The target is followed as the kernel would, from the link's own directory: ``..`` moves to the
+    real parent (after a symlinked directory too), symbolic links on the way are expanded, and each
+    step up checks whether it starts from ``root``. What does not exist yet, or is not a directory,
+    is taken by name (``missing/..`` is where it started): that is conservative, since the kernel
+    could not follow it at all; so is a target that expands past MAX_PATH_COMPONENTS (ELOOP). A
+    target caught in a loop of links (more than MAX_SYMLINKS) is judged by its own names alone, links
+    taken as plain names. The check sees the tree as it is now; the walk in ``resolve`` never follows
+    a link out of the sandbox whatever happens to the tree later.
+    """
+    if target.startswith("/"):
+        raise WasiError(Errno.NOTCAPABLE, "symbolic links to absolute paths are not allowed")
+    for lexical in (False, True):
+        walk = _LinkWalk(dir_fd, root, lexical=lexical)
+        try:
+            walk.run(target)
+            return
+        except _Unfollowable:
+            continue  # a loop: judge the target by its names alone, as for one that does not exist yet
+        finally:
+            walk.close()
+
+
+class _Unfollowable(Exception):
+    """The target goes through more than MAX_SYMLINKS links: no lookup can follow it to its end."""
+
+
+class _LinkWalk:
+    """The state of ``check_link_target``: the real directory reached (``fd``), and how many names
+    below it the target goes through that are not real directories (``virtual``)."""
+
+    def __init__(self, dir_fd: int, root: tuple[int, int], *, lexical: bool) -> None:
+        self.lexical = lexical  # take every name as a plain name: symbolic links are not expanded
+        self.fd = dir_fd
+        self.owned = False  # whether self.fd is ours to close
+        self.root = root
+        self.virtual = 0
+        self.expansions = 0
+        self.budget = _Budget()
+
+    def close(self) -> None:
+        if self.owned:
+            os.close(self.fd)
+            self.owned = False
+
+    def _move(self, fd: int) -> None:
+        self.close()
+        self.fd, self.owned = fd, True
+
+    def run(self, target: str) -> None:
+        pending = deque(_components(target))
+        while pending:
+            comp = pending.popleft()
+            self.budget.step()
+            if comp == ".":
+                continue
+            if comp == "..":
+                self._up()
+            elif self.virtual:
+                self.virtual += 1
+            else:
+                pending.extendleft(reversed(self._down(comp)))
+
+    def _up(self) -> None:
+        if self.virtual:
+            self.virtual -= 1
+            return
+        here = os.fstat(self.fd)
+        if (here.st_dev, here.st_ino) == self.root:
+            raise WasiError(Errno.NOTCAPABLE, "the symbolic link would lead out of its preopened directory")
+        parent = os.open("..", _DIR_FLAGS, dir_fd=self.fd)
+        above = os.fstat(parent)
+        self._move(parent)
+        if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino):  # the host's "/": root was never met
+            raise WasiError(Errno.NOTCAPABLE, "the symbolic link's directory is not inside its preopen")
+
+    def _down(self, comp: str) -> list[str]:
+        """Enter ``comp``; returns the components a symbolic link there expands into."""
+        if self.lexical:
+            self.virtual = 1
+            return []
+        try:
+            st = os.stat(comp, dir_fd=self.fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            self.virtual = 1
+            return []
+        if stat.S_ISLNK(st.st_mode):
+            self.expansions += 1
+            if self.expansions > MAX_SYMLINKS:
+                raise _Unfollowable
+            inner = os.readlink(comp, dir_fd=self.fd)
+            if inner.startswith("/"):
+                raise WasiError(Errno.NOTCAPABLE, "the symbolic link would lead through an absolute link")
+            return _components(inner)
+        if stat.S_ISDIR(st.st_mode):
+            self._move(os.open(comp, _DIR_FLAGS, dir_fd=self.fd))
+        else:
+            self.virtual = 1
+        return []
