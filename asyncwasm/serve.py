@@ -62,42 +62,114 @@ def _setup_logging(level: str) -> None:
     logger.propagate = False
 
 
-@click.command("serve-stdin", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
-                                                "help_option_names": ["-h", "--help"]})
+@click.command(
+    "serve-stdin",
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": ["-h", "--help"],
+    },
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              help="TCP port (0 picks a free one; the log says which).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="TCP port (0 picks a free one; the log says which).",
+)
 @click.option("--unix", "unix", metavar="PATH", help="Listen on a Unix socket instead of TCP.")
-@click.option("--workers", type=click.IntRange(min=1), help="Server processes sharing the port (SO_REUSEPORT), "
-              "each with its own event loop.  [default: one per core]")
-@click.option("--max-connections", type=click.IntRange(min=1),
-              help="Connections served at once, over all workers (each worker gets its share).")
-@click.option("--overflow", type=click.Choice(["wait", "refuse"]), default="wait", show_default=True,
-              help="A connection over --max-connections waits to be accepted, or is refused "
-              "(reset in raw mode, 503 in --http mode) and logged.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Server processes sharing the port (SO_REUSEPORT), "
+    "each with its own event loop.  [default: one per core]",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    help="Connections served at once, over all workers (each worker gets its share).",
+)
+@click.option(
+    "--overflow",
+    type=click.Choice(["wait", "refuse"]),
+    default="wait",
+    show_default=True,
+    help="A connection over --max-connections waits to be accepted, or is refused "
+    "(reset in raw mode, 503 in --http mode) and logged.",
+)
 @click.option("--fuel", type=click.IntRange(min=0), help="Fuel per connection (per request with --http).")
 @click.option("--timeout", metavar="DURATION", help="Wall-clock limit per instance (500ms, 2s, 1m).")
-@click.option("--idle-timeout", metavar="DURATION", help="Stop a connection after no byte moved either way "
-              "for DURATION (with --http: also the keep-alive wait).")
+@click.option(
+    "--idle-timeout",
+    metavar="DURATION",
+    help="Stop a connection after no byte moved either way "
+    "for DURATION (with --http: also the keep-alive wait).",
+)
 @click.option("--max-memory", metavar="SIZE", help="Largest linear memory per instance (64MiB, 1GiB).")
-@click.option("--grace", metavar="DURATION", default="10s", show_default=True,
-              help="On SIGINT/SIGTERM, how long running instances may finish before they are cancelled.")
-@click.option("--http", is_flag=True, help="HTTP/1.1 with CGI: headers as environment variables, the body on "
-              "stdin, a CGI response on stdout; keep-alive.")
-@click.option("--dir", "dirs", multiple=True, metavar="HOST[::GUEST]",
-              help="Grant every instance a host directory, seen at GUEST. Repeatable.")
-@click.option("--env", "envs", multiple=True, metavar="NAME[=VAL]",
-              help="Set a guest environment variable; NAME alone passes the host's value. Repeatable.")
-@click.option("--backend", type=click.Choice(["asyncio", "trio"]), default="asyncio", show_default=True,
-              help="The event loop each worker runs.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True, help="info logs one line per connection.")
+@click.option(
+    "--grace",
+    metavar="DURATION",
+    default="10s",
+    show_default=True,
+    help="On SIGINT/SIGTERM, how long running instances may finish before they are cancelled.",
+)
+@click.option(
+    "--http",
+    is_flag=True,
+    help="HTTP/1.1 with CGI: headers as environment variables, the body on "
+    "stdin, a CGI response on stdout; keep-alive.",
+)
+@click.option(
+    "--dir",
+    "dirs",
+    multiple=True,
+    metavar="HOST[::GUEST]",
+    help="Grant every instance a host directory, seen at GUEST. Repeatable.",
+)
+@click.option(
+    "--env",
+    "envs",
+    multiple=True,
+    metavar="NAME[=VAL]",
+    help="Set a guest environment variable; NAME alone passes the host's value. Repeatable.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["asyncio", "trio"]),
+    default="asyncio",
+    show_default=True,
+    help="The event loop each worker runs.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="info logs one line per connection.",
+)
 @click.argument("module", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def serve_stdin(host: str, port: int, unix: str | None, workers: int | None, max_connections: int | None,
-                overflow: str, fuel: int | None, timeout: str | None, idle_timeout: str | None,
-                max_memory: str | None, grace: str, http: bool, dirs: tuple[str, ...], envs: tuple[str, ...],
-                backend: str, log_level: str, module: str, args: tuple[str, ...]) -> None:
+def serve_stdin(
+    host: str,
+    port: int,
+    unix: str | None,
+    workers: int | None,
+    max_connections: int | None,
+    overflow: str,
+    fuel: int | None,
+    timeout: str | None,
+    idle_timeout: str | None,
+    max_memory: str | None,
+    grace: str,
+    http: bool,
+    dirs: tuple[str, ...],
+    envs: tuple[str, ...],
+    backend: str,
+    log_level: str,
+    module: str,
+    args: tuple[str, ...],
+) -> None:
     """Serve MODULE, a WASI command, with each connection as its stdin and stdout.
 
     The module is compiled once; every connection gets a fresh instance, and bytes flow both
@@ -117,12 +189,18 @@ def serve_stdin(host: str, port: int, unix: str | None, workers: int | None, max
     if limit is not None and limit < nworkers:
         nworkers = limit  # a worker with no share could never accept
     options = ServeOptions(
-        module_path=module, args=args, env=parse_envs(envs), preopens=tuple(parse_dirs(dirs)), fuel=fuel,
+        module_path=module,
+        args=args,
+        env=parse_envs(envs),
+        preopens=tuple(parse_dirs(dirs)),
+        fuel=fuel,
         timeout=parse_duration(timeout) if timeout else None,
         idle_timeout=parse_duration(idle_timeout) if idle_timeout else None,
         max_memory_pages=pages_for(max_memory),
         max_connections=None if limit is None else _share(limit, nworkers),
-        overflow=overflow, grace=parse_duration(grace), http=http,
+        overflow=overflow,
+        grace=parse_duration(grace),
+        http=http,
     )
     if options.idle_timeout:
         options.keepalive_timeout = options.idle_timeout
@@ -143,5 +221,16 @@ def _share(limit: int, workers: int) -> int:
     return max(1, limit // workers)
 
 
-__all__ = ["Connection", "Endpoint", "Outcome", "ServeOptions", "Server", "Stats", "default_workers",
-           "load_for_serving", "run_server", "serve_stdin", "serve_worker"]
+__all__ = [
+    "Connection",
+    "Endpoint",
+    "Outcome",
+    "ServeOptions",
+    "Server",
+    "Stats",
+    "default_workers",
+    "load_for_serving",
+    "run_server",
+    "serve_stdin",
+    "serve_worker",
+]

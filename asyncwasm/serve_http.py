@@ -35,21 +35,54 @@ DRAIN_SECONDS = 2.0
 SERVER_NAME = "asyncwasm"
 
 REASONS = {
-    100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
-    301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified", 307: "Temporary Redirect",
-    308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 411: "Length Required",
+    100: "Continue",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    206: "Partial Content",
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    304: "Not Modified",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    411: "Length Required",
     417: "Expectation Failed",
-    413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type", 418: "I'm a teapot",
-    422: "Unprocessable Content", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    415: "Unsupported Media Type",
+    418: "I'm a teapot",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
 }
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _REQUEST_LINE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP/(\d)\.(\d)$")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+}
 
 _date_cache: tuple[int, str] = (0, "")
 
@@ -71,13 +104,24 @@ class BadRequest(Exception):
         self.message = message
 
 
-def error_response(status: int, message: str, *, retry_after: int | None = None, keep_alive: bool = False,
-                   head_only: bool = False) -> bytes:
+def error_response(
+    status: int,
+    message: str,
+    *,
+    retry_after: int | None = None,
+    keep_alive: bool = False,
+    head_only: bool = False,
+) -> bytes:
     """A complete plain-text error response."""
     body = f"{status} {REASONS.get(status, 'Error')}: {message}\n".encode()
-    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", f"Server: {SERVER_NAME}", f"Date: {_http_date()}",
-             "Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(body)}",
-             "Connection: keep-alive" if keep_alive else "Connection: close"]
+    lines = [
+        f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}",
+        f"Server: {SERVER_NAME}",
+        f"Date: {_http_date()}",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Connection: keep-alive" if keep_alive else "Connection: close",
+    ]
     if retry_after is not None:
         lines.append(f"Retry-After: {retry_after}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -87,7 +131,9 @@ def error_response(status: int, message: str, *, retry_after: int | None = None,
 class Request:
     """One parsed request head."""
 
-    def __init__(self, method: str, target: str, version: tuple[int, int], headers: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, method: str, target: str, version: tuple[int, int], headers: list[tuple[str, str]]
+    ) -> None:
         self.method = method
         self.target = target
         self.version = version
@@ -122,8 +168,12 @@ def parse_head(raw: bytes) -> Request:
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
         if not colon or not _TOKEN.match(name):
-            raise BadRequest(400, "malformed header field" if line[:1] not in (b" ", b"\t")
-                             else "obsolete line folding is not accepted")
+            raise BadRequest(
+                400,
+                "malformed header field"
+                if line[:1] not in (b" ", b"\t")
+                else "obsolete line folding is not accepted",
+            )
         try:
             text = value.strip(b" \t").decode("latin-1")
         except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes everything
@@ -177,12 +227,18 @@ def cgi_environ(req: Request, base: dict[str, str], stream: anyio.abc.SocketStre
         target = rest[slash:] if slash >= 0 else "/"
     path, _, query = target.partition("?")
     env = dict(base)
-    env.update({
-        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": SERVER_NAME,
-        "SERVER_PROTOCOL": f"HTTP/{req.version[0]}.{req.version[1]}", "REQUEST_METHOD": req.method,
-        "REQUEST_URI": req.target, "SCRIPT_NAME": "", "PATH_INFO": unquote(path, errors="surrogateescape"),
-        "QUERY_STRING": query,
-    })
+    env.update(
+        {
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SERVER_SOFTWARE": SERVER_NAME,
+            "SERVER_PROTOCOL": f"HTTP/{req.version[0]}.{req.version[1]}",
+            "REQUEST_METHOD": req.method,
+            "REQUEST_URI": req.target,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": unquote(path, errors="surrogateescape"),
+            "QUERY_STRING": query,
+        }
+    )
     if req.content_length is not None:
         env["CONTENT_LENGTH"] = str(req.content_length)
     ctype = req.get("content-type")
@@ -217,6 +273,7 @@ def _addresses(env: dict[str, str], req: Request, stream: anyio.abc.SocketStream
 
 
 # ---- the request body as the guest's stdin ------------------------------------------------------
+
 
 class RequestBody(anyio.abc.ByteReceiveStream):
     """The request body, fixed-length or chunked, read from the connection as the guest asks for it."""
@@ -289,6 +346,7 @@ class RequestBody(anyio.abc.ByteReceiveStream):
 
 # ---- the guest's stdout as a CGI response -------------------------------------------------------
 
+
 class CgiResponse(anyio.abc.ByteSendStream):
     """Reads the CGI header block the guest writes, then streams the body with HTTP framing.
 
@@ -324,7 +382,7 @@ class CgiResponse(anyio.abc.ByteSendStream):
             if len(self.head) > MAX_CGI_HEAD:
                 self._fail(f"no end of the CGI header block in the first {MAX_CGI_HEAD} bytes")
             return
-        block, rest = bytes(self.head[:m.start()]), bytes(self.head[m.end():])
+        block, rest = bytes(self.head[: m.start()]), bytes(self.head[m.end() :])
         self.head.clear()
         try:
             head = self._build_head(block)
@@ -391,7 +449,7 @@ class CgiResponse(anyio.abc.ByteSendStream):
     def _frame(self, data: bytes) -> bytes:
         if self.length is not None:
             room = self.length - self.sent_body
-            data = data[:max(room, 0)]  # bytes beyond the guest's own Content-Length are dropped
+            data = data[: max(room, 0)]  # bytes beyond the guest's own Content-Length are dropped
         self.sent_body += len(data)
         if self.chunked and data:
             return b"%x\r\n%s\r\n" % (len(data), data)
@@ -445,6 +503,7 @@ def failure_status(outcome: Outcome, response: CgiResponse) -> tuple[int, str]:
 
 # ---- the connection loop ------------------------------------------------------------------------
 
+
 async def serve_http_connection(server: Server, conn: Connection, stream: CountingStream) -> None:
     """Serve requests on one connection until it closes, fails, idles or the server stops."""
     reader = BufferedByteReceiveStream(stream)
@@ -471,7 +530,9 @@ async def serve_http_connection(server: Server, conn: Connection, stream: Counti
         if not outcome.ok:
             conn.failed_requests += 1
         again = await _complete(conn, req, body, response, outcome)
-        log.debug("%s %s %s -> %s (%s)", conn.tag, req.method, req.target, conn.last_status, outcome.describe())
+        log.debug(
+            "%s %s %s -> %s (%s)", conn.tag, req.method, req.target, conn.last_status, outcome.describe()
+        )
         if not again or work.cancelled_caught:
             return
 
@@ -479,11 +540,13 @@ async def serve_http_connection(server: Server, conn: Connection, stream: Counti
 def _continue_sender(stream: CountingStream) -> Any:
     async def send_continue() -> None:
         await stream.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     return send_continue
 
 
-async def _read_request(server: Server, conn: Connection, reader: BufferedByteReceiveStream,
-                        stream: CountingStream) -> Request | None:
+async def _read_request(
+    server: Server, conn: Connection, reader: BufferedByteReceiveStream, stream: CountingStream
+) -> Request | None:
     """The next request head, or None when the client is done (or broke the protocol: then it was told)."""
     first = conn.requests == 0
     try:
@@ -523,8 +586,9 @@ async def _send_error(stream: CountingStream, status: int, message: str) -> None
         pass
 
 
-async def _complete(conn: Connection, req: Request, body: RequestBody, response: CgiResponse,
-                    outcome: Outcome) -> bool:
+async def _complete(
+    conn: Connection, req: Request, body: RequestBody, response: CgiResponse, outcome: Outcome
+) -> bool:
     """Finish the response after the instance; whether the connection carries on."""
     try:
         with anyio.CancelScope(shield=True), anyio.move_on_after(DRAIN_SECONDS):
@@ -539,7 +603,9 @@ async def _complete(conn: Connection, req: Request, body: RequestBody, response:
                     outcome.error = f"bad gateway: {message}"
                     conn.failed_requests += 1
                     conn.outcome = outcome
-                await conn_stream(response).send(error_response(status, message, head_only=req.method == "HEAD"))
+                await conn_stream(response).send(
+                    error_response(status, message, head_only=req.method == "HEAD")
+                )
                 return False
             conn.last_status = response.status
             again = await response.finish(outcome.ok)
@@ -555,5 +621,14 @@ def conn_stream(response: CgiResponse) -> CountingStream:
     return response.stream
 
 
-__all__ = ["BadRequest", "CgiResponse", "Request", "RequestBody", "cgi_environ", "error_response",
-           "failure_status", "parse_head", "serve_http_connection"]
+__all__ = [
+    "BadRequest",
+    "CgiResponse",
+    "Request",
+    "RequestBody",
+    "cgi_environ",
+    "error_response",
+    "failure_status",
+    "parse_head",
+    "serve_http_connection",
+]

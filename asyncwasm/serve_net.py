@@ -49,7 +49,9 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def _resolve(self) -> None:
-        infos = socket.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            self.host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
         family, _, _, _, address = infos[0]
         self._family, self._address = family, address
 
@@ -106,10 +108,19 @@ async def listener_from_sockets(socks: list[socket.socket]) -> anyio.abc.Listene
 
 # ---- one worker: an event loop serving its listener ---------------------------------------------
 
-async def serve_worker(options: ServeOptions, module: CompiledModule, socks: list[socket.socket], *,
-                       worker: int = 0, stats: Stats | None = None, signals: tuple[int, ...] = (),
-                       parent_fd: int | None = None, on_ready: Callable[[Server], None] | None = None,
-                       label: str = "") -> Server:
+
+async def serve_worker(
+    options: ServeOptions,
+    module: CompiledModule,
+    socks: list[socket.socket],
+    *,
+    worker: int = 0,
+    stats: Stats | None = None,
+    signals: tuple[int, ...] = (),
+    parent_fd: int | None = None,
+    on_ready: Callable[[Server], None] | None = None,
+    label: str = "",
+) -> Server:
     """Serve on ``socks`` until a shutdown signal (or the supervisor's death); log a summary at the end.
 
     The first SIGINT/SIGTERM starts a graceful shutdown, a second one cancels what still runs;
@@ -138,7 +149,9 @@ async def _watch_signals(server: Server, signals: tuple[int, ...]) -> None:
                 log.info("second %s: cancelling the running instances", signal.Signals(signum).name)
                 server.shutdown(force=True)
             else:
-                log.info("%s: shutting down (grace period %gs)", signal.Signals(signum).name, server.options.grace)
+                log.info(
+                    "%s: shutting down (grace period %gs)", signal.Signals(signum).name, server.options.grace
+                )
                 server.shutdown()
 
 
@@ -182,8 +195,16 @@ def _unlink(path: str) -> None:
 
 # ---- the supervisor: N worker processes ---------------------------------------------------------
 
-def _worker_entry(index: int, sock: socket.socket, options: ServeOptions, module: CompiledModule,
-                  slots: Any, parent_fd: int, backend: str) -> None:
+
+def _worker_entry(
+    index: int,
+    sock: socket.socket,
+    options: ServeOptions,
+    module: CompiledModule,
+    slots: Any,
+    parent_fd: int,
+    backend: str,
+) -> None:
     """A worker process: the supervisor's Ctrl-C handling is the supervisor's (it forwards SIGTERM)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.set_blocking(parent_fd, False)
@@ -196,17 +217,32 @@ def _worker_entry(index: int, sock: socket.socket, options: ServeOptions, module
     sys.stderr.flush()
 
 
-async def _serve_forked(options: ServeOptions, module: CompiledModule, sock: socket.socket, index: int,
-                        stats: Stats, parent_fd: int) -> None:
-    await serve_worker(options, module, [sock], worker=index, stats=stats,
-                       signals=(signal.SIGTERM, signal.SIGUSR1), parent_fd=parent_fd, label=f" (worker {index})")
+async def _serve_forked(
+    options: ServeOptions,
+    module: CompiledModule,
+    sock: socket.socket,
+    index: int,
+    stats: Stats,
+    parent_fd: int,
+) -> None:
+    await serve_worker(
+        options,
+        module,
+        [sock],
+        worker=index,
+        stats=stats,
+        signals=(signal.SIGTERM, signal.SIGUSR1),
+        parent_fd=parent_fd,
+        label=f" (worker {index})",
+    )
 
 
 class Supervisor:
     """Starts the workers, forwards signals to them, reports their summed counters."""
 
-    def __init__(self, options: ServeOptions, module: CompiledModule, endpoint: Endpoint, workers: int,
-                 backend: str) -> None:
+    def __init__(
+        self, options: ServeOptions, module: CompiledModule, endpoint: Endpoint, workers: int, backend: str
+    ) -> None:
         self.options = options
         self.module = module
         self.endpoint = endpoint
@@ -215,7 +251,9 @@ class Supervisor:
         self.ctx = multiprocessing.get_context("fork")
         n = len(STAT_FIELDS)
         self.shared = self.ctx.Array("q", n * workers, lock=False)
-        self.slots = [memoryview(self.shared).cast("B").cast("q")[i * n:(i + 1) * n] for i in range(workers)]
+        self.slots = [
+            memoryview(self.shared).cast("B").cast("q")[i * n : (i + 1) * n] for i in range(workers)
+        ]
         self.procs: list[Any] = [None] * workers
         self.unix_sock: socket.socket | None = None
         self.stopping = 0
@@ -230,9 +268,12 @@ class Supervisor:
             sock = self.unix_sock
         else:
             sock = self.endpoint.tcp_socket(reuse_port=True)
-        proc = self.ctx.Process(target=_worker_entry, name=f"asyncwasm-worker-{index}",
-                                args=(index, sock, self.options, self.module, self.slots[index], self._pipe_r,
-                                      self.backend), daemon=False)
+        proc = self.ctx.Process(
+            target=_worker_entry,
+            name=f"asyncwasm-worker-{index}",
+            args=(index, sock, self.options, self.module, self.slots[index], self._pipe_r, self.backend),
+            daemon=False,
+        )
         proc.start()
         if not self.endpoint.unix:
             sock.close()  # the worker owns it: a socket left here would take connections nobody accepts
@@ -277,8 +318,12 @@ class Supervisor:
                 continue
             self.stopping += 1
             if self.stopping == 1:
-                log.info("%s: shutting down %d workers (grace period %gs)", signal.Signals(signum).name,
-                         self.count, self.options.grace)
+                log.info(
+                    "%s: shutting down %d workers (grace period %gs)",
+                    signal.Signals(signum).name,
+                    self.count,
+                    self.options.grace,
+                )
             for p in self.procs:
                 if p is not None and p.is_alive():
                     os.kill(p.pid, signal.SIGTERM)

@@ -75,12 +75,15 @@ class Stats:
 
 
 def format_summary(stats: dict[str, int], who: str = "") -> str:
-    return (f"summary{who}: served {stats['served']}, active {stats['active']}, failed {stats['failed']}, "
-            f"refused {stats['refused']}, bytes in {stats['bytes_in']}, out {stats['bytes_out']}, "
-            f"fuel {stats['fuel']}")
+    return (
+        f"summary{who}: served {stats['served']}, active {stats['active']}, failed {stats['failed']}, "
+        f"refused {stats['refused']}, bytes in {stats['bytes_in']}, out {stats['bytes_out']}, "
+        f"fuel {stats['fuel']}"
+    )
 
 
 # ---- one connection -----------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -201,7 +204,9 @@ class GuestLog(anyio.abc.ByteSendStream):
         if self._total > STDERR_TOTAL_MAX:
             self._muted = True
             self.flush()
-            log.warning("%s stderr: (more than %d bytes; the rest is dropped)", self.conn.tag, STDERR_TOTAL_MAX)
+            log.warning(
+                "%s stderr: (more than %d bytes; the rest is dropped)", self.conn.tag, STDERR_TOTAL_MAX
+            )
             return
         self._partial += item
         while True:
@@ -209,7 +214,7 @@ class GuestLog(anyio.abc.ByteSendStream):
             if nl < 0:
                 break
             self._emit(bytes(self._partial[:nl]))
-            del self._partial[:nl + 1]
+            del self._partial[: nl + 1]
         if len(self._partial) > STDERR_LINE_MAX:
             self.flush()
 
@@ -231,11 +236,19 @@ class GuestLog(anyio.abc.ByteSendStream):
 
 # ---- the server ---------------------------------------------------------------------------------
 
+
 class Server:
     """Accepts connections on a listener and runs one instance per connection (or per request)."""
 
-    def __init__(self, options: ServeOptions, module: CompiledModule, *, worker: int = 0,
-                 stats: Stats | None = None, label: str = "") -> None:
+    def __init__(
+        self,
+        options: ServeOptions,
+        module: CompiledModule,
+        *,
+        worker: int = 0,
+        stats: Stats | None = None,
+        label: str = "",
+    ) -> None:
         from wasi_async import Preopen
 
         self.label = label  # how the summary names this server among several workers
@@ -318,7 +331,9 @@ class Server:
             if conn.between_requests:  # an idle keep-alive connection has nothing to finish
                 conn.stop("closed: shutdown")
         if self.connections and not self._force:
-            log.info("shutting down: %d connection(s) get %gs to finish", len(self.connections), self.options.grace)
+            log.info(
+                "shutting down: %d connection(s) get %gs to finish", len(self.connections), self.options.grace
+            )
         with anyio.move_on_after(self.options.grace):
             await self._idle.wait()
         for conn in list(self.connections.values()):
@@ -381,14 +396,17 @@ class Server:
                 if self.options.http:
                     from .serve_http import error_response
 
-                    await raw.send(error_response(503, "too many connections, try again later", retry_after=1))
+                    await raw.send(
+                        error_response(503, "too many connections, try again later", retry_after=1)
+                    )
                 else:
                     _reset_on_close(raw)
         finally:
             with anyio.CancelScope(shield=True):
                 await _close_quietly(raw)
-        log.warning("%s refused: %d connections already running (--max-connections)", conn.tag,
-                    len(self.connections))
+        log.warning(
+            "%s refused: %d connections already running (--max-connections)", conn.tag, len(self.connections)
+        )
 
     def _finish(self, conn: Connection) -> None:
         out = conn.outcome or Outcome(error="cancelled")
@@ -403,9 +421,19 @@ class Server:
         took = time.monotonic() - conn.started
         extra = ""
         if self.options.http:
-            extra = f", requests {conn.requests} (failed {conn.failed_requests}, last status {conn.last_status})"
-        log.info("%s %s in %.1fms, bytes in %d out %d, fuel %d%s", conn.tag, out.describe(), took * 1000,
-                 conn.bytes_in, conn.bytes_out, conn.fuel, extra)
+            extra = (
+                f", requests {conn.requests} (failed {conn.failed_requests}, last status {conn.last_status})"
+            )
+        log.info(
+            "%s %s in %.1fms, bytes in %d out %d, fuel %d%s",
+            conn.tag,
+            out.describe(),
+            took * 1000,
+            conn.bytes_in,
+            conn.bytes_out,
+            conn.fuel,
+            extra,
+        )
 
     async def run_instance(self, conn: Connection, stdin: Any, stdout: Any, env: dict[str, str]) -> Outcome:
         """Instantiate the module for one connection (or request) and run ``_start`` to its end.
@@ -416,8 +444,11 @@ class Server:
 
         opts = self.options
         stderr = GuestLog(conn)
-        ctx = WasiContext(WasiConfig(args=self.argv, env=env, preopens=self.preopens, stdin=stdin,
-                                     stdout=stdout, stderr=stderr))
+        ctx = WasiContext(
+            WasiConfig(
+                args=self.argv, env=env, preopens=self.preopens, stdin=stdin, stdout=stdout, stderr=stderr
+            )
+        )
         store = Store(fuel=opts.fuel, max_memory_pages=opts.max_memory_pages)
         try:
             linker = Linker()
@@ -470,9 +501,15 @@ async def _close_quietly(stream: anyio.abc.AsyncResource) -> None:
         pass
 
 
-async def run_server(options: ServeOptions, module: CompiledModule, listener: anyio.abc.Listener[Any], *,
-                     worker: int = 0, stats: Stats | None = None,
-                     on_ready: Callable[[Server], None] | None = None) -> Server:
+async def run_server(
+    options: ServeOptions,
+    module: CompiledModule,
+    listener: anyio.abc.Listener[Any],
+    *,
+    worker: int = 0,
+    stats: Stats | None = None,
+    on_ready: Callable[[Server], None] | None = None,
+) -> Server:
     """Serve on ``listener`` until shut down; returns the server (for its counters)."""
     server = Server(options, module, worker=worker, stats=stats)
     if on_ready is not None:

@@ -63,8 +63,9 @@ async def test_corpus_cat_and_wc(shared: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_trap_exit_and_spin_do_not_touch_other_connections(echo: Path,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_trap_exit_and_spin_do_not_touch_other_connections(
+    echo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "asyncwasm.serve")
     async with serving(echo, timeout=1.5) as run:
         async with anyio.create_task_group() as tg:

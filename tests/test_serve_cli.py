@@ -52,8 +52,13 @@ def server(tmp_path: Path, *args: str) -> Iterator[Proc]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     log = tmp_path / f"server-{time.monotonic_ns()}.log"
     with log.open("wb") as errf:
-        popen = subprocess.Popen([sys.executable, "-m", "asyncwasm", "serve-stdin", *args], stdout=subprocess.DEVNULL,
-                                 stderr=errf, env=env, cwd=tmp_path)
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "asyncwasm", "serve-stdin", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=errf,
+            env=env,
+            cwd=tmp_path,
+        )
     proc = Proc(popen, log, None)
     try:
         m = proc.wait_for(r"listening on (?:127\.0\.0\.1:(\d+)|unix:)", timeout=30)
@@ -140,6 +145,7 @@ def test_unix_socket_and_worker_restart(tmp_path: Path) -> None:
     echo = guest_file(tmp_path, ECHO_CMD)
     path = tmp_path / "serve.sock"
     with server(tmp_path, "--unix", str(path), "--workers", "2", str(echo)) as proc:
+
         def ask(payload: bytes) -> bytes:
             with socket.socket(socket.AF_UNIX) as s:
                 s.settimeout(10)
@@ -163,7 +169,9 @@ def test_unix_socket_and_worker_restart(tmp_path: Path) -> None:
 
 def test_http_mode_from_the_command_line(tmp_path: Path) -> None:
     cgi = guest_file(tmp_path, CGI, "cgi.wasm")
-    with server(tmp_path, "--port", "0", "--workers", "1", "--http", "--env", "GREETING=hi", str(cgi)) as proc:
+    with server(
+        tmp_path, "--port", "0", "--workers", "1", "--http", "--env", "GREETING=hi", str(cgi)
+    ) as proc:
         with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}/path?q=1", timeout=10) as resp:
             body = resp.read().decode()
         assert resp.status == 200
@@ -175,13 +183,17 @@ def test_http_mode_from_the_command_line(tmp_path: Path) -> None:
 def test_command_line_errors(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     run = [sys.executable, "-m", "asyncwasm", "serve-stdin", "--port", "0"]
-    missing = subprocess.run([*run, str(tmp_path / "nope.wasm")], capture_output=True, text=True, env=env,
-                             timeout=30)
+    missing = subprocess.run(
+        [*run, str(tmp_path / "nope.wasm")], capture_output=True, text=True, env=env, timeout=30
+    )
     assert missing.returncode == 2 and "no such file" in missing.stderr
     needs = tmp_path / "needs.wasm"
-    needs.write_bytes(guest_file(tmp_path, '(module (import "env" "f" (func)) (func (export "_start")))').read_bytes())
+    needs.write_bytes(
+        guest_file(tmp_path, '(module (import "env" "f" (func)) (func (export "_start")))').read_bytes()
+    )
     linked = subprocess.run([*run, str(needs)], capture_output=True, text=True, env=env, timeout=30)
     assert linked.returncode == 2 and "env::f" in linked.stderr
-    bad = subprocess.run([*run, "--timeout", "soon", str(needs)], capture_output=True, text=True, env=env,
-                         timeout=30)
+    bad = subprocess.run(
+        [*run, "--timeout", "soon", str(needs)], capture_output=True, text=True, env=env, timeout=30
+    )
     assert bad.returncode == 2 and "not a duration" in bad.stderr

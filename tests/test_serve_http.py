@@ -34,8 +34,9 @@ def environ_of(body: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in head.splitlines())
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def request(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -58,8 +59,13 @@ def raw_request(port: int, data: bytes) -> bytes:
 async def test_cgi_environment_and_body(cgi: Path) -> None:
     async with serving(cgi, http=True, env={"BASE": "from --env"}) as run:
         status, headers, body = await anyio.to_thread.run_sync(
-            request, run.port, "POST", "/a%20b/c?x=1&y=%20", b"the body",
-            {"Content-Type": "text/plain", "X-Custom": "yes", "Cookie": "a=1"})
+            request,
+            run.port,
+            "POST",
+            "/a%20b/c?x=1&y=%20",
+            b"the body",
+            {"Content-Type": "text/plain", "X-Custom": "yes", "Cookie": "a=1"},
+        )
     assert status == 200
     assert headers["content-type"] == "text/plain" and headers["x-guest"] == "cgi"
     text = body.decode()
@@ -85,7 +91,9 @@ async def test_keep_alive_chunked_request_and_urllib(cgi: Path) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         out = []
         for i in range(3):  # three requests, one connection
-            conn.request("POST", f"/n{i}", body=iter([b"chunk-a ", f"chunk-{i}".encode()]), encode_chunked=True)
+            conn.request(
+                "POST", f"/n{i}", body=iter([b"chunk-a ", f"chunk-{i}".encode()]), encode_chunked=True
+            )
             r = conn.getresponse()
             assert r.getheader("Transfer-Encoding") == "chunked"
             out.append((r.status, r.read()))
@@ -107,6 +115,7 @@ async def test_keep_alive_chunked_request_and_urllib(cgi: Path) -> None:
 @pytest.mark.anyio
 async def test_concurrent_http_clients(cgi: Path) -> None:
     async with serving(cgi, http=True) as run:
+
         async def one(i: int) -> None:
             status, _, body = await anyio.to_thread.run_sync(request, run.port, "GET", f"/client/{i}")
             assert status == 200 and environ_of(body.decode())["PATH_INFO"] == f"/client/{i}"
@@ -129,15 +138,19 @@ async def test_guest_status_and_length(echo: Path) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("body", "status"), [
-    (b"trap", 500),  # a trap before any response
-    (b"exit", 502),  # proc_exit(7) before any response
-    (b"not a cgi response", 502),  # no header block
-    (b"bad header line\r\n\r\n", 502),
-    (b"spin", 504),  # --timeout
-])
-async def test_guest_failures_are_5xx(echo: Path, body: bytes, status: int,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"trap", 500),  # a trap before any response
+        (b"exit", 502),  # proc_exit(7) before any response
+        (b"not a cgi response", 502),  # no header block
+        (b"bad header line\r\n\r\n", 502),
+        (b"spin", 504),  # --timeout
+    ],
+)
+async def test_guest_failures_are_5xx(
+    echo: Path, body: bytes, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "asyncwasm.serve")
     async with serving(echo, http=True, timeout=0.5) as run:
         got, headers, text = await anyio.to_thread.run_sync(request, run.port, "POST", "/", body)
@@ -159,7 +172,10 @@ async def test_bad_requests_are_4xx(cgi: Path) -> None:
             (b"GET / HTTP/1.1\r\n\r\n", b"400"),  # no Host
             (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", b"505"),
             (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
-            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", b"400"),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"400",
+            ),
             (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", b"400"),
             (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", b"501"),
             (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", b"400"),
@@ -173,12 +189,13 @@ async def test_bad_requests_are_4xx(cgi: Path) -> None:
 @pytest.mark.anyio
 async def test_head_http10_and_pipelining(cgi: Path) -> None:
     async with serving(cgi, http=True) as run:
-        head = await anyio.to_thread.run_sync(raw_request, run.port, b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = await anyio.to_thread.run_sync(
+            raw_request, run.port, b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
         assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
         old = await anyio.to_thread.run_sync(raw_request, run.port, b"GET /old HTTP/1.0\r\n\r\n")
         assert b"Connection: close" in old and b"Transfer-Encoding" not in old and b"PATH_INFO=/old" in old
-        two = (b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
-               b"GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        two = b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         both = await anyio.to_thread.run_sync(raw_request, run.port, two)
         assert both.count(b"HTTP/1.1 200 OK") == 2
         assert both.index(b"PATH_INFO=/one") < both.index(b"PATH_INFO=/two")
