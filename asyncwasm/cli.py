@@ -20,6 +20,7 @@ from . import Store
 from .binary.module import F32, F64, I32, I64
 from .errors import LinkError, MalformedModule, Trap, WasmError
 from .runtime.instance import CompiledModule, Instance, Linker
+from .store import DEFAULT_TABLE_ELEMENTS
 from .wast import DEFAULT_KNOWN_FAILURES, ScriptRunner, load_known_failures
 from .wast import Result as WastResult
 
@@ -272,14 +273,20 @@ def main() -> None:
 @click.option("--max-memory", "max_memory", type=_Size(), metavar="SIZE",
               help="Largest linear memory allowed, rounded down to 64 KiB pages (64MiB, 1GiB); "
                    "memory.grow past it returns -1.")
+@click.option("--max-table-elements", "max_table_elements", type=_Count(), metavar="N",
+              help="Most elements all tables together may hold (default 10,000,000); table.grow past "
+                   "it returns -1.")
+@click.option("--max-open-files", "max_open_files", type=_Count(), metavar="N", default=1024,
+              show_default=True, help="Descriptors the guest may open itself; past it path_open fails "
+                                      "with EMFILE.")
 @click.option("--invoke", metavar="NAME",
               help="Call this export instead of _start, with ARGS as its arguments, and print its results.")
 @click.option("--stats", is_flag=True, help="Print fuel used, slices and time to stderr when done.")
 @click.argument("module", metavar="MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(dirs: tuple[tuple[str, str], ...], envs: tuple[tuple[str, str | None], ...], fuel: int | None,
-        timeout: float | None, max_memory: int | None, invoke: str | None, stats: bool, module: str,
-        args: tuple[str, ...]) -> None:
+        timeout: float | None, max_memory: int | None, max_table_elements: int | None, max_open_files: int,
+        invoke: str | None, stats: bool, module: str, args: tuple[str, ...]) -> None:
     """Run a WebAssembly MODULE: a WASI command, or one export with --invoke.
 
     Options go before the module; everything after it is the guest's own arguments, passed as they
@@ -304,10 +311,12 @@ def run(dirs: tuple[tuple[str, str], ...], envs: tuple[tuple[str, str | None], .
       asyncwasm run hello.wasm
       asyncwasm run --dir ./data::/data --env LANG=C app.wasm --verbose in.txt
       asyncwasm run --fuel 1000000 --timeout 5s --max-memory 64MiB untrusted.wasm
+      asyncwasm run --max-open-files 64 --max-table-elements 100000 untrusted.wasm
       asyncwasm run --invoke add math.wasm 2 3
     """
     try:
-        code = _run(dirs, envs, fuel, timeout, max_memory, invoke, stats, module, args)
+        code = _run(dirs, envs, fuel, timeout, max_memory, invoke, stats, module, args,
+                    max_table_elements=max_table_elements, max_open_files=max_open_files)
     except CliError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -317,7 +326,7 @@ def run(dirs: tuple[tuple[str, str], ...], envs: tuple[tuple[str, str | None], .
 
 def _run(dirs: tuple[tuple[str, str], ...], envs: tuple[tuple[str, str | None], ...], fuel: int | None,
          timeout: float | None, max_memory: int | None, invoke: str | None, stats: bool, module: str,
-         args: tuple[str, ...]) -> int:
+         args: tuple[str, ...], *, max_table_elements: int | None = None, max_open_files: int = 1024) -> int:
     for host, _guest in dirs:
         if not os.path.isdir(host):
             raise CliError(f"--dir {host}: {'no such directory' if not os.path.exists(host) else 'not a directory'}")
@@ -330,10 +339,11 @@ def _run(dirs: tuple[tuple[str, str], ...], envs: tuple[tuple[str, str | None], 
             if mem.limits.min > pages:
                 raise CliError(f"{module}: memory {i} starts at {mem.limits.min} pages "
                                f"({mem.limits.min * PAGE_SIZE} bytes), more than --max-memory allows ({pages} pages)")
-    store = Store(fuel=fuel, max_memory_pages=pages)
+    store = Store(fuel=fuel, max_memory_pages=pages,
+                  max_table_elements_total=DEFAULT_TABLE_ELEMENTS if max_table_elements is None else max_table_elements)
     uses_wasi = any(imp[0].startswith("wasi_") for imp in cm.imports)
     started = time.perf_counter()
-    code = anyio.run(_run_main, cm, store, module, dirs, env, timeout, invoke, uses_wasi, args)
+    code = anyio.run(_run_main, cm, store, module, dirs, env, timeout, invoke, uses_wasi, args, max_open_files)
     if stats:
         click.echo(f"fuel used: {store.fuel_used}, slices: {store.slices}, "
                    f"time: {time.perf_counter() - started:.3f}s", err=True)
@@ -342,14 +352,15 @@ def _run(dirs: tuple[tuple[str, str], ...], envs: tuple[tuple[str, str | None], 
 
 async def _run_main(cm: CompiledModule, store: Store, path: str, dirs: tuple[tuple[str, str], ...],
                     env: dict[str, str], limit: float | None, invoke: str | None, uses_wasi: bool,
-                    args: tuple[str, ...]) -> int:
+                    args: tuple[str, ...], max_open_files: int = 1024) -> int:
     linker = Linker()
     ctx = None
     if uses_wasi:
         from wasi_async import Preopen, WasiConfig, WasiContext
 
         preopens = [Preopen(host=host, guest=guest) for host, guest in dirs]
-        cfg = WasiConfig.inherit_stdio(args=[os.path.basename(path), *args], env=env, preopens=preopens)
+        cfg = WasiConfig.inherit_stdio(args=[os.path.basename(path), *args], env=env, preopens=preopens,
+                                       max_open_files=max_open_files)
         ctx = WasiContext(cfg)
         ctx.add_to_linker(linker)
     try:
