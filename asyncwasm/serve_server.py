@@ -8,6 +8,7 @@ mode, in ``serve_http``), streamed both ways while the instance runs.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -360,6 +361,7 @@ class Server:
         self.connections[conn.id] = conn
         self._idle = anyio.Event() if len(self.connections) == 1 else self._idle
         self.stats.add("active")
+        hold_reads(raw)
         stream = CountingStream(raw, conn)
         try:
             with anyio.CancelScope() as conn.scope:
@@ -483,6 +485,20 @@ async def _linger_close(stream: CountingStream) -> None:
                 drained += len(await stream.inner.receive())
     except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         pass
+
+
+def hold_reads(stream: anyio.abc.SocketStream) -> None:
+    """Read from the socket only when asked to (backpressure on the client's input).
+
+    On asyncio, anyio's socket stream is a protocol whose transport starts reading as soon as it
+    is made, into a queue with no bound, and pauses only after a receive() that had to wait: a
+    client could push gigabytes at a guest that reads late or never. Paused here, the transport
+    reads only inside receive() (anyio resumes it while a receive waits and pauses it after), so
+    what is held per connection is one read's worth plus the kernel's socket buffer. On trio a
+    receive is a recv() call, which needs nothing of this."""
+    transport = getattr(stream, "_transport", None)
+    if isinstance(transport, asyncio.ReadTransport) and transport.is_reading():
+        transport.pause_reading()
 
 
 def _reset_on_close(stream: anyio.abc.SocketStream) -> None:

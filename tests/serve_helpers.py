@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import re
+import resource
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,3 +101,104 @@ async def serving(wasm_path: Path, **options: Any) -> AsyncIterator[Running]:
             with anyio.fail_after(10):
                 while server.connections:
                     await anyio.sleep(0.01)
+
+
+# ---- the command line as a real process (for what only a whole process shows: memory, descriptors)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CliServer:
+    """A ``python -m asyncwasm serve-stdin`` process and its log."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], log: Path) -> None:
+        self.popen = popen
+        self.log = log
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.text())
+            if m:
+                return m
+            time.sleep(0.02)
+        raise AssertionError(f"{pattern!r} not in the log:\n{self.text()}")
+
+    def status(self, field: str) -> int:
+        """A /proc/PID/status field in KiB (VmHWM is the peak resident set, VmRSS the current one)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+
+@contextmanager
+def cli_server(tmp_path: Path, *args: str, nofile: tuple[int, int] | None = None) -> Iterator[CliServer]:
+    """Start serve-stdin (optionally under an RLIMIT_NOFILE of (soft, hard)) and wait until it listens."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    log = tmp_path / f"server-{time.monotonic_ns()}.log"
+
+    def limit() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+    with log.open("wb") as errf:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "asyncwasm", "serve-stdin", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=errf,
+            env=env,
+            cwd=tmp_path,
+            preexec_fn=limit,
+        )
+    proc = CliServer(popen, log)
+    try:
+        proc.port = int(proc.wait_for(r"listening on 127\.0\.0\.1:(\d+)", timeout=30).group(1))
+        yield proc
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+        popen.wait()
+
+
+def push(port: int, first: bytes, total: int, seconds: float) -> tuple[int, bytes]:
+    """Send ``first``, then zeros up to ``total`` bytes or for ``seconds``, whichever ends first; then
+    half-close and collect the answer (for at most a second). Returns (bytes sent, answer)."""
+    block = bytes(1 << 20)
+    sent = 0
+    deadline = time.monotonic() + seconds
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(first)
+        s.setblocking(False)
+        while sent < total:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _, writable, _ = select.select([], [s], [], left)
+            if writable:
+                try:
+                    sent += s.send(block[: total - sent])
+                except BlockingIOError:
+                    pass
+        answer = b""
+        if sent >= total:
+            s.setblocking(True)
+            s.settimeout(max(1.0, deadline - time.monotonic()))
+            s.shutdown(socket.SHUT_WR)
+            try:
+                while chunk := s.recv(65536):
+                    answer += chunk
+            except OSError:
+                pass
+    return sent, answer
