@@ -16,7 +16,18 @@ from .cli_options import pages_for, parse_dirs, parse_duration, parse_envs
 from .errors import LinkError, WasmError
 from .runtime.instance import CompiledModule, Linker
 from .serve_net import Endpoint, Supervisor, run_single, serve_worker
-from .serve_server import Connection, Outcome, ServeOptions, Server, Stats, run_server
+from .serve_server import (
+    DEFAULT_EOF_IDLE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    Connection,
+    Outcome,
+    ServeOptions,
+    Server,
+    Stats,
+    run_server,
+)
+
+DEFAULT_MAX_CONNECTIONS = 512  # per worker
 
 log = logging.getLogger("asyncwasm.serve")
 
@@ -88,7 +99,8 @@ def _setup_logging(level: str) -> None:
 @click.option(
     "--max-connections",
     type=click.IntRange(min=1),
-    help="Connections served at once, over all workers (each worker gets its share).",
+    help="Connections served at once, over all workers (each worker gets its share).  "
+    f"[default: {DEFAULT_MAX_CONNECTIONS} per worker]",
 )
 @click.option(
     "--overflow",
@@ -103,8 +115,14 @@ def _setup_logging(level: str) -> None:
 @click.option(
     "--idle-timeout",
     metavar="DURATION",
-    help="Stop a connection after no byte moved either way "
-    "for DURATION (with --http: also the keep-alive wait).",
+    help="Stop a connection after no byte moved either way for DURATION (with --http: also the "
+    "keep-alive wait); 0 for no limit.  [default: 30s]",
+)
+@click.option(
+    "--eof-idle-timeout",
+    metavar="DURATION",
+    help="Once the client has closed its side, stop the connection after no byte moved for DURATION "
+    "(the client is taken to be gone); 0 leaves it to --idle-timeout.  [default: 1s]",
 )
 @click.option("--max-memory", metavar="SIZE", help="Largest linear memory per instance (64MiB, 1GiB).")
 @click.option(
@@ -160,6 +178,7 @@ def serve_stdin(
     fuel: int | None,
     timeout: str | None,
     idle_timeout: str | None,
+    eof_idle_timeout: str | None,
     max_memory: str | None,
     grace: str,
     http: bool,
@@ -195,15 +214,19 @@ def serve_stdin(
         preopens=tuple(parse_dirs(dirs)),
         fuel=fuel,
         timeout=parse_duration(timeout) if timeout else None,
-        idle_timeout=parse_duration(idle_timeout) if idle_timeout else None,
+        idle_timeout=DEFAULT_IDLE_TIMEOUT if idle_timeout is None else parse_duration(idle_timeout) or None,
+        eof_idle_timeout=(
+            DEFAULT_EOF_IDLE_TIMEOUT if eof_idle_timeout is None else parse_duration(eof_idle_timeout) or None
+        ),
         max_memory_pages=pages_for(max_memory),
-        max_connections=None if limit is None else _share(limit, nworkers),
+        max_connections=DEFAULT_MAX_CONNECTIONS if limit is None else _share(limit, nworkers),
         overflow=overflow,
         grace=parse_duration(grace),
         http=http,
     )
-    if options.idle_timeout:
+    if idle_timeout is not None and options.idle_timeout:
         options.keepalive_timeout = options.idle_timeout
+    log.info("%s", describe_limits(options))
     compiled = load_for_serving(module)
     endpoint = Endpoint(host=host, port=port, unix=unix)
     try:
@@ -214,6 +237,23 @@ def serve_stdin(
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {endpoint.describe()}: {exc}") from None
     sys.exit(code)
+
+
+def describe_limits(options: ServeOptions) -> str:
+    """One log line with the limits each worker applies."""
+
+    def dur(seconds: float | None) -> str:
+        return "none" if not seconds else f"{seconds:g}s"
+
+    eof = (
+        f" ({dur(options.eof_idle_timeout)} once the client has closed its side)"
+        if options.eof_idle_timeout
+        else ""
+    )
+    return (
+        f"limits per worker: {options.max_connections or 'unlimited'} connections (overflow: {options.overflow}), "
+        f"idle timeout {dur(options.idle_timeout)}{eof}, timeout {dur(options.timeout)}"
+    )
 
 
 def _share(limit: int, workers: int) -> int:

@@ -590,6 +590,8 @@ async def _complete(
     conn: Connection, req: Request, body: RequestBody, response: CgiResponse, outcome: Outcome
 ) -> bool:
     """Finish the response after the instance; whether the connection carries on."""
+    if conn.stop_reason == "client gone":
+        return False  # nobody to answer
     try:
         with anyio.CancelScope(shield=True), anyio.move_on_after(DRAIN_SECONDS):
             if body.broken and not response.started:

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import os
+import select
 import socket
 import time
 from collections.abc import Callable, MutableSequence
@@ -31,6 +32,10 @@ STDERR_LINE_MAX = 2000  # longer guest stderr lines are cut (the log is one line
 STDERR_TOTAL_MAX = 64 * 1024  # per connection; the rest is dropped with one notice
 LINGER_SECONDS = 1.0  # after the instance ends: how long to wait for the client to finish sending
 LINGER_BYTES = 1 << 20
+DEFAULT_IDLE_TIMEOUT = 30.0  # seconds without a byte moving either way: the connection is stopped
+DEFAULT_EOF_IDLE_TIMEOUT = 1.0  # the same once the client has closed its side (sent FIN)
+HANGUP_PERIOD = 0.2  # how often the sockets of running instances are polled for a hang-up
+GONE_GRACE = 0.5  # after a reset or a failed write: how long the guest may take to end by itself
 
 
 @dataclass
@@ -43,7 +48,8 @@ class ServeOptions:
     preopens: tuple[tuple[str, str], ...] = ()  # (host, guest)
     fuel: int | None = None
     timeout: float | None = None
-    idle_timeout: float | None = None
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # None or 0: no limit
+    eof_idle_timeout: float | None = DEFAULT_EOF_IDLE_TIMEOUT  # None or 0: only idle_timeout
     max_memory_pages: int | None = None
     max_connections: int | None = None
     overflow: str = "wait"  # or "refuse": what happens to a connection over max_connections
@@ -121,10 +127,26 @@ class Connection:
         self.failed_requests = 0
         self.last_status: int | None = None
         self.between_requests = False
+        self.socket: Any = None  # the raw socket, polled for a hang-up while an instance runs
+        self.running = False  # an instance is running for this connection
+        self.eof_at: float | None = None  # when the client was first seen to have closed its side
+        self.gone_at: float | None = None  # when the client was seen to be gone (reset, failed write)
 
     @property
     def tag(self) -> str:
         return f"[{self.id} {self.peer}]"
+
+    def fileno(self) -> int:
+        """The socket's descriptor, -1 once it is closed (asyncio closes it itself after a reset)."""
+        try:
+            return -1 if self.socket is None else int(self.socket.fileno())
+        except OSError:
+            return -1
+
+    def gone(self) -> None:
+        """The client is gone (the connection was reset, or a write to it failed)."""
+        if self.gone_at is None:
+            self.gone_at = time.monotonic()
 
     def stop(self, reason: str) -> None:
         """Cancel this connection's work (its instance unwinds, also inside a blocking WASI call)."""
@@ -166,8 +188,12 @@ class CountingStream(anyio.abc.SocketStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         try:
             data = await self.inner.receive(max_bytes)
-        except (anyio.EndOfStream, anyio.BrokenResourceError):
+        except anyio.EndOfStream:
             self.saw_eof = True
+            raise
+        except anyio.BrokenResourceError:
+            self.saw_eof = True
+            self.conn.gone()
             raise
         conn = self.conn
         conn.bytes_in += len(data)
@@ -175,7 +201,11 @@ class CountingStream(anyio.abc.SocketStream):
         return data
 
     async def send(self, item: bytes) -> None:
-        await self.inner.send(item)
+        try:
+            await self.inner.send(item)
+        except anyio.BrokenResourceError:
+            self.conn.gone()
+            raise
         conn = self.conn
         conn.bytes_out += len(item)
         conn.last_activity = time.monotonic()
@@ -295,6 +325,7 @@ class Server:
             async with anyio.create_task_group() as tg:
                 if opts.idle_timeout:
                     tg.start_soon(self._reap_idle, opts.idle_timeout)
+                tg.start_soon(self._watch_hangups)
                 tg.start_soon(self._watch_shutdown)
                 async with anyio.create_task_group() as conns:
                     with anyio.CancelScope() as self._accept_scope:
@@ -350,6 +381,48 @@ class Server:
                 if now - conn.last_activity > idle:
                     conn.stop("idle timeout")
 
+    async def _watch_hangups(self) -> None:
+        """Stop the instances whose client has gone, whether they read, write or compute.
+
+        The sockets of running instances are polled (without reading them) for a reset (POLLERR,
+        POLLHUP) and for the client's end of input (POLLRDHUP, which shows even with unread data
+        ahead of it). A reset, like a failed write, means the client is gone: the instance gets
+        GONE_GRACE to end by itself, then it is stopped. After the client's FIN, the connection
+        is stopped once no byte has moved either way for ``eof_idle_timeout``: a guest still
+        writing to a half-closed client that reads goes on, one computing for nobody does not."""
+        eof_idle = self.options.eof_idle_timeout
+        hangup = select.POLLERR | select.POLLHUP | select.POLLNVAL
+        while True:
+            await anyio.sleep(HANGUP_PERIOD)
+            watched = [c for c in self.connections.values() if c.running and c.stop_reason is None]
+            if not watched:
+                continue
+            poller = select.poll()
+            by_fd: dict[int, Connection] = {}
+            for conn in watched:
+                fd = conn.fileno()
+                if fd < 0:
+                    conn.gone()  # asyncio's transport closed the socket after an error
+                else:
+                    poller.register(fd, select.POLLRDHUP)
+                    by_fd[fd] = conn
+            now = time.monotonic()
+            for fd, events in poller.poll(0) if by_fd else ():
+                conn = by_fd[fd]
+                if events & hangup:
+                    conn.gone()
+                elif events & select.POLLRDHUP and conn.eof_at is None:
+                    conn.eof_at = now
+            for conn in watched:
+                if conn.gone_at is not None and now - conn.gone_at >= GONE_GRACE:
+                    conn.stop("client gone")
+                elif (
+                    eof_idle
+                    and conn.eof_at is not None
+                    and now - max(conn.eof_at, conn.last_activity) >= eof_idle
+                ):
+                    conn.stop("client gone")
+
     # -- one connection
 
     async def _handle(self, raw: anyio.abc.SocketStream) -> None:
@@ -362,6 +435,7 @@ class Server:
         self._idle = anyio.Event() if len(self.connections) == 1 else self._idle
         self.stats.add("active")
         hold_reads(raw)
+        conn.socket = _raw_socket(raw)
         stream = CountingStream(raw, conn)
         try:
             with anyio.CancelScope() as conn.scope:
@@ -452,6 +526,7 @@ class Server:
             )
         )
         store = Store(fuel=opts.fuel, max_memory_pages=opts.max_memory_pages)
+        conn.running = True
         try:
             linker = Linker()
             ctx.add_to_linker(linker)
@@ -466,6 +541,7 @@ class Server:
         except TimeoutError:
             return Outcome(error=f"timeout ({opts.timeout:g}s)")
         finally:
+            conn.running = False
             conn.fuel += store.fuel_used
             stderr.flush()
             with anyio.CancelScope(shield=True):
@@ -475,7 +551,7 @@ class Server:
 async def _linger_close(stream: CountingStream) -> None:
     """End the connection without losing what the guest wrote: half-close, then let the client
     finish sending (bounded), so closing with unread input does not reset the connection."""
-    if stream.saw_eof:
+    if stream.saw_eof or stream.conn.gone_at is not None:
         return
     try:
         with anyio.move_on_after(LINGER_SECONDS):
@@ -499,6 +575,13 @@ def hold_reads(stream: anyio.abc.SocketStream) -> None:
     transport = getattr(stream, "_transport", None)
     if isinstance(transport, asyncio.ReadTransport) and transport.is_reading():
         transport.pause_reading()
+
+
+def _raw_socket(stream: anyio.abc.SocketStream) -> Any:
+    try:
+        return stream.extra(SocketAttribute.raw_socket)
+    except anyio.TypedAttributeLookupError:
+        return None
 
 
 def _reset_on_close(stream: anyio.abc.SocketStream) -> None:

@@ -8,15 +8,25 @@ client that misbehaves, and a bound in time on what the server must do about it.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import time
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import pytest
+import sniffio
+from anyio.abc import SocketAttribute
 from serve_guests import HOSTILE
-from serve_helpers import cli_server, guest_file, push
+from serve_helpers import Running, cli_server, guest_file, push, read_all, serving
+
+from asyncwasm.serve_server import Connection, ServeOptions
 
 BACKENDS = ["asyncio", "trio"]
 MIB = 1 << 20
+LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on, 0 s: close() resets the connection
 PUSH = int(os.environ.get("ASYNCWASM_HOSTILE_PUSH_MIB", "200")) * MIB
 
 
@@ -47,3 +57,105 @@ def test_client_pushing_at_a_guest_that_never_reads_is_held_back(
         )
         assert never - base < 32 * 1024 and late - base < 32 * 1024  # KiB: a bounded buffer per connection
         assert late < 300 * 1024
+
+
+# ---- 8: idle and vanished clients ---------------------------------------------------------------
+
+
+async def _conn_of(run: Running, s: anyio.abc.SocketStream) -> Connection:
+    """The server's bookkeeping of the connection whose client end is ``s``."""
+    port = s.extra(SocketAttribute.local_port)
+    with anyio.fail_after(5):
+        while True:
+            for conn in run.server.connections.values():
+                if conn.peer == f"127.0.0.1:{port}" and conn.running:
+                    return conn
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_a_guest_whose_client_has_gone_is_stopped(
+    hostile: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client goes (FIN, or a reset) while its guest computes, sleeps, writes or reads: every
+    instance is stopped within 2 s, and the server is left with nothing running."""
+    caplog.set_level(logging.INFO, "asyncwasm.serve")
+    cases = [
+        (b"spin", "fin"),  # computes without a WASI call
+        (b"spin", "rst"),
+        (b"late", "fin"),  # waits in poll_oneoff, never reads
+        (b"deaf", "fin"),  # reads on and on past the end of its input
+        (b"yes?", "fin"),  # writes on and on, whatever the errors (the close is a reset: unread data)
+        (b"echo", "fin"),  # waits in fd_read: sees the end of input and exits by itself
+    ]
+    took: dict[str, float] = {}
+    async with serving(hostile) as run:  # the defaults: no --timeout
+
+        async def client(cmd: bytes, how: str) -> None:
+            s = await run.connect()
+            await s.send(cmd)
+            conn = await _conn_of(run, s)
+            await anyio.sleep(0.3)  # let it get going
+            assert conn.outcome is None
+            if how == "rst":
+                s.extra(SocketAttribute.raw_socket).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+            await s.aclose()
+            t0 = time.monotonic()
+            with anyio.fail_after(5):
+                while conn.id in run.server.connections:
+                    await anyio.sleep(0.01)
+            took[f"{cmd.decode()}/{how}"] = time.monotonic() - t0
+
+        async with anyio.create_task_group() as tg:
+            for cmd, how in cases:
+                tg.start_soon(client, cmd, how)
+        assert not run.server.connections
+    print(
+        f"\n{sniffio.current_async_library()}: stopped after the client went, in s: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in took.items())
+    )
+    assert len(took) == len(cases) and max(took.values()) < 2.0, took
+    assert caplog.text.count("client gone in") == 5  # all but the echo, which exited
+
+
+@pytest.mark.anyio
+async def test_idle_connections_are_limited_and_timed_out(hostile: Path) -> None:
+    """Slowloris: 30 connections that send nothing hold at most --max-connections slots, each for at
+    most --idle-timeout, and a real client is still answered."""
+    async with serving(hostile, idle_timeout=0.4, max_connections=10) as run:
+        idle = [await run.connect() for _ in range(30)]
+        most = 0
+        t0 = time.monotonic()
+        with anyio.fail_after(6):
+            while run.server.stats.get("served") < 30:
+                most = max(most, len(run.server.connections))
+                await anyio.sleep(0.01)
+        assert most <= 10
+        assert time.monotonic() - t0 < 0.4 * 3 + 1.5  # three rounds of ten
+        for s in idle:
+            assert await read_all(s) == b""  # closed by the server
+            await s.aclose()
+        assert await run.exchange(b"echo after\n") == b"echo after\n"
+
+
+def test_serve_stdin_defaults_limit_idle_time_and_connections(tmp_path: Path, hostile: Path) -> None:
+    assert ServeOptions("m").idle_timeout == 30.0 and ServeOptions("m").eof_idle_timeout == 1.0
+    with cli_server(tmp_path, "--port", "0", "--workers", "2", str(hostile)) as proc:
+        line = proc.wait_for(r"limits per worker: .*").group(0)
+    assert "512 connections" in line and "idle timeout 30s (1s once the client has closed its side)" in line
+
+
+@pytest.mark.anyio
+async def test_an_http_request_whose_client_has_gone_is_stopped(hostile: Path) -> None:
+    async with serving(hostile, http=True) as run:
+        s = await run.connect()
+        await s.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nspin")
+        conn = await _conn_of(run, s)
+        await anyio.sleep(0.3)
+        await s.aclose()
+        t0 = time.monotonic()
+        with anyio.fail_after(5):
+            while conn.id in run.server.connections:
+                await anyio.sleep(0.01)
+        assert time.monotonic() - t0 < 2.0
+        assert conn.outcome is not None and conn.outcome.error == "client gone"

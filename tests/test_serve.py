@@ -67,7 +67,8 @@ async def test_trap_exit_and_spin_do_not_touch_other_connections(
     echo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "asyncwasm.serve")
-    async with serving(echo, timeout=1.5) as run:
+    # the clients half-close and wait for an answer: the spinner is --timeout's, not --eof-idle-timeout's
+    async with serving(echo, timeout=1.5, eof_idle_timeout=None) as run:
         async with anyio.create_task_group() as tg:
             answers: dict[str, bytes] = {}
 
