@@ -104,3 +104,61 @@ def test_a_br_table_of_many_runs_picks_every_target_right(shape: str) -> None:
     for x in [*range(205), 2**31, 2**32 - 1]:
         target = labels[x] if x < len(labels) else default
         assert anyio.run(_call, wasm, "switch", x) == blocks - 1 - target, (x, shape)  # $b12 is innermost
+
+
+def _interpreter(cases: int) -> str:
+    """An interpreter's shape: a loop around a C switch over ``cases`` directly nested blocks (the
+    code after the end of block $b{cases-1-k} is case k; the last case is after the switch). Case k
+    adds k + 1 to the accumulator; every fifth case then branches to case k + 2, other even ones to
+    case k + 3, odd ones fall through into case k + 1; case 3 runs an inner loop that leaves through
+    the outermost block, to the last case. ``pc`` steps by 7 (mod cases) ``n`` times."""
+    opens = "".join(f"(block $b{k}\n" for k in range(cases))
+    table = " ".join(f"$b{cases - 1 - k}" for k in range(cases))
+    body = []
+    for k in range(cases):  # the code after the end of $b{cases-1-k} is case k
+        code = f"(local.set $acc (i32.add (local.get $acc) (i32.const {k + 1})))"
+        if k == 3:
+            code += ("(local.set $j (i32.const 0))"
+                     "(loop $in (local.set $acc (i32.add (local.get $acc) (i32.const 1000)))"
+                     "  (local.set $j (i32.add (local.get $j) (i32.const 1)))"
+                     "  (br_if $b0 (i32.eq (local.get $j) (i32.const 3))) (br $in))")
+        elif k % 5 == 0 and cases - 1 - k - 2 >= 0:
+            code += f"(br $b{cases - 1 - k - 2})"
+        elif k % 2 == 0 and cases - 4 - k >= 0:
+            code += f"(br $b{cases - 4 - k})"
+        body.append(f"){code}\n")
+    return f"""(module (func (export "run") (param $n i32) (result i32) (local $pc i32) (local $acc i32)
+        (local $steps i32) (local $j i32)
+        (block $exit (loop $top
+          (br_if $exit (i32.ge_u (local.get $steps) (local.get $n)))
+          {opens}(br_table {table} $b0 (local.get $pc)){''.join(body)}
+          (local.set $pc (i32.rem_u (i32.add (local.get $pc) (i32.const 7)) (i32.const {cases})))
+          (local.set $steps (i32.add (local.get $steps) (i32.const 1)))
+          (br $top)))
+        (local.get $acc)))"""
+
+
+def _interpreter_model(cases: int, n: int) -> int:
+    acc = pc = 0
+    for _ in range(n):
+        k = pc
+        while k < cases:  # run case k, then decide where control goes
+            acc += k + 1
+            if k == 3:
+                acc += 3000
+                k = cases - 1  # out through $b0: the code after the switch
+            elif k % 5 == 0 and cases - 3 - k >= 0:
+                k += 2
+            elif k % 2 == 0 and cases - 4 - k >= 0:
+                k += 3
+            else:
+                k += 1
+        pc = (pc + 7) % cases
+    return acc & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("cases", [9, 40, 300])
+def test_an_interpreter_loop_around_a_big_switch(cases: int, shape: str) -> None:
+    wasm = wat(_interpreter(cases))
+    for n in (0, 1, 5, 3 * cases):
+        assert anyio.run(_call, wasm, "run", n) == _interpreter_model(cases, n), (n, shape)

@@ -10,10 +10,50 @@ nested loops, 100 indentation levels) the flat translator takes the function ins
 from __future__ import annotations
 
 from ..binary.opcodes import IF, LOOP
-from .translate import CHECK, Ctrl, FunctionTranslator, Segment, br_table_plan, fuse_fuel
+from .translate import CHECK, GROUP, Ctrl, FunctionTranslator, Segment, br_table_plan, fuse_fuel
 
 MAX_PY_LOOPS = 17  # CPython allows 20 nested blocks; the stack guard's try takes one
 MAX_INDENT = 90
+CHAIN_MIN = 8  # directly nested blocks (a C switch) from this many on are one dispatch loop
+
+
+class BlockChain:
+    """Blocks opened one right inside the other, B_0 (outermost) ... B_{n-1}: the shape a C
+    ``switch`` compiles to, a br_table inside the innermost and one case's code after each end.
+    Nested Python loops for them would pass CPython's limit at 20 and make a branch break out
+    level by level, so the whole chain is one ``while True`` loop over stages: stage n is the code
+    inside B_{n-1}, stage k (n > k > 0) the code after the end of B_k, stage 0 leaves the loop. A
+    branch to B_k sets the stage variable to k and goes round; the stages sit in a tree of
+    comparisons, GROUP to a leaf, in descending order, so that falling through from stage k to
+    k - 1 finds its test right after it."""
+
+    def __init__(self, n: int, label: int, loop: Ctrl) -> None:
+        self.n = n
+        self.var = f"_c{label}"
+        self.loop = loop  # the Python loop standing for every block of the chain
+        self.base = 0  # the indentation of the loop's body
+        self.events = _stage_tree(self.var, n)
+        self.next_event = 0
+        self.leaf_start = 0  # the line where the current stage's code begins
+
+
+def _stage_tree(var: str, n: int) -> list[tuple[int, str | None, int]]:
+    """(level, header, -1) and (level, None, stage) items, in source order, for stages n..0."""
+    out: list[tuple[int, str | None, int]] = []
+
+    def tree(hi: int, lo: int, level: int) -> None:
+        count = hi - lo + 1
+        if count <= GROUP:
+            out.extend((level, None, k) for k in range(hi, lo - 1, -1))
+            return
+        mid = hi - (count + 2 * GROUP - 1) // (2 * GROUP) * GROUP + 1
+        out.append((level, f"if {var} >= {mid}:", -1))
+        tree(hi, mid, level + 1)
+        out.append((level, "else:", -1))
+        tree(mid - 1, lo, level + 1)
+
+    tree(n, 0, 0)
+    return out
 
 
 class TooDeep(Exception):
@@ -29,6 +69,8 @@ class StructuredTranslator(FunctionTranslator):
         self.uses_b = False
         self.header_at: list[int] = []
         self.refunds: list[tuple[int, int]] = []  # (line, chunk cost so far) of each br_if's refund
+        self.chains: dict[int, int] = {}  # instruction index -> length of the block chain it opens
+        self.skip_blocks = 0  # blocks of a chain already opened, still to come in the body
 
     # ---- emission at the current indentation ----------------------------------------------------
     def emit(self, text: str, indent: int = 0) -> None:
@@ -57,9 +99,10 @@ class StructuredTranslator(FunctionTranslator):
         if len(self.pyloops) > MAX_PY_LOOPS:
             raise TooDeep()
 
-    def close_pyloop(self, c: Ctrl) -> None:
+    def close_pyloop(self, c: Ctrl, final_break: bool = True) -> None:
         """End ``c``'s Python loop, then pass on branches bound further out."""
-        self.emit("break")
+        if final_break:
+            self.emit("break")
         self.close_block()
         self.pyloops.pop()
         crossed = self.crossed.pop(id(c), set())
@@ -83,6 +126,9 @@ class StructuredTranslator(FunctionTranslator):
 
     # ---- branches -------------------------------------------------------------------------------
     def transfer(self, target: Ctrl) -> list[str]:
+        chain = target.chain
+        if isinstance(chain, BlockChain):  # go round the chain's loop to the stage after the block
+            return [f"{chain.var} = {target.stage}", *self.transfer(chain.loop)]
         if self.pyloops and self.pyloops[-1] is target:
             return ["continue" if target.kind == LOOP else "break"]
         self.uses_b = True
@@ -123,6 +169,22 @@ class StructuredTranslator(FunctionTranslator):
         labels, default = imm  # type: ignore[misc]
         idx = self.pop()
         self.materialize_all()
+        targets = [self.ctrls[-1 - d] for d in (*labels, default)]
+        chain = targets[0].chain
+        if isinstance(chain, BlockChain) and all(t.chain is chain for t in targets):
+            # a C switch: the stage comes straight from a tuple, then one go round the chain's loop
+            for t in targets:
+                t.used = t.branched = True
+            stages = ", ".join(str(t.stage) for t in targets[:-1])
+            if labels:
+                self.emit(f"_i = {idx.code}")
+                self.emit(f"{chain.var} = ({stages},)[_i] if _i < {len(labels)} else {targets[-1].stage}")
+            else:
+                self.emit(f"{chain.var} = {targets[-1].stage}")
+            for line in self.transfer(chain.loop):
+                self.emit(line)
+            self.dead = True
+            return
         self.emit(f"_i = {idx.code}")
         plan = br_table_plan(labels, default)
         if self.indent + max(rel for rel, _h, _d in plan) > MAX_INDENT:
@@ -137,6 +199,13 @@ class StructuredTranslator(FunctionTranslator):
 
     # ---- structured control ---------------------------------------------------------------------
     def do_block(self, imm: object, i: int) -> None:
+        if self.skip_blocks:
+            self.skip_blocks -= 1  # opened with its chain
+            return
+        n = self.chains.get(i, 0)
+        if n:
+            self.open_chain(n)
+            return
         p, r = self.block_sig(imm)
         c = Ctrl(0x02, len(self.stack) - p, p, r, self.new_label())
         self.ctrls.append(c)
@@ -144,6 +213,74 @@ class StructuredTranslator(FunctionTranslator):
             self.materialize_all()
             self.open_pyloop(c)
             c.used = True
+
+    # ---- block chains (C switches) --------------------------------------------------------------
+    def prescan(self) -> None:
+        super().prescan()
+        body = self.code.body
+        i = 0
+        while i < len(body):
+            if body[i][0] == 0x02 and body[i][1] is None:
+                j = i
+                while j < len(body) and body[j][0] == 0x02 and body[j][1] is None:
+                    j += 1
+                if j - i >= CHAIN_MIN:
+                    self.chains[i] = j - i
+                i = j
+            else:
+                i += 1
+
+    def open_chain(self, n: int) -> None:
+        self.materialize_all()
+        self.close_chunk()
+        loop = Ctrl(LOOP, len(self.stack), 0, 0, self.new_label())
+        chain = BlockChain(n, loop.label, loop)
+        for k in range(n):  # B_0 outermost: ending B_k runs stage k
+            self.ctrls.append(Ctrl(0x02, len(self.stack), 0, 0, self.new_label(), chain=chain, stage=k))
+        self.skip_blocks = n - 1
+        self.emit(f"{chain.var} = {n}")
+        self.open_pyloop(loop)
+        chain.base = self.indent
+        self.enter_stage(chain, n)
+
+    def enter_stage(self, chain: BlockChain, stage: int) -> None:
+        """Emit the tree's tests up to ``stage``'s leaf and start its code."""
+        while True:
+            level, header, k = chain.events[chain.next_event]
+            chain.next_event += 1
+            self.indent = chain.base + level
+            if header is not None:
+                self.emit(header)
+                continue
+            assert k == stage, (k, stage)
+            self.emit(f"if {chain.var} == {k}:")
+            self.indent += 1
+            if self.indent > MAX_INDENT:
+                raise TooDeep()
+            chain.leaf_start = len(self.segments[-1].lines)
+            self.open_chunk()
+            return
+
+    def end_chain_block(self, c: Ctrl, live: bool) -> None:
+        """The end of B_k: the stage before it falls through to stage k (or ends the loop)."""
+        chain = c.chain
+        assert isinstance(chain, BlockChain)
+        if live:
+            self.materialize_all()
+            self.emit(f"{chain.var} = {c.stage}")
+        self.close_chunk()
+        if not any(txt for _i, txt, _o in self.segments[-1].lines[chain.leaf_start:]):
+            self.emit("pass")
+        self.enter_stage(chain, c.stage)
+        reach = live or c.branched
+        if c.stage == 0:  # the end of the outermost block: leave the loop
+            self.emit("break")
+            self.indent = chain.base
+            self.close_chunk()
+            self.close_pyloop(chain.loop, final_break=False)
+            self.open_chunk()
+        self.dead = not reach
+        self.reset_stack(c.height)
 
     def do_loop(self, imm: object, i: int) -> None:
         p, r = self.block_sig(imm)
@@ -197,6 +334,9 @@ class StructuredTranslator(FunctionTranslator):
         if c.ghost:
             return
         live = not self.dead
+        if c.chain is not None:
+            self.end_chain_block(c, live)
+            return
         if c.kind == -1:
             if live:
                 self.materialize_all()

@@ -69,6 +69,8 @@ class Ctrl:
     ghost: bool = False  # the whole construct is unreachable
     end_reachable: bool = False  # some path reaches the end by falling through
     fuel_mark: tuple[int, int] = (-1, 0)  # (chunk line, its cost) where an if with an else began
+    chain: object = None  # the structured shape's BlockChain this block belongs to, if any
+    stage: int = 0  # in a chain: the stage that runs when this block ends
 
     @property
     def branch_arity(self) -> int:
