@@ -15,10 +15,19 @@ import click
 from .cli_options import pages_for, parse_dirs, parse_duration, parse_envs
 from .errors import LinkError, WasmError
 from .runtime.instance import CompiledModule, Linker
-from .serve_net import Endpoint, Supervisor, run_single, serve_worker
+from .serve_net import (
+    Endpoint,
+    Supervisor,
+    connections_that_fit,
+    fds_per_connection,
+    raise_fd_limit,
+    run_single,
+    serve_worker,
+)
 from .serve_server import (
     DEFAULT_EOF_IDLE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_OPEN_FILES,
     Connection,
     Outcome,
     ServeOptions,
@@ -100,7 +109,7 @@ def _setup_logging(level: str) -> None:
     "--max-connections",
     type=click.IntRange(min=1),
     help="Connections served at once, over all workers (each worker gets its share).  "
-    f"[default: {DEFAULT_MAX_CONNECTIONS} per worker]",
+    f"[default: {DEFAULT_MAX_CONNECTIONS} per worker, fewer if the descriptor limit cannot hold them]",
 )
 @click.option(
     "--overflow",
@@ -125,6 +134,13 @@ def _setup_logging(level: str) -> None:
     "(the client is taken to be gone); 0 leaves it to --idle-timeout.  [default: 1s]",
 )
 @click.option("--max-memory", metavar="SIZE", help="Largest linear memory per instance (64MiB, 1GiB).")
+@click.option(
+    "--max-open-files",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_OPEN_FILES,
+    show_default=True,
+    help="Descriptors an instance may open itself (in its --dir directories); one more is EMFILE.",
+)
 @click.option(
     "--grace",
     metavar="DURATION",
@@ -180,6 +196,7 @@ def serve_stdin(
     idle_timeout: str | None,
     eof_idle_timeout: str | None,
     max_memory: str | None,
+    max_open_files: int,
     grace: str,
     http: bool,
     dirs: tuple[str, ...],
@@ -219,13 +236,15 @@ def serve_stdin(
             DEFAULT_EOF_IDLE_TIMEOUT if eof_idle_timeout is None else parse_duration(eof_idle_timeout) or None
         ),
         max_memory_pages=pages_for(max_memory),
-        max_connections=DEFAULT_MAX_CONNECTIONS if limit is None else _share(limit, nworkers),
+        max_connections=None if limit is None else _share(limit, nworkers),
+        max_open_files=max_open_files,
         overflow=overflow,
         grace=parse_duration(grace),
         http=http,
     )
     if idle_timeout is not None and options.idle_timeout:
         options.keepalive_timeout = options.idle_timeout
+    size_for_descriptors(options)
     log.info("%s", describe_limits(options))
     compiled = load_for_serving(module)
     endpoint = Endpoint(host=host, port=port, unix=unix)
@@ -237,6 +256,29 @@ def serve_stdin(
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {endpoint.describe()}: {exc}") from None
     sys.exit(code)
+
+
+def size_for_descriptors(options: ServeOptions) -> None:
+    """Raise the descriptor limit to the hard limit and fit the connection limit to it.
+
+    Without --max-connections each worker takes DEFAULT_MAX_CONNECTIONS, or as many connections
+    as the descriptors can hold (each its socket, its preopens and --max-open-files); a
+    --max-connections that does not fit is kept, with a warning."""
+    before, nofile = raise_fd_limit()
+    if nofile != before:
+        log.info("descriptor limit (RLIMIT_NOFILE) raised from %d to %d", before, nofile)
+    fit = connections_that_fit(options, nofile)
+    if options.max_connections is None:
+        options.max_connections = min(DEFAULT_MAX_CONNECTIONS, fit)
+    elif options.max_connections > fit:
+        log.warning(
+            "%d connections per worker may need %d descriptors each, more than the limit of %d holds: "
+            "clients are refused while none are left (--max-connections, --max-open-files, --dir)",
+            options.max_connections,
+            fds_per_connection(options),
+            nofile,
+        )
+    options.nofile = nofile
 
 
 def describe_limits(options: ServeOptions) -> str:
@@ -252,8 +294,15 @@ def describe_limits(options: ServeOptions) -> str:
     )
     return (
         f"limits per worker: {options.max_connections or 'unlimited'} connections (overflow: {options.overflow}), "
-        f"idle timeout {dur(options.idle_timeout)}{eof}, timeout {dur(options.timeout)}"
+        f"idle timeout {dur(options.idle_timeout)}{eof}, timeout {dur(options.timeout)}, "
+        f"open files per instance {_files(options)}, descriptors {options.nofile or '?'}"
     )
+
+
+def _files(options: ServeOptions) -> str:
+    if not options.preopens:
+        return "none (no --dir)"
+    return "unlimited" if options.max_open_files is None else str(options.max_open_files)
 
 
 def _share(limit: int, workers: int) -> int:

@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import resource
 import signal
 import socket
 import stat
@@ -31,6 +32,47 @@ from .serve_server import STAT_FIELDS, ServeOptions, Server, Stats, format_summa
 log = logging.getLogger("asyncwasm.serve")
 
 BACKLOG = 1024
+FD_RESERVE = 64  # descriptors a worker keeps for itself: listener, event loop, pipes, log, the spare
+FD_SLACK = 2  # per connection, beyond its socket and the guest's own: a path walk holds directories open
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's RLIMIT_NOFILE soft limit to its hard limit (workers inherit it).
+
+    Returns the soft limit before and after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if target == resource.RLIM_INFINITY:
+        target = _nr_open()
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            return soft, soft
+        return soft, target
+    return soft, soft
+
+
+def _nr_open() -> int:
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
+def fds_per_connection(options: ServeOptions) -> int:
+    """Host descriptors one connection may hold: its socket, the preopened directories, what the
+    guest may open itself (only where it has a directory to open from), and some slack."""
+    opened = 0
+    if options.preopens:
+        opened = options.max_open_files if options.max_open_files is not None else 1 << 20
+    return 1 + len(options.preopens) + opened + FD_SLACK
+
+
+def connections_that_fit(options: ServeOptions, nofile: int) -> int:
+    """How many connections one worker can hold without running out of descriptors (at least 1)."""
+    return max(1, (nofile - FD_RESERVE) // fds_per_connection(options))
 
 
 class Endpoint:

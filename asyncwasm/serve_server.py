@@ -9,9 +9,11 @@ mode, in ``serve_http``), streamed both ways while the instance runs.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import os
+import resource
 import select
 import socket
 import time
@@ -36,6 +38,12 @@ DEFAULT_IDLE_TIMEOUT = 30.0  # seconds without a byte moving either way: the con
 DEFAULT_EOF_IDLE_TIMEOUT = 1.0  # the same once the client has closed its side (sent FIN)
 HANGUP_PERIOD = 0.2  # how often the sockets of running instances are polled for a hang-up
 GONE_GRACE = 0.5  # after a reset or a failed write: how long the guest may take to end by itself
+DEFAULT_MAX_OPEN_FILES = 64  # descriptors a guest may open itself (with --dir): WasiConfig.max_open_files
+ACCEPT_BACKOFF_MIN = 0.05  # out of descriptors: the first wait before accepting again, doubled up to
+ACCEPT_BACKOFF_MAX = 1.0
+ACCEPT_REMIND = 60.0  # a burst of accept failures is logged when it starts, ends, and this often between
+OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on with 0 s: close() resets the connection
 
 
 @dataclass
@@ -50,6 +58,8 @@ class ServeOptions:
     timeout: float | None = None
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # None or 0: no limit
     eof_idle_timeout: float | None = DEFAULT_EOF_IDLE_TIMEOUT  # None or 0: only idle_timeout
+    max_open_files: int | None = DEFAULT_MAX_OPEN_FILES  # per instance; None: no cap of its own
+    nofile: int | None = None  # the descriptor limit the connection limit was fitted to (for the log)
     max_memory_pages: int | None = None
     max_connections: int | None = None
     overflow: str = "wait"  # or "refuse": what happens to a connection over max_connections
@@ -299,6 +309,9 @@ class Server:
         self._force = False
         self._slots: anyio.Semaphore | None = None
         self.ready = anyio.Event()
+        self._reserve: int | None = None  # a spare descriptor, given up to refuse clients when none is left
+        self._freed = anyio.Event()  # set when a connection ends (its descriptors are free again)
+        self._accept_trouble: AcceptTrouble | None = None
 
     # -- lifecycle
 
@@ -321,6 +334,7 @@ class Server:
         opts = self.options
         if opts.max_connections and opts.overflow == "wait":
             self._slots = anyio.Semaphore(opts.max_connections)
+        self._reserve = _open_reserve()
         try:
             async with anyio.create_task_group() as tg:
                 if opts.idle_timeout:
@@ -340,22 +354,92 @@ class Server:
         finally:
             with anyio.CancelScope(shield=True):
                 await _close_quietly(listener)
+            if self._reserve is not None:
+                os.close(self._reserve)
+                self._reserve = None
 
     async def _accept_loop(self, listener: anyio.abc.Listener[Any], conns: anyio.abc.TaskGroup) -> None:
         while True:
             if self._slots is not None:
                 await self._slots.acquire()
+            failure: OSError | None = None
             try:
                 stream = await listener.accept()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            except anyio.ClosedResourceError:
                 return
-            except OSError as exc:  # EMFILE and friends: wait and go on, never die
-                log.error("accept failed: %s", exc)
+            except anyio.BrokenResourceError as exc:  # trio's listener wraps an accept's OSError in this
+                if not isinstance(exc.__cause__, OSError):
+                    return
+                failure = exc.__cause__
+            except OSError as exc:
+                failure = exc
+            if failure is not None and failure.errno in (errno.EBADF, errno.EINVAL, errno.ENOTSOCK):
+                log.error("accept failed: %s; the listener is unusable, no longer accepting", failure)
+                return
+            if failure is not None:  # never die: refuse what waits, back off, go on
                 if self._slots is not None:
                     self._slots.release()
-                await anyio.sleep(0.1)
+                await self._accept_failed(listener, failure)
                 continue
+            if self._accept_trouble is not None:
+                self._accept_trouble.end()
+                self._accept_trouble = None
             conns.start_soon(self._handle, stream)
+
+    async def _accept_failed(self, listener: anyio.abc.Listener[Any], exc: OSError) -> None:
+        """An accept failed: log it once for the whole burst of failures, and wait before the next.
+
+        Out of descriptors (EMFILE, ENFILE), the clients waiting in the accept queue would wait
+        until some connection ends: they are refused at once instead, with the spare descriptor
+        kept for that (a reset in raw mode, 503 with --http). Then the loop waits, from 50 ms
+        doubling to 1 s, or until a connection ends, and tries again; running connections are
+        served all along."""
+        trouble = self._accept_trouble
+        if trouble is None:
+            trouble = self._accept_trouble = AcceptTrouble(exc)
+        else:
+            trouble.again(exc)
+        if exc.errno in OUT_OF_DESCRIPTORS:
+            refused = self._refuse_queued(listener)
+            trouble.refused += refused
+            self.stats.add("refused", refused)
+        self._freed = anyio.Event()
+        with anyio.move_on_after(trouble.backoff):
+            await self._freed.wait()
+        trouble.backoff = min(trouble.backoff * 2, ACCEPT_BACKOFF_MAX)
+
+    def _refuse_queued(self, listener: anyio.abc.Listener[Any]) -> int:
+        """Accept and refuse the connections queued on the listener, through the spare descriptor."""
+        sock = _raw_socket(listener)
+        if sock is None:
+            return 0
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+        refused = 0
+        try:
+            while refused < 1000:
+                try:
+                    client, _ = sock.accept()
+                except OSError:  # nothing more waits (EAGAIN), or even the spare did not do
+                    break
+                refused += 1
+                with client:
+                    client.setblocking(False)
+                    try:
+                        if self.options.http:
+                            from .serve_http import error_response
+
+                            client.send(
+                                error_response(503, "out of descriptors, try again later", retry_after=1)
+                            )
+                        else:
+                            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+                    except OSError:
+                        pass
+        finally:
+            self._reserve = _open_reserve()
+        return refused
 
     async def _watch_shutdown(self) -> None:
         await self._shutdown_requested.wait()
@@ -458,6 +542,7 @@ class Server:
                 quiet = self.options.http and conn.stop_reason in (None, "closed: shutdown")
                 conn.outcome = Outcome() if quiet else Outcome(error=conn.stop_reason or "cancelled")
             del self.connections[conn.id]
+            self._freed.set()
             if not self.connections:
                 self._idle.set()
             self._finish(conn)
@@ -520,11 +605,19 @@ class Server:
 
         opts = self.options
         stderr = GuestLog(conn)
-        ctx = WasiContext(
-            WasiConfig(
-                args=self.argv, env=env, preopens=self.preopens, stdin=stdin, stdout=stdout, stderr=stderr
-            )
+        config = WasiConfig(
+            args=self.argv,
+            env=env,
+            preopens=self.preopens,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            max_open_files=opts.max_open_files,
         )
+        try:
+            ctx = WasiContext(config)  # opens the preopened directories
+        except OSError as exc:
+            return Outcome(error=f"cannot start an instance: {exc.strerror or exc}")
         store = Store(fuel=opts.fuel, max_memory_pages=opts.max_memory_pages)
         conn.running = True
         try:
@@ -577,10 +670,62 @@ def hold_reads(stream: anyio.abc.SocketStream) -> None:
         transport.pause_reading()
 
 
-def _raw_socket(stream: anyio.abc.SocketStream) -> Any:
+class AcceptTrouble:
+    """A burst of failed accepts: logged when it starts, when it ends, and once a minute between."""
+
+    def __init__(self, exc: OSError) -> None:
+        self.started = self.reminded = time.monotonic()
+        self.failures = 1
+        self.refused = 0
+        self.backoff = ACCEPT_BACKOFF_MIN
+        log.error("accept failed: %s%s; retrying with backoff", exc.strerror or exc, _fd_census(exc))
+
+    def again(self, exc: OSError) -> None:
+        self.failures += 1
+        now = time.monotonic()
+        if now - self.reminded >= ACCEPT_REMIND:
+            self.reminded = now
+            log.error(
+                "accept still failing after %.0fs: %s (%d failures, %d connections refused)%s",
+                now - self.started,
+                exc.strerror or exc,
+                self.failures,
+                self.refused,
+                _fd_census(exc),
+            )
+
+    def end(self) -> None:
+        log.warning(
+            "accepting again after %.1fs (%d failed accepts, %d connections refused meanwhile)",
+            time.monotonic() - self.started,
+            self.failures,
+            self.refused,
+        )
+
+
+def _fd_census(exc: OSError) -> str:
+    if exc.errno not in (errno.EMFILE, errno.ENFILE):
+        return ""
+    try:
+        held = len(os.listdir("/proc/self/fd")) - 1  # (listdir's own)
+    except OSError:  # the listing needs a descriptor too
+        held = -1
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held_text = f"{held} descriptors open" if held >= 0 else "every descriptor in use"
+    return f" ({held_text}, limit {soft}); clients waiting are refused until some are free"
+
+
+def _open_reserve() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _raw_socket(stream: Any) -> Any:
     try:
         return stream.extra(SocketAttribute.raw_socket)
-    except anyio.TypedAttributeLookupError:
+    except (anyio.TypedAttributeLookupError, AttributeError):
         return None
 
 
@@ -588,7 +733,7 @@ def _reset_on_close(stream: anyio.abc.SocketStream) -> None:
     """Make the coming close an RST (a refused client sees ECONNRESET, not an empty answer)."""
     try:
         sock = stream.extra(SocketAttribute.raw_socket)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
     except (OSError, anyio.TypedAttributeLookupError):
         pass
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
+import struct
 import time
 from pathlib import Path
 
@@ -27,7 +29,18 @@ from asyncwasm.serve_server import Connection, ServeOptions
 BACKENDS = ["asyncio", "trio"]
 MIB = 1 << 20
 LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on, 0 s: close() resets the connection
+ERRNO_MFILE = 33  # WASI's EMFILE
 PUSH = int(os.environ.get("ASYNCWASM_HOSTILE_PUSH_MIB", "200")) * MIB
+
+
+def read_n(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 @pytest.fixture
@@ -159,3 +172,91 @@ async def test_an_http_request_whose_client_has_gone_is_stopped(hostile: Path) -
                 await anyio.sleep(0.01)
         assert time.monotonic() - t0 < 2.0
         assert conn.outcome is not None and conn.outcome.error == "client gone"
+
+
+# ---- 5: running out of descriptors --------------------------------------------------------------
+
+
+def _files_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "files"
+    d.mkdir()
+    (d / "f").write_text("opened again and again")
+    return d
+
+
+def _ask(port: int, data: bytes, timeout: float = 2.0) -> bytes:
+    """One request and its answer; b"" or the error's name when the server refuses the connection."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(data)
+            return s.recv(100)
+    except ConnectionError as exc:
+        return type(exc).__name__.encode()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_guest_holding_many_files_leaves_room_for_other_clients(
+    tmp_path: Path, hostile: Path, backend: str
+) -> None:
+    """Defaults under a descriptor limit of 256 (hard 512): the server raises it to 512 and fits the
+    connections to it (each may hold 64 files of its own), so guests that open all they can never
+    starve the process, and another client is answered at once."""
+    files = _files_dir(tmp_path)
+    args = ("--port", "0", "--workers", "1", "--backend", backend, "--dir", str(files), str(hostile))
+    with cli_server(tmp_path, *args, nofile=(256, 512)) as proc:
+        assert "descriptor limit (RLIMIT_NOFILE) raised from 256 to 512" in proc.text()
+        assert re.search(
+            r"limits per worker: 6 connections .*open files per instance 64, descriptors 512", proc.text()
+        )
+        holders = []
+        for i in range(5):
+            s = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+            s.sendall(b"open")
+            assert struct.unpack("<II", read_n(s, 8)) == (64, ERRNO_MFILE)  # the guest's own cap
+            holders.append(s)
+            if i == 0:
+                t0 = time.monotonic()
+                assert _ask(proc.port, b"next") == b"next"
+                assert time.monotonic() - t0 < 2.0
+        fds = proc.open_fds()
+        assert 5 * 64 < fds < 512 - 64
+        for s in holders:
+            s.sendall(b"still here")
+            assert read_n(s, 10) == b"still here"
+            s.close()
+        assert "accept failed" not in proc.text()
+    print(f"\n{backend}: {fds} descriptors open with five guests holding 64 files each (limit 512)")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_accept_survives_running_out_of_descriptors(tmp_path: Path, hostile: Path, backend: str) -> None:
+    """Limits that do not fit (warned at startup) let one guest take every descriptor: new clients
+    are refused at once rather than left waiting, the failure is logged once, the running
+    connection is served on, and accepting resumes as soon as descriptors are free."""
+    files = _files_dir(tmp_path)
+    args = ("--port", "0", "--workers", "1", "--backend", backend, "--dir", str(files))
+    args += ("--max-open-files", "1000", "--max-connections", "4", str(hostile))
+    with cli_server(tmp_path, *args, nofile=(200, 200)) as proc:
+        assert "more than the limit of 200 holds" in proc.text()
+        holder = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+        holder.sendall(b"open")
+        count, err = struct.unpack("<II", read_n(holder, 8))
+        assert count < 200 and err == ERRNO_MFILE  # the process ran out, not the guest's cap
+        assert proc.open_fds() == 200
+        t0 = time.monotonic()
+        for _ in range(5):  # over about a second
+            t = time.monotonic()
+            assert _ask(proc.port, b"anyone?") in (b"", b"ConnectionResetError")
+            assert time.monotonic() - t < 2.0
+            time.sleep(0.2)
+        assert time.monotonic() - t0 < 5.0
+        holder.sendall(b"still here")
+        assert read_n(holder, 10) == b"still here"
+        holder.close()
+        t0 = time.monotonic()
+        assert _ask(proc.port, b"back") == b"back"
+        assert time.monotonic() - t0 < 2.0
+        proc.wait_for("accepting again after")
+        text = proc.text()
+    assert text.count("accept failed") == 1
+    assert re.search(r"accept failed: Too many open files .*limit 200", text)
