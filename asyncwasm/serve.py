@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .cli_options import pages_for, parse_dirs, parse_duration, parse_envs
+from .cli_options import pages_for, parse_dirs, parse_duration, parse_envs, parse_size
 from .errors import LinkError, WasmError
 from .runtime.instance import CompiledModule, Linker
 from .serve_net import (
@@ -135,6 +135,13 @@ def _setup_logging(level: str) -> None:
 )
 @click.option("--max-memory", metavar="SIZE", help="Largest linear memory per instance (64MiB, 1GiB).")
 @click.option(
+    "--max-body",
+    metavar="SIZE",
+    default="16MiB",
+    show_default=True,
+    help="With --http: the largest request body (Content-Length or chunked); more is 413. 0 for no limit.",
+)
+@click.option(
     "--max-open-files",
     type=click.IntRange(min=0),
     default=DEFAULT_MAX_OPEN_FILES,
@@ -196,6 +203,7 @@ def serve_stdin(
     idle_timeout: str | None,
     eof_idle_timeout: str | None,
     max_memory: str | None,
+    max_body: str,
     max_open_files: int,
     grace: str,
     http: bool,
@@ -238,6 +246,7 @@ def serve_stdin(
         max_memory_pages=pages_for(max_memory),
         max_connections=None if limit is None else _share(limit, nworkers),
         max_open_files=max_open_files,
+        max_body=parse_size(max_body) or None,
         overflow=overflow,
         grace=parse_duration(grace),
         http=http,
@@ -296,7 +305,17 @@ def describe_limits(options: ServeOptions) -> str:
         f"limits per worker: {options.max_connections or 'unlimited'} connections (overflow: {options.overflow}), "
         f"idle timeout {dur(options.idle_timeout)}{eof}, timeout {dur(options.timeout)}, "
         f"open files per instance {_files(options)}, descriptors {options.nofile or '?'}"
+        + (f", request body {_size(options.max_body)}" if options.http else "")
     )
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "unlimited"
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return f"{n} bytes"
 
 
 def _files(options: ServeOptions) -> str:

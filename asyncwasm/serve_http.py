@@ -32,6 +32,8 @@ MAX_HEADERS = 100
 MAX_CGI_HEAD = 16 * 1024  # the guest's response headers
 DRAIN_LIMIT = 1 << 20  # unread request body we read and drop to keep the connection usable
 DRAIN_SECONDS = 2.0
+MAX_LENGTH_DIGITS = 18  # a Content-Length or chunk size past this (without leading zeros) is 413 at once
+HOLD_MAX = 64 * 1024  # response bytes held back while the request body is still being read
 SERVER_NAME = "asyncwasm"
 
 REASONS = {
@@ -74,6 +76,8 @@ REASONS = {
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _REQUEST_LINE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP/(\d)\.(\d)$")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)  # not str.isdigit: that takes any Unicode digit
+_HEX = re.compile(rb"[0-9a-fA-F]+")
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -200,10 +204,10 @@ def _framing(req: Request) -> None:
             raise BadRequest(400, "both Content-Length and Transfer-Encoding")
         req.chunked = True
     elif cl:
-        values = {v.strip() for item in cl for v in item.split(",")}
-        if len(values) != 1 or not next(iter(values)).isdigit():
-            raise BadRequest(400, "invalid Content-Length")
-        req.content_length = int(next(iter(values)))
+        lengths = {parse_length(v.strip(" \t"), "Content-Length") for item in cl for v in item.split(",")}
+        if len(lengths) != 1:
+            raise BadRequest(400, "conflicting Content-Length values")
+        req.content_length = lengths.pop()
     if req.version >= (1, 1) and req.get("host") is None:
         raise BadRequest(400, "missing Host header")
     tokens = {t.strip().lower() for v in req.get_all("connection") for t in v.split(",")}
@@ -216,6 +220,23 @@ def _framing(req: Request) -> None:
         if expect.lower() != "100-continue":
             raise BadRequest(417, f"unsupported Expect: {expect}")
         req.expect_continue = req.version >= (1, 1)
+
+
+def parse_length(text: str, what: str) -> int:
+    """A decimal length of ASCII digits: 400 for anything else, 413 when it is too large for any body."""
+    if not _DIGITS.fullmatch(text):
+        raise BadRequest(400, f"invalid {what}")
+    if len(text.lstrip("0")) > MAX_LENGTH_DIGITS:
+        raise BadRequest(413, f"{what} too large")
+    return int(text.lstrip("0") or "0")  # (int() refuses strings of over 4300 digits, zeros or not)
+
+
+def check_body_size(req: Request, max_body: int | None) -> None:
+    """413 for a declared body over --max-body (a chunked one is counted as it arrives)."""
+    if max_body and req.content_length is not None and req.content_length > max_body:
+        raise BadRequest(
+            413, f"request body of {req.content_length} bytes, more than the limit of {max_body}"
+        )
 
 
 def cgi_environ(req: Request, base: dict[str, str], stream: anyio.abc.SocketStream) -> dict[str, str]:
@@ -276,20 +297,46 @@ def _addresses(env: dict[str, str], req: Request, stream: anyio.abc.SocketStream
 
 
 class RequestBody(anyio.abc.ByteReceiveStream):
-    """The request body, fixed-length or chunked, read from the connection as the guest asks for it."""
+    """The request body, fixed-length or chunked, read from the connection as the guest asks for it.
 
-    def __init__(self, reader: BufferedByteReceiveStream, req: Request, on_first_read: Any = None) -> None:
+    A framing error (a malformed chunk, a body over ``max_body``, the client closing early) is
+    kept in ``broken`` and ``broken_status`` (400, 413, 431) and reaches the guest as EIO, so
+    that it never takes a cut-short body for the whole one."""
+
+    def __init__(
+        self,
+        reader: BufferedByteReceiveStream,
+        req: Request,
+        on_first_read: Any = None,
+        *,
+        max_body: int | None = None,
+    ) -> None:
         self.reader = reader
         self.remaining = req.content_length or 0
         self.chunked = req.chunked
         self.done = not self.chunked and self.remaining == 0
         self.broken: str | None = None  # why the body could not be read to its end
+        self.broken_status = 400
+        self.max_body = max_body
+        self.total = 0  # body bytes so far (chunked: counted against max_body)
+        self.on_complete: Any = None  # awaited once the body has been read to its end, cleanly
         self._on_first_read = on_first_read
+        self._after_chunk = False
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        from wasi_async import Errno, WasiError
+
         if self._on_first_read is not None:
             first, self._on_first_read = self._on_first_read, None
             await first()
+        try:
+            return await self._read(max_bytes)
+        except anyio.EndOfStream:
+            if self.broken is not None:
+                raise WasiError(Errno.IO, f"request body: {self.broken}") from None
+            raise
+
+    async def _read(self, max_bytes: int) -> bytes:
         while not self.done:
             if self.chunked and self.remaining == 0:
                 await self._next_chunk()
@@ -297,25 +344,38 @@ class RequestBody(anyio.abc.ByteReceiveStream):
             try:
                 data = await self.reader.receive(min(max_bytes, self.remaining))
             except (anyio.EndOfStream, anyio.BrokenResourceError):
-                self.broken = "the client closed the connection in the middle of the body"
-                self.done = True
+                self._break(BadRequest(400, "the client closed the connection in the middle of the body"))
                 break
             self.remaining -= len(data)
+            self.total += len(data)
             if not self.chunked and self.remaining == 0:
-                self.done = True
+                await self._complete()
             return data
         raise anyio.EndOfStream
 
+    def _break(self, exc: BadRequest) -> None:
+        self.broken, self.broken_status, self.done = exc.message, exc.status, True
+
+    async def _complete(self) -> None:
+        self.done = True
+        if self.on_complete is not None:
+            complete, self.on_complete = self.on_complete, None
+            await complete()
+
     async def _next_chunk(self) -> None:
         try:
-            if getattr(self, "_after_chunk", False):
+            if self._after_chunk:
                 if await self.reader.receive_exactly(2) != b"\r\n":
                     raise BadRequest(400, "chunk not followed by CRLF")
             line = await self.reader.receive_until(b"\r\n", 1024)
-            size_text = line.split(b";", 1)[0].strip()
-            if not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+            size_text = line.split(b";", 1)[0].strip(b" \t")
+            if not _HEX.fullmatch(size_text):
                 raise BadRequest(400, "malformed chunk size")
+            if len(size_text.lstrip(b"0")) > MAX_LENGTH_DIGITS - 3:  # 15 hex digits: 2**60
+                raise BadRequest(413, "chunk size too large")
             size = int(size_text, 16)
+            if self.max_body and self.total + size > self.max_body:
+                raise BadRequest(413, f"request body of more than {self.max_body} bytes (the limit)")
             self._after_chunk = True
             if size == 0:
                 trailers = 0
@@ -323,19 +383,19 @@ class RequestBody(anyio.abc.ByteReceiveStream):
                     trailers += 1
                     if trailers > MAX_HEADERS:
                         raise BadRequest(431, "too many trailer fields")
-                self.done = True
+                await self._complete()
             self.remaining = size
         except BadRequest as exc:
-            self.broken, self.done = exc.message, True
+            self._break(exc)
         except (anyio.IncompleteRead, anyio.DelimiterNotFound, anyio.EndOfStream, anyio.BrokenResourceError):
-            self.broken, self.done = "malformed or truncated chunked body", True
+            self._break(BadRequest(400, "malformed or truncated chunked body"))
 
     async def drain(self, limit: int) -> bool:
         """Read and drop the rest of the body (up to ``limit`` bytes); whether it ended cleanly."""
         dropped = 0
         try:
             while dropped <= limit:
-                dropped += len(await self.receive(65536))
+                dropped += len(await self._read(65536))
         except anyio.EndOfStream:
             return self.broken is None
         return False
@@ -351,10 +411,17 @@ class CgiResponse(anyio.abc.ByteSendStream):
     """Reads the CGI header block the guest writes, then streams the body with HTTP framing.
 
     A guest that writes a malformed header block, or more than MAX_CGI_HEAD bytes of it, gets
-    EPIPE on its next write (so it stops) and the client a 502."""
+    EPIPE on its next write (so it stops) and the client a 502.
 
-    def __init__(self, stream: CountingStream, req: Request, keep_alive: bool) -> None:
+    While the request body is still being read, up to HOLD_MAX bytes of the response are held
+    back (``hold``), so that a framing error found in the rest of the body can still be answered
+    with a 400 or 413 instead of a response that began as a 200; past HOLD_MAX, or once the body
+    is complete, it streams."""
+
+    def __init__(self, stream: CountingStream, req: Request, keep_alive: bool, *, hold: bool = False) -> None:
         self.stream = stream
+        self._held: bytearray | None = bytearray() if hold else None
+        self.committed = False  # some of the response went out to the client
         self.req = req
         self.keep_alive = keep_alive
         self.head = bytearray()
@@ -368,7 +435,28 @@ class CgiResponse(anyio.abc.ByteSendStream):
 
     @property
     def started(self) -> bool:
+        """Some of the response went out: its status can no longer change."""
+        return self.committed
+
+    @property
+    def head_done(self) -> bool:
         return self.state in ("body", "done")
+
+    async def _out(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held += data
+            if len(self._held) <= HOLD_MAX:
+                return
+            data, self._held = bytes(self._held), None
+        if data:
+            self.committed = True
+            await self.stream.send(data)
+
+    async def release(self) -> None:
+        """The request body is complete: what was held goes out, and the rest streams."""
+        if self._held is not None:
+            data, self._held = bytes(self._held), None
+            await self._out(data)
 
     async def send(self, item: bytes) -> None:
         if self.state == "body":
@@ -390,9 +478,9 @@ class CgiResponse(anyio.abc.ByteSendStream):
             self._fail(str(exc))
         self.state = "body"
         if rest and not self.no_body:
-            await self.stream.send(head + self._frame(rest))
+            await self._out(head + self._frame(rest))
         else:
-            await self.stream.send(head)
+            await self._out(head)
 
     def _fail(self, why: str) -> None:
         self.state, self.invalid = "invalid", why
@@ -460,19 +548,20 @@ class CgiResponse(anyio.abc.ByteSendStream):
             return
         framed = self._frame(item)
         if framed:
-            await self.stream.send(framed)
+            await self._out(framed)
 
     async def finish(self, ok: bool) -> bool:
         """End the response after the guest exits; whether the connection may carry another request."""
         if self.state != "body":
             return False
         self.state = "done"
+        await self.release()
         if self.no_body:
             return self.keep_alive and ok
         if self.chunked:
             if not ok:
                 return False  # no last chunk: the client sees the body was cut short
-            await self.stream.send(b"0\r\n\r\n")
+            await self._out(b"0\r\n\r\n")
             return self.keep_alive
         if self.length is not None:
             return self.keep_alive and ok and self.sent_body == self.length
@@ -517,8 +606,12 @@ async def serve_http_connection(server: Server, conn: Connection, stream: Counti
         req = req_or_none
         conn.requests += 1
         keep = req.keep_alive and not server._stopping
-        body = RequestBody(reader, req, _continue_sender(stream) if req.expect_continue else None)
-        response = CgiResponse(stream, req, keep)
+        max_body = server.options.max_body
+        body = RequestBody(
+            reader, req, _continue_sender(stream) if req.expect_continue else None, max_body=max_body
+        )
+        response = CgiResponse(stream, req, keep, hold=not body.done)
+        body.on_complete = response.release
         env = cgi_environ(req, server.options.env, stream)
         with anyio.CancelScope() as work:
             conn.scope = work
@@ -557,7 +650,9 @@ async def _read_request(
                     raise anyio.DelimiterNotFound(MAX_HEAD)
                 if raw.strip(b"\r\n"):
                     break
-            return parse_head(raw.lstrip(b"\r\n"))
+            req = parse_head(raw.lstrip(b"\r\n"))
+            check_body_size(req, server.options.max_body)
+            return req
         if first:
             await _send_error(stream, 408, "no request arrived in time")
         return None
@@ -571,11 +666,22 @@ async def _read_request(
         conn.last_status = 431
         await _send_error(stream, 431, f"request head larger than {MAX_HEAD} bytes")
         return None
-    except BadRequest as exc:
-        conn.last_status = exc.status
-        conn.outcome = Outcome(error=f"bad request: {exc.message}")
-        await _send_error(stream, exc.status, exc.message)
+    except (BadRequest, ValueError) as exc:  # ValueError: whatever parse_head did not foresee is a 400 too
+        bad = exc if isinstance(exc, BadRequest) else BadRequest(400, "malformed request head")
+        conn.last_status = bad.status
+        conn.outcome = Outcome(error=f"bad request: {bad.message}")
+        await _send_error(stream, bad.status, bad.message)
+        await _linger(stream)
         return None
+
+
+async def _linger(stream: CountingStream) -> None:
+    """After an error answer to a request whose body is left unread: half-close and read what the
+    client still sends (bounded), so that closing does not reset the connection before the client
+    has read the answer."""
+    from .serve_server import _linger_close
+
+    await _linger_close(stream)
 
 
 async def _send_error(stream: CountingStream, status: int, message: str) -> None:
@@ -594,11 +700,15 @@ async def _complete(
         return False  # nobody to answer
     try:
         with anyio.CancelScope(shield=True), anyio.move_on_after(DRAIN_SECONDS):
-            if body.broken and not response.started:
-                conn.last_status = 400
-                await _send_error(conn_stream(response), 400, body.broken)
+            if body.broken and not response.started:  # a framing error: the held response is dropped
+                conn.last_status = body.broken_status
+                if outcome.ok:
+                    conn.failed_requests += 1
+                conn.outcome = Outcome(error=f"bad request: {body.broken}")
+                await _send_error(conn_stream(response), body.broken_status, body.broken)
+                await _linger(conn_stream(response))
                 return False
-            if not response.started:
+            if not response.started and not (outcome.ok and response.head_done):
                 status, message = failure_status(outcome, response)
                 conn.last_status = status
                 if outcome.ok:
@@ -610,7 +720,7 @@ async def _complete(
                 )
                 return False
             conn.last_status = response.status
-            again = await response.finish(outcome.ok)
+            again = await response.finish(outcome.ok and body.broken is None)
             if again and not body.done:
                 again = await body.drain(DRAIN_LIMIT)
             return again and body.broken is None

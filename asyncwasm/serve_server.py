@@ -42,6 +42,7 @@ DEFAULT_MAX_OPEN_FILES = 64  # descriptors a guest may open itself (with --dir):
 ACCEPT_BACKOFF_MIN = 0.05  # out of descriptors: the first wait before accepting again, doubled up to
 ACCEPT_BACKOFF_MAX = 1.0
 ACCEPT_REMIND = 60.0  # a burst of accept failures is logged when it starts, ends, and this often between
+DEFAULT_MAX_BODY = 16 << 20  # --http: request body bytes (--max-body); more is 413
 OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on with 0 s: close() resets the connection
 
@@ -59,6 +60,7 @@ class ServeOptions:
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT  # None or 0: no limit
     eof_idle_timeout: float | None = DEFAULT_EOF_IDLE_TIMEOUT  # None or 0: only idle_timeout
     max_open_files: int | None = DEFAULT_MAX_OPEN_FILES  # per instance; None: no cap of its own
+    max_body: int | None = DEFAULT_MAX_BODY  # --http: request body bytes, more is 413; None or 0: no limit
     nofile: int | None = None  # the descriptor limit the connection limit was fitted to (for the log)
     max_memory_pages: int | None = None
     max_connections: int | None = None

@@ -21,7 +21,7 @@ import anyio.abc
 import pytest
 import sniffio
 from anyio.abc import SocketAttribute
-from serve_guests import HOSTILE
+from serve_guests import CGI, HOSTILE
 from serve_helpers import Running, cli_server, guest_file, push, read_all, serving
 
 from asyncwasm.serve_server import Connection, ServeOptions
@@ -260,3 +260,51 @@ def test_accept_survives_running_out_of_descriptors(tmp_path: Path, hostile: Pat
         text = proc.text()
     assert text.count("accept failed") == 1
     assert re.search(r"accept failed: Too many open files .*limit 200", text)
+
+
+# ---- 9: HTTP framing ----------------------------------------------------------------------------
+
+POST = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+CHUNKED = POST + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (POST + b"Content-Length: \xb2\r\n\r\nab", 400),  # superscript two: str.isdigit() says yes
+        (POST + "Content-Length: ٣\r\n\r\nabc".encode(), 400),  # an Arabic-Indic three, in UTF-8
+        (POST + b"Content-Length: " + b"1" * 5000 + b"\r\n\r\n", 413),
+        (POST + b"Content-Length: " + b"0" * 5000 + b"5\r\n\r\nhello", 200),  # leading zeros are still 5
+        (POST + b"Content-Length: 1" + b"0" * 30 + b"\r\n\r\n", 413),
+        (POST + b"Content-Length: 1001\r\n\r\n", 413),  # over --max-body
+        (POST + b"Content-Length: +5\r\n\r\nhello", 400),
+        (POST + b"Content-Length: 5, 6\r\n\r\nhello", 400),
+        (CHUNKED + b"4\r\nabcd\r\nzz\r\nxx\r\n0\r\n\r\n", 400),  # a bad chunk size after a good chunk
+        (CHUNKED + b"4\r\nabcdXX2\r\nef\r\n0\r\n\r\n", 400),  # no CRLF after the chunk
+        (CHUNKED + b"f" * 40 + b"\r\nxx\r\n", 413),
+        (
+            CHUNKED + b"258\r\n" + b"a" * 600 + b"\r\n258\r\n" + b"b" * 600 + b"\r\n0\r\n\r\n",
+            413,
+        ),  # 1200 > 1000
+        (CHUNKED + b"4\r\nabcd\r\n0\r\n\r\n", 200),
+    ],
+)
+async def test_http_framing_errors_are_400_or_413(
+    tmp_path: Path, request_bytes: bytes, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The CGI guest writes its response head before it reads the body; a framing error found in the
+    body is still answered 400 or 413 (the response is held back while the body is read), never a
+    200 over a cut-short body, an empty answer or a traceback in the log."""
+    caplog.set_level(logging.DEBUG, "asyncwasm.serve")
+    cgi = guest_file(tmp_path, CGI, "cgi.wasm")
+    async with serving(cgi, http=True, max_body=1000) as run:
+        with anyio.fail_after(5):
+            async with await run.connect() as s:
+                await s.send(request_bytes)
+                answer = await read_all(s)
+        await run.wait_idle()
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200]
+    if status == 200:
+        assert answer.endswith((b"hello\r\n0\r\n\r\n", b"abcd\r\n0\r\n\r\n")), answer[-60:]  # the whole body
+    assert not [r for r in caplog.records if r.exc_info or "internal error" in r.getMessage()]
