@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import resource
 import socket
 import struct
 import time
@@ -24,6 +25,7 @@ from anyio.abc import SocketAttribute
 from serve_guests import CGI, HOSTILE
 from serve_helpers import Running, cli_server, guest_file, push, read_all, serving
 
+from asyncwasm.serve_net import connections_that_fit
 from asyncwasm.serve_server import Connection, ServeOptions
 
 BACKENDS = ["asyncio", "trio"]
@@ -153,9 +155,12 @@ async def test_idle_connections_are_limited_and_timed_out(hostile: Path) -> None
 
 def test_serve_stdin_defaults_limit_idle_time_and_connections(tmp_path: Path, hostile: Path) -> None:
     assert ServeOptions("m").idle_timeout == 30.0 and ServeOptions("m").eof_idle_timeout == 1.0
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    expected = min(512, connections_that_fit(ServeOptions("m"), hard))  # 512 unless the hard limit is low
     with cli_server(tmp_path, "--port", "0", "--workers", "2", str(hostile)) as proc:
         line = proc.wait_for(r"limits per worker: .*").group(0)
-    assert "512 connections" in line and "idle timeout 30s (1s once the client has closed its side)" in line
+    assert f"{expected} connections" in line
+    assert "idle timeout 30s (1s once the client has closed its side)" in line
 
 
 @pytest.mark.anyio
@@ -234,7 +239,7 @@ def test_accept_survives_running_out_of_descriptors(tmp_path: Path, hostile: Pat
     are refused at once rather than left waiting, the failure is logged once, the running
     connection is served on, and accepting resumes as soon as descriptors are free."""
     files = _files_dir(tmp_path)
-    args = ("--port", "0", "--workers", "1", "--backend", backend, "--dir", str(files))
+    args: tuple[str, ...] = ("--port", "0", "--workers", "1", "--backend", backend, "--dir", str(files))
     args += ("--max-open-files", "1000", "--max-connections", "4", str(hostile))
     with cli_server(tmp_path, *args, nofile=(200, 200)) as proc:
         assert "more than the limit of 200 holds" in proc.text()
