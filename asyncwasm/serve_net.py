@@ -245,10 +245,12 @@ def _worker_entry(
     module: CompiledModule,
     slots: Any,
     parent_fd: int,
+    parent_w: int,
     backend: str,
 ) -> None:
     """A worker process: the supervisor's Ctrl-C handling is the supervisor's (it forwards SIGTERM)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.close(parent_w)  # the fork's copy of the write end: held here, it would hide the supervisor's death
     os.set_blocking(parent_fd, False)
     stats = Stats(slots)
     try:
@@ -313,7 +315,16 @@ class Supervisor:
         proc = self.ctx.Process(
             target=_worker_entry,
             name=f"asyncwasm-worker-{index}",
-            args=(index, sock, self.options, self.module, self.slots[index], self._pipe_r, self.backend),
+            args=(
+                index,
+                sock,
+                self.options,
+                self.module,
+                self.slots[index],
+                self._pipe_r,
+                self._pipe_w,
+                self.backend,
+            ),
             daemon=False,
         )
         proc.start()

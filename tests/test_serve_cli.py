@@ -197,3 +197,28 @@ def test_command_line_errors(tmp_path: Path) -> None:
         [*run, "--timeout", "soon", str(needs)], capture_output=True, text=True, env=env, timeout=30
     )
     assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    echo = guest_file(tmp_path, ECHO_CMD)
+    with server(tmp_path, "--port", "0", "--workers", "2", str(echo)) as proc:
+        assert proc.port is not None
+        assert echo_once(proc.port, b"up\n") == b"up\n"
+        children = Path(f"/proc/{proc.popen.pid}/task/{proc.popen.pid}/children").read_text().split()
+        workers = [int(pid) for pid in children]
+        assert len(workers) == 2
+        proc.popen.kill()  # no signal to forward: the workers must notice by themselves
+        proc.popen.wait()
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in workers)
+    assert proc.text().count("supervisor is gone: shutting down") == 2
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
