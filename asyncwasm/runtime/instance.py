@@ -37,6 +37,7 @@ from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync
 from ..scheduler import native as nesting
 from ..store import Store
+from ..text import is_text, wat_to_wasm
 from ..traps import as_trap, register_code
 from ..validate import validate_module
 from . import objects, startup_fuel
@@ -73,7 +74,9 @@ _SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
 class CompiledModule:
     """A validated, compiled module: instantiate it as often as you like."""
 
-    def __init__(self, wasm: bytes, name: str | None = None) -> None:
+    def __init__(self, wasm: bytes | str, name: str | None = None) -> None:
+        if isinstance(wasm, str) or is_text(wasm):  # the text format (.wat): encode it first
+            wasm = wat_to_wasm(wasm)
         self.module: Module = decode_module(bytes(wasm))
         validate_module(self.module)
         self.name = name or self.module.names.module or "module"

@@ -40,7 +40,7 @@ _KEYWORD = re.compile(rf"[a-z][{_IDCHAR}]*")
 _IDNAME = re.compile(rf"[{_IDCHAR}]+")
 _NUMLIKE = re.compile(r"[+-]?(?:[0-9]|inf|nan)")
 _ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{2})|u\{([0-9a-fA-F](?:_?[0-9a-fA-F])*)\}|(.))", re.S)
-_BAD_STRING_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_STRING_CHAR = re.compile(r"[\x00-\x1f\x7f]")
 _SIMPLE_ESCAPES = {"t": b"\t", "n": b"\n", "r": b"\r", '"': b'"', "'": b"'", "\\": b"\\"}
 
 
@@ -173,6 +173,9 @@ def tokenize(text: str) -> tuple[list[int], list[object], list[int]]:
             start = m.start(3)
             idm = _ANNOT_ID.match(text, pos)
             if idm is None or idm.group() == '""':
+                if annot_depth:  # inside an annotation "(@" alone is just a parenthesis
+                    annot_depth += 1
+                    continue
                 raise TextError("empty annotation id", text, start)
             if idm.group()[0] == '"':
                 utf8(decode_string(idm.group(), text, pos), text, pos)

@@ -550,12 +550,12 @@ class Parser:
 
     def tabletype(self) -> tuple[bool, tuple[int, int | None], Any]:
         is64 = self.addrtype()
-        lim = self.limits(64 if is64 else 32)
+        lim = self.limits(64)
         return (is64, lim, self.reftype())
 
     def memtype(self) -> tuple[bool, tuple[int, int | None], bool]:
         is64 = self.addrtype()
-        lim = self.limits(64 if is64 else 32)
+        lim = self.limits(64)
         shared = self.take_kw("shared")
         return (is64, lim, shared)
 
@@ -832,7 +832,7 @@ class Parser:
             self.i += 1
         if self.kinds[self.i] == KEYWORD and self.vals[self.i].startswith("align="):  # type: ignore[union-attr]
             n = parse_uint(self.vals[self.i][6:])  # type: ignore[index]
-            if n is None or n >> 32:
+            if n is None or n >> 64:
                 raise self.error("malformed memory alignment")
             if n == 0 or n & (n - 1):
                 raise self.error("alignment must be a power of two")
@@ -1448,7 +1448,9 @@ class Parser:
             if tu.ref is not None:
                 ti = self.resolve("type", tu.ref)
                 if tu.inline:
-                    td = m.typedefs[ti] if ti < len(m.typedefs) else None
+                    if ti >= len(m.typedefs):
+                        raise self.error_at(f"unknown type {ti}", tu.pos)
+                    td = m.typedefs[ti]
                     if td is not None and td.kind == "func":
                         want = ([self.canon(t) for t in td.body[0]], [self.canon(t) for t in td.body[1]])
                         got = ([self.canon(t) for t in tu.params], [self.canon(t) for t in tu.results])
