@@ -64,7 +64,7 @@ def parse_sint(tok: str, bits: int) -> int:
 def round_rational(num: int, den: int, fmt: tuple[int, int]) -> tuple[int, bool]:
     """Bits of the positive value ``num/den`` rounded to the float format, and whether it was a tie.
 
-    Raises ``LiteralError`` when the rounded value is infinite.
+    A value that rounds past the largest finite float gives the bits of infinity.
     """
     fbits, ebits = fmt
     bias = (1 << (ebits - 1)) - 1
@@ -86,7 +86,7 @@ def round_rational(num: int, den: int, fmt: tuple[int, int]) -> tuple[int, bool]
         q >>= 1
         e += 1
     if e > bias:
-        raise LiteralError("constant out of range")
+        return ((1 << ebits) - 1) << fbits, tie
     if q >> fbits:
         return ((e + bias) << fbits) | (q & ((1 << fbits) - 1)), tie
     return q, tie  # subnormal (or zero after rounding)
@@ -114,6 +114,8 @@ def parse_float(tok: str, fmt: tuple[int, int]) -> int:
         exp = int(hexp.replace("_", "")) if hexp else 0
         exp -= 4 * len(frac)
         bits = round_rational(mant << max(exp, 0), 1 << max(-exp, 0), fmt)[0] if mant else 0
+        if bits == expmask:
+            raise LiteralError("constant out of range")
         return signbit | bits
     text = dint.replace("_", "") + ("." + dfrac.replace("_", "") if dfrac else "")
     if dexp:
@@ -128,6 +130,8 @@ def parse_float(tok: str, fmt: tuple[int, int]) -> int:
     if tie:  # the double may itself be rounded: redo from the exact decimal value
         exact = Fraction(text)
         bits = round_rational(exact.numerator, exact.denominator, fmt)[0]
+    if bits == expmask:
+        raise LiteralError("constant out of range")
     return signbit | bits
 
 
