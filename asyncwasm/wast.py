@@ -1,7 +1,10 @@
-"""Run spec test scripts in their JSON form (wasm-tools json-from-wast, or wabt's wast2json).
+"""Run spec test scripts: their JSON form (wasm-tools json-from-wast, or wabt's wast2json), or a
+``.wast`` file read straight from text by ``asyncwasm.text``.
 
-Every command kind is checked; text-format modules are skipped and counted as such. Failures are
-reported with file and line; a known-failures file lists the ones that are expected, with reasons.
+Every command kind is checked. In JSON scripts text-format modules (``module quote``) are skipped
+and counted as such; a ``.wast`` script is converted into the same commands, with its modules encoded
+in memory, and its quoted modules are parsed and run too. Failures are reported with file and line;
+a known-failures file lists the ones that are expected, with reasons.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from .runtime.instance import CompiledModule, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
 from .store import Store
+from .text import TextError
+from .text.script import Script, parse_script
 
 DEFAULT_KNOWN_FAILURES = Path(__file__).with_name("wast_known_failures.txt")
 _MASK = {I32: 0xFFFFFFFF, I64: 0xFFFFFFFFFFFFFFFF}
@@ -141,10 +146,21 @@ class ScriptRunner:
         self.linker = spectest_linker()
         self.current: Instance | None = None
         self.named: dict[str, Instance] = {}
+        self.definitions: dict[str, CompiledModule] = {}
         self.store = Store()
+        self.script: Script | None = None  # a .wast script: its modules are in memory, text ones included
 
     def load(self, filename: str) -> CompiledModule:
+        if self.script is not None:
+            return CompiledModule(self.script.modules[filename].binary(), name=Path(filename).stem)
         return CompiledModule((self.dir / filename).read_bytes(), name=Path(filename).stem)
+
+    def commands(self) -> list[dict[str, Any]]:
+        """The script's commands: from the JSON file, or converted from a ``.wast`` file's text."""
+        if self.path.suffix == ".wast":
+            self.script = parse_script(self.path.read_text(encoding="utf-8"), self.path.name)
+            return self.script.commands
+        return json.loads(self.path.read_text())["commands"]
 
     def instantiate(self, filename: str) -> Instance:
         return self.linker.instantiate_sync(self.load(filename), self.store)
@@ -177,8 +193,13 @@ class ScriptRunner:
 
     def run(self, only_binary: bool = True) -> Result:
         res = Result()
-        data = json.loads(self.path.read_text())
-        for cmd in data["commands"]:
+        try:
+            commands = self.commands()
+        except TextError as exc:  # the script itself does not parse: nothing of it can run
+            res.failed += 1
+            res.failures.append((f"{self.path.name}:{exc.line}", str(exc)))
+            return res
+        for cmd in commands:
             where = f"{self.path.name}:{cmd.get('line', '?')}"
             try:
                 outcome = self.command(cmd)
@@ -199,6 +220,20 @@ class ScriptRunner:
     def command(self, cmd: dict[str, Any]) -> str:
         kind = cmd["type"]
         mtype = cmd.get("module_type", "binary")
+        if self.script is not None:
+            mtype = "binary"  # every module of a .wast script is loadable, quoted text included
+        if kind == "module_definition":
+            self.definitions[cmd.get("name") or ""] = self.load(cmd["filename"])
+            return "ok"
+        if kind == "module_instance":
+            module = self.definitions.get(cmd.get("module") or "")
+            if module is None:
+                raise _Failure(f"unknown module definition {cmd.get('module')}")
+            inst = self.linker.instantiate_sync(module, self.store)
+            self.current = inst
+            if cmd.get("instance"):
+                self.named[cmd["instance"]] = inst
+            return "ok"
         if kind == "module":
             filename = cmd["filename"] if mtype == "binary" else cmd.get("binary_filename")
             if filename is None:

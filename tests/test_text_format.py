@@ -465,7 +465,9 @@ def test_error_names_line_and_column_with_a_caret() -> None:
         ("(module (memory 1) (func (drop (i32.load align=3 (i32.const 0)))))", "power of two"),
         ("(module (type (func (param i32))) (func (type 0) (param i64)))", "inline function type"),
         ("(module (start 0) (start 0) (func))", "multiple start"),
-        ("(module (func)", "expected ')'"),
+        ("(module (func)", "1:1: unclosed '('"),
+        ("(module (func $f (param i32) (result i32)", "1:9: unclosed '('"),
+        ("(module (func) ))", "unexpected token ')'"),
         ("(module (func (result i32) i32.const 1 i32.const 2 i32.add i32.const))", "expected an i32 literal"),
     ],
 )
@@ -542,3 +544,54 @@ def test_cli_runs_a_wat_file(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "2:10: unknown operator i32.frob" in proc.stderr and "^" in proc.stderr
+
+
+def test_wast_scripts_run_straight_from_text(tmp_path: Path, shared: Path) -> None:
+    """``asyncwasm wast FILE.wast`` runs every command kind, quoted and binary modules included."""
+    script = tmp_path / "mini.wast"
+    script.write_text(r"""
+        (module $M (func (export "inc") (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+                   (global (export "g") i32 (i32.const 7)))
+        (register "m" $M)
+        (module (import "m" "inc" (func $inc (param i32) (result i32)))
+          (func (export "twice") (param i32) (result i32) (call $inc (call $inc (local.get 0))))
+          (func (export "boom") unreachable))
+        (assert_return (invoke "twice" (i32.const 40)) (i32.const 42))
+        (assert_return (get $M "g") (i32.const 7))
+        (assert_trap (invoke "boom") "unreachable")
+        (assert_malformed (module quote "(func (i32.frob))") "unknown operator")
+        (assert_malformed (module binary "\00asm\02\00\00\00") "unknown binary version")
+        (assert_invalid (module (func (result i32) (i64.const 0))) "type mismatch")
+        (assert_unlinkable (module (import "m" "nope" (func))) "unknown import")
+        (module binary "\00asm\01\00\00\00")
+        (module quote "(func (export \"q\") (result f32) (f32.const -0x1p-1))")
+        (assert_return (invoke "q") (f32.const -0.5))
+    """)
+    files = [
+        str(script),
+        str(shared / "spec" / "core" / "comments.wast"),
+        str(shared / "spec" / "core" / "elem.wast"),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncwasm", "wast", *files],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    passed, failed, skipped = map(
+        int, re.search(r"(\d+) passed, (\d+) failed, (\d+) skipped", proc.stdout).groups()
+    )
+    assert (failed, skipped) == (0, 0) and passed > 100
+    bad = tmp_path / "bad.wast"
+    bad.write_text('(module (func))\n(assert_return (invoke "f" (i32.const 1)) (i32.const 2)\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncwasm", "wast", "--known-failures", "/dev/null", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "FAIL: bad.wast:2: bad.wast:2:1: unclosed '('" in proc.stdout, proc.stdout

@@ -25,7 +25,7 @@ _IDCHAR = r"0-9A-Za-z!#$%&'*+\-./:<=>?@\\^_`|~"
 _STRING = r'"(?:[^"\\]|\\.)*"'
 _SCAN = re.compile(
     r"[ \t\n\r]*(?:"
-    r"(;;[^\n]*)"  # 1 line comment
+    r"(;;[^\n\r]*)"  # 1 line comment (ends at LF or CR)
     r"|(\(;)"  # 2 block comment (nests: scanned by hand)
     r"|(\(@)"  # 3 annotation
     r"|(\()"  # 4

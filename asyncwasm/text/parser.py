@@ -193,6 +193,15 @@ class Parser:
 
     def unexpected(self, wanted: str = "") -> TextError:
         k = self.kinds[self.i]
+        if k == EOF:  # point at the parenthesis that is never closed
+            open_at: list[int] = []
+            for j in range(self.i):
+                if self.kinds[j] == LPAR:
+                    open_at.append(j)
+                elif self.kinds[j] == RPAR and open_at:
+                    open_at.pop()
+            if open_at:
+                return self.error("unclosed '(': the text ends before its ')'", open_at[-1])
         got = KIND_NAMES[k]
         if k in (KEYWORD, NUM) or k == 6:
             got = f"{got} {self.vals[self.i]}"
