@@ -595,3 +595,15 @@ def test_wast_scripts_run_straight_from_text(tmp_path: Path, shared: Path) -> No
     )
     assert proc.returncode == 1
     assert "FAIL: bad.wast:2: bad.wast:2:1: unclosed '('" in proc.stdout, proc.stdout
+
+
+def test_deep_flat_nesting_and_too_deep_folded_nesting() -> None:
+    """Flat blocks do not recurse (compilers nest thousands); folded ones report a clear error."""
+    deep = wat_to_wasm("(module (func " + "block " * 20000 + "end " * 20000 + "))")
+    assert len(decode_module(deep).codes[0].body) == 40001
+    with pytest.raises(TextError, match="nested too deeply"):
+        wat_to_wasm("(module (func " + "(block " * 5000 + ")" * 5000 + "))")
+    with pytest.raises(TextError, match="expected 'end'"):
+        wat_to_wasm("(module (func block loop end))")
+    with pytest.raises(TextError, match="unexpected else"):
+        wat_to_wasm("(module (func block else end))")

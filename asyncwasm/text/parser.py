@@ -627,27 +627,86 @@ class Parser:
             self.i += 1
 
     def instrs(self) -> None:
-        """Instructions, flat or folded, up to a ``)`` or a block-ending keyword."""
+        """Instructions, flat or folded, up to a ``)`` or a block-ending keyword not opened here.
+
+        Flat blocks are tracked on a local stack rather than by recursion, so that the deep block
+        nests compilers emit (a ``br_table`` dispatch over thousands of cases) do not hit Python's
+        recursion limit.
+        """
         kinds, vals = self.kinds, self.vals
         table = INSTRUCTIONS
+        frames: list[list[Any]] = []  # flat blocks opened here: [name, label, phase]
         while True:
             k = kinds[self.i]
             if k == LPAR:
                 self.folded()
-            elif k == KEYWORD:
-                name = vals[self.i]
-                if name in _BLOCK_END:
-                    return
-                op = table.get(name)  # type: ignore[call-overload]
-                if op is None:
-                    raise self.error(f"unknown operator {name}")
+                continue
+            if k != KEYWORD:
+                break
+            name: str = vals[self.i]  # type: ignore[assignment]
+            op = table.get(name)
+            if op is None:
+                raise self.error(f"unknown operator {name}")
+            kind = op[1]
+            if kind == "none":
                 self.i += 1
-                if op[1] == "none":
-                    self.buf += op[0]
-                else:
-                    self.plain(name, op)  # type: ignore[arg-type]
-            else:
-                return
+                self.buf += op[0]
+                continue
+            if kind == "block" or kind == "try_table":
+                self.i += 1
+                frames.append([name, self.open_flat(name, op[0]), 0])
+                continue
+            if name in _BLOCK_END:
+                if not frames:
+                    return
+                frame = frames[-1]
+                bname, label, phase = frame
+                if name == "end":
+                    self.i += 1
+                    self.end_label(label)
+                    self.labels.pop()
+                    self.buf += b"\x0b"
+                    frames.pop()
+                elif name == "else":
+                    if bname != "if" or phase:
+                        raise self.error("unexpected else")
+                    self.i += 1
+                    self.end_label(label)
+                    self.buf += b"\x05"
+                    frame[2] = 1
+                elif name == "catch" or name == "catch_all":
+                    if bname != "try" or phase == 2:
+                        raise self.error(f"unexpected {name}")
+                    self.i += 1
+                    if name == "catch":
+                        self.buf += b"\x07"
+                        self.emit_index("tag")
+                        frame[2] = 1
+                    else:
+                        self.buf += b"\x19"
+                        frame[2] = 2
+                else:  # delegate: ends the try; its label counts from outside it
+                    if bname != "try" or phase:
+                        raise self.error("unexpected delegate")
+                    self.i += 1
+                    self.labels.pop()
+                    self.buf += b"\x18" + uleb(self.label())
+                    frames.pop()
+                continue
+            self.i += 1
+            self.plain(name, op)
+        if frames:
+            raise self.unexpected("'end'")
+
+    def open_flat(self, name: str, opcode: bytes) -> str | None:
+        """The header of a flat ``block``/``loop``/``if``/``try``/``try_table`` (keyword consumed)."""
+        if name == "try_table":
+            return self.try_table_head(opcode)
+        label = self.block_label()
+        self.buf += opcode
+        self.emit(self.blocktype())
+        self.labels.append(label)
+        return label
 
     def folded_operands(self) -> None:
         while self.kinds[self.i] == LPAR:
@@ -776,47 +835,6 @@ class Parser:
         self.labels.append(label)
         return label
 
-    def flat_block(self, name: str, opcode: bytes) -> None:
-        """``block``/``loop``/``if``/``try``/``try_table`` ... ``end`` (the keyword is consumed)."""
-        if name == "try_table":
-            label = self.try_table_head(opcode)
-        else:
-            label = self.block_label()
-            self.buf += opcode
-            self.emit(self.blocktype())
-            self.labels.append(label)
-        self.instrs()
-        kw = self.vals[self.i] if self.kinds[self.i] == KEYWORD else None
-        if name == "if" and kw == "else":
-            self.i += 1
-            self.end_label(label)
-            self.buf += b"\x05"
-            self.instrs()
-            kw = self.vals[self.i] if self.kinds[self.i] == KEYWORD else None
-        if name == "try":
-            while kw == "catch":
-                self.i += 1
-                self.buf += b"\x07"
-                self.emit_index("tag")
-                self.instrs()
-                kw = self.vals[self.i] if self.kinds[self.i] == KEYWORD else None
-            if kw == "catch_all":
-                self.i += 1
-                self.buf += b"\x19"
-                self.instrs()
-                kw = self.vals[self.i] if self.kinds[self.i] == KEYWORD else None
-            elif kw == "delegate":
-                self.i += 1
-                self.labels.pop()
-                self.buf += b"\x18" + uleb(self.label())
-                return
-        if kw != "end":
-            raise self.unexpected("'end'")
-        self.i += 1
-        self.end_label(label)
-        self.labels.pop()
-        self.buf += b"\x0b"
-
     def memarg(self, natural: int, lane: bool = False) -> None:
         """``memidx? offset=N? align=N?`` (and the lane of ``v128.loadN_lane``)."""
         mem: int | Ref = 0
@@ -926,8 +944,6 @@ class Parser:
             self.emit_index(kind)
             if self.in_func and name in NEEDS_DATA_COUNT:
                 self.m.needs_data_count = True
-        elif kind == "block" or kind == "try_table":
-            self.flat_block(name, code)
         elif kind == "br_table":
             buf += code
             labels = []
@@ -1029,9 +1045,7 @@ class Parser:
         elif kind.startswith("lanemem"):
             buf += code
             self.memarg(int(kind[7:]), lane=True)
-        elif kind in ("end", "else"):
-            raise self.error(f"unexpected {name}", self.i - 1)
-        else:  # pragma: no cover - every kind of the table is handled above
+        else:  # block-structured instructions are handled by instrs() and folded()
             raise self.error(f"unsupported instruction {name}", self.i - 1)
 
     def emit_late_index(self, space: str, x: int | Ref) -> None:
@@ -1711,7 +1725,10 @@ def parse_module(text: str, filename: str | None = None) -> bytes:
             if form == "binary":
                 return bytes(data)
             return parse_module(utf8(bytes(data), text, p.offs[j]), filename)
-    wasm = p.module()
+    try:
+        wasm = p.module()
+    except RecursionError:
+        raise p.error("folded instructions nested too deeply for this reader") from None
     if p.kinds[p.i] != EOF:
         raise p.unexpected("the end of the module")
     return wasm

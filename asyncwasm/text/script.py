@@ -174,6 +174,8 @@ class ScriptParser(Parser):
                 mod.wasm = self.module()
         except TextError as exc:
             mod.error = exc
+        except RecursionError:
+            mod.error = self.error("folded instructions nested too deeply for this reader")
         self.i = end
         return mod
 
