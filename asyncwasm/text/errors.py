@@ -31,7 +31,7 @@ class TextError(MalformedModule):
         if pos is not None:
             start = text.rfind("\n", 0, pos) + 1
             end = text.find("\n", pos)
-            src = text[start : end if end >= 0 else len(text)].expandtabs(1)
+            src = text[start : end if end >= 0 else len(text)].rstrip("\r").expandtabs(1)
             where = f"{filename + ':' if filename else ''}{self.line}:{self.col}"
             shown = f"{where}: {message}\n  {src}\n  {' ' * (self.col - 1)}^"
         else:
