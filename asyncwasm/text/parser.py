@@ -727,9 +727,11 @@ class Parser:
         self.i += 1
         if kind == "block":
             if name == "if":
-                return self.folded_if()
+                self.folded_if()
+                return
             if name == "try":
-                return self.folded_try()
+                self.folded_try()
+                return
             label = self.block_label()
             self.buf += op[0]
             self.emit(self.blocktype())
@@ -1132,7 +1134,7 @@ class Parser:
     def add_export(self, name: str, kind: str, idx: int | Ref, pos: int) -> None:
         self.m.exports.append((name, kind, idx, pos))
 
-    def inline_import(self, kind: str, start: int) -> tuple[str, str] | None:
+    def inline_import(self, start: int) -> tuple[str, str] | None:
         if self.lpar_kw() != "import":
             return None
         self.i += 2
@@ -1162,7 +1164,7 @@ class Parser:
         if name is not None:
             self.m.func_names[idx] = name
         self.inline_exports("func", idx)
-        imp = self.inline_import("func", start)
+        imp = self.inline_import(start)
         if imp is not None:
             tu = self.typeuse(names=True)
             self.expect_rpar()
@@ -1224,7 +1226,7 @@ class Parser:
         name = self.opt_id()
         idx = self.define("table", name, pos)
         self.inline_exports("table", idx)
-        imp = self.inline_import("table", start)
+        imp = self.inline_import(start)
         if imp is not None:
             tt = self.tabletype()
             self.expect_rpar()
@@ -1273,7 +1275,7 @@ class Parser:
         name = self.opt_id()
         idx = self.define("memory", name, pos)
         self.inline_exports("memory", idx)
-        imp = self.inline_import("memory", start)
+        imp = self.inline_import(start)
         if imp is not None:
             mt = self.memtype()
             self.expect_rpar()
@@ -1304,8 +1306,7 @@ class Parser:
         name = self.opt_id()
         idx = self.define("global", name, pos)
         self.inline_exports("global", idx)
-        imp = self.inline_import("global", start)
-        gt = None
+        imp = self.inline_import(start)
         if imp is not None:
             gt = self.globaltype()
             self.expect_rpar()
@@ -1322,7 +1323,7 @@ class Parser:
         name = self.opt_id()
         idx = self.define("tag", name, pos)
         self.inline_exports("tag", idx)
-        imp = self.inline_import("tag", start)
+        imp = self.inline_import(start)
         tu = self.typeuse(names=True)
         self.expect_rpar()
         if imp is not None:

@@ -125,10 +125,9 @@ class ScriptParser(Parser):
     def parse(self) -> Script:
         if self.kinds[0] != EOF and self.lpar_kw() not in _COMMANDS:
             # a bare module (fields without "(module ...)"), allowed as the whole script
-            start = self.i
             mod = ScriptModule(1, "text", self.text)
             mod.wasm = self.module()
-            self.add_module_command("module", start, mod, {})
+            self.add_module_command("module", mod, {})
             return self.script
         while self.kinds[self.i] != EOF:
             kw = self.lpar_kw()
@@ -192,9 +191,7 @@ class ScriptParser(Parser):
         finally:
             k[start + 1], v[start + 1], o[start + 1], k[start + 2], v[start + 2], o[start + 2] = saved
 
-    def add_module_command(
-        self, kind: str, start: int, mod: ScriptModule, extra: dict[str, Any]
-    ) -> dict[str, Any]:
+    def add_module_command(self, kind: str, mod: ScriptModule, extra: dict[str, Any]) -> dict[str, Any]:
         key = f"{self.stem}.{len(self.script.modules)}.wasm"
         self.script.modules[key] = mod
         cmd: dict[str, Any] = {"type": kind, "line": mod.line}
@@ -221,7 +218,7 @@ class ScriptParser(Parser):
             return
         definition = self.kinds[j] == KEYWORD and self.vals[j] == "definition"
         mod = self.script_module()
-        self.add_module_command("module_definition" if definition else "module", start, mod, {})
+        self.add_module_command("module_definition" if definition else "module", mod, {})
 
     # --- actions and values ----------------------------------------------------------------------
 
@@ -355,7 +352,7 @@ class ScriptParser(Parser):
             mod = self.script_module()
             text = self.text_arg()
             self.expect_rpar()
-            self.add_module_command("assert_trap", start, mod, {"text": text})
+            self.add_module_command("assert_trap", mod, {"text": text})
             return
         act = self.action()
         cmd: dict[str, Any] = {"type": kind, "line": self.line_at(start + 1), "action": act}
@@ -365,13 +362,12 @@ class ScriptParser(Parser):
         self.script.commands.append(cmd)
 
     def c_assert_module(self) -> None:
-        start = self.i
         kind: str = self.vals[self.i + 1]  # type: ignore[assignment]
         self.i += 2
         mod = self.script_module()
         text = self.text_arg()
         self.expect_rpar()
-        self.add_module_command(kind, start, mod, {"text": text})
+        self.add_module_command(kind, mod, {"text": text})
 
     def c_skip(self) -> None:
         """Meta commands (``script``, ``input``, ``output``) and threads: not run here."""
