@@ -114,14 +114,7 @@ def test_results_traps_and_state_agree(results: list[differential.Result]) -> No
         )
 
 
-# Fuel is being brought to wasmtime 50's exact rules. When it matches, this test passes, strict
-# xfail turns that into a failure, and the mark is to be removed.
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncwasm does not yet count fuel exactly as wasmtime 50: what runs before an access whose "
-    "static offset is past the memory's maximum, instantiation fuel of reference-typed globals and "
-    "segments, memory.grow by table.size of a fixed-size table",
-)
+# Fuel is counted unit for unit as wasmtime 50 counts it: after every call and instantiation.
 def test_fuel_agrees(results: list[differential.Result]) -> None:
     found = [d for r in results for d in r.disagreements if d.category == "fuel"]
     assert not found, f"{len(found)} fuel disagreements with wasmtime:\n{_listing(found)}"

@@ -59,6 +59,8 @@ MODULE = """
   (func (export "tgrow_f") (param i32) (result i32) (table.grow $t (ref.func $e) (local.get 0)))
   (func (export "tfill") (param i32) (table.fill $t (i32.const 0) (ref.null func) (local.get 0)))
   (func (export "tsize") (result i32) (table.size $t))
+  (func (export "far_load") (drop (i32.load offset=4294967295 (i32.const 0))))
+  (func (export "far_store") (i64.store offset=4294967290 (i32.const 0) (i64.const 1)))
   (func $rec (export "rec") (param $n i32) (result i32)
     (if (result i32) (local.get $n)
       (then (i32.add (call $rec (i32.sub (local.get $n) (i32.const 1))) (i32.const 1)))
@@ -84,7 +86,7 @@ CALLS = [
     ("grow", (100000,), 3), ("grow5", (), 4), ("grow5", (), BIG), ("grow200", (), 150), ("size", (), BIG),
     ("grow200", (), BIG), ("tgrow", (0,), 4), ("tgrow", (8,), 10), ("tsize", (), BIG), ("tgrow", (8,), BIG),
     ("tgrow_f", (5,), BIG), ("tgrow", (100000,), BIG), ("tfill", (3,), BIG), ("tfill", (3000,), BIG),
-    ("rec", (10,), BIG), ("rec", (10,), 40),
+    ("rec", (10,), BIG), ("rec", (10,), 40), ("far_load", (), BIG), ("far_store", (), BIG),
 ]
 
 
@@ -174,6 +176,13 @@ INSTANTIATIONS = [
     ("(module (import \"m\" \"g\" (global i32)) (global i32 (global.get 0)))", BIG),
     ("(module (import \"m\" \"g\" (global i32)) (memory 1) (data (global.get 0) \"abc\"))", BIG),
     ("(module (import \"m\" \"t\" (table 5 funcref)) (func $f) (elem (i32.const 0) $f $f))", BIG),
+    # function-index segments after one applied at run time are applied at run time too
+    ("(module (table 4 funcref) (func $f) (elem (i32.const 2) funcref (ref.func $f)) (elem (i32.const 0) func $f))", BIG),
+    ("(module (table 4 4 funcref) (table 2 2 funcref) (elem (table 1) (i32.const 2) funcref) (elem (table 0) (i32.const 0) func))", BIG),
+    # with a memory image, only the start-up code's entry and the start call are charged
+    ("(module (memory 1) (data (i32.const 0) \"v\") (table 4 funcref) (elem (i32.const 1) funcref (ref.null func) (ref.null func)))", BIG),
+    ("(module (memory 1) (global externref (ref.null extern)) (data (i32.const 0) \"v\") (func $s) (start $s))", BIG),
+    ("(module (memory 1) (global externref (ref.null extern)) (data (i32.const 0) \"\"))", BIG),
 ]
 
 
@@ -230,3 +239,34 @@ async def test_set_fuel_from_a_host_function_takes_effect_at_once() -> None:
     # 2 units spent when it was called (entering run, the call), then exactly 100 more
     assert store.get_fuel() == 0
     assert store.fuel_used == 2 + 100
+
+
+async def test_accesses_past_the_memory_maximum_and_sizes_of_fixed_tables() -> None:
+    """An access whose offset passes the memory's maximum is a trap that saves the fuel first; the
+    size of a table that cannot grow is a constant, so growing memory by it is charged up front."""
+    source = """
+    (module (memory 1 1) (table $t 3 3 funcref)
+      (func (export "far") (drop (i32.load8_u offset=65536 (i32.const 0))))
+      (func (export "edge") (drop (i32.load offset=65532 (i32.const 0))))
+      (func (export "grow_by_size") (drop (memory.grow (table.size $t)))))
+    """
+    wasm = wat(source)
+    cfg = wasmtime.Config()
+    cfg.consume_fuel = True
+    engine = wasmtime.Engine(cfg)
+    wt_store = wasmtime.Store(engine)
+    wt_inst = wasmtime.Instance(wt_store, wasmtime.Module(engine, wasm), [])
+    store = asyncwasm.Store(fuel=BIG)
+    inst = await asyncwasm.Linker().instantiate(asyncwasm.Module(wasm), store)
+    for name in ("far", "edge", "grow_by_size"):
+        wt_store.set_fuel(100)
+        store.set_fuel(100)
+        try:
+            wt_inst.exports(wt_store)[name](wt_store)
+        except wasmtime.Trap:
+            pass
+        try:
+            await inst.call(name)
+        except asyncwasm.Trap:
+            pass
+        assert store.get_fuel() == wt_store.get_fuel(), name

@@ -72,8 +72,13 @@ class CompiledCode:
         self.module = module
         self.n_imported = sum(1 for i in module.imports if i.kind == "func")
         self.func_types = module.func_types()
+        memories = module.memory_types()
+        memory_max = 1 << 32
+        if memories and memories[0].limits.max is not None:
+            memory_max = memories[0].limits.max * 65536
+        fixed = {k: t.limits.min for k, t in enumerate(module.table_types()) if t.limits.max == t.limits.min}
         self.info = ModuleInfo(module.types, self.func_types, global_cells(module),
-                               [canonical_type_id(t) for t in module.types])
+                               [canonical_type_id(t) for t in module.types], memory_max, fixed)
         self.filename = f"<wasm {name} #{next(_counter)}>"
         self.codes: dict[int, CodeType] = {}
         self.line_tables: dict[int, list[int]] = {}  # per function: Wasm offset of each line

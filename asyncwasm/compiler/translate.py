@@ -32,6 +32,10 @@ from .numeric import f32_from_bits, f64_from_bits
 from .ops import FREE_OPS, LOADS, OPERATORS, STORES
 
 _MAX_FOLD_DEPTH = 24
+# bytes each load and store opcode touches
+ACCESS_SIZE = {0x28: 4, 0x29: 8, 0x2A: 4, 0x2B: 8, 0x2C: 1, 0x2D: 1, 0x2E: 2, 0x2F: 2, 0x30: 1, 0x31: 1,
+               0x32: 2, 0x33: 2, 0x34: 4, 0x35: 4, 0x36: 4, 0x37: 8, 0x38: 4, 0x39: 8, 0x3A: 1, 0x3B: 2,
+               0x3C: 1, 0x3D: 2, 0x3E: 4}
 CHECK = "if fu <= 0: fu = _refuel(fu)"  # out of fuel when used >= limit (wasmtime's check)
 ENTRY = "if (fu := _fuel - 1) <= 0: fu = _refuel(fu)"  # a call costs one unit, checked at entry
 SAVE = "_fuel = fu"
@@ -88,11 +92,13 @@ class ModuleInfo:
     """What a function translator needs to know about the rest of the module."""
 
     def __init__(self, types: list[FuncType], func_types: list[FuncType], global_cells: set[int],
-                 type_ids: list[int]) -> None:
+                 type_ids: list[int], memory_max: int = 1 << 32, fixed_tables: dict[int, int] | None = None) -> None:
         self.types = types
         self.func_types = func_types
         self.global_cells = global_cells  # globals shared through a cell object (``g3.value``)
         self.type_ids = type_ids  # canonical id of each type index, for call_indirect checks
+        self.memory_max = memory_max  # bytes memory 0 can ever have: an access past it always traps
+        self.fixed_tables = fixed_tables or {}  # table -> its size, for tables that cannot change size
 
 
 class FunctionTranslator:
@@ -631,13 +637,32 @@ class FunctionTranslator:
     def do_load(self, imm: object, i: int, op: int = 0) -> None:
         _align, offset = imm  # type: ignore[misc]
         a = self.pop()
+        if offset + ACCESS_SIZE[op] > self.info.memory_max:
+            self.static_trap()
+            return
         self.push_slot_value(LOADS[op].format(ea=self.ea(a, offset)))
 
     def do_store(self, imm: object, i: int, op: int = 0) -> None:
         _align, offset = imm  # type: ignore[misc]
         v = self.pop()
         a = self.pop()
+        if offset + ACCESS_SIZE[op] > self.info.memory_max:
+            self.static_trap()
+            return
         self.emit(STORES[op].format(ea=self.ea(a, offset), v=v.code))
+
+    def static_trap(self) -> None:
+        """An access whose offset alone passes the most memory there can ever be: it always traps,
+        and wasmtime compiles it as a trap that saves the fuel first (like ``unreachable``)."""
+        self.emit(f"{SAVE}; raise _trap({MEMORY_OOB!r})")
+        self.close_segment_dead()
+
+    def do_table_size(self, imm: object, i: int) -> None:
+        size = self.info.fixed_tables.get(imm)  # type: ignore[call-overload]
+        if size is not None:  # a constant, also for fuel (a grow by it is charged up front)
+            self.push(str(size), frozenset())
+        else:
+            self.push_slot_value(f"_tsize(T{imm})")
 
     def do_memory_size(self, imm: object, i: int) -> None:
         self.push_slot_value("(len(M) >> 16)")
@@ -735,7 +760,7 @@ _HANDLERS = {
     0xD2: FunctionTranslator.do_ref_func,
     0x25: _bind("table_get", "_tget", 1, True, "T{imm}"),
     0x26: _bind("table_set", "_tset", 2, False, "T{imm}"),
-    NAMES["table.size"]: _bind("table_size", "_tsize", 0, True, "T{imm}"),
+    NAMES["table.size"]: FunctionTranslator.do_table_size,
     NAMES["table.grow"]: lambda t, imm, i: t.grow_op(f"_tgrow(T{imm}, {{args}})", 2),
     NAMES["table.fill"]: _bind("table_fill", "_tfill", 3, False, "T{imm}"),
     NAMES["table.copy"]: _bind("table_copy", "_tcopy", 3, False, "T{a}, T{b}"),

@@ -475,7 +475,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     store.attach(g)
     _bind_functions(inst, g)
     plan = startup_fuel.Plan(m, n_imported_tables=nt - len(m.tables), n_imported_memories=nm)
-    fuel = startup_fuel.StartupFuel(store, needed=plan.needed)
+    fuel = startup_fuel.StartupFuel(store, needed=plan.needed, free=plan.free)
     for gl in m.globals:
         value = _eval_const(gl.init, g, inst)
         g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value

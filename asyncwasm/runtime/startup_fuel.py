@@ -7,11 +7,15 @@ and one for the call of the module's start function. What it can set up before a
 nothing and makes no start-up function at all:
 
 - a global whose initializer is a single numeric constant;
-- an active element segment of function indices at a constant offset in a table of the module's own;
+- an active element segment of function indices at a constant offset in a table of the module's own,
+  as long as every active segment before it is set up ahead too;
 - the module's data, when every active data segment has a constant offset in a memory of the
   module's own, inside its initial size, and the image is not sparse (a span over 16 MiB holding
   less than half data): it is copied in as one image. Otherwise every active segment is applied,
   and charged, in order.
+
+When the module has such a data image, the start-up code is charged only its entry and the start
+function's call, whatever else it computes (measured against wasmtime 50).
 
 A trap on the way (a segment out of bounds) loses the start-up's fuel, since nothing saved it; running
 out of fuel keeps it. The start function's call saves it first.
@@ -73,10 +77,18 @@ class Plan:
     left for a start-up function to do (if so it costs one unit on entry)."""
 
     def __init__(self, module: Module, *, n_imported_tables: int, n_imported_memories: int) -> None:
-        self.elem_static = [
-            seg.mode == "active" and static_elem(module, k, n_imported_tables) for k, seg in enumerate(module.elems)
-        ]
+        # Active segments are set up ahead only up to the first that cannot be: the rest are applied
+        # in order at run time, the function-index ones among them too.
+        self.elem_static = []
+        ahead = True
+        for k, seg in enumerate(module.elems):
+            if seg.mode == "active":
+                ahead = ahead and static_elem(module, k, n_imported_tables)
+            self.elem_static.append(seg.mode == "active" and ahead)
         self.data_static = static_data(module, n_imported_memories, [mt.limits.min for mt in module.memories])
+        # With a memory image (some static data), wasmtime charges the start-up code its entry
+        # and the start function's call, and nothing for constant expressions and segments.
+        self.free = self.data_static and any(d.mode == "active" and d.init for d in module.datas)
         self.needed = (
             module.start is not None
             or not all(simple_global(gl.init) for gl in module.globals)
@@ -90,21 +102,24 @@ class StartupFuel:
     """The start-up function's fuel: a count that is only saved (added to the store) when the start
     function is called or when instantiation ends, and checked where wasmtime checks it."""
 
-    def __init__(self, store: Store, needed: bool) -> None:
+    def __init__(self, store: Store, needed: bool, free: bool = False) -> None:
         self.store = store
         self.pending = 0
+        self.free = free
         if needed:
-            self.charge(1)  # the start-up function's own entry
+            self.pending = 1  # the start-up function's own entry
             self.check()
 
     def charge(self, units: int) -> None:
-        self.pending += units
+        if not self.free:
+            self.pending += units
 
     def copy(self, units: int) -> None:
         """A segment applied at run time, once its bounds held: one unit an element or byte."""
-        self.pending += units
-        if units > SMALL_BULK:
-            self.check()
+        if not self.free:
+            self.pending += units
+            if units > SMALL_BULK:
+                self.check()
 
     def check(self) -> None:
         store = self.store
