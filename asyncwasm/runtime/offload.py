@@ -54,9 +54,11 @@ class _Worker:
     """One worker process and its pipes; used by one job at a time, from a thread (its pipes block)."""
 
     def __init__(self) -> None:
+        # The worker imports exactly this process's asyncwasm: its sys.path, and -P so that the
+        # current directory (whatever a guest's host runs in) is not put in front of it.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "asyncwasm.runtime.translate_worker"],
+            [sys.executable, "-P", "-m", "asyncwasm.runtime.translate_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
 
