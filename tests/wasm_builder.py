@@ -11,33 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from asyncwasm.text.opcodes import sleb, uleb  # the encoder's own LEB128 writers
+
 VALTYPES = {"i32": 0x7F, "i64": 0x7E, "f32": 0x7D, "f64": 0x7C, "funcref": 0x70, "externref": 0x6F}
 END = 0x0B
-
-
-def uleb(n: int) -> bytes:
-    """Unsigned LEB128."""
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def sleb(n: int) -> bytes:
-    """Signed LEB128 (the form of i32.const and i64.const immediates)."""
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        done = (n == 0 and not byte & 0x40) or (n == -1 and byte & 0x40)
-        out.append(byte if done else byte | 0x80)
-        if done:
-            return bytes(out)
 
 
 def vec(items: Sequence[bytes]) -> bytes:
