@@ -18,6 +18,7 @@ from .errors import (
     UnsupportedFeature,
     WasmError,
 )
+from .features import Features
 from .runtime.instance import Caller, CompiledModule, HostFunc, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
@@ -27,7 +28,7 @@ from .store import Store
 Module = CompiledModule
 
 __all__ = [
-    "Caller", "CompiledModule", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
+    "Caller", "CompiledModule", "Features", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
     "HostFunc", "Instance", "InstanceDead", "Interrupted", "RunStats", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
     "MemoryType", "Module", "Store", "Table", "TableType", "Trap", "UnsupportedFeature", "WasmError",
     "Linker", "signed32", "signed64",

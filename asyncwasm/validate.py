@@ -34,6 +34,7 @@ from asyncwasm.binary.module import (
 )
 from asyncwasm.binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NATURAL_ALIGN, OPCODES, name_of
 from asyncwasm.errors import InvalidModule
+from asyncwasm.features import WASM3, Features
 
 __all__ = ["validate_module"]
 
@@ -627,8 +628,8 @@ def _collect_refs(module: Module) -> set[int]:
     return refs
 
 
-def validate_module(module: Module) -> None:
-    """Check ``module`` against the Wasm 2.0 validation rules; raise InvalidModule on the first break."""
+def validate_module(module: Module, features: Features = WASM3) -> None:
+    """Check ``module`` against the validation rules of ``features``; raise InvalidModule on the first break."""
     ntypes = len(module.types)
     funcs: list[FuncType] = []
     tables: list[str] = []

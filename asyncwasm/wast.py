@@ -30,6 +30,7 @@ from .binary.module import (
 )
 from .compiler.numeric import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_bits
 from .errors import InvalidModule, LinkError, MalformedModule, Trap, WasmError
+from .features import WASM3, Features
 from .runtime.instance import CompiledModule, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
@@ -140,8 +141,9 @@ def _show(got: Any) -> str:
 class ScriptRunner:
     """Runs one JSON script, command by command."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, features: Features | None = None) -> None:
         self.path = path
+        self.features = features if features is not None else WASM3
         self.dir = path.parent
         self.linker = spectest_linker()
         self.current: Instance | None = None
@@ -152,8 +154,9 @@ class ScriptRunner:
 
     def load(self, filename: str) -> CompiledModule:
         if self.script is not None:
-            return CompiledModule(self.script.modules[filename].binary(), name=Path(filename).stem)
-        return CompiledModule((self.dir / filename).read_bytes(), name=Path(filename).stem)
+            return CompiledModule(self.script.modules[filename].binary(), name=Path(filename).stem,
+                                  features=self.features)
+        return CompiledModule((self.dir / filename).read_bytes(), name=Path(filename).stem, features=self.features)
 
     def commands(self) -> list[dict[str, Any]]:
         """The script's commands: from the JSON file, or converted from a ``.wast`` file's text."""
@@ -307,8 +310,8 @@ def load_known_failures(path: Path | None) -> dict[str, str]:
     return known
 
 
-def run_scripts(paths: Iterable[Path]) -> Result:
+def run_scripts(paths: Iterable[Path], features: Features | None = None) -> Result:
     total = Result()
     for p in paths:
-        total.add(ScriptRunner(Path(p)).run())
+        total.add(ScriptRunner(Path(p), features).run())
     return total

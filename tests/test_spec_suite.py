@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from asyncwasm.features import Features
 from asyncwasm.wast import DEFAULT_KNOWN_FAILURES, ScriptRunner, load_known_failures
 
 _SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", re.M)
@@ -15,7 +16,7 @@ _SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", re.M)
 def test_core_spec_suite_passes(shared: Path) -> None:
     scripts = sorted((shared / "spec" / "json").glob("*/*.json"))
     assert len(scripts) == 90
-    proc = subprocess.run([sys.executable, "-m", "asyncwasm", "wast", *map(str, scripts)],
+    proc = subprocess.run([sys.executable, "-m", "asyncwasm", "wast", "--features", "2.0", *map(str, scripts)],
                           capture_output=True, text=True, timeout=900)
     m = _SUMMARY.search(proc.stdout)
     assert m, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -33,7 +34,7 @@ def test_known_failures_still_fail(shared: Path) -> None:
     failing: set[str] = set()
     for name in files:
         path = shared / "spec" / "json" / Path(name).stem / name
-        failing |= {where for where, _msg in ScriptRunner(path).run().failures}
+        failing |= {where for where, _msg in ScriptRunner(path, Features.wasm2()).run().failures}
     assert set(known) <= failing, f"now passing, remove from the list: {sorted(set(known) - failing)}"
 
 

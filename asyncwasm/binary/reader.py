@@ -19,6 +19,7 @@ import struct
 from typing import Any, Literal
 
 from ..errors import MalformedModule, UnsupportedFeature
+from ..features import WASM3, Features
 from .module import (
     EXTERNREF,
     F32,
@@ -349,8 +350,9 @@ def _len32(data: bytes, pos: int) -> tuple[int, int]:
 class _Decoder:
     """Section-level reading: one cursor over the whole module."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, features: Features = WASM3) -> None:
         self.data = data
+        self.features = features
         self.pos = 0
         self.module = Module()
         self.uses_data = False  # memory.init / data.drop seen in a function body
@@ -688,11 +690,11 @@ def _name_map(r: _Decoder) -> dict[int, str]:
 
 # --- entry point --------------------------------------------------------------------------------
 
-def decode_module(data: bytes | bytearray | memoryview) -> Module:
+def decode_module(data: bytes | bytearray | memoryview, features: Features = WASM3) -> Module:
     """Decode a binary module; raises ``MalformedModule`` (or ``UnsupportedFeature``) only."""
     raw = bytes(data)
     try:
-        return _Decoder(raw).module_()
+        return _Decoder(raw, features).module_()
     except MalformedModule:
         raise
     except (IndexError, struct.error):

@@ -34,6 +34,7 @@ from ..compiler import numeric
 from ..compiler.codegen import CompiledCode, compile_module, global_cells
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
+from ..features import WASM3, Features
 from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync
 from ..scheduler import native as nesting
 from ..store import Store
@@ -74,11 +75,17 @@ _SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
 class CompiledModule:
     """A validated, compiled module: instantiate it as often as you like."""
 
-    def __init__(self, wasm: bytes | str, name: str | None = None) -> None:
+    def __init__(self, wasm: bytes | str, name: str | None = None, *, features: Features | None = None) -> None:
+        """Decode, validate and compile ``wasm`` (binary, or text as ``.wat``).
+
+        ``features`` chooses the proposals the module may use (default: all of Wasm 3.0; see
+        ``asyncwasm.Features``). Raises ``MalformedModule``, ``UnsupportedFeature`` or ``InvalidModule``.
+        """
         if isinstance(wasm, str) or is_text(wasm):  # the text format (.wat): encode it first
             wasm = wat_to_wasm(wasm)
-        self.module: Module = decode_module(bytes(wasm))
-        validate_module(self.module)
+        self.features: Features = features if features is not None else WASM3
+        self.module: Module = decode_module(bytes(wasm), self.features)
+        validate_module(self.module, self.features)
         self.name = name or self.module.names.module or "module"
         self.compiled: CompiledCode = compile_module(self.module, self.name)
         self._func_types = self.module.func_types()
@@ -86,9 +93,10 @@ class CompiledModule:
         register_code(self.compiled.filename, self)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> CompiledModule:
+    def from_file(cls, path: str | Path, *, features: Features | None = None) -> CompiledModule:
+        """Compile the module in file ``path`` (``.wasm`` or ``.wat``), named after the file."""
         p = Path(path)
-        return cls(p.read_bytes(), name=p.stem)
+        return cls(p.read_bytes(), name=p.stem, features=features)
 
     def func_name(self, index: int) -> str | None:
         return self.module.names.funcs.get(index)
