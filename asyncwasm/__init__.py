@@ -21,7 +21,7 @@ from .errors import (
 from .features import Features
 from .runtime.instance import Caller, CompiledModule, HostFunc, Instance, Linker
 from .runtime.memory import Memory
-from .runtime.objects import Func, Global, Table
+from .runtime.objects import Func, Global, Table, Tag, WasmException
 from .runtime.values import signed32, signed64
 from .store import Store
 
@@ -31,5 +31,5 @@ __all__ = [
     "Caller", "CompiledModule", "Features", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
     "HostFunc", "Instance", "InstanceDead", "Interrupted", "RunStats", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
     "MemoryType", "Module", "Store", "Table", "TableType", "Trap", "UnsupportedFeature", "WasmError",
-    "Linker", "signed32", "signed64",
+    "Linker", "signed32", "signed64", "Tag", "WasmException",
 ]

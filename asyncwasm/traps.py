@@ -8,7 +8,7 @@ import struct
 import weakref
 from typing import Any
 
-from .errors import MEMORY_OOB, Frame, Trap
+from .errors import MEMORY_OOB, Frame, Trap, WasmError
 
 _OOB_MEMORY = MEMORY_OOB
 
@@ -27,7 +27,7 @@ def wasm_frames(tb: Any) -> tuple[list[Frame], int]:
     while tb is not None:
         code = tb.tb_frame.f_code
         cm = _registry.get(code.co_filename)
-        if cm is not None and code.co_name.startswith("f"):
+        if cm is not None and code.co_name[:1] in ("f", "t"):  # not a trampoline (w): compiler/tailcall.py
             idx = int(code.co_name[1:])
             frames.append(Frame(idx, cm.func_name(idx), cm.name, cm.compiled.offset_of(code, tb.tb_lineno)))
         tb = tb.tb_next
@@ -58,6 +58,10 @@ def as_trap(exc: BaseException) -> BaseException:
     if isinstance(exc, Trap):
         if not exc.frames:
             exc.frames, exc.omitted = wasm_frames(tb)
+        return exc
+    if isinstance(exc, WasmError) and hasattr(exc, "tag"):  # a Wasm exception: never a trap
+        if not getattr(exc, "frames", True):
+            exc.frames = wasm_frames(tb)[0]  # type: ignore[attr-defined]
         return exc
     if isinstance(exc, RecursionError):
         return _trap("call stack exhausted", tb)

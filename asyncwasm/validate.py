@@ -35,6 +35,8 @@ from asyncwasm.binary.module import (
 from asyncwasm.binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NATURAL_ALIGN, OPCODES, name_of
 from asyncwasm.errors import InvalidModule
 from asyncwasm.features import WASM3, Features
+from asyncwasm.validate_ext import EXN_FAMILY, check_tags
+from asyncwasm.validate_ext import handlers as ext_handlers
 
 __all__ = ["validate_module"]
 
@@ -57,7 +59,7 @@ _REFTYPES = frozenset((FUNCREF, EXTERNREF))
 # ``select`` without a type accepts numeric (or vector) operands only; None is the unknown type.
 _NUM_OR_UNKNOWN = frozenset((*NUMTYPES, None))
 _VEC_OR_UNKNOWN = frozenset((V128, None))
-_REF_OR_UNKNOWN = frozenset((FUNCREF, EXTERNREF, None))
+_REF_OR_UNKNOWN = frozenset((FUNCREF, EXTERNREF, None, *EXN_FAMILY))
 
 
 def _simple_signatures() -> dict[int, tuple[int, str | None, str]]:
@@ -103,7 +105,7 @@ for _op in NATURAL_ALIGN:
 
 _EMPTY: tuple[str, ...] = ()
 _EMPTY_BLOCKTYPE: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-_SINGLE_BLOCKTYPE = {t: ((), (t,)) for t in (*NUMTYPES, V128, FUNCREF, EXTERNREF)}
+_SINGLE_BLOCKTYPE = {t: ((), (t,)) for t in (*NUMTYPES, V128, FUNCREF, EXTERNREF, *EXN_FAMILY)}
 
 # A control frame is a list, indexed by these constants: the types a branch to it takes, the types
 # its end leaves, the operand-stack height at its start, whether the rest of it is unreachable, the
@@ -127,7 +129,7 @@ class _BodyChecker:
     """
 
     def __init__(self, module: Module, funcs: list[FuncType], tables: list[str], memories: int,
-                 globals_: list[GlobalType], refs: set[int]) -> None:
+                 globals_: list[GlobalType], refs: set[int], tags: list[FuncType] | None = None) -> None:
         self.types = module.types
         self.funcs = funcs
         self.tables = tables
@@ -158,6 +160,7 @@ class _BodyChecker:
             handlers[op] = self._load
         for op in _STORES:
             handlers[op] = self._store
+        handlers.update(ext_handlers(self, tags or [], _Invalid))  # tail calls, exceptions
         self.handlers = handlers
 
     # -- the function body loop ------------------------------------------------------------------
@@ -646,7 +649,7 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
         elif imp.kind == "memory":
             _check_limits(imp.desc.limits, MAX_MEMORY_PAGES, "memory size must be at most 65536 pages (4GiB)")
             memories += 1
-        else:
+        elif imp.kind == "global":
             imported_globals.append(imp.desc)
     nimported_funcs = len(funcs)
     for i, typeidx in enumerate(module.funcs):
@@ -686,7 +689,8 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
     if len(module.codes) != len(module.funcs):
         raise InvalidModule(f"{len(module.funcs)} functions declared but {len(module.codes)} bodies given")
     all_globals = imported_globals + [g.type for g in module.globals]
-    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module))
+    tags = check_tags(module)
+    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module), tags)
     names = module.names.funcs
     for i, code in enumerate(module.codes):
         index = nimported_funcs + i
@@ -701,7 +705,7 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
                                 func=module.start, func_name=module.func_name(module.start))
 
     bounds = {"func": (nfuncs, "function"), "table": (len(tables), "table"),
-              "memory": (memories, "memory"), "global": (len(all_globals), "global")}
+              "memory": (memories, "memory"), "global": (len(all_globals), "global"), "tag": (len(tags), "tag")}
     seen: set[str] = set()
     for export in module.exports:
         count, noun = bounds[export.kind]

@@ -33,7 +33,7 @@ from .errors import InvalidModule, LinkError, MalformedModule, Trap, WasmError
 from .features import WASM3, Features
 from .runtime.instance import CompiledModule, Instance, Linker
 from .runtime.memory import Memory
-from .runtime.objects import Func, Global, Table
+from .runtime.objects import Func, Global, Table, WasmException
 from .store import Store
 from .text import TextError
 from .text.script import Script, parse_script
@@ -269,6 +269,12 @@ class ScriptRunner:
             except Trap as exc:
                 return self._expect_text(exc.message, cmd["text"])
             raise _Failure(f"expected trap {cmd['text']!r}, got {[_show(g) for g in got]}")
+        if kind == "assert_exception":
+            try:
+                got = self.act(cmd["action"])
+            except WasmException:
+                return "ok"
+            raise _Failure(f"expected an exception, got {[_show(g) for g in got]}")
         if kind in ("assert_invalid", "assert_malformed", "assert_unlinkable", "assert_uninstantiable"):
             if mtype != "binary":
                 return "skip"

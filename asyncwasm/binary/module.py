@@ -23,12 +23,13 @@ from typing import Any, Literal
 
 I32, I64, F32, F64, V128 = "i32", "i64", "f32", "f64", "v128"
 FUNCREF, EXTERNREF = "funcref", "externref"
+EXNREF, NULLEXNREF, REF_EXN = "exnref", "nullexnref", "(ref exn)"  # exception references
 VALTYPES = (I32, I64, F32, F64, FUNCREF, EXTERNREF)
 NUMTYPES = (I32, I64, F32, F64)
 REFTYPES = (FUNCREF, EXTERNREF)
 
 Instr = tuple[int, Any, int]
-ExternKind = Literal["func", "table", "memory", "global"]
+ExternKind = Literal["func", "table", "memory", "global", "tag"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Import:
     module: str
     name: str
     kind: ExternKind
-    desc: Any  # int type index for "func", else TableType / MemoryType / GlobalType
+    desc: Any  # int type index for "func" and "tag", else TableType / MemoryType / GlobalType
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Module:
     funcs: list[int] = field(default_factory=list)  # type index of each defined function
     tables: list[TableType] = field(default_factory=list)
     memories: list[MemoryType] = field(default_factory=list)
+    tags: list[int] = field(default_factory=list)  # type index of each defined tag (exceptions)
     globals: list[Global] = field(default_factory=list)
     exports: list[Export] = field(default_factory=list)
     start: int | None = None
@@ -145,6 +147,10 @@ class Module:
 
     def memory_types(self) -> list[MemoryType]:
         return [i.desc for i in self.imports if i.kind == "memory"] + list(self.memories)
+
+    def tag_types(self) -> list[int]:
+        """The type index of every tag in the index space: imports first, then defined ones."""
+        return [i.desc for i in self.imports if i.kind == "tag"] + list(self.tags)
 
     def global_types(self) -> list[GlobalType]:
         return [i.desc for i in self.imports if i.kind == "global"] + [g.type for g in self.globals]

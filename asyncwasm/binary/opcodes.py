@@ -61,6 +61,15 @@ OPCODES: dict[int, tuple[str, str]] = {
     0xFC0E: ("table.copy", "table_copy"), 0xFC0F: ("table.grow", "table"),
     0xFC10: ("table.size", "table"), 0xFC11: ("table.fill", "table"),
 }
+# Tail calls and exception handling (Wasm 3.0), legacy exceptions included; decoded by their own
+# branches of the reader (``exceptions.py`` and ``tailcall.py`` of the compiler translate them).
+OPCODES.update({
+    0x06: ("try", "block"), 0x07: ("catch", "tag"), 0x08: ("throw", "tag"), 0x09: ("rethrow", "label"),
+    0x0A: ("throw_ref", "none"), 0x18: ("delegate", "label"), 0x19: ("catch_all", "none"),
+    0x1F: ("try_table", "try_table"),
+    0x12: ("return_call", "func"), 0x13: ("return_call_indirect", "call_indirect"),
+    0x15: ("return_call_ref", "type"),
+})
 for _op, _name in _LOADS_STORES:
     OPCODES[_op] = (_name, "memarg")
 for _entry in _NUMERIC.replace("\n", "|").split("|"):
@@ -78,6 +87,8 @@ NATURAL_ALIGN: dict[int, int] = {
 }
 
 END, ELSE, BLOCK, LOOP, IF = 0x0B, 0x05, 0x02, 0x03, 0x04
+TRY, CATCH, THROW, RETHROW, THROW_REF, DELEGATE, CATCH_ALL, TRY_TABLE = 0x06, 0x07, 0x08, 0x09, 0x0A, 0x18, 0x19, 0x1F
+RETURN_CALL, RETURN_CALL_INDIRECT, RETURN_CALL_REF = 0x12, 0x13, 0x15
 
 
 def name_of(op: int) -> str:

@@ -21,12 +21,14 @@ from typing import Any, Literal
 from ..errors import MalformedModule, UnsupportedFeature
 from ..features import WASM3, Features
 from .module import (
+    EXNREF,
     EXTERNREF,
     F32,
     F64,
     FUNCREF,
     I32,
     I64,
+    NULLEXNREF,
     Code,
     Data,
     Elem,
@@ -53,14 +55,17 @@ MAX_LOCALS = 50_000  # declared locals per function; the same cap wasm-tools use
 
 EOS = "unexpected end of section or function"
 
-_VALTYPES = {0x7F: I32, 0x7E: I64, 0x7D: F32, 0x7C: F64, 0x70: FUNCREF, 0x6F: EXTERNREF}
-_REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF}
+_VALTYPES = {0x7F: I32, 0x7E: I64, 0x7D: F32, 0x7C: F64, 0x70: FUNCREF, 0x6F: EXTERNREF,
+             0x69: EXNREF, 0x74: NULLEXNREF}
+_REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF, 0x69: EXNREF, 0x74: NULLEXNREF}
+_EXN_TYPES = frozenset((EXNREF, NULLEXNREF))
 _V128 = 0x7B
-_EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global")
+_EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global", "tag")
 
 # Where each known section may appear: a section must come strictly after the previous one.
 # The data count section (12) sits between element (9) and code (10).
-_SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 12: 10, 10: 11, 11: 12}
+# The tag section (13, exception handling) sits between memory (5) and global (6).
+_SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 5.5, 6: 6, 7: 7, 8: 8, 9: 9, 12: 10, 10: 11, 11: 12}
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -69,14 +74,23 @@ _U64 = struct.Struct("<Q")
 # --- immediate kinds --------------------------------------------------------------------------
 
 (K_ILLEGAL, K_NONE, K_IDX, K_BLOCK, K_END, K_ELSE, K_I32, K_I64, K_F32, K_F64, K_MEMARG,
- K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD) = range(18)
+ K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD, K_EXT) = range(19)
 
 _KIND_CODES = {
     "none": K_NONE, "label": K_IDX, "func": K_IDX, "local": K_IDX, "global": K_IDX,
     "table": K_IDX, "elem": K_IDX, "data": K_IDX, "block": K_BLOCK, "i32": K_I32,
     "i64": K_I64, "f32": K_F32, "f64": K_F64, "memarg": K_MEMARG, "br_table": K_BR_TABLE,
     "call_indirect": K_CALL_INDIRECT, "memory": K_ZERO, "reftype": K_REFTYPE,
-    "select_t": K_SELECT_T,
+    "select_t": K_SELECT_T, "tag": K_EXT, "type": K_EXT, "try_table": K_EXT,
+}
+
+
+# Opcodes decoded by ``_decode_ext``: tail calls and exception handling, each gated on its feature.
+_EXT_FEATURE = {
+    0x12: "tail_call", 0x13: "tail_call", 0x15: "tail_call",
+    0x08: "exceptions", 0x0A: "exceptions", 0x1F: "exceptions",
+    0x06: "legacy_exceptions", 0x07: "legacy_exceptions", 0x09: "legacy_exceptions",
+    0x18: "legacy_exceptions", 0x19: "legacy_exceptions",
 }
 
 
@@ -89,6 +103,8 @@ def _build_kinds() -> list[int]:
     kinds[0x05] = K_ELSE
     kinds[0xFC] = K_PREFIX_FC
     kinds[0xFD] = K_SIMD
+    for op in _EXT_FEATURE:
+        kinds[op] = K_EXT
     return kinds
 
 
@@ -164,7 +180,68 @@ def _reftype_error(b: int, pos: int) -> MalformedModule:
     return MalformedModule(f"malformed reference type {b:#04x}", pos)
 
 
-def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
+def _blocktype(data: bytes, pos: int, start: int) -> tuple[Any, int]:
+    """A block type (as in ``block``): None, a value type, or a type index."""
+    b = data[pos]
+    if b == 0x40:
+        return None, pos + 1
+    if b & 0xC0 == 0x40:
+        t = _VALTYPES.get(b)
+        if t is None:
+            raise _valtype_error(b, pos)
+        return t, pos + 1
+    x, pos = _sleb(data, pos, 33)
+    if x < 0:
+        raise MalformedModule("malformed block type", start + 1)
+    return x, pos
+
+
+def _decode_ext(op: int, data: bytes, pos: int, start: int, ctl: list[int], features: Features) -> tuple[Instr, int]:
+    """One tail-call or exception instruction (``_EXT_FEATURE``), keeping the block nesting in
+    ``ctl`` (3 an open ``try``, 4 a ``try`` past its first ``catch``)."""
+    feature = _EXT_FEATURE[op]
+    if not getattr(features, feature):
+        features.require(feature, start)
+    imm: Any = None
+    if op in (0x12, 0x15, 0x08, 0x07, 0x09):  # an index: function, type, tag, tag, label
+        imm, pos = _u32(data, pos)
+    elif op == 0x13:
+        typeidx, pos = _u32(data, pos)
+        tableidx, pos = _u32(data, pos)
+        imm = (typeidx, tableidx)
+    elif op == 0x06:  # try
+        imm, pos = _blocktype(data, pos, start)
+        ctl.append(3)
+    elif op == 0x1F:  # try_table: a block type and its catch clauses
+        bt, pos = _blocktype(data, pos, start)
+        catches = []
+        n, pos = _len32(data, pos)
+        for _ in range(n):
+            kpos = pos
+            kind = data[pos]
+            pos += 1
+            if kind > 3:
+                raise MalformedModule("malformed catch clause", kpos)
+            tag = None
+            if kind < 2:
+                tag, pos = _u32(data, pos)
+            label, pos = _u32(data, pos)
+            catches.append((kind, tag, label))
+        imm = (bt, tuple(catches))
+        ctl.append(0)
+    if op in (0x07, 0x19):
+        if not ctl or ctl[-1] not in (3, 4):
+            raise MalformedModule("END opcode expected", start)
+        ctl[-1] = 4
+    elif op == 0x18:  # delegate ends its try
+        imm, pos = _u32(data, pos)
+        if not ctl or ctl[-1] != 3:
+            raise MalformedModule("END opcode expected", start)
+        ctl.pop()
+    return (op, imm, start), pos
+
+
+def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[list[Instr], int, bool]:
     """Decode instructions up to and including the ``end`` that closes the sequence.
 
     Returns the instructions (ending with that ``end``), the position after it, and whether
@@ -333,6 +410,9 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
             append((full, imm, start))
         elif k == K_SIMD:
             raise UnsupportedFeature("SIMD", start)
+        elif k == K_EXT:
+            ins, pos = _decode_ext(op, data, pos, start, ctl, features)
+            append(ins)
         else:
             raise MalformedModule(f"illegal opcode {op:#04x}", start)
 
@@ -404,6 +484,8 @@ class _Decoder:
         t = _VALTYPES.get(b)
         if t is None:
             raise _valtype_error(b, self.pos)
+        if t in _EXN_TYPES:
+            self.features.require("exceptions", self.pos)
         self.pos += 1
         return t
 
@@ -412,6 +494,8 @@ class _Decoder:
         t = _REFTYPES.get(b)
         if t is None:
             raise _reftype_error(b, self.pos)
+        if t in _EXN_TYPES:
+            self.features.require("exceptions", self.pos)
         self.pos += 1
         return t
 
@@ -433,7 +517,7 @@ class _Decoder:
         return GlobalType(t, m == 1)
 
     def const_expr(self) -> list[Instr]:
-        instrs, self.pos, _ = _decode_instrs(self.data, self.pos)
+        instrs, self.pos, _ = _decode_instrs(self.data, self.pos, self.features)
         instrs.pop()  # the final end
         return instrs
 
@@ -457,12 +541,15 @@ class _Decoder:
             4: self.table_section, 5: self.memory_section, 6: self.global_section,
             7: self.export_section, 8: self.start_section, 9: self.elem_section,
             10: self.code_section, 11: self.data_section, 12: self.datacount_section,
+            13: self.tag_section,
         }
         while self.pos < n:
             id_pos = self.pos
             sid = data[id_pos]
-            if sid > 12:
+            if sid > 13:
                 raise MalformedModule("malformed section id", id_pos)
+            if sid == 13:
+                self.features.require("exceptions", id_pos)
             if sid != 0:
                 rank = _SECTION_ORDER[sid]
                 if rank <= last:
@@ -527,6 +614,9 @@ class _Decoder:
                 desc = MemoryType(self.limits())
             elif kind == 3:
                 desc = self.global_type()
+            elif kind == 4:
+                self.features.require("exceptions", pos)
+                desc = self.tag_type()
             else:
                 raise MalformedModule(f"malformed import kind {kind:#04x}", pos)
             imports.append(Import(mod, name, _EXTERN_KINDS[kind], desc))
@@ -552,9 +642,21 @@ class _Decoder:
             name = self.name()
             pos = self.pos
             kind = self.byte()
-            if kind > 3:
+            if kind > 4:
                 raise MalformedModule(f"malformed export kind {kind:#04x}", pos)
+            if kind == 4:
+                self.features.require("exceptions", pos)
             exports.append(Export(name, _EXTERN_KINDS[kind], self.u32()))
+
+    def tag_type(self) -> int:
+        """A tag's type: the attribute byte (0, an exception) and a function type index."""
+        pos = self.pos
+        if self.byte() != 0:
+            raise MalformedModule("malformed tag attribute", pos)
+        return self.u32()
+
+    def tag_section(self) -> None:
+        self.module.tags = [self.tag_type() for _ in range(self.len32())]
 
     def start_section(self) -> None:
         self.module.start = self.u32()
@@ -620,7 +722,7 @@ class _Decoder:
                 raise MalformedModule("too many locals", start)
             for count, t in entries:
                 locals_ += [t] * count
-            body, self.pos, uses_data = _decode_instrs(data, self.pos)
+            body, self.pos, uses_data = _decode_instrs(data, self.pos, self.features)
             if uses_data:
                 self.uses_data = True
             if self.pos != start + size:

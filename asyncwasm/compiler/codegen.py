@@ -11,7 +11,8 @@ import itertools
 import marshal
 import threading
 from dataclasses import dataclass
-from types import CodeType
+from types import CodeType, FunctionType
+from typing import Any
 
 from ..binary.module import Code, FuncType, Module
 from .structured import translate_function
@@ -50,18 +51,21 @@ class Translated:
     """One function translated and compiled away from its module: what ``install`` takes back."""
 
     index: int
-    code: bytes  # the marshalled code object of ``f{index}``
+    code: bytes  # the marshalled code object of ``f{index}`` (``w{index}`` for one with tail calls)
     line_table: list[int]
     consts: dict[str, float]
+    tail: bytes | None = None  # the marshalled ``t{index}``: the body of a function with tail calls
 
 
 def translate_alone(info: ModuleInfo, index: int, body: Code, ftype: FuncType, filename: str) -> Translated:
     """Translate and compile one function with nothing but its inputs (in a worker process)."""
     src, offs, consts = translate_function(info, index, body, ftype)
     module_code = compile("\n".join(src) + "\n", filename, "exec")
-    for const in module_code.co_consts:
-        if isinstance(const, CodeType) and const.co_name == f"f{index}":
-            return Translated(index, marshal.dumps(const), offs, consts)
+    found = {c.co_name: c for c in module_code.co_consts if isinstance(c, CodeType)}
+    if f"w{index}" in found:
+        return Translated(index, marshal.dumps(found[f"w{index}"]), offs, consts, marshal.dumps(found[f"t{index}"]))
+    if f"f{index}" in found:
+        return Translated(index, marshal.dumps(found[f"f{index}"]), offs, consts)
     raise AssertionError(f"no code object for f{index}")
 
 
@@ -79,8 +83,10 @@ class CompiledCode:
         fixed = {k: t.limits.min for k, t in enumerate(module.table_types()) if t.limits.max == t.limits.min}
         self.info = ModuleInfo(module.types, self.func_types, global_cells(module),
                                [canonical_type_id(t) for t in module.types], memory_max, fixed)
+        self.info.tag_types = [module.types[x].params for x in module.tag_types()]  # compiler/exceptions.py
         self.filename = f"<wasm {name} #{next(_counter)}>"
         self.codes: dict[int, CodeType] = {}
+        self.tails: dict[int, CodeType] = {}  # bodies of functions with tail calls (compiler/tailcall.py)
         self.line_tables: dict[int, list[int]] = {}  # per function: Wasm offset of each line
         self.consts: dict[int, dict[str, float]] = {}  # per function: its NaN and infinity constants
         self._lock = threading.Lock()
@@ -102,9 +108,9 @@ class CompiledCode:
         code = compile("\n".join(lines) + "\n", self.filename, "exec")
         self.consts.update(consts)
         for const in code.co_consts:
-            if isinstance(const, CodeType) and const.co_name.startswith("f"):
+            if isinstance(const, CodeType) and const.co_name[:1] in ("f", "w", "t"):
                 idx = int(const.co_name[1:])
-                self.codes[idx] = const
+                (self.tails if const.co_name[0] == "t" else self.codes)[idx] = const
                 self.line_tables[idx] = tables[idx]
 
     def code_for(self, idx: int) -> CodeType:
@@ -131,8 +137,25 @@ class CompiledCode:
             if done.index not in self.codes:
                 self.consts[done.index] = done.consts
                 self.line_tables[done.index] = done.line_table
+                if done.tail is not None:
+                    self.tails[done.index] = marshal.loads(done.tail)
                 self.codes[done.index] = marshal.loads(done.code)
             return self.codes[done.index]
+
+    def make_function(self, idx: int, g: dict[str, Any]) -> FunctionType:
+        """Bind function ``idx`` (translated already) to an instance's globals ``g`` as ``f{idx}``.
+
+        A function with tail calls is two: its body ``t{idx}`` and the trampoline ``f{idx}`` that
+        ordinary callers call; the trampoline's ``_t`` names the body, so that a tail call to it
+        from another trampoline runs the body directly instead of nesting a trampoline."""
+        fn = FunctionType(self.codes[idx], g)
+        tail = self.tails.get(idx)
+        if tail is not None:
+            body = g[f"t{idx}"] = FunctionType(tail, g)
+            fn._t = body  # type: ignore[attr-defined]
+        g.update(self.consts[idx])
+        g[f"f{idx}"] = fn
+        return fn
 
     def offset_of(self, code: CodeType, lineno: int) -> int | None:
         idx = int(code.co_name[1:])

@@ -10,6 +10,7 @@ nested loops, 100 indentation levels) the flat translator takes the function ins
 from __future__ import annotations
 
 from ..binary.opcodes import IF, LOOP
+from . import exceptions, tailcall
 from .translate import CHECK, GROUP, Ctrl, FunctionTranslator, Segment, br_table_plan, fuse_fuel
 
 MAX_PY_LOOPS = 17  # CPython allows 20 nested blocks; the stack guard's try takes one
@@ -333,6 +334,9 @@ class StructuredTranslator(FunctionTranslator):
         self.ctrls.pop()
         if c.ghost:
             return
+        if c.kind in exceptions.TRY_KINDS:
+            exceptions.end(self, c)
+            return
         live = not self.dead
         if c.chain is not None:
             self.end_chain_block(c, live)
@@ -385,6 +389,8 @@ def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str]
         pre.append("; ".join(f"l{nparams + k} = {z}" for k, z in enumerate(zeros)))
     if t.uses_b:
         pre.append("_b = 0")
+    if getattr(t, "uses_dg", False):
+        pre.append("_dg = 0")  # the target of a legacy delegate (compiler/exceptions.py)
     for line in pre:
         out.append("    " + line)
         offs.append(t.code.offset)
@@ -420,6 +426,7 @@ def translate_function(info: object, index: int, code: object, ftype: object) ->
     except TooDeep:
         t = FunctionTranslator(info, index, code, ftype)  # type: ignore[arg-type]
         lines, offs = t.translate()
+    lines, offs = tailcall.finish(t, lines, offs)
     return lines, offs, t.consts
 
 

@@ -99,6 +99,7 @@ class ModuleInfo:
         self.type_ids = type_ids  # canonical id of each type index, for call_indirect checks
         self.memory_max = memory_max  # bytes memory 0 can ever have: an access past it always traps
         self.fixed_tables = fixed_tables or {}  # table -> its size, for tables that cannot change size
+        self.tag_types: list[tuple[str, ...]] = []  # the parameters of each tag (exceptions)
 
 
 class FunctionTranslator:
@@ -325,6 +326,14 @@ class FunctionTranslator:
         for i, (op, imm, _off) in enumerate(self.code.body):
             if op in (BLOCK, LOOP, IF):
                 stack.append((op, i))
+            elif op == 0x1F:  # try_table: its catch clauses branch to labels outside it
+                for _kind, _tag, label in imm[1]:
+                    self._mark(stack, label)
+                stack.append((op, i))
+            elif op == 0x06:  # try
+                stack.append((op, i))
+            elif op == 0x18:  # delegate ends a try
+                stack.pop()
             elif op == END:
                 if stack:
                     stack.pop()
@@ -374,6 +383,8 @@ class FunctionTranslator:
                 self.do_else(c)
         elif op == END:
             self.do_end(self.ctrls[-1])
+        elif op in _DEAD_STRUCTURE:  # try, try_table, catch, catch_all, delegate
+            _DEAD_STRUCTURE[op](self, op, imm, i)
 
     def step(self, op: int, imm: object, i: int) -> None:
         tmpl = OPERATORS.get(op)
@@ -742,6 +753,8 @@ def _second(imm: object) -> object:
     return imm[1] if isinstance(imm, tuple) else imm
 
 
+# Handlers of structure in unreachable code, beside block/loop/if/else/end (compiler/exceptions.py).
+_DEAD_STRUCTURE: dict[int, Any] = {}
 _HANDLERS = {
     0x00: lambda t, imm, i: t.do_unreachable(imm, i), 0x01: FunctionTranslator.do_nop,
     BLOCK: lambda t, imm, i: t.do_block(imm, i), LOOP: lambda t, imm, i: t.do_loop(imm, i), IF: lambda t, imm, i: t.do_if(imm, i),

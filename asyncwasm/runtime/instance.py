@@ -43,11 +43,11 @@ from ..traps import as_trap, register_code
 from ..validate import validate_module
 from . import objects, startup_fuel
 from .memory import Memory
-from .objects import Func, Global, Table
+from .objects import Func, Global, Table, Tag
 from .offload import translate_in_worker
 from .values import FROM_RAW, TO_RAW, from_raw, to_raw
 
-Extern = Func | Table | Memory | Global
+Extern = Func | Table | Memory | Global | Tag
 
 _BASE_GLOBALS: dict[str, Any] = {
     name: getattr(numeric, name) for name in dir(numeric)
@@ -66,6 +66,9 @@ _BASE_GLOBALS.update({
     "_tgrow": objects.table_grow, "_tfill": objects.table_fill, "_tcopy": objects.table_copy,
     "_tinit": objects.table_init, "_edrop": objects.elem_drop, "_minit": objects.memory_init,
     "_ddrop": objects.data_drop, "_mcopy": objects.memory_copy, "_mfill": objects.memory_fill,
+    # exceptions and tail calls (compiler/exceptions.py, compiler/tailcall.py)
+    "_WExc": objects.WasmException, "_throw": objects.throw, "_rethrow": objects.rethrow,
+    "_Tail": objects.TailCall, "_refcallee": objects.ref_callee,
 })
 # Compiled code finds its helpers as builtins: one shared dict, so an instance's own globals hold
 # only what is its own (functions, memory, tables, globals, fuel).
@@ -294,6 +297,9 @@ def _check_import(kind: ExternKind, desc: Any, item: Any, types: list[FuncType],
     elif kind == "global":
         if not isinstance(item, Global) or item.type != desc:
             raise bad
+    elif kind == "tag":
+        if not isinstance(item, Tag) or item.type != types[desc]:
+            raise bad
 
 
 class Linker:
@@ -387,10 +393,8 @@ def _bind_functions(inst: Instance, g: dict[str, Any]) -> None:
     functions not translated yet, a stub that translates on first call and replaces itself."""
     cc = inst.module.compiled
     for idx in range(cc.n_imported, len(cc.func_types)):
-        code = cc.codes.get(idx)
-        if code is not None:
-            g.update(cc.consts[idx])
-            g[code.co_name] = FunctionType(code, g)
+        if idx in cc.codes:
+            cc.make_function(idx, g)
         else:
             g[f"f{idx}"] = _lazy_stub(inst, g, idx)
 
@@ -423,11 +427,10 @@ def _lazy_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., Any
             return fn
         cc = inst.module.compiled
         if cc.wants_worker(idx) and in_guest():
-            code = await_in_guest(translate_in_worker(cc, idx))
+            await_in_guest(translate_in_worker(cc, idx))
         else:
-            code = cc.code_for(idx)
-        g.update(cc.consts[idx])
-        fn = g[f"f{idx}"] = FunctionType(code, g)
+            cc.code_for(idx)
+        fn = cc.make_function(idx, g)
         ref = inst._refs.get(idx)
         if ref is not None:
             ref.fn = fn
@@ -449,6 +452,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     nf = nt = nm = ng = 0
     memories: list[Memory] = []
     tables: list[Table] = []
+    tags: list[Tag] = []
     for imp, item in zip(m.imports, resolved, strict=True):
         if imp.kind == "func":
             f = item.bind(caller if item.access_caller else None, store) if isinstance(item, HostFunc) else item
@@ -462,6 +466,8 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         elif imp.kind == "memory":
             memories.append(item)
             nm += 1
+        elif imp.kind == "tag":
+            tags.append(item)
         else:
             g[f"g{ng}"] = item
             ng += 1
@@ -472,6 +478,11 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         nt += 1
     for mt in m.memories:
         memories.append(Memory(mt, store.max_memory_pages))
+    tag_names = {e.index: e.name for e in m.exports if e.kind == "tag"}
+    for k, x in enumerate(m.tags, start=len(tags)):
+        tags.append(Tag(m.types[x], tag_names.get(k)))
+    for k, tag in enumerate(tags):
+        g[f"X{k}"] = tag
     if memories:
         mem = memories[0]
         g["M"] = mem.data
@@ -502,6 +513,8 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
             inst.exports[e.name] = tables[e.index]
         elif e.kind == "memory":
             inst.exports[e.name] = memories[e.index]
+        elif e.kind == "tag":
+            inst.exports[e.name] = tags[e.index]
         else:
             v = g[f"g{e.index}"]
             inst.exports[e.name] = v

@@ -1,4 +1,4 @@
-"""The runtime objects an instance is made of and can share: functions, tables and globals.
+"""The runtime objects an instance is made of and can share: functions, tables, globals and tags.
 
 Compiled code calls ``Func.fn`` directly with the raw calling convention: i32/i64 as unsigned ints,
 floats as Python floats, references as ``Func``/any object/None; no result is None, one result is the
@@ -7,11 +7,13 @@ value, several are a tuple.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..binary.module import FuncType, GlobalType, TableType
 from ..compiler.codegen import canonical_type_id
-from ..errors import MEMORY_OOB, TABLE_OOB, Trap
+from ..errors import MEMORY_OOB, TABLE_OOB, Frame, Trap, WasmError
+from .values import from_raw, to_raw
 
 MAX_TABLE_ELEMENTS = 10_000_000
 
@@ -188,3 +190,98 @@ def memory_fill(mem: bytearray, d: int, v: int, n: int) -> None:
     if d + n > len(mem):
         raise Trap(MEMORY_OOB)
     mem[d:d + n] = bytes((v & 0xFF,)) * n
+
+
+# ---- exception handling -------------------------------------------------------------------------
+
+class Tag:
+    """An exception tag: what ``throw`` names and ``catch`` matches, by identity.
+
+    Each tag definition makes a new one (two instances of a module have distinct tags); an import
+    shares the exporter's object. A host makes one with ``Tag(FuncType(params, ()))`` to offer as an
+    import, or takes a module's from its exports, to raise or catch its ``WasmException``s."""
+
+    __slots__ = ("type", "name", "__weakref__")
+
+    def __init__(self, type: FuncType, name: str | None = None) -> None:
+        if type.results:
+            raise ValueError(f"a tag's type has no results, not {type}")
+        self.type = type
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Tag {self.name or hex(id(self))} {self.type}>"
+
+
+class WasmException(WasmError):
+    """A WebAssembly exception (``throw``): a tag and the values it carries.
+
+    It is the ``exnref`` value itself: compiled code raises it as a Python exception, ``try_table``
+    catches it by tag identity, and one that leaves Wasm reaches the host as this exception, never
+    as a ``Trap`` (traps are not catchable by Wasm, exceptions are). A host function may raise one
+    (``raise WasmException(tag, [1, 2.5])``) for Wasm code to catch. ``payload`` holds the values
+    as Python sees them (signed integers, as ``Instance.call`` returns them); ``values`` the raw
+    ones compiled code uses. ``frames`` is the Wasm backtrace, filled in where it leaves Wasm."""
+
+    def __init__(self, tag: Tag, payload: Sequence[Any] = ()) -> None:
+        params = tag.type.params
+        if len(payload) != len(params):
+            raise TypeError(f"tag {tag.name or ''} carries {len(params)} values, got {len(payload)}")
+        super().__init__(tag, tuple(payload))
+        self.tag = tag
+        self.values = tuple(to_raw(t, v) for t, v in zip(params, payload, strict=True))
+        self.frames: list[Frame] = []
+
+    @classmethod
+    def raw(cls, tag: Tag, values: tuple[Any, ...]) -> WasmException:
+        """The exception ``throw`` makes, from raw values (no conversion: the validator typed them)."""
+        exc = cls.__new__(cls)
+        exc.args = (tag, values)
+        exc.tag = tag
+        exc.values = values
+        exc.frames = []
+        return exc
+
+    @property
+    def payload(self) -> tuple[Any, ...]:
+        return tuple(from_raw(t, v) for t, v in zip(self.tag.type.params, self.values, strict=True))
+
+    def __str__(self) -> str:
+        name = self.tag.name or f"tag {self.tag.type}"
+        text = f"uncaught wasm exception ({name}) with payload {list(self.payload)}"
+        if self.frames:
+            text += "\nwasm backtrace:\n" + "\n".join(f"  {i:>3}: {f.describe()}" for i, f in enumerate(self.frames))
+        return text
+
+
+def throw(tag: Tag, values: tuple[Any, ...]) -> WasmException:
+    """``throw``: a fresh exception (compiled code raises what this returns)."""
+    return WasmException.raw(tag, values)
+
+
+def rethrow(exn: WasmException | None) -> WasmException:
+    """``throw_ref``/``rethrow``: the same exception again, with its old Python traceback dropped
+    (a loop that catches and rethrows must not grow it)."""
+    if exn is None:
+        raise Trap("null exception reference")
+    return exn.with_traceback(None)
+
+
+# ---- tail calls ---------------------------------------------------------------------------------
+
+class TailCall:
+    """What the body of a function with tail calls returns for ``return_call``: the callee and its
+    arguments, for the trampoline of the nearest ordinary caller to call (see compiler/tailcall.py)."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Any, args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+
+
+def ref_callee(f: Func | None) -> Any:
+    """return_call_ref: the function a reference names (a null reference traps)."""
+    if f is None:
+        raise Trap("null function reference")
+    return f.fn

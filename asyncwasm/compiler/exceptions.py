@@ -1,0 +1,326 @@
+"""Exception handling in generated code: ``throw``, ``throw_ref``, ``try_table`` and the legacy
+``try``/``catch``/``catch_all``/``delegate``/``rethrow``.
+
+A Wasm exception is a Python exception, ``runtime.objects.WasmException`` (``_WExc``), holding its
+tag and raw values; it is also the ``exnref`` value. ``throw x`` is ``raise _throw(X{x}, (args))``
+(tags are the instance globals ``X0, X1, ...``, compared by identity, so an imported tag matches its
+exporter's); ``throw_ref`` and ``rethrow`` raise the same object again. Traps are other exception
+classes, so no handler ever catches one.
+
+In the structured shape, Wasm's handlers map onto Python's ``try``/``except``::
+
+    try_table (result i32) (catch $t $l) (catch_all $m) ... end
+
+    try:
+        ...                                   # the body; its results go to their slots
+    except _WExc as _e7:
+        fu = _fuel                            # the frame's fuel, as the thrower saved it
+        if _e7.tag is X0: s3, = _e7.values; <branch to $l>
+        else: <branch to $m>
+
+and a legacy ``try`` the same way, its ``catch`` clauses being the ``if``/``elif`` arms (whose code
+runs inside the ``except``, so ``rethrow`` is ``raise _rethrow(_e7)``). ``delegate l`` re-raises with
+the local ``_dg`` set to the target construct's number: every handler between the ``try`` and that
+target starts with ``if _dg in (...): raise``, and a handler that does handle clears ``_dg``. A
+branch out of a handler is an ordinary ``break``/``continue`` (Python leaves the ``except`` cleanly).
+A tail call inside a ``try_table`` returns from the body before the callee runs, so the callee's
+exceptions are not caught there, as the spec wants.
+
+Functions too deep for the structured shape are translated to the flat shape, which has no
+exception handlers yet: such a function is refused with ``NotImplementedError`` at translation.
+
+Fuel is wasmtime's: ``throw``/``throw_ref``/``rethrow`` cost one unit and save the frame's count
+first (as a call does); ``try_table`` and ``try`` cost one; a handler reloads the count the
+thrower saved (an exception from a callee comes back with that callee's use counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..binary.opcodes import CATCH, CATCH_ALL, DELEGATE, RETHROW, THROW, THROW_REF, TRY, TRY_TABLE
+from .translate import _DEAD_STRUCTURE, _HANDLERS, SAVE, Ctrl, FunctionTranslator
+
+__all__ = ["TRY_KINDS", "end", "skip_dead"]
+
+TRY_KINDS = (TRY, TRY_TABLE)
+
+
+@dataclass
+class _Try:
+    """What a ``try``/``try_table`` needs until its end."""
+
+    var: str  # the name its handler binds the exception to
+    catches: tuple[tuple[int, int | None, Ctrl], ...] = ()  # try_table: (kind, tag, target)
+    skip: set[int] = field(default_factory=set)  # delegate targets whose exceptions pass this handler by
+    phase: int = 0  # legacy try: 0 in the body, 1 in a catch clause, 2 in catch_all
+    arms: int = 0  # legacy try: catch clauses emitted as if/elif arms
+    blocks: int = 0  # Python blocks it holds open (try, except)
+
+
+def _state(t: FunctionTranslator) -> dict[int, _Try]:
+    st = getattr(t, "exc_tries", None)
+    if st is None:
+        st = t.exc_tries = {}  # type: ignore[attr-defined]
+        t.exc_blocks = 0  # type: ignore[attr-defined]
+        t.exc_ids = {}  # type: ignore[attr-defined]
+    return st
+
+
+def _number(t: FunctionTranslator, c: Ctrl) -> int:
+    """A number for construct ``c``, unique in the function (for ``_dg``)."""
+    ids: dict[int, int] = t.exc_ids  # type: ignore[attr-defined]
+    return ids.setdefault(id(c), len(ids) + 1)
+
+
+def _structured(t: FunctionTranslator) -> bool:
+    if not hasattr(t, "pyloops"):
+        raise NotImplementedError("exception handling in a function too deeply nested for the structured shape")
+    return True
+
+
+def _add_blocks(t: Any, n: int) -> None:
+    from .structured import MAX_PY_LOOPS, TooDeep  # the structured shape's limits
+
+    t.exc_blocks += n
+    if len(t.pyloops) + t.exc_blocks > MAX_PY_LOOPS:
+        raise TooDeep()
+
+
+# ---- throwing ------------------------------------------------------------------------------------
+
+def _throw(t: FunctionTranslator, x: Any, i: int) -> None:
+    n = len(t.info.tag_types[x])  # type: ignore[attr-defined]
+    args = t.call_args(n)
+    pack = f"({args},)" if n == 1 else f"({args})"
+    t.emit(f"{SAVE}; raise _throw(X{x}, {pack})")
+    t.close_segment_dead()
+
+
+def _throw_ref(t: FunctionTranslator, imm: Any, i: int) -> None:
+    a = t.pop()
+    t.emit(f"{SAVE}; raise _rethrow({a.code})")
+    t.close_segment_dead()
+
+
+def _rethrow(t: FunctionTranslator, depth: Any, i: int) -> None:
+    target = t.ctrls[-1 - depth]
+    t.emit(f"{SAVE}; raise _rethrow({_state(t)[id(target)].var})")
+    t.close_segment_dead()
+
+
+# ---- handlers ------------------------------------------------------------------------------------
+
+def _open_try(t: Any, kind: int, bt: Any, i: int) -> tuple[Ctrl, _Try]:
+    _structured(t)
+    p, r = t.block_sig(bt)
+    t.materialize_all()
+    c = Ctrl(kind, len(t.stack) - p, p, r, t.new_label())
+    st = _Try(var=f"_e{c.label}")
+    _state(t)[id(c)] = st
+    t.ctrls.append(c)
+    if i in t.loop_used:
+        t.open_pyloop(c)
+        c.used = True
+    t.close_chunk()
+    t.open_block("try:")
+    st.blocks = 1
+    _add_blocks(t, 1)
+    t.open_chunk()
+    return c, st
+
+
+def _try_table(t: FunctionTranslator, imm: Any, i: int) -> None:
+    bt, catches = imm
+    targets = [(kind, x, t.ctrls[-1 - label]) for kind, x, label in catches]  # counted from outside
+    _c, st = _open_try(t, TRY_TABLE, bt, i)
+    st.catches = tuple(targets)
+
+
+def _try(t: FunctionTranslator, bt: Any, i: int) -> None:
+    _open_try(t, TRY, bt, i)
+
+
+def _end_body(t: Any, c: Ctrl) -> None:
+    """Close the ``try:`` block of ``c``'s body."""
+    if not t.dead:
+        t.materialize_all()
+        c.end_reachable = True
+    t.close_chunk()
+    t.close_block()
+
+
+def _handler_head(t: Any, c: Ctrl, st: _Try, bind: bool = True) -> None:
+    """``except _WExc as _eN:``, the delegate check, and the fuel reload."""
+    t.open_block(f"except _WExc as {st.var}:" if bind else "except _WExc:")
+    _add_blocks(t, 1)
+    st.blocks += 1
+    if st.skip:
+        t.emit(f"if _dg in {tuple(sorted(st.skip))!r}: raise")
+    if getattr(t, "uses_dg", False):
+        t.emit("_dg = 0")
+    t.emit("fu = _fuel")
+
+
+def _branch_with(t: Any, target: Ctrl, values: str, n: int) -> list[str]:
+    """Statements that branch to ``target`` carrying the ``n`` values of tuple expression ``values``."""
+    if target.kind == -1:
+        if n == 0:
+            return [f"{SAVE}; return"]
+        return [f"{SAVE}; return {values}" + ("[0]" if n == 1 else "")]
+    target.used = target.branched = True
+    lines = []
+    if n:
+        dst = ", ".join(f"s{target.height + k}" for k in range(n))
+        lines.append(f"{dst}, = {values}")
+    return lines + t.transfer(target)
+
+
+def _end_try_table(t: Any, c: Ctrl, st: _Try) -> None:
+    _end_body(t, c)
+    _handler_head(t, c, st)
+    ev = st.var
+    first = True
+    for kind, x, target in st.catches:
+        values = f"{ev}.values" if kind == 0 else f"(*{ev}.values, {ev})" if kind == 1 else "()" if kind == 2 else f"({ev},)"
+        n = target.branch_arity
+        if kind < 2:
+            t.emit(f"{'if' if first else 'elif'} {ev}.tag is X{x}:")
+            for line in _branch_with(t, target, values, n):
+                t.emit(line, 1)
+            first = False
+        else:
+            if not first:
+                t.emit("else:")
+            for line in _branch_with(t, target, values, n):
+                t.emit(line, 1 if not first else 0)
+            break
+    else:
+        if first:
+            t.emit("raise")
+        else:
+            t.emit("else:")
+            t.emit("raise", 1)
+    t.close_block()
+
+
+def _catch(t: Any, op: int, x: Any, c: Ctrl) -> None:
+    """The start of a legacy ``catch x`` or ``catch_all`` clause of try ``c``."""
+    st = _state(t)[id(c)]
+    if st.phase == 0:
+        _end_body(t, c)
+        _handler_head(t, c, st)
+    else:
+        if not t.dead:
+            t.materialize_all()
+            c.end_reachable = True
+        t.close_chunk()
+        if st.arms:
+            t.close_block()
+    ev = st.var
+    if op == CATCH:
+        t.open_block(f"{'if' if st.arms == 0 else 'elif'} {ev}.tag is X{x}:")
+        st.arms += 1
+        st.phase = 1
+        n = len(t.info.tag_types[x])
+    else:
+        if st.arms:
+            t.open_block("else:")
+        st.phase = 2
+        n = 0
+    t.open_chunk()
+    t.dead = False
+    t.reset_stack(c.height)
+    if n:
+        t.emit(f"{', '.join(f's{c.height + k}' for k in range(n))}, = {ev}.values")
+        t.reset_stack(c.height + n)
+
+
+def _end_legacy(t: Any, c: Ctrl, st: _Try) -> None:
+    if st.phase == 0:  # no catch clause: exceptions pass through
+        _end_body(t, c)
+        _handler_head(t, c, st, bind=False)
+        t.emit("raise")
+        t.close_block()
+        return
+    if not t.dead:
+        t.materialize_all()
+        c.end_reachable = True
+    t.close_chunk()
+    if st.arms:
+        t.close_block()
+        if st.phase != 2:
+            t.emit("else:")
+            t.emit("raise", 1)
+    t.close_block()
+
+
+def _delegate(t: Any, depth: Any, i: int) -> None:
+    c = t.ctrls[-1]
+    target = t.ctrls[-2 - depth]  # counted from outside the try
+    num = _number(t, target)
+    t.uses_dg = True
+    for between in t.ctrls[-1 - depth:-1]:  # the handlers the exception passes by
+        st_b = _state(t).get(id(between))
+        if st_b is not None:
+            st_b.skip.add(num)
+    st = _state(t)[id(c)]
+    _end_body(t, c)
+    t.open_block("except _WExc:")
+    _add_blocks(t, 1)
+    st.blocks += 1
+    if st.skip:
+        t.emit(f"if _dg in {tuple(sorted(st.skip))!r}: raise")
+    t.emit(f"_dg = {num}")
+    t.emit("raise")
+    t.close_block()
+    t.ctrls.pop()
+    _finish(t, c, st)
+
+
+def end(t: Any, c: Ctrl) -> None:
+    """The ``end`` of a ``try`` or ``try_table`` (already popped from the control stack)."""
+    st = _state(t)[id(c)]
+    if c.kind == TRY_TABLE:
+        _end_try_table(t, c, st)
+    else:
+        _end_legacy(t, c, st)
+    _finish(t, c, st)
+
+
+def _finish(t: Any, c: Ctrl, st: _Try) -> None:
+    t.exc_blocks -= st.blocks
+    reach = c.end_reachable or c.branched
+    if c in t.pyloops:
+        t.close_pyloop(c)
+    t.open_chunk()
+    t.dead = not reach
+    t.reset_stack(c.height + c.nresults)
+
+
+def skip_dead(t: Any, op: int, imm: Any, i: int) -> None:
+    """This proposal's structure in unreachable code (``FunctionTranslator.skip_dead``)."""
+    if op in TRY_KINDS:
+        t.ctrls.append(Ctrl(op, len(t.stack), 0, 0, -1, ghost=True))
+    elif op in (CATCH, CATCH_ALL):
+        c = t.ctrls[-1]
+        if not c.ghost:
+            _catch(t, op, imm, c)
+    elif op == DELEGATE:
+        if t.ctrls[-1].ghost:
+            t.ctrls.pop()
+        else:
+            _delegate(t, imm, i)
+
+
+for _op in (*TRY_KINDS, CATCH, CATCH_ALL, DELEGATE):
+    _DEAD_STRUCTURE[_op] = skip_dead
+_HANDLERS[THROW] = _throw
+_HANDLERS[THROW_REF] = _throw_ref
+_HANDLERS[RETHROW] = _rethrow
+_HANDLERS[TRY_TABLE] = _try_table
+_HANDLERS[TRY] = _try
+_HANDLERS[CATCH] = lambda t, imm, i: _catch(t, CATCH, imm, t.ctrls[-1])
+_HANDLERS[CATCH_ALL] = lambda t, imm, i: _catch(t, CATCH_ALL, imm, t.ctrls[-1])
+_HANDLERS[DELEGATE] = _delegate
