@@ -21,6 +21,7 @@ from .binary.module import F32, F64, I32, I64
 from .errors import LinkError, MalformedModule, Trap, WasmError
 from .features import Features
 from .runtime.instance import CompiledModule, Instance, Linker
+from .runtime.objects import WasmException
 from .store import DEFAULT_TABLE_ELEMENTS
 from .wast import DEFAULT_KNOWN_FAILURES, ScriptRunner, load_known_failures
 from .wast import Result as WastResult
@@ -311,9 +312,10 @@ def run(dirs: tuple[tuple[str, str], ...], envs: tuple[tuple[str, str | None], .
     \b
     Exit status:
       N    the guest called proc_exit(N) (0 when _start returns)
-      134  the guest trapped, ran out of fuel, or ran past --timeout: stderr shows
-           "error while executing at wasm backtrace:", numbered frames
-           "N: 0xOFFSET - module!function", then the trap message
+      134  the guest trapped, ran out of fuel, ran past --timeout, or threw a Wasm
+           exception nothing caught: stderr shows "error while executing at wasm
+           backtrace:", numbered frames "N: 0xOFFSET - module!function", then the trap
+           message (or "uncaught wasm exception" with its tag and payload)
       1    MODULE or something else named cannot be used: a missing file or directory,
            a malformed or invalid module, a missing import, an unknown export, wrong
            --invoke arguments, or a proc_exit code above 255 (one "error:" line)
@@ -430,6 +432,11 @@ async def _instantiate_and_call(cm: CompiledModule, linker: Linker, store: Store
     except Trap as trap:
         sys.stdout.flush()
         click.echo(format_trap(trap, path), err=True)
+        return TRAP_EXIT
+    except WasmException as exc:  # thrown by the guest and caught by none of its handlers
+        sys.stdout.flush()
+        shown = Trap(str(exc).partition("\n")[0], exc.frames)
+        click.echo(format_trap(shown, path).replace("wasm trap: uncaught", "uncaught"), err=True)
         return TRAP_EXIT
     except exit_type as exc:
         return _exit_status(int(getattr(exc, "code", 1)))

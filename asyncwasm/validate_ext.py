@@ -110,8 +110,10 @@ def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[in
             raise _Invalid(f"unknown type {typeidx}")
         ft = c.types[typeidx]
         got = c.pop(None)
+        # "funcref": what ref.func types as until typed function references give it (ref $t); the
+        # callee's type is then checked when the call runs (runtime.objects.ref_callee)
         if got is not None and got not in (f"(ref {typeidx})", f"(ref null {typeidx})", "nullfuncref",
-                                           "(ref nofunc)"):
+                                           "(ref nofunc)", FUNCREF):
             raise _Invalid(f"type mismatch: return_call_ref expects a reference to type {typeidx}, found [{got}]")
         tail_results(ft)
         pop_matching(ft.params)

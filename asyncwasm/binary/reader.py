@@ -65,7 +65,7 @@ _EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global", "t
 # Where each known section may appear: a section must come strictly after the previous one.
 # The data count section (12) sits between element (9) and code (10).
 # The tag section (13, exception handling) sits between memory (5) and global (6).
-_SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 5.5, 6: 6, 7: 7, 8: 8, 9: 9, 12: 10, 10: 11, 11: 12}
+_SECTION_ORDER: dict[int, float] = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 5.5, 6: 6, 7: 7, 8: 8, 9: 9, 12: 10, 10: 11, 11: 12}
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -535,7 +535,7 @@ class _Decoder:
         if data[4:8] != VERSION:
             raise MalformedModule("unknown binary version", 4)
         self.pos = 8
-        last = 0
+        last = 0.0
         readers = {
             1: self.type_section, 2: self.import_section, 3: self.function_section,
             4: self.table_section, 5: self.memory_section, 6: self.global_section,

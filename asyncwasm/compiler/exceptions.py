@@ -26,8 +26,25 @@ branch out of a handler is an ordinary ``break``/``continue`` (Python leaves the
 A tail call inside a ``try_table`` returns from the body before the callee runs, so the callee's
 exceptions are not caught there, as the spec wants.
 
-Functions too deep for the structured shape are translated to the flat shape, which has no
-exception handlers yet: such a function is refused with ``NotImplementedError`` at translation.
+In the flat shape (functions too deep for the structured one: a loop over segments), every
+segment lies in a handler region, the innermost ``try`` whose body holds it, and the dispatch loop
+runs inside one ``try``::
+
+    while True:
+        try:
+            while True: ...the segments (L is the running one)...
+        except _WExc as _e:
+            fu = _fuel
+            _r = (0, 1, 1, 2, 0, ...)[L]      # the region of the segment that raised
+            while True:
+                if _r == 0: raise              # no handler left: on to the caller
+                if _r == 1:                    # a try_table: its clauses, else its parent region
+                    if _e.tag is X0: s3, = _e.values; L = 7; break
+                    _r = 0; continue
+                ...
+
+A legacy ``catch`` clause is a segment of the parent region, entered with the exception in its
+variable ``_eN`` (for ``rethrow``); a ``delegate`` region goes on at the region of its target.
 
 Fuel is wasmtime's: ``throw``/``throw_ref``/``rethrow`` cost one unit and save the frame's count
 first (as a call does); ``try_table`` and ``try`` cost one; a handler reloads the count the
@@ -40,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..binary.opcodes import CATCH, CATCH_ALL, DELEGATE, RETHROW, THROW, THROW_REF, TRY, TRY_TABLE
-from .translate import _DEAD_STRUCTURE, _HANDLERS, SAVE, Ctrl, FunctionTranslator
+from .translate import _DEAD_STRUCTURE, _END_HOOKS, _HANDLERS, FLAT_HANDLERS, SAVE, Ctrl, FunctionTranslator
 
 __all__ = ["TRY_KINDS", "end", "skip_dead"]
 
@@ -57,6 +74,11 @@ class _Try:
     phase: int = 0  # legacy try: 0 in the body, 1 in a catch clause, 2 in catch_all
     arms: int = 0  # legacy try: catch clauses emitted as if/elif arms
     blocks: int = 0  # Python blocks it holds open (try, except)
+    region: int = 0  # flat shape: the handler region of its body, and the one around it
+    parent: int = 0
+    clauses: list[tuple[int | None, int, int]] = field(default_factory=list)  # flat legacy: (tag, label, n)
+    delegate: int = -1  # flat: the region a delegate hands its exceptions to
+    height: int = 0  # flat: the stack height below its parameters (where a clause's values go)
 
 
 def _state(t: FunctionTranslator) -> dict[int, _Try]:
@@ -75,9 +97,7 @@ def _number(t: FunctionTranslator, c: Ctrl) -> int:
 
 
 def _structured(t: FunctionTranslator) -> bool:
-    if not hasattr(t, "pyloops"):
-        raise NotImplementedError("exception handling in a function too deeply nested for the structured shape")
-    return True
+    return hasattr(t, "pyloops")
 
 
 def _add_blocks(t: Any, n: int) -> None:
@@ -113,7 +133,8 @@ def _rethrow(t: FunctionTranslator, depth: Any, i: int) -> None:
 # ---- handlers ------------------------------------------------------------------------------------
 
 def _open_try(t: Any, kind: int, bt: Any, i: int) -> tuple[Ctrl, _Try]:
-    _structured(t)
+    if not _structured(t):
+        return _flat_open(t, kind, bt)
     p, r = t.block_sig(bt)
     t.materialize_all()
     c = Ctrl(kind, len(t.stack) - p, p, r, t.new_label())
@@ -136,6 +157,8 @@ def _try_table(t: FunctionTranslator, imm: Any, i: int) -> None:
     targets = [(kind, x, t.ctrls[-1 - label]) for kind, x, label in catches]  # counted from outside
     _c, st = _open_try(t, TRY_TABLE, bt, i)
     st.catches = tuple(targets)
+    for _k, _x, target in targets:
+        target.used = True  # the flat shape gives it a segment
 
 
 def _try(t: FunctionTranslator, bt: Any, i: int) -> None:
@@ -208,6 +231,9 @@ def _end_try_table(t: Any, c: Ctrl, st: _Try) -> None:
 def _catch(t: Any, op: int, x: Any, c: Ctrl) -> None:
     """The start of a legacy ``catch x`` or ``catch_all`` clause of try ``c``."""
     st = _state(t)[id(c)]
+    if not _structured(t):
+        _flat_catch(t, op, x, c, st)
+        return
     if st.phase == 0:
         _end_body(t, c)
         _handler_head(t, c, st)
@@ -266,6 +292,9 @@ def _delegate(t: Any, depth: Any, i: int) -> None:
         if st_b is not None:
             st_b.skip.add(num)
     st = _state(t)[id(c)]
+    if not _structured(t):
+        _flat_delegate(t, c, st, depth)
+        return
     _end_body(t, c)
     t.open_block("except _WExc:")
     _add_blocks(t, 1)
@@ -282,6 +311,9 @@ def _delegate(t: Any, depth: Any, i: int) -> None:
 def end(t: Any, c: Ctrl) -> None:
     """The ``end`` of a ``try`` or ``try_table`` (already popped from the control stack)."""
     st = _state(t)[id(c)]
+    if not _structured(t):
+        _flat_end(t, c, st)
+        return
     if c.kind == TRY_TABLE:
         _end_try_table(t, c, st)
     else:
@@ -299,6 +331,118 @@ def _finish(t: Any, c: Ctrl, st: _Try) -> None:
     t.reset_stack(c.height + c.nresults)
 
 
+# ---- the flat shape ------------------------------------------------------------------------------
+
+def _flat_open(t: Any, kind: int, bt: Any) -> tuple[Ctrl, _Try]:
+    p, r = t.block_sig(bt)
+    t.materialize_all()
+    c = Ctrl(kind, len(t.stack) - p, p, r, t.new_label())
+    st = _Try(var=f"_e{c.label}")
+    regions = _regions(t)
+    regions.append(st)
+    st.region, st.parent, st.height = len(regions), t.region, c.height
+    _state(t)[id(c)] = st
+    t.ctrls.append(c)
+    t.region = st.region
+    t.fallthrough_to(t.new_label())
+    t.reset_stack(c.height + p)
+    return c, st
+
+
+def _regions(t: Any) -> list[_Try]:
+    regions = getattr(t, "exc_regions", None)
+    if regions is None:
+        regions = t.exc_regions = []
+    return regions
+
+
+def _flat_catch(t: Any, op: int, x: Any, c: Ctrl, st: _Try) -> None:
+    if not t.dead:  # the body or the clause before ends: on to the end of the try
+        t.materialize_all()
+        t.emit(f"L = @{c.label}@")
+    c.used = True
+    t.region = st.parent
+    label = t.new_label()
+    t.start_segment(label)
+    t.dead = False
+    n = len(t.info.tag_types[x]) if op == CATCH else 0
+    st.clauses.append((x if op == CATCH else None, label, n))
+    st.phase = 1 if op == CATCH else 2
+    t.reset_stack(c.height + n)
+
+
+def _flat_region_of(t: Any, pos: int) -> int:
+    """The region exceptions raised at control frame ``pos`` (and outside any try inside it) go to."""
+    states = _state(t)
+    for c in reversed(t.ctrls[:pos + 1]):
+        st = states.get(id(c))
+        if st is not None:
+            return st.region if st.phase == 0 else st.parent
+    return 0
+
+
+def _flat_delegate(t: Any, c: Ctrl, st: _Try, depth: int) -> None:
+    st.delegate = _flat_region_of(t, len(t.ctrls) - 2 - depth)
+    t.ctrls.pop()
+    _flat_end(t, c, st)
+
+
+def _flat_end(t: Any, c: Ctrl, st: _Try) -> None:
+    t.region = st.parent
+    c.used = True
+    t.fallthrough_to(c.label)
+    t.reset_stack(c.height + c.nresults)
+
+
+def _flat_jump(target: Ctrl, values: str, n: int) -> list[str]:
+    if target.kind == -1:
+        return [f"{SAVE}; return" + (f" {values}" + ("[0]" if n == 1 else "") if n else "")]
+    lines = [f"{', '.join(f's{target.height + k}' for k in range(n))}, = {values}"] if n else []
+    return [*lines, f"L = @{target.label}@", "break"]
+
+
+def flat_handlers(t: Any, index: Any) -> list[str] | None:
+    """The ``except`` clause of the flat shape's dispatch loop (``render_function``'s hook), or
+    None when the function has no handler."""
+    regions = getattr(t, "exc_regions", None)
+    if not regions:
+        return None
+    table = tuple(seg.region for seg in t.segments)
+    out = ["except _WExc as _e:", "    fu = _fuel", f"    _r = {table!r}[L]", "    while True:",
+           "        if _r == 0: raise"]
+    for st in regions:
+        out.append(f"        if _r == {st.region}:")
+        body: list[str] = []
+        if st.delegate >= 0:
+            body += [f"_r = {st.delegate}", "continue"]
+        else:
+            done = False
+            for kind, x, target in st.catches:
+                values = ("_e.values", "(*_e.values, _e)", "()", "(_e,)")[kind]
+                jump = _flat_jump(target, values, target.branch_arity)
+                if kind < 2:
+                    body.append(f"if _e.tag is X{x}:")
+                    body += ["    " + line for line in jump]
+                else:
+                    body += jump
+                    done = True
+                    break
+            for tag, label, n in st.clauses:
+                slots = ", ".join(f"s{st.height + k}" for k in range(n))
+                enter = [f"{st.var} = _e", *([f"{slots}, = _e.values"] if n else []), f"L = @{label}@", "break"]
+                if tag is not None:
+                    body.append(f"if _e.tag is X{tag}:")
+                    body += ["    " + line for line in enter]
+                else:
+                    body += enter
+                    done = True
+                    break
+            if not done:
+                body += [f"_r = {st.parent}", "continue"]
+        out += ["            " + line for line in body]
+    return out
+
+
 def skip_dead(t: Any, op: int, imm: Any, i: int) -> None:
     """This proposal's structure in unreachable code (``FunctionTranslator.skip_dead``)."""
     if op in TRY_KINDS:
@@ -314,6 +458,9 @@ def skip_dead(t: Any, op: int, imm: Any, i: int) -> None:
             _delegate(t, imm, i)
 
 
+FLAT_HANDLERS.append(flat_handlers)
+for _op in TRY_KINDS:
+    _END_HOOKS[_op] = end
 for _op in (*TRY_KINDS, CATCH, CATCH_ALL, DELEGATE):
     _DEAD_STRUCTURE[_op] = skip_dead
 _HANDLERS[THROW] = _throw

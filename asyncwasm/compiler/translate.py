@@ -86,6 +86,7 @@ class Segment:
     label: int
     lines: list[tuple[int, str, int]] = field(default_factory=list)  # (indent, text, wasm offset)
     loop_head: bool = False
+    region: int = 0  # the exception handler region it lies in (compiler/exceptions.py; 0: none)
 
 
 class ModuleInfo:
@@ -125,6 +126,7 @@ class FunctionTranslator:
         self.aliases: dict[int, int] = {}  # label -> the label whose segment it shares
         self.ifs_with_else: set[int] = set()  # ifs (by instruction index) that have an else
         self.closed_costs: dict[int, int] = {}  # chunk line -> the cost it was closed with
+        self.region = 0  # the exception handler region new segments lie in (compiler/exceptions.py)
 
     # ---- emission ------------------------------------------------------------------------------
     def new_label(self) -> int:
@@ -136,7 +138,7 @@ class FunctionTranslator:
 
     def start_segment(self, label: int, loop_head: bool = False) -> None:
         self.close_chunk()
-        self.segments.append(Segment(label, loop_head=loop_head))
+        self.segments.append(Segment(label, loop_head=loop_head, region=self.region))
         if loop_head:
             self.emit(CHECK)
         self.open_chunk()
@@ -451,6 +453,9 @@ class FunctionTranslator:
         self.ctrls.pop()
         if c.ghost:
             return
+        if c.kind in _END_HOOKS:  # try, try_table
+            _END_HOOKS[c.kind](self, c)
+            return
         if c.kind == -1:
             if not self.dead:
                 self.materialize_all()
@@ -755,6 +760,9 @@ def _second(imm: object) -> object:
 
 # Handlers of structure in unreachable code, beside block/loop/if/else/end (compiler/exceptions.py).
 _DEAD_STRUCTURE: dict[int, Any] = {}
+_END_HOOKS: dict[int, Any] = {}  # the end of constructs other than block/loop/if, by kind
+# The flat shape's exception handlers: the dispatch wrapped around the segments (exceptions.py).
+FLAT_HANDLERS: list[Any] = []
 _HANDLERS = {
     0x00: lambda t, imm, i: t.do_unreachable(imm, i), 0x01: FunctionTranslator.do_nop,
     BLOCK: lambda t, imm, i: t.do_block(imm, i), LOOP: lambda t, imm, i: t.do_loop(imm, i), IF: lambda t, imm, i: t.do_if(imm, i),
@@ -957,10 +965,16 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
     # goes round the loop once more.
     tree = not single and len(t.segments) > GROUP
     looping = tree or any(txt == "continue" for seg in t.segments for _i, txt, _o in seg.lines)
+    handlers = FLAT_HANDLERS[0](t, index) if FLAT_HANDLERS else None
+    if handlers:  # exception handlers: the dispatch loop runs inside a try, in a loop
+        looping = True
+        out.extend([pad + "    while True:", pad + "        try:"])
+        offs.extend([t.code.offset] * 2)
+        pad += "        "
     if looping:
         out.append(pad + "    while True:")
         offs.append(t.code.offset)
-    top = (1 + looping) + (1 if guard else 0)
+    top = (1 + looping) + (1 if guard else 0) + (2 if handlers else 0)
 
     def emit_segment(pos: int, level: int) -> None:
         seg = t.segments[pos]
@@ -990,6 +1004,10 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
         emit_tree(mid, hi, level + 1)
 
     emit_tree(0, len(t.segments), top)
+    if handlers:
+        for line in handlers:
+            out.append(pad + _render_placeholder(line, index))
+            offs.append(t.code.offset)
     if guard:
         out.append("    finally:")
         out.append(f"        _stk -= {frame}")

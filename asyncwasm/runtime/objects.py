@@ -280,8 +280,11 @@ class TailCall:
         self.args = args
 
 
-def ref_callee(f: Func | None) -> Any:
-    """return_call_ref: the function a reference names (a null reference traps)."""
+def ref_callee(f: Func | None, tid: int) -> Any:
+    """return_call_ref: the function a reference names (a null reference traps; so does one of
+    another type, which only a plain funcref operand can hold: see validate_ext)."""
     if f is None:
         raise Trap("null function reference")
+    if f.tid != tid:
+        raise Trap("indirect call type mismatch")
     return f.fn
