@@ -177,3 +177,14 @@ async def test_a_trap_in_a_cached_function_has_its_backtrace(tmp_path: Path) -> 
             await inst.call("boom")
         assert "boom" in str(info.value) or any("boom" in str(f) for f in info.value.frames)
         assert cm.cache_entry.functions_loaded == round_  # type: ignore[union-attr]
+
+
+def test_precompile_fills_the_cache_ahead_of_time(tmp_path: Path, wasm_file: Path) -> None:
+    cache = tmp_path / "cache"
+    seen: list[tuple[int, int]] = []
+    cm = CompiledModule(wasm_file.read_bytes(), cache=cache)
+    assert cm.precompile(lambda done, total: seen.append((done, total))) == N_FUNCS + 1
+    assert seen[-1] == (N_FUNCS + 1, N_FUNCS + 1) and len(seen) > 1
+    assert [d for d, _t in seen] == sorted(d for d, _t in seen)
+    assert CompiledModule(wasm_file.read_bytes(), cache=cache).precompile() == 0  # all found in the cache
+    assert _child(wasm_file, cache) == {"values": [10, 15, 69], "module_hit": True, "loaded": 3, "stored": 0}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import marshal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType
 from typing import Protocol
@@ -145,6 +146,23 @@ class CompiledCode:
                     self._compile([idx])
             code = self.codes[idx]
         return code
+
+    def translate_all(self, progress: Callable[[int, int], None] | None = None, batch: int = 32) -> int:
+        """Translate every function not translated yet (found in the store counts as translated), in
+        batches, calling ``progress(done, total)`` after each; returns how many were translated here."""
+        todo = [i for i in range(self.n_imported, len(self.func_types)) if i not in self.codes]
+        total, done, made = len(todo), 0, 0
+        for start in range(0, total, batch):
+            chunk = [i for i in todo[start:start + batch] if i not in self.codes and self.cached(i) is None]
+            if chunk:
+                with self._lock:
+                    chunk = [i for i in chunk if i not in self.codes]
+                    self._compile(chunk)
+                made += len(chunk)
+            done = min(total, start + batch)
+            if progress is not None:
+                progress(done, total)
+        return made
 
     def wants_worker(self, idx: int) -> bool:
         """Whether function ``idx`` is big enough to be translated in a worker process."""

@@ -120,6 +120,12 @@ class CompiledModule:
         p = Path(path)
         return cls(p.read_bytes(), name=p.stem, features=features, cache=cache)
 
+    def precompile(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Translate every function now rather than on its first call, as ``wasmtime compile`` does;
+        with a code cache, the next process finds them all there. ``progress(done, total)`` is called
+        as it goes. Returns the number of functions translated (not found in the cache)."""
+        return self.compiled.translate_all(progress)
+
     def func_name(self, index: int) -> str | None:
         return self.module.names.funcs.get(index)
 
