@@ -184,8 +184,13 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
                             stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink, max_open_files=max_open_files)
         fuel_before = store.fuel_used
         ctx = WasiContext(config)
-        overlay = _Overlay(linker if linker is not None else Linker())
-        ctx.add_to_linker(overlay)
+        try:
+            overlay = _Overlay(linker if linker is not None else Linker())
+            ctx.add_to_linker(overlay)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await ctx.aclose()
+            raise
     exit_code: int | None = 0
     trap: Trap | None = None
     try:
