@@ -4,6 +4,7 @@ the code of functions that make no tail call."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -204,3 +205,21 @@ def test_tail_calls_are_refused_without_the_feature() -> None:
     with pytest.raises(asyncwasm.UnsupportedFeature, match="tail-call"):
         asyncwasm.Module(wat(MUTUAL), features=asyncwasm.Features.wasm2())
 
+
+
+def test_tail_calling_functions_come_back_whole_from_the_code_cache(tmp_path: Path) -> None:
+    """A function with tail calls is two code objects (body and trampoline): the persistent cache
+    keeps both, and a module started from it runs a million tail calls again."""
+    filler = " ".join(["(local.set 1 (i32.add (local.get 1) (i32.const 1)))"] * 1_500)
+    text = MUTUAL.rstrip()[:-1] + f'(func (export "filler") (param i32) (result i32) (local i32) {filler} (local.get 1)))'
+    wasm = wat(text)
+
+    async def run(cm: asyncwasm.Module) -> tuple[Any, Any]:
+        inst = await _host_linker().instantiate(cm, asyncwasm.Store(max_depth=1_000))
+        return await inst.call("even", DEEP), await inst.call("ieven", 201)
+
+    first = asyncwasm.Module(wasm, cache=tmp_path)
+    assert first.compiled.lazy and anyio.run(run, first) == (1, 0)
+    second = asyncwasm.Module(wasm, cache=tmp_path)
+    assert anyio.run(run, second) == (1, 0)
+    assert second.cache_entry.functions_loaded >= 4  # even, odd, ieven, iodd (and their callers)
