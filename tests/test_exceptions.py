@@ -336,3 +336,35 @@ def test_the_legacy_scripts_pass(name: str, flat: bool, shared: Path, monkeypatc
     res = ScriptRunner(shared / "spec3" / "wast" / "legacy" / f"{name}.wast").run()
     assert res.failed == 0, res.failures[:5]
     assert res.passed > 10
+
+
+@pytest.mark.anyio
+async def test_an_async_host_function_raises_into_wasm_and_the_host_rethrows_a_caught_one() -> None:
+    """The host catches a guest's exception, inspects it and raises the very same object from a
+    host function (async, so it crosses a suspension of the guest); the guest catches it by its tag
+    with catch_ref, rethrows it with throw_ref, and the host gets the same object back. The
+    instance stays usable after an exception left it (an exception is no trap)."""
+    host = Host()
+    held: list[asyncwasm.WasmException] = []
+
+    async def call(x: int) -> None:
+        await anyio.sleep(0)
+        if held:
+            raise held[0]
+
+    host.call = call  # type: ignore[assignment,method-assign]
+    text = MODULE.replace('(func (export "catch_host")', '''(func (export "relay") (param $x i32)
+    (block $h (result i32 i64 exnref)
+      (try_table (catch_ref $t $h) (call $host_call (local.get $x)))
+      (return))
+    (throw_ref) (drop) (drop))
+  (func (export "catch_host")''')
+    inst = await host.linker().instantiate(asyncwasm.Module(wat(text)))
+    with pytest.raises(asyncwasm.WasmException) as first:
+        await inst.call("throw", 1)
+    assert first.value.payload == (1, -3)
+    held.append(first.value)
+    with pytest.raises(asyncwasm.WasmException) as again:
+        await inst.call("relay", 0)
+    assert again.value is first.value
+    assert await inst.call("catch", 5) == 105  # still usable
