@@ -26,7 +26,7 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
-from . import CompiledModule, Linker, Store, Trap
+from . import CompiledModule, Linker, Store, Trap, WasmException
 
 log = logging.getLogger("asyncwasm.serve")
 
@@ -633,6 +633,8 @@ class Server:
             return Outcome(exit_code=exc.code)
         except Trap as trap:
             return Outcome(error=f"trap: {trap.message}")
+        except WasmException as exc:  # thrown by the guest, caught by none of its handlers: no internal error
+            return Outcome(error=str(exc).partition("\n")[0])
         except TimeoutError:
             return Outcome(error=f"timeout ({opts.timeout:g}s)")
         finally:

@@ -421,3 +421,22 @@ def test_random_legacy_programs_agree_between_shapes(seed: int, monkeypatch: pyt
     structured_results = [_outcome(wasm, x) for x in (0, 1, 5, 13)]
     monkeypatch.setattr(structured.StructuredTranslator, "translate", _too_deep)
     assert [_outcome(wasm, x) for x in (0, 1, 5, 13)] == structured_results
+
+
+@pytest.mark.anyio
+async def test_serve_stdin_reports_an_uncaught_exception_without_an_internal_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from serve_helpers import guest_file, serving
+
+    caplog.set_level(logging.INFO, "asyncwasm.serve")
+    path = guest_file(tmp_path, '(module (tag $boom (export "boom") (param i32)) (memory (export "memory") 1)'
+                      ' (func (export "_start") (throw $boom (i32.const 3))))', "thrower.wasm")
+    async with serving(path) as run:
+        with anyio.fail_after(10):
+            assert await run.exchange(b"hi\n") == b""
+        await run.wait_idle()
+        assert run.server.stats.get("failed") == 1
+    assert "uncaught wasm exception (boom) with payload [3]" in caplog.text
+    assert "internal error" not in caplog.text
