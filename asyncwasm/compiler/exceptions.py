@@ -200,13 +200,20 @@ def _branch_with(t: Any, target: Ctrl, values: str, n: int) -> list[str]:
     return lines + t.transfer(target)
 
 
+def _clause_values(kind: int, ev: str) -> str:
+    """The tuple a catch clause of ``kind`` passes its label, from the caught exception ``ev``. An
+    exnref kept as a value drops its Python traceback: it would tie the catching frame to itself."""
+    exn = f"{ev}.with_traceback(None)"
+    return (f"{ev}.values", f"(*{ev}.values, {exn})", "()", f"({exn},)")[kind]
+
+
 def _end_try_table(t: Any, c: Ctrl, st: _Try) -> None:
     _end_body(t, c)
     _handler_head(t, c, st)
     ev = st.var
     first = True
     for kind, x, target in st.catches:
-        values = f"{ev}.values" if kind == 0 else f"(*{ev}.values, {ev})" if kind == 1 else "()" if kind == 2 else f"({ev},)"
+        values = _clause_values(kind, ev)
         n = target.branch_arity
         if kind < 2:
             t.emit(f"{'if' if first else 'elif'} {ev}.tag is X{x}:")
@@ -418,7 +425,7 @@ def flat_handlers(t: Any, index: Any) -> list[str] | None:
         else:
             done = False
             for kind, x, target in st.catches:
-                values = ("_e.values", "(*_e.values, _e)", "()", "(_e,)")[kind]
+                values = _clause_values(kind, "_e")
                 jump = _flat_jump(target, values, target.branch_arity)
                 if kind < 2:
                     body.append(f"if _e.tag is X{x}:")
@@ -429,7 +436,7 @@ def flat_handlers(t: Any, index: Any) -> list[str] | None:
                     break
             for tag, label, n in st.clauses:
                 slots = ", ".join(f"s{st.height + k}" for k in range(n))
-                enter = [f"{st.var} = _e", *([f"{slots}, = _e.values"] if n else []), f"L = @{label}@", "break"]
+                enter = [f"{st.var} = _e.with_traceback(None)", *([f"{slots}, = _e.values"] if n else []), f"L = @{label}@", "break"]
                 if tag is not None:
                     body.append(f"if _e.tag is X{tag}:")
                     body += ["    " + line for line in enter]
