@@ -440,3 +440,30 @@ async def test_serve_stdin_reports_an_uncaught_exception_without_an_internal_err
         assert run.server.stats.get("failed") == 1
     assert "uncaught wasm exception (boom) with payload [3]" in caplog.text
     assert "internal error" not in caplog.text
+
+
+def test_legacy_fuel_follows_wasmtimes_operator_table(shape: str) -> None:
+    """wasmtime does not run the legacy instructions; asyncwasm charges them from wasmtime's table
+    (one unit each): a try/catch_all costs one unit more than the try_table doing the same (the
+    try_table's own unit is checked against wasmtime), the catch_all's."""
+    new = wat('(module (tag $b) (func (export "f") (result i32) '
+              '(block $h (try_table (catch_all $h) (throw $b))) (i32.const 2)))')
+    old = wat('(module (tag $b) (func (export "f") (result i32) '
+              '(try (result i32) (do (throw $b)) (catch_all (i32.const 2)))))')
+    cfg = wasmtime.Config()
+    cfg.consume_fuel = True
+    cfg.wasm_exceptions = True
+    engine = wasmtime.Engine(cfg)
+    store = wasmtime.Store(engine)
+    store.set_fuel(1_000)
+    inst = wasmtime.Instance(store, wasmtime.Module(engine, new), [])
+    assert inst.exports(store)["f"](store) == 2
+    want = 1_000 - store.get_fuel()
+
+    async def fuel(wasm: bytes) -> tuple[int, int]:
+        s = asyncwasm.Store()
+        got = await (await asyncwasm.Linker().instantiate(asyncwasm.Module(wasm), s)).call("f")
+        return got, s.fuel_used
+
+    assert anyio.run(fuel, new) == (2, want)
+    assert anyio.run(fuel, old) == (2, want + 1)

@@ -47,8 +47,11 @@ A legacy ``catch`` clause is a segment of the parent region, entered with the ex
 variable ``_eN`` (for ``rethrow``); a ``delegate`` region goes on at the region of its target.
 
 Fuel is wasmtime's: ``throw``/``throw_ref``/``rethrow`` cost one unit and save the frame's count
-first (as a call does); ``try_table`` and ``try`` cost one; a handler reloads the count the
-thrower saved (an exception from a callee comes back with that callee's use counted).
+first (as a call does); ``try_table`` costs one (wasmtime's default table charges every operator
+one unit but nop, drop, block, loop, unreachable, return, else and end); a handler reloads the
+count the thrower saved (an exception from a callee comes back with that callee's use counted).
+wasmtime does not run the legacy instructions; they follow the same table: ``try``, ``delegate``
+one unit where they stand, a ``catch``/``catch_all`` one unit charged when its clause runs.
 """
 
 from __future__ import annotations
@@ -238,6 +241,8 @@ def _end_try_table(t: Any, c: Ctrl, st: _Try) -> None:
 def _catch(t: Any, op: int, x: Any, c: Ctrl) -> None:
     """The start of a legacy ``catch x`` or ``catch_all`` clause of try ``c``."""
     st = _state(t)[id(c)]
+    if not t.dead:
+        t.chunk_cost -= 1  # the catch's unit is charged in the clause it begins, not on the way past it
     if not _structured(t):
         _flat_catch(t, op, x, c, st)
         return
@@ -263,6 +268,7 @@ def _catch(t: Any, op: int, x: Any, c: Ctrl) -> None:
         st.phase = 2
         n = 0
     t.open_chunk()
+    t.chunk_cost += 1
     t.dead = False
     t.reset_stack(c.height)
     if n:
@@ -371,6 +377,7 @@ def _flat_catch(t: Any, op: int, x: Any, c: Ctrl, st: _Try) -> None:
     t.region = st.parent
     label = t.new_label()
     t.start_segment(label)
+    t.chunk_cost += 1
     t.dead = False
     n = len(t.info.tag_types[x]) if op == CATCH else 0
     st.clauses.append((x if op == CATCH else None, label, n))
