@@ -88,7 +88,6 @@ def _state(t: FunctionTranslator) -> dict[int, _Try]:
     st = getattr(t, "exc_tries", None)
     if st is None:
         st = t.exc_tries = {}  # type: ignore[attr-defined]
-        t.exc_blocks = 0  # type: ignore[attr-defined]
         t.exc_ids = {}  # type: ignore[attr-defined]
     return st
 
@@ -104,11 +103,7 @@ def _structured(t: FunctionTranslator) -> bool:
 
 
 def _add_blocks(t: Any, n: int) -> None:
-    from .structured import MAX_PY_LOOPS, TooDeep  # the structured shape's limits
-
-    t.exc_blocks += n
-    if len(t.pyloops) + t.exc_blocks > MAX_PY_LOOPS:
-        raise TooDeep()
+    t.count_blocks(n)  # the structured shape's nesting limit (TooDeep past it: the flat shape)
 
 
 # ---- throwing ------------------------------------------------------------------------------------
@@ -335,7 +330,7 @@ def end(t: Any, c: Ctrl) -> None:
 
 
 def _finish(t: Any, c: Ctrl, st: _Try) -> None:
-    t.exc_blocks -= st.blocks
+    t.count_blocks(-st.blocks)
     reach = c.end_reachable or c.branched
     if c in t.pyloops:
         t.close_pyloop(c)

@@ -72,6 +72,7 @@ class StructuredTranslator(FunctionTranslator):
         self.refunds: list[tuple[int, int]] = []  # (line, chunk cost so far) of each br_if's refund
         self.chains: dict[int, int] = {}  # instruction index -> length of the block chain it opens
         self.skip_blocks = 0  # blocks of a chain already opened, still to come in the body
+        self.other_blocks = 0  # Python blocks open that are not loops (exception handlers' try/except)
 
     # ---- emission at the current indentation ----------------------------------------------------
     def emit(self, text: str, indent: int = 0) -> None:
@@ -97,7 +98,13 @@ class StructuredTranslator(FunctionTranslator):
     def open_pyloop(self, c: Ctrl) -> None:
         self.open_block("while True:")
         self.pyloops.append(c)
-        if len(self.pyloops) > MAX_PY_LOOPS:
+        if len(self.pyloops) + self.other_blocks > MAX_PY_LOOPS:
+            raise TooDeep()
+
+    def count_blocks(self, n: int) -> None:
+        """``n`` more (or fewer) Python blocks that are not loops: CPython's limit counts them too."""
+        self.other_blocks += n
+        if len(self.pyloops) + self.other_blocks > MAX_PY_LOOPS:
             raise TooDeep()
 
     def close_pyloop(self, c: Ctrl, final_break: bool = True) -> None:
