@@ -467,3 +467,18 @@ def test_legacy_fuel_follows_wasmtimes_operator_table(shape: str) -> None:
 
     assert anyio.run(fuel, new) == (2, want)
     assert anyio.run(fuel, old) == (2, want + 1)
+
+
+@pytest.mark.parametrize("depth", [6, 20, 36, 120])
+def test_handlers_nested_with_loops_past_pythons_block_limit(depth: int) -> None:
+    """try_tables and branched-to loops nested in turn: CPython compiles at most 20 nested blocks
+    (loops and try/except alike), so deep nests must take the flat shape and still catch."""
+    inner = "(call $thr (local.get 0))"
+    for k in range(depth):
+        inner = (f"(loop $l{k} {inner} (br_if $l{k} (i32.const 0)))" if k % 2
+                 else f"(block $d{k} (block $h{k} (try_table (catch $t $h{k}) {inner}) (br $d{k}))"
+                      f" (local.set 1 (i32.add (local.get 1) (i32.const 1))))")
+    text = f"""(module (tag $t) (func $thr (param i32) (if (local.get 0) (then (throw $t))))
+      (func (export "f") (param i32) (result i32) (local i32) (block {inner}) (local.get 1)))"""
+    assert _run(text, "f", 1) == 1  # the innermost handler catches; the outer ones are left by br
+    assert _run(text, "f", 0) == 0
