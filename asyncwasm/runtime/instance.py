@@ -102,7 +102,7 @@ class CompiledModule:
             module = decode_module(wasm, self.features)
             validate_module(module, self.features)
             if self.cache_entry is not None:
-                if sum(len(c.body) for c in module.codes) > LAZY_THRESHOLD:
+                if sum(c.instruction_count() for c in module.codes) > LAZY_THRESHOLD:
                     self.cache_entry.store_module(module)
                 else:  # small enough to compile faster than it reads back
                     self.cache_entry = None
