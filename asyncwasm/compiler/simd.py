@@ -1,0 +1,232 @@
+"""Translation of the SIMD and relaxed SIMD instructions into Python expressions.
+
+A v128 is one unsigned 128-bit Python int (``simd_ops`` says why, with the measurements). Bitwise
+operators, constants, splats, lane extraction and replacement are inline integer expressions; lane
+arithmetic calls the ``_v_*`` helpers of ``simd_ops``; memory is read and written inline with the
+same precompiled ``Struct`` methods as scalar loads, so bounds traps are the scalar ones. Every
+operator that cannot trap is pure and folds into the expression that uses it, as scalar operators do.
+
+``SIMD_HANDLERS`` plugs into the translator's handler table: the scalar opcodes never reach this
+module, so their translation is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..binary.simd_opcodes import SIMD_ACCESS, SIMD_OPCODES
+from .simd_ops import HELPERS, M128, REP
+
+__all__ = ["SIMD_HANDLERS"]
+
+_M32 = "0xFFFFFFFF"
+_M64 = "0xFFFFFFFFFFFFFFFF"
+_WIDTH = {"i8x16": 8, "i16x8": 16, "i32x4": 32, "i64x2": 64, "f32x4": 32, "f64x2": 64}
+
+
+class _Entry(Protocol):
+    code: str
+    deps: frozenset[str]
+    depth: int
+
+
+class _Translator(Protocol):
+    """What a handler uses of ``translate.FunctionTranslator``."""
+
+    info: Any
+
+    def pop(self) -> Any: ...
+
+    def push(self, code: str, deps: frozenset[str], depth: int = 0) -> None: ...
+
+    def push_slot_value(self, code: str) -> None: ...
+
+    def emit(self, text: str, indent: int = 0) -> None: ...
+
+    def ea(self, addr: Any, offset: int) -> str: ...
+
+    def static_trap(self) -> None: ...
+
+
+Handler = Callable[[Any, Any, int], None]
+
+
+def _pure(template: str, n: int) -> Handler:
+    """An operator of ``n`` operands that cannot trap: a folded expression (``{imm}`` is the immediate)."""
+    def handler(t: Any, imm: Any, i: int) -> None:
+        args = [t.pop() for _ in range(n)][::-1]
+        fields = {"abc"[k]: a.code for k, a in enumerate(args)}
+        code = template.format(imm=imm, **fields) if n or "{imm}" in template else template
+        deps: frozenset[str] = frozenset().union(*(a.deps for a in args)) if args else frozenset()
+        depth = max((a.depth for a in args), default=-1) + 1
+        t.push(code, deps, depth)
+    return handler
+
+
+def _lane_templates(name: str, k: int) -> tuple[str, int]:
+    """extract_lane / replace_lane of lane ``k``: (template, operand count)."""
+    shape, _, op = name.partition(".")
+    w = _WIDTH[shape]
+    sh = w * k
+    lane = (1 << w) - 1
+    get = f"(({{a}} >> {sh}) & {lane:#x})" if sh else f"({{a}} & {lane:#x})"
+    if op == "extract_lane_s":
+        sign = 1 << (w - 1)
+        return f"((({get} ^ {sign:#x}) - {sign:#x}) & {_M32})", 1
+    if op in ("extract_lane_u", "extract_lane"):
+        if shape == "f32x4":
+            return f"_v_f32_from_bits{get}", 1
+        if shape == "f64x2":
+            return f"_v_f64_from_bits{get}", 1
+        return get, 1
+    clear = M128 ^ (lane << sh)
+    if shape == "f32x4":
+        new = "_v_f32_to_bits({b})"
+    elif shape == "f64x2":
+        new = "_v_f64_to_bits({b})"
+    elif w < 32:
+        new = f"({{b}} & {lane:#x})"
+    else:
+        new = "{b}"
+    moved = f"({new} << {sh})" if sh else new
+    return f"(({{a}} & {clear:#x}) | {moved})", 2
+
+
+def _lane_handler(name: str) -> Handler:
+    def handler(t: Any, imm: Any, i: int) -> None:
+        template, n = _lane_templates(name, imm)
+        _pure(template, n)(t, imm, i)
+    return handler
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+_READ = {1: "M[{ea}]", 2: "_lu16(M, {ea})[0]", 4: "_lu32(M, {ea})[0]", 8: "_lu64(M, {ea})[0]"}
+_WRITE = {1: "M[{ea}] = {v}", 2: "_su16(M, {ea}, {v})", 4: "_su32(M, {ea}, {v})", 8: "_su64(M, {ea}, {v})"}
+
+
+def _load_template(name: str) -> str:
+    op = name.partition(".")[2]
+    if op == "load":
+        return "_v_int(_l16s(M, {ea})[0], 'little')"
+    if op.endswith("_splat"):
+        size = int(op[4:-6]) // 8
+        return f"({_READ[size]} * {REP[size * 8]:#x})"
+    if op.endswith("_zero"):
+        return _READ[int(op[4:-5]) // 8]
+    return f"_v_{op}({_READ[8]})"  # load8x8_s ...: 64 bits, each lane widened
+
+
+def _load(name: str, op: int) -> Handler:
+    template = _load_template(name)
+    size = SIMD_ACCESS[op]
+
+    def handler(t: Any, imm: Any, i: int) -> None:
+        offset = imm[1]
+        a = t.pop()
+        if offset + size > t.info.memory_max:
+            t.static_trap()
+            return
+        t.push_slot_value(template.format(ea=t.ea(a, offset)))
+    return handler
+
+
+def _store(t: Any, imm: Any, i: int) -> None:
+    offset = imm[1]
+    v = t.pop()
+    a = t.pop()
+    if offset + 16 > t.info.memory_max:
+        t.static_trap()
+        return
+    t.emit(f"_s16s(M, {t.ea(a, offset)}, ({v.code}).to_bytes(16, 'little'))")
+
+
+def _load_lane(op: int) -> Handler:
+    size = SIMD_ACCESS[op]
+    read = _READ[size]
+
+    def handler(t: Any, imm: Any, i: int) -> None:
+        _align, offset, k = imm
+        v = t.pop()
+        a = t.pop()
+        if offset + size > t.info.memory_max:
+            t.static_trap()
+            return
+        sh = size * 8 * k
+        clear = M128 ^ (((1 << (size * 8)) - 1) << sh)
+        got = read.format(ea=t.ea(a, offset))
+        t.push_slot_value(f"(({v.code}) & {clear:#x}) | ({got} << {sh})")
+    return handler
+
+
+def _store_lane(op: int) -> Handler:
+    size = SIMD_ACCESS[op]
+    write = _WRITE[size]
+
+    def handler(t: Any, imm: Any, i: int) -> None:
+        _align, offset, k = imm
+        v = t.pop()
+        a = t.pop()
+        if offset + size > t.info.memory_max:
+            t.static_trap()
+            return
+        sh = size * 8 * k
+        part = f"((({v.code}) >> {sh}) & {(1 << (size * 8)) - 1:#x})"
+        t.emit(write.format(ea=t.ea(a, offset), v=part))
+    return handler
+
+
+# -- the table ---------------------------------------------------------------------------------------
+
+_INLINE: dict[str, tuple[str, int]] = {
+    "v128.not": (f"({{a}} ^ {M128:#x})", 1),
+    "v128.and": ("({a} & {b})", 2),
+    "v128.or": ("({a} | {b})", 2),
+    "v128.xor": ("({a} ^ {b})", 2),
+    "v128.andnot": ("({a} & ~{b})", 2),
+    "v128.any_true": ("({a} != 0)", 1),
+    "i8x16.splat": (f"(({{a}} & 0xFF) * {REP[8]:#x})", 1),
+    "i16x8.splat": (f"(({{a}} & 0xFFFF) * {REP[16]:#x})", 1),
+    "i32x4.splat": (f"({{a}} * {REP[32]:#x})", 1),
+    "i64x2.splat": (f"({{a}} * {REP[64]:#x})", 1),
+    "f32x4.splat": (f"(_v_f32_to_bits({{a}}) * {REP[32]:#x})", 1),
+    "f64x2.splat": (f"(_v_f64_to_bits({{a}}) * {REP[64]:#x})", 1),
+    "f32x4.abs": (f"({{a}} & {M128 ^ (REP[32] << 31):#x})", 1),
+    "f32x4.neg": (f"({{a}} ^ {REP[32] << 31:#x})", 1),
+    "f64x2.abs": (f"({{a}} & {M128 ^ (REP[64] << 63):#x})", 1),
+    "f64x2.neg": (f"({{a}} ^ {REP[64] << 63:#x})", 1),
+    "i8x16.shuffle": ("_v_i8x16_shuffle({a}, {b}, {imm!r})", 2),
+    "v128.bitselect": ("_v_bitselect({a}, {b}, {c})", 3),
+}
+
+def _helper_arity(name: str) -> int:
+    """Operand count of a helper: its parameters without defaults."""
+    code = HELPERS["_v_" + name.replace(".", "_")]
+    return code.__code__.co_argcount - len(code.__defaults__ or ())
+
+
+def _build() -> dict[int, Handler]:
+    handlers: dict[int, Handler] = {}
+    for op, (name, kind) in SIMD_OPCODES.items():
+        rest = name.partition(".")[2]
+        if name == "v128.const":
+            handlers[op] = lambda t, imm, i: t.push(hex(imm), frozenset())
+        elif name == "v128.store":
+            handlers[op] = _store
+        elif kind == "memarg":
+            handlers[op] = _load(name, op)
+        elif kind == "lanemem":
+            handlers[op] = _load_lane(op) if rest.startswith("load") else _store_lane(op)
+        elif kind == "lane":
+            handlers[op] = _lane_handler(name)
+        elif name in _INLINE:
+            handlers[op] = _pure(*_INLINE[name])
+        else:
+            helper = "_v_" + name.replace(".", "_")
+            n = _helper_arity(name)
+            handlers[op] = _pure(f"{helper}({', '.join('{' + 'abc'[k] + '}' for k in range(n))})", n)
+    return handlers
+
+
+SIMD_HANDLERS: dict[int, Handler] = _build()
