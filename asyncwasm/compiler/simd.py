@@ -12,11 +12,12 @@ module, so their translation is unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..binary.simd_opcodes import SIMD_ACCESS, SIMD_OPCODES
-from .simd_ops import HELPERS, M128, REP
+from .simd_ops import HELPERS, HIGH, M128, REP
 
 __all__ = ["SIMD_HANDLERS"]
 
@@ -100,6 +101,80 @@ def _lane_handler(name: str) -> Handler:
     return handler
 
 
+MAX_SHUFFLE_TERMS = 8  # a shuffle needing more shift-and-mask terms than this calls the byte-wise helper
+_SIMPLE = re.compile(r"^[A-Za-z_]\w*$|^(0x)?[0-9a-f]+$")
+
+
+def shuffle_terms(lanes: tuple[int, ...]) -> dict[tuple[int, int], int]:
+    """How a shuffle moves bytes, grouped: (operand 0 or 1, left shift in bits) -> mask of the output
+    bytes that operand moves by that shift. Each group is one ``(x << s) & mask`` term."""
+    terms: dict[tuple[int, int], int] = {}
+    for out, j in enumerate(lanes):
+        key = (j >> 4, 8 * (out - (j & 15)))
+        terms[key] = terms.get(key, 0) | (0xFF << (8 * out))
+    return terms
+
+
+def _shuffle(t: Any, imm: Any, i: int) -> None:
+    """A shuffle is a few shift-and-mask terms of its operands when the bytes move in few groups."""
+    b = t.pop()
+    a = t.pop()
+    terms = shuffle_terms(imm)
+    deps = a.deps | b.deps
+    depth = max(a.depth, b.depth) + 1
+    if len(terms) > MAX_SHUFFLE_TERMS:
+        t.push(f"_v_i8x16_shuffle({a.code}, {b.code}, {imm!r})", deps, depth)
+        return
+    uses = [sum(1 for src, _s in terms if src == k) for k in (0, 1)]
+    first: list[str] = []
+    again: list[str] = []
+    for k, e in enumerate((a, b)):
+        if uses[k] > 1 and not _SIMPLE.match(e.code):
+            var = t.temp()
+            first.append(f"({var} := {e.code})")
+            again.append(var)
+        else:
+            first.append(f"({e.code})" if not _SIMPLE.match(e.code) else e.code)
+            again.append(first[-1])
+    seen = [False, False]
+    parts = []
+    for (src, shift), mask in sorted(terms.items()):
+        v = again[src] if seen[src] else first[src]
+        seen[src] = True
+        moved = f"({v} << {shift})" if shift > 0 else f"({v} >> {-shift})" if shift < 0 else v
+        parts.append(f"({moved} & {mask:#x})")
+    t.push("(" + " | ".join(parts) + ")", deps, depth)
+
+
+def _operands_twice(t: Any, a: Any, b: Any) -> tuple[str, str, str, str]:
+    """Source for two operands each used twice: the first use may bind a temporary, the second reads it."""
+    out: list[str] = []
+    for e in (a, b):
+        if _SIMPLE.match(e.code):
+            out += [e.code, e.code]
+        else:
+            var = t.temp()
+            out += [f"({var} := {e.code})", var]
+    return out[0], out[2], out[1], out[3]
+
+
+def _lane_add(bits: int, sub: bool) -> Handler:
+    """Lane-wise add or sub on the int itself, carries and borrows kept inside each lane (no call)."""
+    hi = HIGH[bits]
+    lo = M128 ^ hi
+
+    def handler(t: Any, imm: Any, i: int) -> None:
+        b = t.pop()
+        a = t.pop()
+        a1, b1, a2, b2 = _operands_twice(t, a, b)
+        if sub:
+            code = f"((({a1} | {hi:#x}) - ({b1} & {lo:#x})) ^ (({a2} ^ ~{b2}) & {hi:#x}))"
+        else:
+            code = f"((({a1} & {lo:#x}) + ({b1} & {lo:#x})) ^ (({a2} ^ {b2}) & {hi:#x}))"
+        t.push(code, a.deps | b.deps, max(a.depth, b.depth) + 1)
+    return handler
+
+
 # -- memory ----------------------------------------------------------------------------------------
 
 _READ = {1: "M[{ea}]", 2: "_lu16(M, {ea})[0]", 4: "_lu32(M, {ea})[0]", 8: "_lu64(M, {ea})[0]"}
@@ -108,8 +183,8 @@ _WRITE = {1: "M[{ea}] = {v}", 2: "_su16(M, {ea}, {v})", 4: "_su32(M, {ea}, {v})"
 
 def _load_template(name: str) -> str:
     op = name.partition(".")[2]
-    if op == "load":
-        return "_v_int(_l16s(M, {ea})[0], 'little')"
+    if op == "load":  # two halves: measured cheaper than one 16-byte read and int.from_bytes
+        return "(({tmp} := _lqq(M, {ea}))[0] | {tmp}[1] << 64)"
     if op.endswith("_splat"):
         size = int(op[4:-6]) // 8
         return f"({_READ[size]} * {REP[size * 8]:#x})"
@@ -128,7 +203,7 @@ def _load(name: str, op: int) -> Handler:
         if offset + size > t.info.memory_max:
             t.static_trap()
             return
-        t.push_slot_value(template.format(ea=t.ea(a, offset)))
+        t.push_slot_value(template.format(ea=t.ea(a, offset), tmp=t.temp() if "{tmp}" in template else ""))
     return handler
 
 
@@ -196,7 +271,6 @@ _INLINE: dict[str, tuple[str, int]] = {
     "f32x4.neg": (f"({{a}} ^ {REP[32] << 31:#x})", 1),
     "f64x2.abs": (f"({{a}} & {M128 ^ (REP[64] << 63):#x})", 1),
     "f64x2.neg": (f"({{a}} ^ {REP[64] << 63:#x})", 1),
-    "i8x16.shuffle": ("_v_i8x16_shuffle({a}, {b}, {imm!r})", 2),
     "v128.bitselect": ("_v_bitselect({a}, {b}, {c})", 3),
 }
 
@@ -220,6 +294,10 @@ def _build() -> dict[int, Handler]:
             handlers[op] = _load_lane(op) if rest.startswith("load") else _store_lane(op)
         elif kind == "lane":
             handlers[op] = _lane_handler(name)
+        elif kind == "shuffle":
+            handlers[op] = _shuffle
+        elif rest in ("add", "sub") and name[0] == "i":
+            handlers[op] = _lane_add(_WIDTH[name[:5]], rest == "sub")
         elif name in _INLINE:
             handlers[op] = _pure(*_INLINE[name])
         else:

@@ -166,7 +166,30 @@ def _shr_s(bits: int) -> Callable[[int, int], int]:
     return shr_s
 
 
+def _abs(bits: int) -> Callable[[int], int]:
+    hi = HIGH[bits]
+    ones = (1 << bits) - 1
+    add = _add(bits)
+
+    def abs_(a: int) -> int:
+        signs = (a & hi) >> (bits - 1)  # 1 at the bottom of each negative lane
+        return add(a ^ (signs * ones), signs)  # two's complement negation of those lanes
+    return abs_
+
+
+def i32x4_mul(a: int, b: int) -> int:
+    return ((((a & M32) * (b & M32)) & M32)
+            | (((((a >> 32) & M32) * ((b >> 32) & M32)) & M32) << 32)
+            | (((((a >> 64) & M32) * ((b >> 64) & M32)) & M32) << 64)
+            | ((((a >> 96) * (b >> 96)) & M32) << 96))
+
+
+def i64x2_mul(a: int, b: int) -> int:
+    return (((a & M64) * (b & M64)) & M64) | ((((a >> 64) * (b >> 64)) & M64) << 64)
+
+
 for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2")):
+    H[f"{_shape}_abs"] = _abs(_bits)
     H[f"{_shape}_add"] = _add(_bits)
     H[f"{_shape}_sub"] = _sub(_bits)
     H[f"{_shape}_neg"] = _neg(_bits)
@@ -231,7 +254,6 @@ for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2"))
     H[f"{_shape}_min_u"] = _lanewise2(_bits, False, min)
     H[f"{_shape}_max_s"] = _lanewise2(_bits, True, max)
     H[f"{_shape}_max_u"] = _lanewise2(_bits, False, max)
-    H[f"{_shape}_mul"] = _lanewise2(_bits, False, lambda x, y: x * y, wrap=True)
     H[f"{_shape}_avgr_u"] = _lanewise2(_bits, False, lambda x, y: (x + y + 1) >> 1)
     _smin, _smax, _umax = -(1 << (_bits - 1)), (1 << (_bits - 1)) - 1, (1 << _bits) - 1
     _cs, _cu = _sat(_smin, _smax), _sat(0, _umax)
@@ -239,10 +261,6 @@ for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2"))
     H[f"{_shape}_add_sat_u"] = _lanewise2(_bits, False, (lambda c: lambda x, y: c(x + y))(_cu))
     H[f"{_shape}_sub_sat_s"] = _lanewise2(_bits, True, (lambda c: lambda x, y: c(x - y))(_cs))
     H[f"{_shape}_sub_sat_u"] = _lanewise2(_bits, False, (lambda c: lambda x, y: c(x - y))(_cu))
-
-    def _abs(a: int, s: struct.Struct = _S[_bits], u: struct.Struct = _U[_bits], m: int = _umax) -> int:
-        return _from(u.pack(*[abs(x) & m for x in s.unpack(_bytes(a))]), "little")
-    H[f"{_shape}_abs"] = _abs
 
     def _all_true(a: int, u: struct.Struct = _U[_bits]) -> int:
         return 0 not in u.unpack(_bytes(a))
@@ -256,6 +274,10 @@ for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2"))
         return out
     H[f"{_shape}_bitmask"] = _bitmask
 
+
+H["i16x8_mul"] = _lanewise2(16, False, lambda x, y: x * y, wrap=True)
+H["i32x4_mul"] = i32x4_mul
+H["i64x2_mul"] = i64x2_mul
 
 _POPCNT = bytes(bin(b).count("1") for b in range(256))
 
@@ -434,22 +456,45 @@ def _pminmax(width: int, is_max: bool) -> Callable[[int, int], int]:
     return op
 
 
-def _add_f(x: float, y: float) -> float:
-    return x + y
+def f32x4_add(a: int, b: int) -> int:
+    x = _F4.unpack(a.to_bytes(16, "little"))
+    y = _F4.unpack(b.to_bytes(16, "little"))
+    return _from(array("f", (x[0] + y[0], x[1] + y[1], x[2] + y[2], x[3] + y[3])).tobytes(), "little")
 
 
-def _sub_f(x: float, y: float) -> float:
-    return x - y
+def f32x4_sub(a: int, b: int) -> int:
+    x = _F4.unpack(a.to_bytes(16, "little"))
+    y = _F4.unpack(b.to_bytes(16, "little"))
+    return _from(array("f", (x[0] - y[0], x[1] - y[1], x[2] - y[2], x[3] - y[3])).tobytes(), "little")
 
 
-def _mul_f(x: float, y: float) -> float:
-    return x * y
+def f32x4_mul(a: int, b: int) -> int:
+    x = _F4.unpack(a.to_bytes(16, "little"))
+    y = _F4.unpack(b.to_bytes(16, "little"))
+    return _from(array("f", (x[0] * y[0], x[1] * y[1], x[2] * y[2], x[3] * y[3])).tobytes(), "little")
 
 
+def f64x2_add(a: int, b: int) -> int:
+    x = _D2.unpack(a.to_bytes(16, "little"))
+    y = _D2.unpack(b.to_bytes(16, "little"))
+    return _from(_D2.pack(x[0] + y[0], x[1] + y[1]), "little")
+
+
+def f64x2_sub(a: int, b: int) -> int:
+    x = _D2.unpack(a.to_bytes(16, "little"))
+    y = _D2.unpack(b.to_bytes(16, "little"))
+    return _from(_D2.pack(x[0] - y[0], x[1] - y[1]), "little")
+
+
+def f64x2_mul(a: int, b: int) -> int:
+    x = _D2.unpack(a.to_bytes(16, "little"))
+    y = _D2.unpack(b.to_bytes(16, "little"))
+    return _from(_D2.pack(x[0] * y[0], x[1] * y[1]), "little")
+
+
+H.update({"f32x4_add": f32x4_add, "f32x4_sub": f32x4_sub, "f32x4_mul": f32x4_mul,
+          "f64x2_add": f64x2_add, "f64x2_sub": f64x2_sub, "f64x2_mul": f64x2_mul})
 for _width, _shape in ((32, "f32x4"), (64, "f64x2")):
-    H[f"{_shape}_add"] = _fbin(_width, _add_f)
-    H[f"{_shape}_sub"] = _fbin(_width, _sub_f)
-    H[f"{_shape}_mul"] = _fbin(_width, _mul_f)
     H[f"{_shape}_div"] = _fbin(_width, fdiv)
     H[f"{_shape}_min"] = H[f"{_shape}_relaxed_min"] = _fbin(_width, fmin)
     H[f"{_shape}_max"] = H[f"{_shape}_relaxed_max"] = _fbin(_width, fmax)
@@ -603,6 +648,5 @@ HELPERS: dict[str, Any] = {f"_v_{name}": fn for name, fn in H.items()}
 HELPERS.update({
     "_v_f32_to_bits": f32_to_bits, "_v_f64_to_bits": f64_to_bits,
     "_v_f32_from_bits": f32_from_bits, "_v_f64_from_bits": f64_from_bits,
-    "_l16s": struct.Struct("<16s").unpack_from, "_s16s": struct.Struct("<16s").pack_into,
-    "_v_int": int.from_bytes,
+    "_lqq": struct.Struct("<QQ").unpack_from, "_s16s": struct.Struct("<16s").pack_into,
 })
