@@ -3,7 +3,8 @@
 Function bodies are checked with the operand/control stack algorithm of the spec's appendix
 ("Validation Algorithm"), where a value popped from the polymorphic stack of unreachable code has
 the unknown type (``None`` here). The features covered are those of Wasm 2.0: MVP, sign extension,
-non-trapping float-to-int, multi-value, bulk memory and reference types.
+non-trapping float-to-int, multi-value, bulk memory and reference types, and SIMD and relaxed SIMD
+(their rules in ``validate_simd``).
 
 Validation runs on every module before instantiation, so the body checker is built for speed: the
 common instructions (constants, ``local.get``, numeric operators) are typed inline from a table keyed

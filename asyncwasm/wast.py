@@ -154,7 +154,8 @@ def _v128_matches(expected: dict[str, Any], got: Any) -> bool:
 
 
 def _matches(expected: dict[str, Any], got: Any) -> bool:
-    t, s = expected["type"], expected.get("value")
+    t: str = expected["type"]
+    s: Any = expected.get("value")
     if t == "either":
         return any(_matches(e, got) for e in expected["values"])
     if t == V128:
