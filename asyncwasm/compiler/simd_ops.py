@@ -31,6 +31,7 @@ for scalar loads. These helpers only convert.
 
 from __future__ import annotations
 
+import operator
 import struct
 from array import array
 from collections.abc import Callable
@@ -226,14 +227,34 @@ def _compare(bits: int, signed: bool, rel: Callable[[Any, Any], bool]) -> Callab
     ones = (1 << bits) - 1
 
     def cmp(a: int, b: int) -> int:
-        return _from(dst.pack(*[ones if rel(x, y) else 0 for x, y in zip(src.unpack(_bytes(a)), src.unpack(_bytes(b)), strict=True)]),
+        return _from(dst.pack(*[ones if r else 0 for r in map(rel, src.unpack(_bytes(a)), src.unpack(_bytes(b)))]),
                      "little")
     return cmp
 
 
+def _ne(bits: int) -> Callable[[int, int], int]:
+    """All ones in each lane where ``a`` and ``b`` differ, on the int: a lane of ``a ^ b`` is non-zero
+    exactly when adding its low bits to all ones carries into its top bit, or its top bit is set."""
+    hi = HIGH[bits]
+    lo = M128 ^ hi
+    ones = (1 << bits) - 1
+
+    def ne(a: int, b: int) -> int:
+        x = a ^ b
+        return (((((x & lo) + lo) | x) & hi) >> (bits - 1)) * ones
+    return ne
+
+
+def _eq(bits: int) -> Callable[[int, int], int]:
+    ne = _ne(bits)
+
+    def eq(a: int, b: int) -> int:
+        return ne(a, b) ^ M128
+    return eq
+
+
 _RELS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": lambda x, y: x == y, "ne": lambda x, y: x != y, "lt": lambda x, y: x < y,
-    "gt": lambda x, y: x > y, "le": lambda x, y: x <= y, "ge": lambda x, y: x >= y,
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "gt": operator.gt, "le": operator.le, "ge": operator.ge,
 }
 
 
@@ -246,7 +267,7 @@ def _sat(lo: int, hi: int) -> Callable[[int], int]:
 for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2")):
     for _rel, _fn in _RELS.items():
         if _rel in ("eq", "ne"):
-            H[f"{_shape}_{_rel}"] = _compare(_bits, False, _fn)
+            H[f"{_shape}_{_rel}"] = _eq(_bits) if _rel == "eq" else _ne(_bits)
         else:
             H[f"{_shape}_{_rel}_s"] = _compare(_bits, True, _fn)
             H[f"{_shape}_{_rel}_u"] = _compare(_bits, False, _fn)
@@ -436,7 +457,7 @@ def _fcompare(width: int, rel: Callable[[Any, Any], bool]) -> Callable[[int, int
     ones = (1 << width) - 1
 
     def cmp(a: int, b: int) -> int:
-        return _from(dst.pack(*[ones if rel(x, y) else 0 for x, y in zip(unpack(a), unpack(b), strict=True)]), "little")
+        return _from(dst.pack(*[ones if r else 0 for r in map(rel, unpack(a), unpack(b))]), "little")
     return cmp
 
 
