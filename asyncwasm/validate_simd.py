@@ -49,51 +49,52 @@ SIMD_SIGNATURES = _signatures()
 
 class _Checker(Protocol):
     vals: list[str | None]
+    memories: int
 
     def pop(self, expect: str | None) -> str | None: ...
-
-    def memory(self) -> None: ...
 
 
 def simd_handlers(c: _Checker, error: type[Exception]) -> dict[int, Callable[[int, Any], None]]:
     """The vector instructions that are not uniformly typed, bound to checker ``c``; a broken rule
     raises ``error`` (the checker's own, to which it adds the function and offset)."""
 
-    def align(op: int, a: int) -> None:
+    def memarg(op: int, imm: tuple[int, ...]) -> str:
+        """Check the memory, alignment and offset of an access; return the memory's address type."""
+        mem = imm[2] if len(imm) == 3 else 0
+        if mem >= c.memories:
+            raise error(f"unknown memory {mem}")
         natural = SIMD_ACCESS[op]
-        if (1 << a) > natural:
-            raise error(f"alignment must not be larger than natural ({1 << a} > {natural})")
+        if (1 << imm[0]) > natural:
+            raise error(f"alignment must not be larger than natural ({1 << imm[0]} > {natural})")
+        if imm[1] > 0xFFFFFFFF:
+            raise error(f"offset out of range: {imm[1]} does not fit a 32-bit memory")
+        return I32
 
     def lane(op: int, x: int) -> None:
         if x >= LANES[op]:
             raise error(f"invalid lane index {x} (the shape has {LANES[op]} lanes)")
 
-    def load(op: int, imm: tuple[int, int]) -> None:
-        c.memory()
-        align(op, imm[0])
-        c.pop(I32)
+    def load(op: int, imm: tuple[int, ...]) -> None:
+        c.pop(memarg(op, imm))
         c.vals.append(V128)
 
-    def store(op: int, imm: tuple[int, int]) -> None:
-        c.memory()
-        align(op, imm[0])
+    def store(op: int, imm: tuple[int, ...]) -> None:
+        at = memarg(op, imm)
         c.pop(V128)
-        c.pop(I32)
+        c.pop(at)
 
-    def load_lane(op: int, imm: tuple[int, int, int]) -> None:
-        c.memory()
-        align(op, imm[0])
-        lane(op, imm[2])
+    def load_lane(op: int, imm: tuple[tuple[int, ...], int]) -> None:
+        at = memarg(op, imm[0])
+        lane(op, imm[1])
         c.pop(V128)
-        c.pop(I32)
+        c.pop(at)
         c.vals.append(V128)
 
-    def store_lane(op: int, imm: tuple[int, int, int]) -> None:
-        c.memory()
-        align(op, imm[0])
-        lane(op, imm[2])
+    def store_lane(op: int, imm: tuple[tuple[int, ...], int]) -> None:
+        at = memarg(op, imm[0])
+        lane(op, imm[1])
         c.pop(V128)
-        c.pop(I32)
+        c.pop(at)
 
     def extract(op: int, x: int) -> None:
         lane(op, x)

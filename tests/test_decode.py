@@ -232,9 +232,20 @@ def test_simd_immediates() -> None:
     ops = [(op, imm) for op, imm, _off in decode_module(wasm).codes[0].body]
     assert ops[1] == (0xFD000, (4, 16))
     assert ops[3] == (0xFD00C, int.from_bytes(const, "little"))
-    assert ops[4] == (0xFD055, (1, 2, 7))
+    assert ops[4] == (0xFD055, ((1, 2), 7))
     assert ops[5] == (0xFD00D, tuple(range(0, 32, 2)))
     assert ops[6] == (0xFD015, 15)
+
+
+def test_simd_memarg_of_another_memory_and_a_64_bit_offset() -> None:
+    """SIMD memargs read as scalar ones do: bit 6 of the flags brings a memory index (multi-memory),
+    the offset is a u64 under memory64 and a u32 without."""
+    wasm = one_func(b"\x41\x00\xfd\x00\x44\x01\x80\x80\x80\x80\x10\x1a\x0b")  # memory 1, offset 2^32
+    assert decode_module(wasm).codes[0].body[1][1] == (4, 1 << 32, 1)
+    with pytest.raises(MalformedModule, match="malformed memop flags"):
+        decode_module(wasm, Features.parse("2.0,+simd"))
+    lane = one_func(b"\x41\x00\x41\x00\xfd\x11\xfd\x58\x40\x02\x00\x03\x0b")  # store8_lane memory 2 lane 3
+    assert decode_module(lane).codes[0].body[3][1] == ((0, 0, 2), 3)
 
 
 def test_v128_type_refused_without_simd() -> None:

@@ -359,6 +359,8 @@ def test_simd_needs_its_feature() -> None:
     ("(func (param v128 v128) (result v128) (i8x16.shuffle 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 32 "
      "(local.get 0) (local.get 1)))", "invalid lane index"),
     ("(func (param v128 i64) (result v128) (i32x4.shl (local.get 0) (local.get 1)))", "type mismatch"),
+    ("(memory 1) (func (param i32) (result v128) (v128.load 1 (local.get 0)))", "unknown memory 1"),
+    ("(func (param i32) (result v128) (v128.load32_zero (local.get 0)))", "unknown memory 0"),
     ("(func (param f32) (result v128) (i32x4.splat (local.get 0)))", "type mismatch"),
 ])
 def test_invalid_simd(text: str, message: str) -> None:

@@ -35,15 +35,12 @@ def decode_simd(data: bytes, pos: int, start: int, features: Features,
     if kind == "none":
         imm = None
     elif kind == "memarg" or kind == "lanemem":
-        align, pos = u32(data, pos)
-        if align >= 32:
-            raise MalformedModule("malformed memop flags", pos - 1)
-        offset, pos = u32(data, pos)
+        memarg, pos = _memarg(data, pos, features, u32)
         if kind == "lanemem":
-            imm = (align, offset, data[pos])
+            imm = (memarg, data[pos])
             pos += 1
         else:
-            imm = (align, offset)
+            imm = memarg
     elif kind == "lane":
         imm = data[pos]
         pos += 1
@@ -58,3 +55,40 @@ def decode_simd(data: bytes, pos: int, start: int, features: Features,
         imm = int.from_bytes(data[pos:pos + 16], "little")
         pos += 16
     return (op, imm, start), pos
+
+
+def _memarg(data: bytes, pos: int, features: Features, u32: U32Reader) -> tuple[tuple[int, ...], int]:
+    """A memarg as scalar loads read it: ``(align, offset)`` for memory 0, ``(align, offset, memidx)``
+    for another (multi-memory sets bit 6 of the flags and puts the index after them); the offset is
+    a u64 under memory64."""
+    start = pos
+    flags, pos = u32(data, pos)
+    mem = 0
+    if not features.multi_memory:
+        if flags >= 32:
+            raise MalformedModule("malformed memop flags", pos - 1)
+    else:
+        if flags >= 0x80:
+            raise MalformedModule("malformed memop flags", start)
+        if flags & 0x40:
+            mem, pos = u32(data, pos)
+        flags &= 0x3F
+    if features.memory64:
+        offset, pos = _u64(data, pos)
+    else:
+        offset, pos = u32(data, pos)
+    return ((flags, offset) if mem == 0 else (flags, offset, mem)), pos
+
+
+def _u64(data: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned LEB128 of at most 64 bits (a memory64 offset)."""
+    result = shift = 0
+    while True:
+        b = data[pos]
+        if shift == 63 and b > 1:
+            raise MalformedModule("integer too large" if b < 0x80 else "integer representation too long", pos)
+        result |= (b & 0x7F) << shift
+        pos += 1
+        if not b & 0x80:
+            return result, pos
+        shift += 7

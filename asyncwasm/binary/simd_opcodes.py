@@ -5,7 +5,8 @@ An instruction's opcode is ``SIMD_BASE + sub`` (``sub`` up to 0x113 does not fit
 
 * ``none``; ``lane`` (one lane-index byte); ``shuffle`` (16 lane-index bytes); ``v128`` (16 bytes,
   held as one unsigned 128-bit int, little-endian);
-* ``memarg`` (``(align_log2, offset)`` as for scalar loads); ``lanemem`` (``(align_log2, offset, lane)``).
+* ``memarg`` (``(align_log2, offset)`` as for scalar loads, ``(align_log2, offset, memidx)`` for a
+  memory other than 0); ``lanemem`` (``(memarg, lane)``).
 
 ``SIMD_ACCESS[op]`` is the number of bytes a memory instruction touches, whose log2 is its natural
 alignment; ``LANES[op]`` the lane count a lane index must stay below.

@@ -177,14 +177,21 @@ def _lane_add(bits: int, sub: bool) -> Handler:
 
 # -- memory ----------------------------------------------------------------------------------------
 
-_READ = {1: "M[{ea}]", 2: "_lu16(M, {ea})[0]", 4: "_lu32(M, {ea})[0]", 8: "_lu64(M, {ea})[0]"}
-_WRITE = {1: "M[{ea}] = {v}", 2: "_su16(M, {ea}, {v})", 4: "_su32(M, {ea}, {v})", 8: "_su64(M, {ea}, {v})"}
+_READ = {1: "{m}[{ea}]", 2: "_lu16({m}, {ea})[0]", 4: "_lu32({m}, {ea})[0]", 8: "_lu64({m}, {ea})[0]"}
+_WRITE = {1: "{m}[{ea}] = {v}", 2: "_su16({m}, {ea}, {v})", 4: "_su32({m}, {ea}, {v})", 8: "_su64({m}, {ea}, {v})"}
+
+
+def _memory(t: Any, memarg: tuple[int, ...]) -> tuple[int, str, int]:
+    """(offset, the buffer's name, the most bytes the memory can ever have) of an access: memory 0 is
+    ``M``, memory k is ``M{k}``, as scalar accesses name them."""
+    k = memarg[2] if len(memarg) == 3 else 0
+    return memarg[1], ("M" if k == 0 else f"M{k}"), (t.info.memory_max if k == 0 else 1 << 64)
 
 
 def _load_template(name: str) -> str:
     op = name.partition(".")[2]
     if op == "load":  # two halves: measured cheaper than one 16-byte read and int.from_bytes
-        return "(({tmp} := _lqq(M, {ea}))[0] | {tmp}[1] << 64)"
+        return "(({tmp} := _lqq({m}, {ea}))[0] | {tmp}[1] << 64)"
     if op.endswith("_splat"):
         size = int(op[4:-6]) // 8
         return f"({_READ[size]} * {REP[size * 8]:#x})"
@@ -198,23 +205,23 @@ def _load(name: str, op: int) -> Handler:
     size = SIMD_ACCESS[op]
 
     def handler(t: Any, imm: Any, i: int) -> None:
-        offset = imm[1]
+        offset, m, limit = _memory(t, imm)
         a = t.pop()
-        if offset + size > t.info.memory_max:
+        if offset + size > limit:
             t.static_trap()
             return
-        t.push_slot_value(template.format(ea=t.ea(a, offset), tmp=t.temp() if "{tmp}" in template else ""))
+        t.push_slot_value(template.format(ea=t.ea(a, offset), m=m, tmp=t.temp() if "{tmp}" in template else ""))
     return handler
 
 
 def _store(t: Any, imm: Any, i: int) -> None:
-    offset = imm[1]
+    offset, m, limit = _memory(t, imm)
     v = t.pop()
     a = t.pop()
-    if offset + 16 > t.info.memory_max:
+    if offset + 16 > limit:
         t.static_trap()
         return
-    t.emit(f"_s16s(M, {t.ea(a, offset)}, ({v.code}).to_bytes(16, 'little'))")
+    t.emit(f"_s16s({m}, {t.ea(a, offset)}, ({v.code}).to_bytes(16, 'little'))")
 
 
 def _load_lane(op: int) -> Handler:
@@ -222,15 +229,16 @@ def _load_lane(op: int) -> Handler:
     read = _READ[size]
 
     def handler(t: Any, imm: Any, i: int) -> None:
-        _align, offset, k = imm
+        offset, m, limit = _memory(t, imm[0])
+        k = imm[1]
         v = t.pop()
         a = t.pop()
-        if offset + size > t.info.memory_max:
+        if offset + size > limit:
             t.static_trap()
             return
         sh = size * 8 * k
         clear = M128 ^ (((1 << (size * 8)) - 1) << sh)
-        got = read.format(ea=t.ea(a, offset))
+        got = read.format(ea=t.ea(a, offset), m=m)
         t.push_slot_value(f"(({v.code}) & {clear:#x}) | ({got} << {sh})")
     return handler
 
@@ -240,15 +248,16 @@ def _store_lane(op: int) -> Handler:
     write = _WRITE[size]
 
     def handler(t: Any, imm: Any, i: int) -> None:
-        _align, offset, k = imm
+        offset, m, limit = _memory(t, imm[0])
+        k = imm[1]
         v = t.pop()
         a = t.pop()
-        if offset + size > t.info.memory_max:
+        if offset + size > limit:
             t.static_trap()
             return
         sh = size * 8 * k
         part = f"((({v.code}) >> {sh}) & {(1 << (size * 8)) - 1:#x})"
-        t.emit(write.format(ea=t.ea(a, offset), v=part))
+        t.emit(write.format(ea=t.ea(a, offset), m=m, v=part))
     return handler
 
 
