@@ -264,6 +264,54 @@ def _sat(lo: int, hi: int) -> Callable[[int], int]:
     return clamp
 
 
+def _saturating(bits: int, signed: bool, fn: Callable[[int, int], int]) -> Callable[[int, int], int]:
+    """add_sat / sub_sat: lane sums or differences clamped to the lane's range."""
+    src = _S[bits] if signed else _U[bits]
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+    def sat(a: int, b: int) -> int:
+        r = map(fn, src.unpack(_bytes(a)), src.unpack(_bytes(b)))
+        return _from(src.pack(*[lo if v < lo else hi if v > hi else v for v in r]), "little")
+    return sat
+
+
+def _avgr(bits: int) -> Callable[[int, int], int]:
+    u = _U[bits]
+
+    def avgr(a: int, b: int) -> int:
+        return _from(u.pack(*[(v + 1) >> 1 for v in map(operator.add, u.unpack(_bytes(a)), u.unpack(_bytes(b)))]),
+                     "little")
+    return avgr
+
+
+def _all_true(bits: int) -> Callable[[int], int]:
+    """Every lane non-zero, on the int (the test ``ne`` uses)."""
+    ne = _ne(bits)
+
+    def all_true(a: int) -> int:
+        return ne(a, 0) == M128
+    return all_true
+
+
+def _bitmask(bits: int) -> Callable[[int], int]:
+    def bitmask(a: int) -> int:
+        out = 0
+        for k in range(128 // bits):
+            out |= ((a >> (bits * k + bits - 1)) & 1) << k
+        return out
+    return bitmask
+
+
+_GATHER = 0x0102040810204080  # moves the bits at 0, 8, ..., 56 of a 64-bit half to bits 56 ... 63
+
+
+def i8x16_bitmask(a: int) -> int:
+    """The top bit of each byte: the products of the gather constant land on distinct bits, so no
+    carry disturbs the byte they are gathered into."""
+    x = (a >> 7) & REP[8]
+    return (((x & M64) * _GATHER) >> 56 & 0xFF) | ((((x >> 64) * _GATHER) >> 56 & 0xFF) << 8)
+
+
 for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2")):
     for _rel, _fn in _RELS.items():
         if _rel in ("eq", "ne"):
@@ -275,28 +323,22 @@ for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2"))
     H[f"{_shape}_min_u"] = _lanewise2(_bits, False, min)
     H[f"{_shape}_max_s"] = _lanewise2(_bits, True, max)
     H[f"{_shape}_max_u"] = _lanewise2(_bits, False, max)
-    H[f"{_shape}_avgr_u"] = _lanewise2(_bits, False, lambda x, y: (x + y + 1) >> 1)
-    _smin, _smax, _umax = -(1 << (_bits - 1)), (1 << (_bits - 1)) - 1, (1 << _bits) - 1
-    _cs, _cu = _sat(_smin, _smax), _sat(0, _umax)
-    H[f"{_shape}_add_sat_s"] = _lanewise2(_bits, True, (lambda c: lambda x, y: c(x + y))(_cs))
-    H[f"{_shape}_add_sat_u"] = _lanewise2(_bits, False, (lambda c: lambda x, y: c(x + y))(_cu))
-    H[f"{_shape}_sub_sat_s"] = _lanewise2(_bits, True, (lambda c: lambda x, y: c(x - y))(_cs))
-    H[f"{_shape}_sub_sat_u"] = _lanewise2(_bits, False, (lambda c: lambda x, y: c(x - y))(_cu))
+    H[f"{_shape}_avgr_u"] = _avgr(_bits)
+    for _sx, _signed in (("s", True), ("u", False)):
+        H[f"{_shape}_add_sat_{_sx}"] = _saturating(_bits, _signed, operator.add)
+        H[f"{_shape}_sub_sat_{_sx}"] = _saturating(_bits, _signed, operator.sub)
+    H[f"{_shape}_all_true"] = _all_true(_bits)
+    H[f"{_shape}_bitmask"] = _bitmask(_bits)
 
-    def _all_true(a: int, u: struct.Struct = _U[_bits]) -> int:
-        return 0 not in u.unpack(_bytes(a))
-    H[f"{_shape}_all_true"] = _all_true
-
-    def _bitmask(a: int, s: struct.Struct = _S[_bits]) -> int:
-        out = 0
-        for k, x in enumerate(s.unpack(_bytes(a))):
-            if x < 0:
-                out |= 1 << k
-        return out
-    H[f"{_shape}_bitmask"] = _bitmask
+H["i8x16_bitmask"] = i8x16_bitmask
 
 
-H["i16x8_mul"] = _lanewise2(16, False, lambda x, y: x * y, wrap=True)
+def _i16x8_mul(a: int, b: int) -> int:
+    u = _U[16]
+    return _from(u.pack(*[p & 0xFFFF for p in map(operator.mul, u.unpack(_bytes(a)), u.unpack(_bytes(b)))]), "little")
+
+
+H["i16x8_mul"] = _i16x8_mul
 H["i32x4_mul"] = i32x4_mul
 H["i64x2_mul"] = i64x2_mul
 
