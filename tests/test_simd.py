@@ -376,3 +376,20 @@ def test_spec_simd_suite_under_2_0_with_simd(shared: Path) -> None:
     assert result.failures == []
     assert result.passed > 25000
     assert time.monotonic() - start < 60
+
+
+def test_flat_shape_runs_simd_too(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Functions too deep for the structured shape take the flat one: SIMD translates the same there."""
+    from asyncwasm.compiler import structured
+    from asyncwasm.wast import ScriptRunner
+
+    monkeypatch.setattr(structured, "MAX_PY_LOOPS", -1)
+    names = ("simd_lane", "simd_load", "simd_store", "simd_select", "simd_address", "simd_load8_lane",
+             "simd_store64_lane", "simd_i32x4_arith", "simd_f32x4", "simd_bitwise", "simd_splat",
+             "simd_conversions", "simd_i8x16_arith2", "simd_i16x8_extmul_i8x16")
+    passed = 0
+    for name in names:
+        res = ScriptRunner(shared / "spec" / "simd" / "json" / name / f"{name}.json", Features.parse("2.0,+simd")).run()
+        assert res.failed == 0, res.failures[:5]
+        passed += res.passed
+    assert passed > 2400
