@@ -201,37 +201,6 @@ for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2"))
 
 # ---- integer lanes: lane-wise ---------------------------------------------------------------------
 
-def _lanewise2(bits: int, signed: bool, fn: Callable[[int, int], int], out_signed: bool | None = None,
-               wrap: bool = False) -> Callable[[int, int], int]:
-    """A binary operator applied lane by lane: operands read as signed or unsigned lanes, results
-    packed as signed (``out_signed``) or unsigned lanes, or wrapped to the lane width."""
-    src = _S[bits] if signed else _U[bits]
-    dst = _S[bits] if (signed if out_signed is None else out_signed) else _U[bits]
-    mask = (1 << bits) - 1
-    if wrap:
-        dst = _U[bits]
-
-        def op_wrap(a: int, b: int) -> int:
-            return _from(dst.pack(*[fn(x, y) & mask for x, y in zip(src.unpack(_bytes(a)), src.unpack(_bytes(b)), strict=True)]),
-                         "little")
-        return op_wrap
-
-    def op(a: int, b: int) -> int:
-        return _from(dst.pack(*map(fn, src.unpack(_bytes(a)), src.unpack(_bytes(b)))), "little")
-    return op
-
-
-def _compare(bits: int, signed: bool, rel: Callable[[Any, Any], bool]) -> Callable[[int, int], int]:
-    src = _S[bits] if signed else _U[bits]
-    dst = _U[bits]
-    ones = (1 << bits) - 1
-
-    def cmp(a: int, b: int) -> int:
-        return _from(dst.pack(*[ones if r else 0 for r in map(rel, src.unpack(_bytes(a)), src.unpack(_bytes(b)))]),
-                     "little")
-    return cmp
-
-
 def _ne(bits: int) -> Callable[[int, int], int]:
     """All ones in each lane where ``a`` and ``b`` differ, on the int: a lane of ``a ^ b`` is non-zero
     exactly when adding its low bits to all ones carries into its top bit, or its top bit is set."""
@@ -251,6 +220,43 @@ def _eq(bits: int) -> Callable[[int, int], int]:
     def eq(a: int, b: int) -> int:
         return ne(a, b) ^ M128
     return eq
+
+
+def _lt(bits: int, signed: bool) -> Callable[[int, int], int]:
+    """All ones in each lane where ``a < b``, on the int: the borrow out of a lane's subtraction is
+    the top bit of ``(~a & b) | (~(a ^ b) & (a - b))`` (signed: both sign bits flipped first)."""
+    hi = HIGH[bits]
+    ones = (1 << bits) - 1
+    sub = _sub(bits)
+    flip = hi if signed else 0
+
+    def lt(a: int, b: int) -> int:
+        a ^= flip
+        b ^= flip
+        borrow = ((~a & b) | (~(a ^ b) & sub(a, b))) & hi
+        return (borrow >> (bits - 1)) * ones
+    return lt
+
+
+def _relation(bits: int, signed: bool, rel: str) -> Callable[[int, int], int]:
+    """lt, gt, le, ge from one less-than: gt swaps the operands, le and ge negate gt and lt."""
+    lt = _lt(bits, signed)
+    if rel == "lt":
+        return lt
+    if rel == "gt":
+        return lambda a, b: lt(b, a)
+    if rel == "le":
+        return lambda a, b: lt(b, a) ^ M128
+    return lambda a, b: lt(a, b) ^ M128
+
+
+def _minmax(bits: int, signed: bool, is_max: bool) -> Callable[[int, int], int]:
+    """Each lane of ``a`` where it is the smaller (larger), else of ``b``: a select on the int."""
+    lt = _lt(bits, signed)
+
+    def pick(a: int, b: int) -> int:
+        return b ^ ((a ^ b) & (lt(b, a) if is_max else lt(a, b)))
+    return pick
 
 
 _RELS: dict[str, Callable[[Any, Any], bool]] = {
@@ -317,12 +323,11 @@ for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2"))
         if _rel in ("eq", "ne"):
             H[f"{_shape}_{_rel}"] = _eq(_bits) if _rel == "eq" else _ne(_bits)
         else:
-            H[f"{_shape}_{_rel}_s"] = _compare(_bits, True, _fn)
-            H[f"{_shape}_{_rel}_u"] = _compare(_bits, False, _fn)
-    H[f"{_shape}_min_s"] = _lanewise2(_bits, True, min)
-    H[f"{_shape}_min_u"] = _lanewise2(_bits, False, min)
-    H[f"{_shape}_max_s"] = _lanewise2(_bits, True, max)
-    H[f"{_shape}_max_u"] = _lanewise2(_bits, False, max)
+            H[f"{_shape}_{_rel}_s"] = _relation(_bits, True, _rel)
+            H[f"{_shape}_{_rel}_u"] = _relation(_bits, False, _rel)
+    for _sx, _signed in (("s", True), ("u", False)):
+        H[f"{_shape}_min_{_sx}"] = _minmax(_bits, _signed, False)
+        H[f"{_shape}_max_{_sx}"] = _minmax(_bits, _signed, True)
     H[f"{_shape}_avgr_u"] = _avgr(_bits)
     for _sx, _signed in (("s", True), ("u", False)):
         H[f"{_shape}_add_sat_{_sx}"] = _saturating(_bits, _signed, operator.add)
