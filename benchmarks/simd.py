@@ -8,8 +8,9 @@ clang 14 (Debian packages ``clang lld wasi-libc libclang-rt-14-dev-wasm32``) by
     clang --target=wasm32-wasi -O2 -msimd128 -nostdlib -Wl,--no-entry -o kernel_simd.wasm kernel.c
 
 (in ``benchmarks/simd``; ``--rebuild`` runs these again when clang is there). The script prints a
-table of seconds per call (the fastest of ``--repeat`` calls, after one warm-up call that also
-translates the code: on a shared machine the minimum is the run least disturbed by others) for asyncwasm and wasmtime-py on both builds, and asyncwasm's scalar/SIMD ratio. Every
+table of seconds per call: the fastest of ``--repeat`` rounds, after one warm-up call that also
+translates the code; each round calls every engine and build in turn, so that load from elsewhere
+on a shared machine hits them alike, and the minimum is the call least disturbed for asyncwasm and wasmtime-py on both builds, and asyncwasm's scalar/SIMD ratio. Every
 engine and build must compute the same result, or the script stops.
 
     python benchmarks/simd.py [--repeat N] [--n N] [--rebuild]
@@ -39,33 +40,22 @@ def rebuild() -> None:
                         "-o", str(HERE / f"kernel_{name}.wasm"), str(HERE / "kernel.c")], check=True)
 
 
-def best_time(call: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    result = call()  # warm-up: the first call translates the function
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        again = call()
-        times.append(time.perf_counter() - start)
-        if again != result:
-            raise SystemExit(f"the result changed between calls: {result!r} then {again!r}")
-    return min(times), result
-
-
-async def run_asyncwasm(wasm: bytes, n: int, repeat: int) -> dict[str, tuple[float, Any]]:
-    inst = await asyncwasm.Linker().instantiate(asyncwasm.Module(wasm))
-    await inst.call("init", 7)
-    out = {}
+def asyncwasm_calls(wasm: bytes, n: int) -> dict[str, Callable[[], Any]]:
+    """One call per kernel, on a fresh asyncwasm instance (raw values: no conversion is timed)."""
+    async def build() -> Any:
+        inst = await asyncwasm.Linker().instantiate(asyncwasm.Module(wasm))
+        await inst.call("init", 7)
+        return inst
+    inst = anyio.run(build)
+    calls = {}
     for name, args in KERNELS:
         f = inst.get_func(name)
         raw = list(args(n))
-
-        def call(f: Any = f, raw: list[Any] = raw) -> Any:
-            return inst.call_raw_sync(f, raw)
-        out[name] = best_time(call, repeat)
-    return out
+        calls[name] = lambda f=f, raw=raw: inst.call_raw_sync(f, raw)
+    return calls
 
 
-def run_wasmtime(wasm: bytes, n: int, repeat: int) -> dict[str, tuple[float, Any]] | None:
+def wasmtime_calls(wasm: bytes, n: int) -> dict[str, Callable[[], Any]] | None:
     try:
         import wasmtime
     except ImportError:
@@ -74,11 +64,29 @@ def run_wasmtime(wasm: bytes, n: int, repeat: int) -> dict[str, tuple[float, Any
     inst = wasmtime.Instance(store, wasmtime.Module(store.engine, wasm), [])
     exports = inst.exports(store)
     exports["init"](store, 7)
-    out = {}
+    calls = {}
     for name, args in KERNELS:
-        f = exports[name]
         a = args(n)
-        out[name] = best_time(lambda f=f, a=a: f(store, *a), repeat)
+        calls[name] = lambda f=exports[name], a=a: f(store, *a)
+    return calls
+
+
+def measure(calls: dict[str, dict[str, Callable[[], Any]]], repeat: int) -> dict[str, dict[str, tuple[float, Any]]]:
+    """The fastest of ``repeat`` rounds for every kernel of every engine and build. The rounds take
+    the engines in turn, so a burst of load from elsewhere on the machine hits them alike."""
+    out: dict[str, dict[str, tuple[float, Any]]] = {key: {} for key in calls}
+    for name, _args in KERNELS:
+        results = {key: c[name]() for key, c in calls.items()}  # warm-up: the first call translates
+        best = dict.fromkeys(calls, float("inf"))
+        for _ in range(repeat):
+            for key, c in calls.items():
+                start = time.perf_counter()
+                got = c[name]()
+                best[key] = min(best[key], time.perf_counter() - start)
+                if got != results[key]:
+                    raise SystemExit(f"{key} {name}: the result changed between calls")
+        for key in calls:
+            out[key][name] = (best[key], results[key])
     return out
 
 
@@ -90,30 +98,24 @@ def main() -> None:
     opts = ap.parse_args()
     if opts.rebuild:
         rebuild()
-    results: dict[tuple[str, str], dict[str, tuple[float, Any]] | None] = {}
+    calls: dict[str, dict[str, Callable[[], Any]]] = {}
     for build in BUILDS:
         wasm = (HERE / f"kernel_{build}.wasm").read_bytes()
-        results["asyncwasm", build] = anyio.run(run_asyncwasm, wasm, opts.n, opts.repeat)
-        results["wasmtime", build] = run_wasmtime(wasm, opts.n, opts.repeat)
+        calls[f"asyncwasm {build}"] = asyncwasm_calls(wasm, opts.n)
+        wt = wasmtime_calls(wasm, opts.n)
+        if wt is not None:
+            calls[f"wasmtime {build}"] = wt
+    results = measure(calls, opts.repeat)
     print(f"n = {opts.n}, best of {opts.repeat} calls, seconds per call\n")
     print("| kernel | asyncwasm scalar | asyncwasm SIMD | SIMD speed-up | wasmtime scalar | wasmtime SIMD |")
     print("|---|---|---|---|---|---|")
     for name, _args in KERNELS:
-        row = [name]
-        values = set()
-        for engine, build in (("asyncwasm", "scalar"), ("asyncwasm", "simd")):
-            t, v = results[engine, build][name]  # type: ignore[index]
-            row.append(f"{t:.4f}")
-            values.add(v)
-        scalar, simd = results["asyncwasm", "scalar"][name][0], results["asyncwasm", "simd"][name][0]  # type: ignore[index]
-        row.append(f"{scalar / simd:.2f}x")
+        scalar, simd = results["asyncwasm scalar"][name][0], results["asyncwasm simd"][name][0]
+        row = [name, f"{scalar:.4f}", f"{simd:.4f}", f"{scalar / simd:.2f}x"]
         for build in BUILDS:
-            wt = results["wasmtime", build]
-            if wt is None:
-                row.append("-")
-            else:
-                row.append(f"{wt[name][0]:.6f}")
-                values.add(wt[name][1])
+            wt = results.get(f"wasmtime {build}")
+            row.append("-" if wt is None else f"{wt[name][0]:.6f}")
+        values = {r[name][1] for r in results.values()}
         if len(values) != 1:
             raise SystemExit(f"{name}: the engines disagree: {values}")
         print("| " + " | ".join(row) + " |")
