@@ -37,7 +37,9 @@ class _Translator(Protocol):
 
     info: Any
 
-    def pop(self) -> Any: ...
+    def pop(self) -> _Entry: ...
+
+    def temp(self) -> str: ...
 
     def push(self, code: str, deps: frozenset[str], depth: int = 0) -> None: ...
 
@@ -45,17 +47,17 @@ class _Translator(Protocol):
 
     def emit(self, text: str, indent: int = 0) -> None: ...
 
-    def ea(self, addr: Any, offset: int) -> str: ...
+    def ea(self, addr: Any, offset: int) -> str: ...  # addr: an _Entry
 
     def static_trap(self) -> None: ...
 
 
-Handler = Callable[[Any, Any, int], None]
+Handler = Callable[[_Translator, Any, int], None]
 
 
 def _pure(template: str, n: int) -> Handler:
     """An operator of ``n`` operands that cannot trap: a folded expression (``{imm}`` is the immediate)."""
-    def handler(t: Any, imm: Any, i: int) -> None:
+    def handler(t: _Translator, imm: Any, i: int) -> None:
         args = [t.pop() for _ in range(n)][::-1]
         fields = {"abc"[k]: a.code for k, a in enumerate(args)}
         code = template.format(imm=imm, **fields) if n or "{imm}" in template else template
@@ -95,7 +97,7 @@ def _lane_templates(name: str, k: int) -> tuple[str, int]:
 
 
 def _lane_handler(name: str) -> Handler:
-    def handler(t: Any, imm: Any, i: int) -> None:
+    def handler(t: _Translator, imm: Any, i: int) -> None:
         template, n = _lane_templates(name, imm)
         _pure(template, n)(t, imm, i)
     return handler
@@ -115,7 +117,7 @@ def shuffle_terms(lanes: tuple[int, ...]) -> dict[tuple[int, int], int]:
     return terms
 
 
-def _shuffle(t: Any, imm: Any, i: int) -> None:
+def _shuffle(t: _Translator, imm: Any, i: int) -> None:
     """A shuffle is a few shift-and-mask terms of its operands when the bytes move in few groups."""
     b = t.pop()
     a = t.pop()
@@ -146,7 +148,7 @@ def _shuffle(t: Any, imm: Any, i: int) -> None:
     t.push("(" + " | ".join(parts) + ")", deps, depth)
 
 
-def _operands_twice(t: Any, a: Any, b: Any) -> tuple[str, str, str, str]:
+def _operands_twice(t: _Translator, a: _Entry, b: _Entry) -> tuple[str, str, str, str]:
     """Source for two operands each used twice: the first use may bind a temporary, the second reads it."""
     out: list[str] = []
     for e in (a, b):
@@ -163,7 +165,7 @@ def _lane_add(bits: int, sub: bool) -> Handler:
     hi = HIGH[bits]
     lo = M128 ^ hi
 
-    def handler(t: Any, imm: Any, i: int) -> None:
+    def handler(t: _Translator, imm: Any, i: int) -> None:
         b = t.pop()
         a = t.pop()
         a1, b1, a2, b2 = _operands_twice(t, a, b)
@@ -181,7 +183,7 @@ _READ = {1: "{m}[{ea}]", 2: "_lu16({m}, {ea})[0]", 4: "_lu32({m}, {ea})[0]", 8: 
 _WRITE = {1: "{m}[{ea}] = {v}", 2: "_su16({m}, {ea}, {v})", 4: "_su32({m}, {ea}, {v})", 8: "_su64({m}, {ea}, {v})"}
 
 
-def _memory(t: Any, memarg: tuple[int, ...]) -> tuple[int, str, int]:
+def _memory(t: _Translator, memarg: tuple[int, ...]) -> tuple[int, str, int]:
     """(offset, the buffer's name, the most bytes the memory can ever have) of an access: memory 0 is
     ``M``, memory k is ``M{k}``, as scalar accesses name them."""
     k = memarg[2] if len(memarg) == 3 else 0
@@ -204,7 +206,7 @@ def _load(name: str, op: int) -> Handler:
     template = _load_template(name)
     size = SIMD_ACCESS[op]
 
-    def handler(t: Any, imm: Any, i: int) -> None:
+    def handler(t: _Translator, imm: Any, i: int) -> None:
         offset, m, limit = _memory(t, imm)
         a = t.pop()
         if offset + size > limit:
@@ -214,7 +216,7 @@ def _load(name: str, op: int) -> Handler:
     return handler
 
 
-def _store(t: Any, imm: Any, i: int) -> None:
+def _store(t: _Translator, imm: Any, i: int) -> None:
     offset, m, limit = _memory(t, imm)
     v = t.pop()
     a = t.pop()
@@ -228,7 +230,7 @@ def _load_lane(op: int) -> Handler:
     size = SIMD_ACCESS[op]
     read = _READ[size]
 
-    def handler(t: Any, imm: Any, i: int) -> None:
+    def handler(t: _Translator, imm: Any, i: int) -> None:
         offset, m, limit = _memory(t, imm[0])
         k = imm[1]
         v = t.pop()
@@ -247,7 +249,7 @@ def _store_lane(op: int) -> Handler:
     size = SIMD_ACCESS[op]
     write = _WRITE[size]
 
-    def handler(t: Any, imm: Any, i: int) -> None:
+    def handler(t: _Translator, imm: Any, i: int) -> None:
         offset, m, limit = _memory(t, imm[0])
         k = imm[1]
         v = t.pop()
