@@ -393,3 +393,24 @@ def test_flat_shape_runs_simd_too(shared: Path, monkeypatch: pytest.MonkeyPatch)
         assert res.failed == 0, res.failures[:5]
         passed += res.passed
     assert passed > 2400
+
+
+def test_wast_v128_expectations() -> None:
+    """The runner's reading of v128 results: lanes by their bits, NaN patterns per lane, 'either'."""
+    from asyncwasm.wast import _matches, _parse_value
+
+    arg = _parse_value({"type": "v128", "lane_type": "i16", "value": ["-1", "2", "0", "0", "0", "0", "0", "65535"]})
+    assert arg == 0xFFFF | 2 << 16 | 0xFFFF << 112
+    lanes = struct.pack("<4I", 0x7FC00000, 0xFFC00000, 0x7FE00001, 0x3F800000)
+    got = int.from_bytes(lanes, "little")
+    nan_lanes = {"type": "v128", "lane_type": "f32", "value": ["nan:canonical", "nan:canonical", "nan:arithmetic", "1065353216"]}
+    assert _matches(nan_lanes, got)
+    assert not _matches({**nan_lanes, "value": ["nan:canonical"] * 3 + ["1065353216"]}, got)  # lane 2 is not canonical
+    assert not _matches({**nan_lanes, "value": ["nan:arithmetic"] * 4}, got)  # lane 3 is 1.0
+    signalling = int.from_bytes(struct.pack("<4I", 0x7F800001, 0, 0, 0), "little")
+    assert not _matches({**nan_lanes, "value": ["nan:arithmetic", "0", "0", "0"]}, signalling)
+    either = {"type": "either", "values": [{"type": "v128", "lane_type": "i32", "value": ["1", "2", "3", "4"]},
+                                           {"type": "v128", "lane_type": "i64", "value": ["-1", "0"]}]}
+    assert _matches(either, 1 | 2 << 32 | 3 << 64 | 4 << 96)
+    assert _matches(either, M64)
+    assert not _matches(either, 5)
