@@ -68,6 +68,7 @@ class Store:
     _slices = 0
 
     def fuel_remaining(self) -> int | None:
+        """Fuel left under the limit, or None when there is none (the same as ``get_fuel``)."""
         return None if self.fuel_limit is None else max(0, self.fuel_limit - self.fuel_used)
 
     def get_fuel(self) -> int | None:
@@ -86,6 +87,7 @@ class Store:
         self.settle()
 
     def next_grant(self) -> int:
+        """The fuel a frame may use before it next calls ``_refuel``: a chunk, or what is left."""
         left = self.fuel_remaining()
         return FUEL_CHUNK if left is None else min(FUEL_CHUNK, left)
 
