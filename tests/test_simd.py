@@ -414,3 +414,24 @@ def test_wast_v128_expectations() -> None:
     assert _matches(either, 1 | 2 << 32 | 3 << 64 | 4 << 96)
     assert _matches(either, M64)
     assert not _matches(either, 5)
+
+
+def test_v128_through_a_host_function() -> None:
+    """A host function takes and returns a v128 as an int; a negative int is wrapped to 128 bits."""
+    seen: list[int] = []
+
+    def host(v: int) -> int:
+        seen.append(v)
+        return -1 if v == 0 else v ^ (1 << 127)
+
+    linker = asyncwasm.Linker()
+    linker.define_func("env", "flip", asyncwasm.FuncType(("v128",), ("v128",)), host)
+    text = """(module (import "env" "flip" (func $flip (param v128) (result v128))) (memory 1)
+      (func (export "f") (param v128) (result i64 i64) (local $r v128)
+        (v128.store (i32.const 16) (call $flip (local.get 0)))
+        (local.set $r (v128.load (i32.const 16)))
+        (i64x2.extract_lane 0 (local.get $r)) (i64x2.extract_lane 1 (local.get $r))))"""
+    inst = linker.instantiate_sync(asyncwasm.Module(wat(text)))
+    assert call_sync(inst, "f", 5) == (5, -(1 << 63))
+    assert call_sync(inst, "f", 0) == (-1, -1)
+    assert seen == [5, 0]
