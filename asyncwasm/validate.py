@@ -3,7 +3,8 @@
 Function bodies are checked with the operand/control stack algorithm of the spec's appendix
 ("Validation Algorithm"), where a value popped from the polymorphic stack of unreachable code has
 the unknown type (``None`` here). The features covered are those of Wasm 2.0: MVP, sign extension,
-non-trapping float-to-int, multi-value, bulk memory and reference types.
+non-trapping float-to-int, multi-value, bulk memory and reference types, and SIMD and relaxed SIMD
+(their rules in ``validate_simd``).
 
 Validation runs on every module before instantiation, so the body checker is built for speed: the
 common instructions (constants, ``local.get``, numeric operators) are typed inline from a table keyed
@@ -33,8 +34,10 @@ from asyncwasm.binary.module import (
     Module,
 )
 from asyncwasm.binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NATURAL_ALIGN, OPCODES, name_of
+from asyncwasm.binary.simd_opcodes import SIMD_NAMES
 from asyncwasm.errors import InvalidModule
 from asyncwasm.features import WASM3, Features
+from asyncwasm.validate_simd import SIMD_SIGNATURES, simd_handlers
 
 __all__ = ["validate_module"]
 
@@ -52,6 +55,7 @@ _MEMORY_INIT, _DATA_DROP, _MEMORY_COPY, _MEMORY_FILL = 0xFC08, 0xFC09, 0xFC0A, 0
 _TABLE_INIT, _ELEM_DROP, _TABLE_COPY, _TABLE_GROW, _TABLE_SIZE, _TABLE_FILL = (
     0xFC0C, 0xFC0D, 0xFC0E, 0xFC0F, 0xFC10, 0xFC11)
 
+_V128_CONST = SIMD_NAMES["v128.const"]
 _CONST_TYPES = {_I32_CONST: I32, _I64_CONST: I64, _F32_CONST: F32, _F64_CONST: F64}
 _REFTYPES = frozenset((FUNCREF, EXTERNREF))
 # ``select`` without a type accepts numeric (or vector) operands only; None is the unknown type.
@@ -94,6 +98,7 @@ def _simple_signatures() -> dict[int, tuple[int, str | None, str]]:
 
 
 _SIMPLE = _simple_signatures()
+_SIMPLE.update(SIMD_SIGNATURES)
 
 _LOADS: dict[int, str] = {}
 _STORES: dict[int, str] = {}
@@ -158,6 +163,7 @@ class _BodyChecker:
             handlers[op] = self._load
         for op in _STORES:
             handlers[op] = self._store
+        handlers.update(simd_handlers(self, _Invalid))
         self.handlers = handlers
 
     # -- the function body loop ------------------------------------------------------------------
@@ -593,6 +599,8 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
         t = _CONST_TYPES.get(op)
         if t is not None:
             stack.append(t)
+        elif op == _V128_CONST:
+            stack.append(V128)
         elif op == _REF_NULL:
             stack.append(imm)
         elif op == _REF_FUNC:

@@ -10,7 +10,8 @@ Value types are the strings in ``VALTYPES``. An instruction is a tuple ``(op, im
   unsigned canonical int (``v & mask``); ``f32.const``/``f64.const`` hold the raw IEEE bit pattern;
   typed ``select`` holds a tuple of value types; ``ref.null`` a reftype string;
   ``memory.init`` is ``dataidx``; ``table.init`` ``(elemidx, tableidx)``; ``table.copy``
-  ``(dst, src)``; ``memory.size/grow/copy/fill`` have ``None``;
+  ``(dst, src)``; ``memory.size/grow/copy/fill`` have ``None``; SIMD opcodes are
+  ``simd_opcodes.SIMD_BASE + sub``, their immediates as ``simd_opcodes`` describes;
 * ``offset``: the instruction's byte offset in the whole module, for errors and backtraces.
 
 A function body's list ends with its final ``end`` (op 0x0B). Constant expressions omit the final ``end``.

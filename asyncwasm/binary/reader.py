@@ -1,7 +1,8 @@
 """The WebAssembly 2.0 binary decoder: bytes in, a plain ``Module`` out.
 
 Scope: MVP, sign extension, non-trapping float-to-int, multi-value, bulk memory and reference
-types. SIMD is refused with ``UnsupportedFeature``. Every other problem raises ``MalformedModule``
+types; SIMD and relaxed SIMD when the feature set enables them (``simd_decode``), else refused with
+``UnsupportedFeature``. Every other problem raises ``MalformedModule``
 whose message contains the text the spec test suite expects, with the absolute byte offset.
 
 The reading model follows the spec's reference decoder: everything reads from the whole file and
@@ -27,6 +28,7 @@ from .module import (
     FUNCREF,
     I32,
     I64,
+    V128,
     Code,
     Data,
     Elem,
@@ -44,6 +46,7 @@ from .module import (
     TableType,
 )
 from .opcodes import OPCODES
+from .simd_decode import decode_simd
 
 __all__ = ["decode_module", "MAX_LOCALS"]
 
@@ -56,6 +59,7 @@ EOS = "unexpected end of section or function"
 _VALTYPES = {0x7F: I32, 0x7E: I64, 0x7D: F32, 0x7C: F64, 0x70: FUNCREF, 0x6F: EXTERNREF}
 _REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF}
 _V128 = 0x7B
+_VALTYPES_SIMD = {**_VALTYPES, _V128: V128}  # with SIMD enabled
 _EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global")
 
 # Where each known section may appear: a section must come strictly after the previous one.
@@ -152,7 +156,7 @@ def _u32(data: bytes, pos: int) -> tuple[int, int]:
 
 def _valtype_error(b: int, pos: int) -> MalformedModule:
     if b == _V128:
-        return UnsupportedFeature("SIMD", pos)
+        return UnsupportedFeature("simd (not enabled in this feature set)", pos)
     if b & 0x80:  # read by the spec as a 7-bit signed LEB: a continuation byte is too long
         return MalformedModule("integer representation too long", pos + 1)
     return MalformedModule(f"malformed value type {b:#04x}", pos)
@@ -164,13 +168,14 @@ def _reftype_error(b: int, pos: int) -> MalformedModule:
     return MalformedModule(f"malformed reference type {b:#04x}", pos)
 
 
-def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
+def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[list[Instr], int, bool]:
     """Decode instructions up to and including the ``end`` that closes the sequence.
 
     Returns the instructions (ending with that ``end``), the position after it, and whether
     ``memory.init`` or ``data.drop`` occurred (they require a data count section).
     """
     kinds = _KINDS
+    valtypes = _VALTYPES_SIMD if features.simd else _VALTYPES
     out: list[Instr] = []
     append = out.append
     ctl: list[int] = []  # open blocks: 0 block/loop, 1 if, 2 if after its else
@@ -225,7 +230,7 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
                 append((op, None, start))
                 pos += 1
             elif b & 0xC0 == 0x40:
-                t = _VALTYPES.get(b)
+                t = valtypes.get(b)
                 if t is None:
                     raise _valtype_error(b, pos)
                 append((op, t, start))
@@ -291,7 +296,7 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
             types = []
             for _ in range(count):
                 b = data[pos]
-                t = _VALTYPES.get(b)
+                t = valtypes.get(b)
                 if t is None:
                     raise _valtype_error(b, pos)
                 pos += 1
@@ -332,7 +337,9 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
                 imm = (x, y)
             append((full, imm, start))
         elif k == K_SIMD:
-            raise UnsupportedFeature("SIMD", start)
+            features.require("simd", start)
+            instr, pos = decode_simd(data, pos, start, features, _u32)
+            append(instr)
         else:
             raise MalformedModule(f"illegal opcode {op:#04x}", start)
 
@@ -356,6 +363,7 @@ class _Decoder:
         self.pos = 0
         self.module = Module()
         self.uses_data = False  # memory.init / data.drop seen in a function body
+        self.valtypes = _VALTYPES_SIMD if features.simd else _VALTYPES
 
     # primitives
 
@@ -401,7 +409,7 @@ class _Decoder:
 
     def valtype(self) -> str:
         b = self.data[self.pos]
-        t = _VALTYPES.get(b)
+        t = self.valtypes.get(b)
         if t is None:
             raise _valtype_error(b, self.pos)
         self.pos += 1
@@ -433,7 +441,7 @@ class _Decoder:
         return GlobalType(t, m == 1)
 
     def const_expr(self) -> list[Instr]:
-        instrs, self.pos, _ = _decode_instrs(self.data, self.pos)
+        instrs, self.pos, _ = _decode_instrs(self.data, self.pos, self.features)
         instrs.pop()  # the final end
         return instrs
 
@@ -620,7 +628,7 @@ class _Decoder:
                 raise MalformedModule("too many locals", start)
             for count, t in entries:
                 locals_ += [t] * count
-            body, self.pos, uses_data = _decode_instrs(data, self.pos)
+            body, self.pos, uses_data = _decode_instrs(data, self.pos, self.features)
             if uses_data:
                 self.uses_data = True
             if self.pos != start + size:
