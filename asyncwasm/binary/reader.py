@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from ..errors import MalformedModule, UnsupportedFeature
 from ..features import WASM3, Features
+from .gc_reader import decode_gc_instr, read_null_heap, read_reftype, rec_type
 from .module import (
     EXTERNREF,
     F32,
@@ -41,6 +42,7 @@ from .module import (
     MemoryType,
     Module,
     Names,
+    SubType,
     TableType,
 )
 from .opcodes import OPCODES
@@ -57,6 +59,7 @@ _VALTYPES = {0x7F: I32, 0x7E: I64, 0x7D: F32, 0x7C: F64, 0x70: FUNCREF, 0x6F: EX
 _REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF}
 _V128 = 0x7B
 _EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global")
+_FINAL = SubType(True, ())
 
 # Where each known section may appear: a section must come strictly after the previous one.
 # The data count section (12) sits between element (9) and code (10).
@@ -69,14 +72,14 @@ _U64 = struct.Struct("<Q")
 # --- immediate kinds --------------------------------------------------------------------------
 
 (K_ILLEGAL, K_NONE, K_IDX, K_BLOCK, K_END, K_ELSE, K_I32, K_I64, K_F32, K_F64, K_MEMARG,
- K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD) = range(18)
+ K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD, K_PREFIX_FB) = range(19)
 
 _KIND_CODES = {
     "none": K_NONE, "label": K_IDX, "func": K_IDX, "local": K_IDX, "global": K_IDX,
     "table": K_IDX, "elem": K_IDX, "data": K_IDX, "block": K_BLOCK, "i32": K_I32,
     "i64": K_I64, "f32": K_F32, "f64": K_F64, "memarg": K_MEMARG, "br_table": K_BR_TABLE,
     "call_indirect": K_CALL_INDIRECT, "memory": K_ZERO, "reftype": K_REFTYPE,
-    "select_t": K_SELECT_T,
+    "select_t": K_SELECT_T, "type": K_IDX,
 }
 
 
@@ -89,6 +92,7 @@ def _build_kinds() -> list[int]:
     kinds[0x05] = K_ELSE
     kinds[0xFC] = K_PREFIX_FC
     kinds[0xFD] = K_SIMD
+    kinds[0xFB] = K_PREFIX_FB
     return kinds
 
 
@@ -164,7 +168,7 @@ def _reftype_error(b: int, pos: int) -> MalformedModule:
     return MalformedModule(f"malformed reference type {b:#04x}", pos)
 
 
-def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
+def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[list[Instr], int, bool]:
     """Decode instructions up to and including the ``end`` that closes the sequence.
 
     Returns the instructions (ending with that ``end``), the position after it, and whether
@@ -227,9 +231,13 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
             elif b & 0xC0 == 0x40:
                 t = _VALTYPES.get(b)
                 if t is None:
-                    raise _valtype_error(b, pos)
+                    ref = read_reftype(b, data, pos, features)
+                    if ref is None:
+                        raise _valtype_error(b, pos)
+                    t, pos = ref
+                else:
+                    pos += 1
                 append((op, t, start))
-                pos += 1
             else:  # a type index, encoded as a positive s33
                 b, pos = _sleb(data, pos, 33)
                 if b < 0:
@@ -283,8 +291,11 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
             b = data[pos]
             t = _REFTYPES.get(b)
             if t is None:
-                raise _reftype_error(b, pos)
-            pos += 1
+                if not (features.function_references or features.gc):
+                    raise _reftype_error(b, pos)
+                t, pos = read_null_heap(data, pos, features)
+            else:
+                pos += 1
             append((op, t, start))
         elif k == K_SELECT_T:
             count, pos = _len32(data, pos)
@@ -293,8 +304,12 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
                 b = data[pos]
                 t = _VALTYPES.get(b)
                 if t is None:
-                    raise _valtype_error(b, pos)
-                pos += 1
+                    ref = read_reftype(b, data, pos, features)
+                    if ref is None:
+                        raise _valtype_error(b, pos)
+                    t, pos = ref
+                else:
+                    pos += 1
                 types.append(t)
             append((op, tuple(types), start))
         elif k == K_PREFIX_FC:
@@ -333,6 +348,10 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
             append((full, imm, start))
         elif k == K_SIMD:
             raise UnsupportedFeature("SIMD", start)
+        elif k == K_PREFIX_FB:
+            op, imm, pos, gc_data = decode_gc_instr(data, pos, start, features)
+            uses_data = uses_data or gc_data
+            append((op, imm, start))
         else:
             raise MalformedModule(f"illegal opcode {op:#04x}", start)
 
@@ -403,7 +422,11 @@ class _Decoder:
         b = self.data[self.pos]
         t = _VALTYPES.get(b)
         if t is None:
-            raise _valtype_error(b, self.pos)
+            ref = read_reftype(b, self.data, self.pos, self.features)
+            if ref is None:
+                raise _valtype_error(b, self.pos)
+            t, self.pos = ref
+            return t
         self.pos += 1
         return t
 
@@ -411,7 +434,11 @@ class _Decoder:
         b = self.data[self.pos]
         t = _REFTYPES.get(b)
         if t is None:
-            raise _reftype_error(b, self.pos)
+            ref = read_reftype(b, self.data, self.pos, self.features)
+            if ref is None:
+                raise _reftype_error(b, self.pos)
+            t, self.pos = ref
+            return t
         self.pos += 1
         return t
 
@@ -433,7 +460,7 @@ class _Decoder:
         return GlobalType(t, m == 1)
 
     def const_expr(self) -> list[Instr]:
-        instrs, self.pos, _ = _decode_instrs(self.data, self.pos)
+        instrs, self.pos, _ = _decode_instrs(self.data, self.pos, self.features)
         instrs.pop()  # the final end
         return instrs
 
@@ -499,17 +526,20 @@ class _Decoder:
             self.module.names = _decode_names(payload)
 
     def type_section(self) -> None:
-        types = self.module.types
+        m = self.module
+        types, subtypes, groups = m.types, m.subtypes, m.rec_groups
         for _ in range(self.len32()):
             pos = self.pos
-            form = self.byte()
-            if form != 0x60:
-                if form & 0x80:
-                    raise MalformedModule("integer representation too long", pos + 1)
-                raise MalformedModule(f"malformed function type {form:#04x}", pos)
+            form = self.data[pos]
+            if form != 0x60:  # a recursion group, a subtype, a struct or an array (GC)
+                rec_type(self)
+                continue
+            self.pos += 1
             params = tuple(self.valtype() for _ in range(self.len32()))
             results = tuple(self.valtype() for _ in range(self.len32()))
+            groups.append((len(types), 1))
             types.append(FuncType(params, results))
+            subtypes.append(_FINAL)
 
     def import_section(self) -> None:
         imports = self.module.imports
@@ -535,7 +565,20 @@ class _Decoder:
         self.module.funcs = [self.u32() for _ in range(self.len32())]
 
     def table_section(self) -> None:
-        self.module.tables = [self.table_type() for _ in range(self.len32())]
+        m = self.module
+        for _ in range(self.len32()):
+            pos = self.pos
+            init = None
+            if self.data[pos] == 0x40:  # a table with an initializer expression (typed references)
+                self.features.require("function_references", pos)
+                if self.data[pos + 1] != 0x00:
+                    raise MalformedModule("malformed table type", pos + 1)
+                self.pos += 2
+                m.tables.append(self.table_type())
+                init = self.const_expr()
+            else:
+                m.tables.append(self.table_type())
+            m.table_inits.append(init)
 
     def memory_section(self) -> None:
         self.module.memories = [MemoryType(self.limits()) for _ in range(self.len32())]
@@ -596,6 +639,8 @@ class _Decoder:
                     table = self.u32()
                 offset = self.const_expr()
             t = (self.reftype() if exprs else self.elem_kind()) if flags & 3 else FUNCREF
+            if not exprs and self.features.function_references:
+                t = "(ref func)"  # function indices are never null (3.0 types such a segment so)
             init = self.const_exprs() if exprs else self.func_indices()
             elems.append(Elem(mode, t, init, table, offset, bool(exprs)))
 
@@ -620,7 +665,7 @@ class _Decoder:
                 raise MalformedModule("too many locals", start)
             for count, t in entries:
                 locals_ += [t] * count
-            body, self.pos, uses_data = _decode_instrs(data, self.pos)
+            body, self.pos, uses_data = _decode_instrs(data, self.pos, self.features)
             if uses_data:
                 self.uses_data = True
             if self.pos != start + size:
