@@ -28,6 +28,7 @@ from ..binary.module import F32, F64, I32, I64, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
 from ..errors import MEMORY_OOB, TABLE_OOB
 from .fastops import FAST_BINARY
+from .gc import HANDLERS as GC_HANDLERS
 from .numeric import f32_from_bits, f64_from_bits
 from .ops import FREE_OPS, LOADS, OPERATORS, STORES
 
@@ -799,6 +800,7 @@ def _bulk_trap(op: int) -> str:
     return MEMORY_OOB if memory else TABLE_OOB
 
 
+_HANDLERS.update(GC_HANDLERS)  # typed function references and GC (compiler/gc.py)
 for _op in LOADS:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_load(imm, i, op))(_op)
 for _op in STORES:
