@@ -332,8 +332,10 @@ class FunctionTranslator:
             elif op == ELSE:
                 if stack:
                     self.ifs_with_else.add(stack[-1][1])
-            elif op in (0x0C, 0x0D):
+            elif op in (0x0C, 0x0D, 0xD5, 0xD6):  # br, br_if, br_on_null, br_on_non_null
                 self._mark(stack, imm)
+            elif op in (0xFB18, 0xFB19):  # br_on_cast, br_on_cast_fail
+                self._mark(stack, imm[0])
             elif op == 0x0E:
                 for d in set(imm[0]) | {imm[1]}:
                     self._mark(stack, d)

@@ -211,7 +211,7 @@ def _from_data(storage: str, data: bytes, s: int, n: int) -> list[Any]:
 
 
 def array_new_data(tid: int, storage: str, datas: list[bytes], d: int, s: int, n: int) -> Array:
-    return Array(tid, _from_data(storage, datas[d], s, _length(n)))
+    return Array(tid, _from_data(storage, datas[d], s, n))  # bounded by the segment's size
 
 
 def array_new_elem(tid: int, segs: list[list[Any]], e: int, s: int, n: int) -> Array:
