@@ -31,8 +31,8 @@ from .binary.module import (
 from .compiler.numeric import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_bits
 from .errors import InvalidModule, LinkError, MalformedModule, Trap, WasmError
 from .features import WASM3, Features
-from .runtime.instance import CompiledModule, Instance, Linker
 from .runtime.gc import Array, HostAny, Struct
+from .runtime.instance import CompiledModule, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
 from .store import Store

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from asyncwasm.binary import decode_module
 from asyncwasm.binary.module import FuncType, Module
 from asyncwasm.errors import MalformedModule, UnsupportedFeature
+from asyncwasm.features import Features
 
 HEADER = b"\x00asm\x01\x00\x00\x00"
 
@@ -250,7 +251,9 @@ def test_elem_funcidx_become_ref_func() -> None:
             + section(10, vec([b"\x02\x00\x0b"])))
     m = decode_module(wasm)
     seg = m.elems[0]
-    assert seg.mode == "active" and seg.type == "funcref" and seg.table == 0
+    # function indices are never null: Wasm 3.0 types the segment (ref func), 2.0 funcref
+    assert seg.mode == "active" and seg.type == "(ref func)" and seg.table == 0
+    assert decode_module(wasm, Features.wasm2()).elems[0].type == "funcref"
     assert seg.offset == [(0x41, 0, wasm.index(b"\x41\x00\x0b"))]
     at = wasm.index(b"\x41\x00\x0b") + 4
     assert seg.init == [[(0xD2, 0, at)], [(0xD2, 0, at + 1)]]

@@ -54,12 +54,12 @@ def read_reftype(b: int, data: bytes, pos: int, features: Features) -> tuple[str
         h, end = read_heap(data, pos + 1, features)
         _check_heap_feature(h, features, pos)
         return ref_type(b == 0x63, h), end
-    h = HEAP_CODES.get(b)
-    if h is None:
+    name = HEAP_CODES.get(b)
+    if name is None:
         return None
-    if h not in _FUNC_REF_HEAPS:
-        _check_heap_feature(h, features, pos)
-    return ref_type(True, h), pos + 1
+    if name not in _FUNC_REF_HEAPS:
+        _check_heap_feature(name, features, pos)
+    return ref_type(True, name), pos + 1
 
 
 def read_null_heap(data: bytes, pos: int, features: Features) -> tuple[str, int]:

@@ -324,9 +324,12 @@ def ref_cast(v: Any, nullable: bool, heap: str | int) -> Any:
     return cast(v)
 
 
-def test_sub(v: Any, cid: int, cls: type) -> bool:
+def test_sub(v: Any, cid: int, cls: Any) -> bool:
     """Whether non-null ``v`` is an object of class ``cls`` whose type is ``cid`` or a subtype of it."""
-    return type(v) is cls and (v.tid == cid or REGISTRY.is_sub(v.tid, cid))
+    if type(v) is not cls:
+        return False
+    tid: int = v.tid
+    return tid == cid or REGISTRY.is_sub(tid, cid)
 
 
 HELPERS: dict[str, Any] = {

@@ -1,0 +1,245 @@
+"""GC: structs, arrays, i31, casts and subtyping, canonical types across modules, GC references
+passed through Python, and the feature gate. Where it helps, the same module runs on wasmtime."""
+
+from __future__ import annotations
+
+import pytest
+import wasmtime
+from wat import wat
+
+import asyncwasm
+from asyncwasm.runtime.gc import Array, Struct
+
+SUBTYPES = """
+(module
+  (type $point (sub (struct (field i32) (field i32))))
+  (type $point3 (sub final $point (struct (field i32) (field i32) (field i32))))
+  (type $other (struct (field i32) (field i32)))
+  (func (export "make3") (result (ref $point))
+    (struct.new $point3 (i32.const 1) (i32.const 2) (i32.const 3)))
+  (func (export "make2") (result (ref $point))
+    (struct.new $point (i32.const 4) (i32.const 5)))
+  (func (export "is3") (param (ref null $point)) (result i32)
+    (ref.test (ref $point3) (local.get 0)))
+  (func (export "z") (param (ref null $point)) (result i32)
+    (struct.get $point3 2 (ref.cast (ref $point3) (local.get 0))))
+  (func (export "x") (param (ref null $point)) (result i32)
+    (struct.get $point 0 (local.get 0)))
+  (func (export "test_any") (param anyref) (result i32 i32 i32 i32 i32)
+    (ref.test (ref eq) (local.get 0))
+    (ref.test (ref struct) (local.get 0))
+    (ref.test (ref $point) (local.get 0))
+    (ref.test (ref $other) (local.get 0))
+    (ref.test (ref null none) (local.get 0)))
+)
+"""
+
+
+def _instance(text: str, linker: asyncwasm.Linker | None = None) -> asyncwasm.Instance:
+    return (linker or asyncwasm.Linker()).instantiate_sync(asyncwasm.Module(wat(text)))
+
+
+def _call(inst: asyncwasm.Instance, name: str, *args: object) -> object:
+    f = inst.get_func(name)
+    return inst.call_raw_sync(f, list(args))
+
+
+def test_subtype_casts_and_tests() -> None:
+    inst = _instance(SUBTYPES)
+    p3 = _call(inst, "make3")
+    p2 = _call(inst, "make2")
+    assert isinstance(p3, Struct) and p3.fields == [1, 2, 3]
+    assert _call(inst, "is3", p3) == 1
+    assert _call(inst, "is3", p2) == 0
+    assert _call(inst, "is3", None) == 0
+    assert _call(inst, "z", p3) == 3
+    with pytest.raises(asyncwasm.Trap, match="cast failure"):
+        _call(inst, "z", p2)
+    with pytest.raises(asyncwasm.Trap, match="null structure reference"):
+        _call(inst, "x", None)
+    # $other has $point's structure but is final and not declared its subtype: a different type
+    assert _call(inst, "test_any", p2) == (1, 1, 1, 0, 0)
+    assert _call(inst, "test_any", None) == (0, 0, 0, 0, 1)
+
+
+ARRAYS = """
+(module
+  (type $bytes (array (mut i8)))
+  (type $shorts (array i16))
+  (type $words (array (mut i32)))
+  (memory 1)
+  (data $d "\\01\\80\\ff\\7f\\00\\00\\00\\80")
+  (func (export "bytes") (param i32 i32) (result (ref $bytes))
+    (array.new_data $bytes $d (local.get 0) (local.get 1)))
+  (func (export "shorts") (result (ref $shorts))
+    (array.new_data $shorts $d (i32.const 0) (i32.const 4)))
+  (func (export "words") (result (ref $words))
+    (array.new_data $words $d (i32.const 0) (i32.const 2)))
+  (func (export "get_s") (param (ref $bytes) i32) (result i32) (array.get_s $bytes (local.get 0) (local.get 1)))
+  (func (export "get_u") (param (ref $bytes) i32) (result i32) (array.get_u $bytes (local.get 0) (local.get 1)))
+  (func (export "s16") (param (ref $shorts) i32) (result i32) (array.get_s $shorts (local.get 0) (local.get 1)))
+  (func (export "w") (param (ref $words) i32) (result i32) (array.get $words (local.get 0) (local.get 1)))
+  (func (export "set") (param (ref $bytes) i32 i32) (array.set $bytes (local.get 0) (local.get 1) (local.get 2)))
+  (func (export "len") (param arrayref) (result i32) (array.len (local.get 0)))
+  (func (export "copy") (param (ref $bytes) (ref $bytes))
+    (array.copy $bytes $bytes (local.get 0) (i32.const 1) (local.get 1) (i32.const 0) (i32.const 3)))
+)
+"""
+
+
+def test_arrays_from_data_packed_and_bounds() -> None:
+    inst = _instance(ARRAYS)
+    b = _call(inst, "bytes", 0, 4)
+    assert isinstance(b, Array) and b.elems == [1, 0x80, 0xFF, 0x7F]
+    assert [_call(inst, "get_s", b, i) for i in range(4)] == [1, 0xFFFFFF80, 0xFFFFFFFF, 0x7F]
+    assert [_call(inst, "get_u", b, i) for i in range(4)] == [1, 0x80, 0xFF, 0x7F]
+    s = _call(inst, "shorts")
+    assert [_call(inst, "s16", s, i) for i in range(4)] == [0xFFFF8001, 0x7FFF, 0, 0xFFFF8000]
+    w = _call(inst, "words")
+    assert [_call(inst, "w", w, i) for i in range(2)] == [0x7FFF8001, 0x80000000]
+    _call(inst, "set", b, 0, 0x1234)  # a packed field keeps the low 8 bits
+    assert _call(inst, "get_u", b, 0) == 0x34
+    assert _call(inst, "len", b) == 4
+    c = _call(inst, "bytes", 0, 4)
+    _call(inst, "copy", c, b)
+    assert c.elems == [1, 0x34, 0x80, 0xFF]
+    with pytest.raises(asyncwasm.Trap, match="out of bounds array access"):
+        _call(inst, "get_u", b, 4)
+    with pytest.raises(asyncwasm.Trap, match="out of bounds memory access"):
+        _call(inst, "bytes", 5, 4)
+    with pytest.raises(asyncwasm.Trap, match="null array reference"):
+        _call(inst, "len", None)
+
+
+I31 = """
+(module
+  (func (export "wrap") (param i32) (result i31ref) (ref.i31 (local.get 0)))
+  (func (export "s") (param i31ref) (result i32) (i31.get_s (local.get 0)))
+  (func (export "u") (param i31ref) (result i32) (i31.get_u (local.get 0)))
+  (func (export "eq") (param eqref eqref) (result i32) (ref.eq (local.get 0) (local.get 1)))
+)
+"""
+
+
+def test_i31_wraps_and_extends() -> None:
+    inst = _instance(I31)
+    big = _call(inst, "wrap", 0xFFFFFFFF)  # the top bit is dropped
+    assert _call(inst, "u", big) == 0x7FFFFFFF
+    assert _call(inst, "s", big) == 0xFFFFFFFF
+    assert _call(inst, "s", _call(inst, "wrap", 0x40000000)) == 0xC0000000
+    assert _call(inst, "eq", _call(inst, "wrap", 5), _call(inst, "wrap", 5)) == 1
+    assert _call(inst, "eq", _call(inst, "wrap", 5), None) == 0
+    with pytest.raises(asyncwasm.Trap, match="null i31 reference"):
+        _call(inst, "s", None)
+
+
+ROUND_TRIP = """
+(module
+  (type $box (struct (field (mut i64))))
+  (func (export "box") (param i64) (result (ref $box)) (struct.new $box (local.get 0)))
+  (func (export "unbox") (param (ref $box)) (result i64) (struct.get $box 0 (local.get 0)))
+  (func (export "bump") (param (ref $box))
+    (struct.set $box 0 (local.get 0) (i64.add (struct.get $box 0 (local.get 0)) (i64.const 1))))
+  (func (export "out") (param anyref) (result externref) (extern.convert_any (local.get 0)))
+  (func (export "in") (param externref) (result anyref) (any.convert_extern (local.get 0)))
+  (func (export "is_box") (param externref) (result i32)
+    (ref.test (ref $box) (any.convert_extern (local.get 0))))
+)
+"""
+
+
+@pytest.mark.anyio
+async def test_gc_reference_round_trip_through_python() -> None:
+    inst = await asyncwasm.Linker().instantiate(asyncwasm.Module(wat(ROUND_TRIP)))
+    box = await inst.call("box", -5)
+    await inst.call("bump", box)
+    assert await inst.call("unbox", box) == -4  # the same object came back, mutated
+    ext = await inst.call("out", box)
+    assert ext is box  # a GC reference leaves as an externref unchanged
+    assert await inst.call("is_box", ext) == 1
+    host = object()
+    assert await inst.call("is_box", host) == 0  # any Python object is an externref
+    assert await inst.call("out", await inst.call("in", host)) is host
+    i31 = await inst.call("out", 7)  # an int is no i31 for the host: i31 refs leave boxed
+    assert i31 is not None and not isinstance(i31, int)
+
+
+def test_canonical_types_link_across_modules() -> None:
+    provider = _instance("""
+      (module
+        (rec (type $node (struct (field (ref null $node)) (field i32))))
+        (func (export "mk") (param i32) (result (ref $node)) (struct.new $node (ref.null $node) (local.get 0))))""")
+    linker = asyncwasm.Linker()
+    linker.define_instance("p", provider)
+    user = _instance("""
+      (module
+        (rec (type $n (struct (field (ref null $n)) (field i32))))
+        (import "p" "mk" (func $mk (param i32) (result (ref $n))))
+        (func (export "get") (result i32) (struct.get $n 1 (call $mk (i32.const 42)))))""", linker)
+    assert _call(user, "get") == 42
+    with pytest.raises(asyncwasm.LinkError):
+        _instance("""
+          (module
+            (rec (type $n (struct (field (ref null $n)) (field i64))))
+            (import "p" "mk" (func (param i32) (result (ref $n)))))""", linker)
+
+
+def test_call_indirect_accepts_a_subtype() -> None:
+    inst = _instance("""
+      (module
+        (type $f (sub (func (result i32))))
+        (type $g (sub $f (func (result i32))))
+        (type $h (func (result i32)))
+        (table 2 funcref)
+        (elem (i32.const 0) $one $two)
+        (func $one (type $g) (i32.const 1))
+        (func $two (type $h) (i32.const 2))
+        (func (export "call") (param i32) (result i32) (call_indirect (type $f) (local.get 0))))""")
+    assert _call(inst, "call", 0) == 1
+    with pytest.raises(asyncwasm.Trap, match="indirect call type mismatch"):
+        _call(inst, "call", 1)  # $h has $f's structure but is final, with no supertype
+
+
+@pytest.mark.parametrize("text", [
+    "(module (type $a (struct)) (type (sub $a (struct))))",  # $a is final
+    "(module (type $a (sub (struct (field i32)))) (type (sub $a (struct (field i64)))))",
+    "(module (type $a (struct (field i32))) (func (param (ref $a)) (struct.set $a 0 (local.get 0) (i32.const 1))))",
+    "(module (type $a (array i8)) (func (param (ref $a)) (result i32) (array.get $a (local.get 0) (i32.const 0))))",
+    "(module (func (param anyref) (result (ref any)) (local.get 0)))",
+])
+def test_invalid_gc_modules(text: str) -> None:
+    with pytest.raises(asyncwasm.InvalidModule):
+        asyncwasm.Module(wat(text))
+
+
+def test_gc_needs_the_feature() -> None:
+    with pytest.raises(asyncwasm.UnsupportedFeature, match="gc"):
+        asyncwasm.Module(wat(I31), features=asyncwasm.Features.wasm2())
+    with pytest.raises(asyncwasm.UnsupportedFeature, match="gc"):
+        asyncwasm.Module(wat("(module (type (struct)))"), features=asyncwasm.Features.parse("-gc"))
+
+
+def test_same_results_as_wasmtime() -> None:
+    text = """
+      (module
+        (type $v (array (mut i32)))
+        (func (export "sum") (param i32) (result i32)
+          (local $a (ref $v)) (local $i i32) (local $s i32)
+          (local.set $a (array.new $v (i32.const 3) (local.get 0)))
+          (array.fill $v (local.get $a) (i32.const 1) (i32.const 7) (i32.sub (local.get 0) (i32.const 1)))
+          (block $done
+            (loop $l
+              (br_if $done (i32.ge_u (local.get $i) (array.len (local.get $a))))
+              (local.set $s (i32.add (local.get $s) (array.get $v (local.get $a) (local.get $i))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $l)))
+          (local.get $s)))"""
+    binary = wat(text)
+    config = wasmtime.Config()
+    config.wasm_gc = True
+    config.wasm_function_references = True
+    store = wasmtime.Store(wasmtime.Engine(config))
+    theirs = wasmtime.Instance(store, wasmtime.Module(store.engine, binary), []).exports(store)["sum"]
+    inst = _instance(text)
+    for n in (1, 2, 10, 100):
+        assert _call(inst, "sum", n) == theirs(store, n)
