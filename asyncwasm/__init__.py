@@ -19,6 +19,7 @@ from .errors import (
     WasmError,
 )
 from .features import Features
+from .runtime.code_cache import CodeCache
 from .runtime.instance import Caller, CompiledModule, HostFunc, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
@@ -28,7 +29,7 @@ from .store import Store
 Module = CompiledModule
 
 __all__ = [
-    "Caller", "CompiledModule", "Features", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
+    "Caller", "CodeCache", "CompiledModule", "Features", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
     "HostFunc", "Instance", "InstanceDead", "Interrupted", "RunStats", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
     "MemoryType", "Module", "Store", "Table", "TableType", "Trap", "UnsupportedFeature", "WasmError",
     "Linker", "signed32", "signed64",

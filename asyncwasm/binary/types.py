@@ -17,6 +17,8 @@ are canonical ids already (``canon_valtype`` turns a module's value type into th
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,13 +115,21 @@ class CanonType:
     depth: int  # length of the supertype chain, for the constant-time cast check
 
 
+GROUP_SPAN = 1 << 20  # ids a recursion group may use (a module has at most 1,000,000 types)
+
+
 class TypeRegistry:
-    """Canonical ids of defined types: one per structurally distinct type of a recursion group."""
+    """Canonical ids of defined types: one per structurally distinct type of a recursion group.
+
+    An id does not depend on the order groups were seen: a group's first id is a digest of its
+    structure (times ``GROUP_SPAN``), so code translated in one process (kept in the code cache,
+    with ids as constants in ``call_indirect`` and casts) means the same types in another.
+    """
 
     def __init__(self) -> None:
         self.groups: dict[tuple[Any, ...], int] = {}  # group key -> canonical id of its first type
-        self.defs: list[CanonType] = []
-        self.chains: list[tuple[int, ...]] = []  # per id: its supertype chain, root first, itself last
+        self.defs: dict[int, CanonType] = {}
+        self.chains: dict[int, tuple[int, ...]] = {}  # per id: its supertype chain, root first, itself last
 
     def kind(self, cid: int) -> str:
         return self.defs[cid].kind
@@ -137,13 +147,16 @@ class TypeRegistry:
         base = self.groups.get(key)
         if base is not None:
             return base
-        base = len(self.defs)
+        digest = hashlib.sha256(repr(key).encode()).digest()
+        base = int.from_bytes(digest[:5], "little") * GROUP_SPAN
+        while base in self.defs:  # a digest collision: practically never
+            base += GROUP_SPAN
         self.groups[key] = base
-        for ct in build(base):
-            cid = len(self.defs)
+        for k, ct in enumerate(build(base)):
+            cid = base + k
             chain = (*self.chains[ct.super], cid) if ct.super is not None else (cid,)
-            self.defs.append(CanonType(ct.kind, ct.comp, ct.super, ct.final, len(chain) - 1))
-            self.chains.append(chain)
+            self.defs[cid] = CanonType(ct.kind, ct.comp, ct.super, ct.final, len(chain) - 1)
+            self.chains[cid] = chain
         return base
 
     def func_id(self, ft: FuncType) -> int:
@@ -153,6 +166,7 @@ class TypeRegistry:
 
 
 REGISTRY = TypeRegistry()
+_PROCESS = (os.getpid(), id(REGISTRY))  # whose registry holds the ids cached on a module
 
 
 def _kind(comp: Any) -> str:
@@ -186,9 +200,9 @@ def canonical_ids(module: Module) -> list[int]:
     Raises ``IndexError`` naming nothing when a type refers past its group; the validator checks
     those references first, so only an unvalidated module can get there.
     """
-    cached = getattr(module, "_canonical_ids", None)
-    if cached is not None and len(cached) == len(module.types):
-        return cached  # type: ignore[no-any-return]
+    cached = getattr(module, "_canonical_ids", None)  # (process, ids): a module may be unpickled
+    if cached is not None and cached[0] == _PROCESS and len(cached[1]) == len(module.types):
+        return cached[1]  # type: ignore[no-any-return]
     ids: list[int] = []
     for start, count in rec_groups(module):
         end = start + count
@@ -226,7 +240,7 @@ def canonical_ids(module: Module) -> list[int]:
 
         base = REGISTRY.add_group(key, build)
         ids.extend(range(base, base + count))
-    module._canonical_ids = ids  # type: ignore[attr-defined]
+    module._canonical_ids = (_PROCESS, ids)  # type: ignore[attr-defined]
     return ids
 
 

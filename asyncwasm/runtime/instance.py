@@ -12,6 +12,7 @@ import inspect
 import math
 import struct
 from collections.abc import Callable, Iterator
+from os import PathLike
 from pathlib import Path
 from types import FunctionType
 from typing import Any
@@ -32,7 +33,7 @@ from ..binary.module import (
 from ..binary.reader import decode_module
 from ..binary.types import GLOBAL, REGISTRY, canon_valtype, canonical_ids
 from ..compiler import numeric
-from ..compiler.codegen import CompiledCode, canonical_type_id, compile_module, global_cells
+from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, compile_module, global_cells
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
@@ -42,7 +43,8 @@ from ..store import Store
 from ..text import is_text, wat_to_wasm
 from ..traps import as_trap, register_code
 from ..validate import validate_module
-from . import gc, objects, startup_fuel
+from . import code_cache, gc, objects, startup_fuel
+from .code_cache import CacheEntry, CodeCache
 from .memory import Memory
 from .objects import Func, Global, Table
 from .offload import translate_in_worker
@@ -77,19 +79,38 @@ _SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
 class CompiledModule:
     """A validated, compiled module: instantiate it as often as you like."""
 
-    def __init__(self, wasm: bytes | str, name: str | None = None, *, features: Features | None = None) -> None:
+    def __init__(self, wasm: bytes | str, name: str | None = None, *, features: Features | None = None,
+                 cache: CodeCache | str | PathLike[str] | bool | None = True) -> None:
         """Decode, validate and compile ``wasm`` (binary, or text as ``.wat``).
 
         ``features`` chooses the proposals the module may use (default: all of Wasm 3.0; see
-        ``asyncwasm.Features``). Raises ``MalformedModule``, ``UnsupportedFeature`` or ``InvalidModule``.
+        ``asyncwasm.Features``). ``cache`` is the persistent code cache a big module is kept in
+        (``asyncwasm.CodeCache``): ``True`` (the default) the user cache directory or
+        ``$ASYNCWASM_CACHE_DIR`` (off when ``$ASYNCWASM_NO_CACHE`` is set), a path or a ``CodeCache`` that
+        cache, ``False`` none. Raises ``MalformedModule``, ``UnsupportedFeature`` or ``InvalidModule``.
         """
         if isinstance(wasm, str) or is_text(wasm):  # the text format (.wat): encode it first
             wasm = wat_to_wasm(wasm)
+        wasm = bytes(wasm)
         self.features: Features = features if features is not None else WASM3
-        self.module: Module = decode_module(bytes(wasm), self.features)
-        validate_module(self.module, self.features)
+        self.cache_entry: CacheEntry | None = None
+        module = None
+        store = code_cache.resolve(cache) if len(wasm) >= code_cache.MIN_MODULE_BYTES else None
+        if store is not None:
+            self.cache_entry = store.entry(store.key(wasm, self.features))
+            if self.cache_entry is not None:
+                module = self.cache_entry.load_module()
+        if module is None:
+            module = decode_module(wasm, self.features)
+            validate_module(module, self.features)
+            if self.cache_entry is not None:
+                if sum(len(c.body) for c in module.codes) > LAZY_THRESHOLD:
+                    self.cache_entry.store_module(module)
+                else:  # small enough to compile faster than it reads back
+                    self.cache_entry = None
+        self.module: Module = module
         self.name = name or self.module.names.module or "module"
-        self.compiled: CompiledCode = compile_module(self.module, self.name)
+        self.compiled: CompiledCode = compile_module(self.module, self.name, store=self.cache_entry)
         self._func_types = self.module.func_types()
         cids = canonical_ids(self.module)
         self._cids = cids
@@ -99,10 +120,17 @@ class CompiledModule:
         register_code(self.compiled.filename, self)
 
     @classmethod
-    def from_file(cls, path: str | Path, *, features: Features | None = None) -> CompiledModule:
+    def from_file(cls, path: str | Path, *, features: Features | None = None,
+                  cache: CodeCache | str | PathLike[str] | bool | None = True) -> CompiledModule:
         """Compile the module in file ``path`` (``.wasm`` or ``.wat``), named after the file."""
         p = Path(path)
-        return cls(p.read_bytes(), name=p.stem, features=features)
+        return cls(p.read_bytes(), name=p.stem, features=features, cache=cache)
+
+    def precompile(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Translate every function now rather than on its first call, as ``wasmtime compile`` does;
+        with a code cache, the next process finds them all there. ``progress(done, total)`` is called
+        as it goes. Returns the number of functions translated (not found in the cache)."""
+        return self.compiled.translate_all(progress)
 
     def func_name(self, index: int) -> str | None:
         return self.module.names.funcs.get(index)
