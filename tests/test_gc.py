@@ -243,3 +243,62 @@ def test_same_results_as_wasmtime() -> None:
     inst = _instance(text)
     for n in (1, 2, 10, 100):
         assert _call(inst, "sum", n) == theirs(store, n)
+
+
+FUEL = """
+(module
+  (type $a (array (mut i32)))
+  (type $fa (array (mut funcref)))
+  (type $s (struct (field i32) (field (mut i64))))
+  (type $t (func (param i32) (result i32)))
+  (memory 1)
+  (data $d "0123456789abcdef0123456789abcdef")
+  (elem $e func $inc $inc $inc $inc)
+  (func $inc (type $t) (i32.add (local.get 0) (i32.const 1)))
+  (func (export "run") (param $n i32) (result i32)
+    (local $x (ref $a)) (local $f (ref $fa)) (local $s (ref $s))
+    (local.set $x (array.new $a (i32.const 3) (local.get $n)))
+    (array.fill $a (local.get $x) (i32.const 0) (i32.const 5) (local.get $n))
+    (array.copy $a $a (local.get $x) (i32.const 1) (local.get $x) (i32.const 0) (i32.sub (local.get $n) (i32.const 1)))
+    (array.init_data $a $d (local.get $x) (i32.const 0) (i32.const 0) (i32.const 2))
+    (drop (array.new_data $a $d (i32.const 4) (i32.rem_u (local.get $n) (i32.const 7))))
+    (local.set $f (array.new_elem $fa $e (i32.const 0) (i32.const 4)))
+    (array.init_elem $fa $e (local.get $f) (i32.const 1) (i32.const 0) (i32.const 2))
+    (drop (array.new_fixed $a 3 (i32.const 1) (i32.const 2) (i32.const 3)))
+    (local.set $s (struct.new $s (local.get $n) (i64.const 7)))
+    (struct.set $s 1 (local.get $s) (i64.const 8))
+    (drop (ref.cast (ref $s) (ref.as_non_null (local.get $s))))
+    (i32.add
+      (array.get $a (local.get $x) (i32.const 2))
+      (call_ref $t (struct.get $s 0 (local.get $s))
+                   (ref.cast (ref $t) (array.get $fa (local.get $f) (i32.const 3))))))
+)
+"""
+
+
+@pytest.mark.parametrize("n", [4, 16, 200])
+def test_fuel_matches_wasmtime(n: int) -> None:
+    """Per-element fuel of array operations and one unit per other GC instruction, as wasmtime."""
+    binary = wat(FUEL)
+    config = wasmtime.Config()
+    config.wasm_gc = True
+    config.wasm_function_references = True
+    config.consume_fuel = True
+    wt_store = wasmtime.Store(wasmtime.Engine(config))
+    wt_store.set_fuel(10**9)
+    theirs = wasmtime.Instance(wt_store, wasmtime.Module(wt_store.engine, binary), []).exports(wt_store)["run"]
+    result = theirs(wt_store, n)
+    store = asyncwasm.Store()
+    inst = asyncwasm.Linker().instantiate_sync(asyncwasm.Module(binary), store)
+    assert inst.call_raw_sync(inst.get_func("run"), [n]) == result
+    assert store.fuel_used == 10**9 - wt_store.get_fuel()  # instantiation and the call
+
+
+def test_a_huge_array_runs_out_of_fuel_before_it_is_made() -> None:
+    inst = asyncwasm.Linker().instantiate_sync(asyncwasm.Module(wat("""
+      (module (type $a (array i64))
+        (func (export "new") (param i32) (result i32) (array.len (array.new_default $a (local.get 0)))))""")),
+        asyncwasm.Store(fuel=10_000))
+    assert _call(inst, "new", 5_000) == 5_000
+    with pytest.raises(asyncwasm.FuelExhausted):
+        _call(inst, "new", 100_000_000)  # 800 MB if it were allocated

@@ -190,6 +190,29 @@ def struct_set(t: Any, imm: tuple[int, int], i: int) -> None:
 
 # ---- arrays ---------------------------------------------------------------------------------------
 
+def _bulk(t: Any, nargs: int, check: str | None) -> None:
+    """Fuel before an array operation on n elements (n the top operand), as wasmtime charges it:
+    one unit per element besides the instruction's own. A constant n costing at most SMALL_BULK
+    joins the chunk; any other is charged once ``check`` (a runtime call raising the operation's
+    trap, formatted with the operands) has passed, and then the fuel is checked, so a huge
+    operation runs out of fuel before it is done and one that traps traps first."""
+    from .translate import CHECK, SMALL_BULK  # translate imports this module's handlers
+
+    n = t.stack[-1]
+    if n.code.isdigit() and int(n.code) <= SMALL_BULK:
+        t.chunk_cost += int(n.code)
+        return
+    for pos in range(len(t.stack) - nargs, len(t.stack)):
+        t.materialize(pos)  # each operand is used twice
+    args = [e.code for e in t.stack[len(t.stack) - nargs:]]
+    t.close_chunk()
+    if check is not None:
+        t.emit(check.format(*args))
+    t.emit(f"fu -= {args[-1]}")
+    t.emit(CHECK)
+    t.open_chunk()
+
+
 def _elem(t: Any, x: int) -> str:
     at = t.info.types[x]
     assert isinstance(at, ArrayType)
@@ -202,11 +225,13 @@ def _codes(t: Any, n: int) -> list[str]:
 
 
 def array_new(t: Any, x: int, i: int) -> None:
+    _bulk(t, 1, None)
     v, n = _codes(t, 2)
     t.push_slot_value(f"_anew({t.info.type_ids[x]}, {_store(_elem(t, x), v)}, {n})")
 
 
 def array_new_default(t: Any, x: int, i: int) -> None:
+    _bulk(t, 1, None)
     (n,) = _codes(t, 1)
     t.push_slot_value(f"_anew({t.info.type_ids[x]}, {_default(_elem(t, x))}, {n})")
 
@@ -220,12 +245,14 @@ def array_new_fixed(t: Any, imm: tuple[int, int], i: int) -> None:
 
 def array_new_data(t: Any, imm: tuple[int, int], i: int) -> None:
     x, d = imm
+    _bulk(t, 2, f"_cdata({_elem(t, x)!r}, _D, {d}, {{0}}, {{1}})")
     s, n = _codes(t, 2)
     t.push_slot_value(f"_anewd({t.info.type_ids[x]}, {_elem(t, x)!r}, _D, {d}, {s}, {n})")
 
 
 def array_new_elem(t: Any, imm: tuple[int, int], i: int) -> None:
     x, e = imm
+    _bulk(t, 2, f"_celem(_E, {e}, {{0}}, {{1}})")
     s, n = _codes(t, 2)
     t.push_slot_value(f"_anewe({t.info.type_ids[x]}, _E, {e}, {s}, {n})")
 
@@ -248,23 +275,27 @@ def array_len(t: Any, imm: Any, i: int) -> None:
 
 
 def array_fill(t: Any, x: int, i: int) -> None:
+    _bulk(t, 4, "_crange({0}, {1}, {3})")
     a, k, v, n = _codes(t, 4)
     t.emit(f"_afill({a}, {k}, {_store(_elem(t, x), v)}, {n})")
 
 
 def array_copy(t: Any, imm: tuple[int, int], i: int) -> None:
+    _bulk(t, 5, "_crange({0}, {1}, {4}); _crange({2}, {3}, {4})")
     dst, d, src, s, n = _codes(t, 5)
     t.emit(f"_acopy({dst}, {d}, {src}, {s}, {n})")
 
 
 def array_init_data(t: Any, imm: tuple[int, int], i: int) -> None:
     x, seg = imm
+    _bulk(t, 4, f"_crange({{0}}, {{1}}, {{3}}); _cdata({_elem(t, x)!r}, _D, {seg}, {{2}}, {{3}})")
     a, d, s, n = _codes(t, 4)
     t.emit(f"_ainitd({a}, {_elem(t, x)!r}, _D, {seg}, {d}, {s}, {n})")
 
 
 def array_init_elem(t: Any, imm: tuple[int, int], i: int) -> None:
     _x, seg = imm
+    _bulk(t, 4, f"_crange({{0}}, {{1}}, {{3}}); _celem(_E, {seg}, {{2}}, {{3}})")
     a, d, s, n = _codes(t, 4)
     t.emit(f"_ainite({a}, _E, {seg}, {d}, {s}, {n})")
 

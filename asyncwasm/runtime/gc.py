@@ -313,6 +313,22 @@ def _pack(storage: str, v: Any) -> Any:
     return v & 0xFF if storage == "i8" else v & 0xFFFF if storage == "i16" else v
 
 
+def check_range(a: Array | None, i: int, n: int) -> None:
+    """The null and bounds checks of an array operation on elements i..i+n (before its fuel)."""
+    if i + n > len(_array(a)):
+        raise Trap(ARRAY_OOB)
+
+
+def check_data(storage: str, datas: list[bytes], d: int, s: int, n: int) -> None:
+    if s + n * _DATA_SIZES[storage] > len(datas[d]):
+        raise Trap(MEMORY_OOB)
+
+
+def check_elem(segs: list[list[Any]], e: int, s: int, n: int) -> None:
+    if s + n > len(segs[e]):
+        raise Trap(TABLE_OOB)
+
+
 _CASTS: dict[tuple[bool, str | int], Any] = {}
 
 
@@ -333,7 +349,7 @@ def test_sub(v: Any, cid: int, cls: Any) -> bool:
 
 
 HELPERS: dict[str, Any] = {
-    "_rcast": ref_cast, "_tsub": test_sub, "_is_eq": _is_eq, "_Func": Func,
+    "_crange": check_range, "_cdata": check_data, "_celem": check_elem, "_rcast": ref_cast, "_tsub": test_sub, "_is_eq": _is_eq, "_Func": Func,
     "_Struct": Struct, "_Array": Array, "_nonnull": non_null, "_cref": call_ref_target,
     "_i31s": i31_get_s, "_i31u": i31_get_u, "_intern": internalize, "_extern": externalize,
     "_sget": struct_get, "_sset": struct_set, "_anew": array_new, "_anewd": array_new_data,
