@@ -1,4 +1,8 @@
-"""WebAssembly 2.0 validation of a decoded ``Module``.
+"""WebAssembly validation of a decoded ``Module``.
+
+Reference types beyond funcref/externref, subtyping, typed function references and GC are checked
+by ``validate_refs`` (hooked in here): a value that is not the expected type may still match it, and
+only that case pays for the subtyping test.
 
 Function bodies are checked with the operand/control stack algorithm of the spec's appendix
 ("Validation Algorithm"), where a value popped from the polymorphic stack of unreachable code has

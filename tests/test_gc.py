@@ -3,6 +3,11 @@ passed through Python, and the feature gate. Where it helps, the same module run
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import wasmtime
 from wat import wat
@@ -302,3 +307,22 @@ def test_a_huge_array_runs_out_of_fuel_before_it_is_made() -> None:
     assert _call(inst, "new", 5_000) == 5_000
     with pytest.raises(asyncwasm.FuelExhausted):
         _call(inst, "new", 100_000_000)  # 800 MB if it were allocated
+
+
+def test_canonical_ids_do_not_depend_on_the_process() -> None:
+    """Cached translated code holds canonical ids as constants: another process, having seen other
+    types first, must give the same types the same ids."""
+    code = """
+import sys
+from asyncwasm import Module
+from wat import wat
+from asyncwasm.binary.types import canonical_ids
+if sys.argv[1] == "other-first":
+    Module(wat("(module (type (struct (field i64))) (type (func (param f32))))"))
+m = Module(wat("(module (rec (type $a (struct (field (ref null $b)))) (type $b (array i8))) (type (func)))"))
+print(canonical_ids(m.module))
+"""
+    env = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent}:{os.environ.get('PYTHONPATH', '')}"}
+    outs = {subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, check=True,
+                           env=env).stdout for arg in ("plain", "other-first")}
+    assert len(outs) == 1 and outs.pop().startswith("[")

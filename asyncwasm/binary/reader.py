@@ -2,7 +2,9 @@
 
 Scope: MVP, sign extension, non-trapping float-to-int, multi-value, bulk memory and reference
 types. SIMD is refused with ``UnsupportedFeature``. Every other problem raises ``MalformedModule``
-whose message contains the text the spec test suite expects, with the absolute byte offset.
+whose message contains the text the spec test suite expects, with the absolute byte offset. The
+reference types of typed function references and GC, the 3.0 type section and the 0xFB
+instructions are read by ``gc_reader``.
 
 The reading model follows the spec's reference decoder: everything reads from the whole file and
 sizes are checked afterwards ("section size mismatch"), so a body that runs past its declared size

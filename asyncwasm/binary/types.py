@@ -297,8 +297,8 @@ class Matcher:
         r = self._cache.get(key)
         if r is None:
             ra, rb = parse_ref(a), parse_ref(b)
-            if ra is None or rb is None:
-                r = a == "bot" or False
+            if ra is None or rb is None:  # numeric and vector types match only themselves
+                r = False
             else:
                 r = (rb[0] or not ra[0]) and self.heap_sub(ra[1], rb[1])
             self._cache[key] = r
@@ -331,6 +331,3 @@ class Matcher:
 
 GLOBAL = Matcher()
 
-
-def canonical_func_id(module: Module, typeidx: int) -> int:
-    return canonical_ids(module)[typeidx]
