@@ -15,6 +15,7 @@ from typing import Any
 from .binary.module import ArrayType, FuncType, Module, StructType
 from .binary.types import (
     PACKED,
+    REGISTRY,
     Matcher,
     canonical_ids,
     defaultable,
@@ -27,6 +28,10 @@ from .binary.types import (
 from .errors import InvalidModule
 
 I32 = "i32"
+# Implementation limits, as wasm-tools (and so wasmtime) sets them: they bound what validating a
+# hostile module can cost (array.new_fixed pops its count of operands even in unreachable code).
+MAX_NEW_FIXED = 10_000
+MAX_SUBTYPE_DEPTH = 63
 # local.get/set/tee of a non-defaultable local are renamed to these so the inline fast path of the
 # body loop stays as it is; handlers here do the init tracking.
 LOCAL_GET_NN, LOCAL_SET_NN, LOCAL_TEE_NN = 0x1_0020, 0x1_0021, 0x1_0022
@@ -57,11 +62,14 @@ def check_types(module: Module) -> Matcher:
             for s in subtype_of(module, i).supers:
                 if s >= i:
                     raise InvalidModule(f"unknown type {s}: a supertype must be defined before type {i}")
-    m = Matcher(canonical_ids(module))
+    ids = canonical_ids(module)
+    m = Matcher(ids)
     for i in range(len(types)):
         st = subtype_of(module, i)
         if len(st.supers) > 1:
             raise InvalidModule(f"type {i} declares more than one supertype")
+        if REGISTRY.defs[ids[i]].depth > MAX_SUBTYPE_DEPTH:
+            raise InvalidModule(f"sub type {i}: the hierarchy is deeper than {MAX_SUBTYPE_DEPTH}")
         for s in st.supers:
             if subtype_of(module, s).final:
                 raise InvalidModule(f"sub type {i} of a final type {s}")
@@ -298,6 +306,8 @@ def install(c: Any) -> None:
     def array_new_fixed(op: int, imm: tuple[int, int]) -> None:
         x, n = imm
         f = array(x)
+        if n > MAX_NEW_FIXED:
+            raise invalid(f"array.new_fixed of {n} operands: at most {MAX_NEW_FIXED} are allowed")
         c.pop_vals((unpacked(f.storage),) * n)
         c.vals.append(ref_type(False, x))
 

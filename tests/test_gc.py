@@ -326,3 +326,12 @@ print(canonical_ids(m.module))
     outs = {subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, check=True,
                            env=env).stdout for arg in ("plain", "other-first")}
     assert len(outs) == 1 and outs.pop().startswith("[")
+
+
+def test_implementation_limits() -> None:
+    chain = "(type $t0 (sub (struct)))" + "".join(f"(type $t{k} (sub $t{k - 1} (struct)))" for k in range(1, 64))
+    asyncwasm.Module(wat(f"(module {chain})"))  # 63 supertypes deep: allowed
+    with pytest.raises(asyncwasm.InvalidModule, match="deeper"):
+        asyncwasm.Module(wat(f"(module {chain} (type (sub $t63 (struct))))"))
+    with pytest.raises(asyncwasm.InvalidModule, match="new_fixed"):
+        asyncwasm.Module(wat("(module (type $a (array i8)) (func (drop (array.new_fixed $a 10001 (unreachable)))))"))

@@ -22,7 +22,9 @@ from ..errors import MEMORY_OOB, TABLE_OOB, Trap
 from .objects import Func
 
 ARRAY_OOB = "out of bounds array access"
-MAX_ARRAY_LENGTH = 1 << 27  # elements per array: a guest must not make the host allocate gigabytes
+# Elements per array, as many as a table may hold: each is a pointer in a Python list, and a guest
+# must not make the host allocate gigabytes with one instruction.
+MAX_ARRAY_LENGTH = 10_000_000
 
 
 class Struct:
