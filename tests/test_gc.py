@@ -335,3 +335,14 @@ def test_implementation_limits() -> None:
         asyncwasm.Module(wat(f"(module {chain} (type (sub $t63 (struct))))"))
     with pytest.raises(asyncwasm.InvalidModule, match="new_fixed"):
         asyncwasm.Module(wat("(module (type $a (array i8)) (func (drop (array.new_fixed $a 10001 (unreachable)))))"))
+
+
+def test_the_flat_shape_passes_the_branching_reference_scripts(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """br_on_null/non_null/cast/cast_fail reuse br_if: the flat shape (deep functions) runs them too."""
+    from asyncwasm.compiler import structured
+    from asyncwasm.wast import ScriptRunner
+
+    monkeypatch.setattr(structured, "MAX_PY_LOOPS", -1)
+    for name in ("br_on_null", "br_on_non_null", "br_on_cast", "br_on_cast_fail", "call_ref", "local_init"):
+        res = ScriptRunner(shared / "spec3" / "json" / name / f"{name}.json").run()
+        assert res.failed == 0 and res.passed > 5, res.failures[:5]
