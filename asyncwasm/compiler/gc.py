@@ -11,6 +11,7 @@ get them for free.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..binary.module import ArrayType, FuncType, StructType
@@ -24,6 +25,7 @@ _ABSTRACT_EXPR = {
     "array": "type({v}) is _Array", "none": "False", "nofunc": "False", "noextern": "False", "noexn": "False",
 }
 _KIND_CLASS = {"struct": "_Struct", "array": "_Array", "func": "_Func"}
+_NAME = re.compile(r"[ls]\d+")
 
 
 def _store(storage: str, code: str) -> str:
@@ -43,6 +45,16 @@ def _load(storage: str, code: str, op_kind: int) -> str:
 def _default(storage: str) -> str:
     v = NUMERIC_DEFAULTS.get(storage)
     return "None" if v is None else repr(v)
+
+
+def _names(t: Any, n: int) -> list[str]:
+    """Pop the top ``n`` operands as plain names (a local or a slot; others are put in their
+    slots first), so that inline code may read each more than once."""
+    stack = t.stack
+    for pos in range(len(stack) - n, len(stack)):
+        if not _NAME.fullmatch(stack[pos].code):
+            t.materialize(pos)
+    return [str(e.code) for e in [t.pop() for _ in range(n)][::-1]]
 
 
 def _top_slot(t: Any) -> str:
@@ -175,8 +187,9 @@ def struct_get(kind: int) -> Any:
     def handler(t: Any, imm: tuple[int, int], i: int) -> None:
         x, k = imm
         storage = t.info.types[x].fields[k].storage
-        a = t.pop()
-        t.push_slot_value(_load(storage, f"_sget({a.code}, {k})", kind))
+        (a,) = _names(t, 1)
+        # inline when not null; the helper raises the trap otherwise
+        t.push_slot_value(_load(storage, f"({a}.fields[{k}] if {a} is not None else _sget({a}, {k}))", kind))
     return handler
 
 
@@ -184,8 +197,9 @@ def struct_set(t: Any, imm: tuple[int, int], i: int) -> None:
     x, k = imm
     storage = t.info.types[x].fields[k].storage
     v = t.pop()
-    a = t.pop()
-    t.emit(f"_sset({a.code}, {k}, {_store(storage, v.code)})")
+    (a,) = _names(t, 1)
+    t.emit(f"if {a} is not None: {a}.fields[{k}] = {_store(storage, v.code)}")
+    t.emit(f"else: _sset({a}, {k}, 0)")
 
 
 # ---- arrays ---------------------------------------------------------------------------------------
@@ -259,14 +273,17 @@ def array_new_elem(t: Any, imm: tuple[int, int], i: int) -> None:
 
 def array_get(kind: int) -> Any:
     def handler(t: Any, x: int, i: int) -> None:
-        a, k = _codes(t, 2)
-        t.push_slot_value(_load(_elem(t, x), f"_aget({a}, {k})", kind))
+        a, k = _names(t, 2)
+        inline = f"({a}.elems[{k}] if {a} is not None and {k} < len({a}.elems) else _aget({a}, {k}))"
+        t.push_slot_value(_load(_elem(t, x), inline, kind))
     return handler
 
 
 def array_set(t: Any, x: int, i: int) -> None:
-    a, k, v = _codes(t, 3)
-    t.emit(f"_aset({a}, {k}, {_store(_elem(t, x), v)})")
+    v = t.pop()
+    a, k = _names(t, 2)
+    t.emit(f"if {a} is not None and {k} < len({a}.elems): {a}.elems[{k}] = {_store(_elem(t, x), v.code)}")
+    t.emit(f"else: _aset({a}, {k}, 0)")
 
 
 def array_len(t: Any, imm: Any, i: int) -> None:
