@@ -346,3 +346,10 @@ def test_the_flat_shape_passes_the_branching_reference_scripts(shared: Path, mon
     for name in ("br_on_null", "br_on_non_null", "br_on_cast", "br_on_cast_fail", "call_ref", "local_init"):
         res = ScriptRunner(shared / "spec3" / "json" / name / f"{name}.json").run()
         assert res.failed == 0 and res.passed > 5, res.failures[:5]
+
+
+def test_a_constant_naming_an_unknown_type_is_invalid() -> None:
+    # (type (func)) (global funcref (ref.null 5)): type 5 does not exist
+    binary = bytes.fromhex("0061736d01000000" "010401600000" "0606017000" "d0050b")
+    with pytest.raises(asyncwasm.InvalidModule, match="unknown type 5"):
+        asyncwasm.Module(binary)

@@ -263,7 +263,12 @@ class Matcher:
         self._cache: dict[tuple[str, str], bool] = {}
 
     def cid(self, h: int) -> int:
-        return h if self.ids is None else self.ids[h]
+        if self.ids is None:
+            return h
+        if h >= len(self.ids):
+            from ..errors import InvalidModule
+            raise InvalidModule(f"unknown type {h}")
+        return self.ids[h]
 
     def kind(self, h: Heap) -> str:
         """func/struct/array for a defined type; the top of its hierarchy's name for an abstract one."""
