@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import marshal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType
@@ -26,6 +27,15 @@ LAZY_THRESHOLD = 4_000  # instructions: above this, functions are translated whe
 # translated in a worker process instead, so the loop keeps running and a timeout can stop it.
 OFFLOAD_THRESHOLD = 5_000
 
+
+class _TranslationClock:
+    """Seconds this process has spent translating and compiling functions: the scheduler does not bill
+    them to the guest whose turn they happened in (any instance of the module needs the code)."""
+
+    seconds = 0.0
+
+
+TRANSLATION = _TranslationClock()
 _counter = itertools.count()
 
 
@@ -107,6 +117,13 @@ class CompiledCode:
             self._compile(range(self.n_imported, self.n_imported + len(module.codes)))
 
     def _compile(self, indices: range | list[int]) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._compile_now(indices)
+        finally:
+            TRANSLATION.seconds += time.perf_counter() - t0
+
+    def _compile_now(self, indices: range | list[int]) -> None:
         lines: list[str] = []
         tables: dict[int, list[int]] = {}
         consts: dict[int, dict[str, float]] = {}

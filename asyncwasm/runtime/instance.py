@@ -37,7 +37,7 @@ from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, 
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
-from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync
+from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync, run_setup
 from ..scheduler import native as nesting
 from ..store import Store
 from ..text import is_text, wat_to_wasm
@@ -145,12 +145,18 @@ class CompiledModule:
 
 
 class Caller:
-    """What a host function defined with ``access_caller=True`` receives first."""
+    """What a host function defined with ``access_caller=True`` receives first: the calling instance
+    (``instance``), its store (``store``), its exported memory (``memory``) and other exports."""
 
     __slots__ = ("instance",)
 
     def __init__(self, instance: Instance) -> None:
         self.instance = instance
+
+    @property
+    def store(self) -> Store:
+        """The store of the calling instance (its limits and fuel)."""
+        return self.instance.store
 
     @property
     def memory(self) -> Memory | None:
@@ -227,13 +233,13 @@ class Instance:
     may be half-updated, so later calls raise ``InstanceDead`` instead of running on it.
     """
 
-    def __init__(self, module: CompiledModule, store: Store) -> None:
+    def __init__(self, module: CompiledModule, store: Store, stats: RunStats | None = None) -> None:
         self.module = module
         self.store = store
         self.exports: dict[str, Extern] = {}
         self.g: dict[str, Any] = {}
         self._refs: dict[int, Func] = {}
-        self.stats = RunStats(weight=store.weight)
+        self.stats = stats if stats is not None else RunStats(weight=store.weight)
         self.dead: str | None = None  # why it may not run any more
 
     @property
@@ -379,7 +385,12 @@ class Linker:
         return out
 
     async def instantiate(self, module: CompiledModule, store: Store | None = None) -> Instance:
-        inst, start = self._build(module, store)
+        """Make an instance of ``module`` in ``store`` (a fresh one if None), linked to this linker's
+        definitions, and run its start function. The set-up takes a turn of the CPU token, as guest code
+        does, so thousands of instantiations at once share the loop with everyone else."""
+        store = store or Store()
+        stats = RunStats(weight=store.weight)
+        inst, start = await run_setup(lambda: self._build(module, store, stats), stats)
         if start is not None:
             await inst.call_raw(start, [])
         return inst
@@ -391,10 +402,11 @@ class Linker:
             inst.call_raw_sync(start, [])
         return inst
 
-    def _build(self, module: CompiledModule, store: Store | None) -> tuple[Instance, Func | None]:
+    def _build(self, module: CompiledModule, store: Store | None,
+               stats: RunStats | None = None) -> tuple[Instance, Func | None]:
         store = store or Store()
         resolved = self.resolve(module)
-        inst = Instance(module, store)
+        inst = Instance(module, store, stats)
         try:
             start = _initialize(inst, resolved)
         except BaseException as exc:
