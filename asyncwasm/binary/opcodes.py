@@ -86,6 +86,8 @@ END, ELSE, BLOCK, LOOP, IF = 0x0B, 0x05, 0x02, 0x03, 0x04
 def name_of(op: int) -> str:
     if op in OPCODES:
         return OPCODES[op][0]
+    if op > 0xFFFF:  # the validator's renamed local.get/set/tee of a non-defaultable local
+        return name_of(op & 0xFFFF)
     if op >> 8 == 0xFB:
         from .gc_reader import GC_NAMES
         return GC_NAMES.get(op, f"<opcode {op:#x}>")
