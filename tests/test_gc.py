@@ -260,6 +260,24 @@ FUEL = """
   (data $d "0123456789abcdef0123456789abcdef")
   (elem $e func $inc $inc $inc $inc)
   (func $inc (type $t) (i32.add (local.get 0) (i32.const 1)))
+  (func $branches (param $n i32) (result i32)
+    (local $i i32) (local $acc i32) (local $r anyref)
+    (loop $l
+      (local.set $r (if (result anyref) (i32.and (local.get $i) (i32.const 1))
+                      (then (ref.i31 (local.get $i))) (else (ref.null any))))
+      (block $null
+        (local.set $acc (i32.add (local.get $acc)
+          (i31.get_u (ref.cast (ref i31) (br_on_null $null (local.get $r)))))))
+      (drop (block $cast (result (ref i31))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 100)))
+        (drop (br_on_cast $cast anyref (ref i31) (local.get $r)))
+        (ref.i31 (i32.const 0))))
+      (drop (block $fail (result anyref)
+        (drop (br_on_cast_fail $fail anyref (ref null i31) (local.get $r)))
+        (ref.null none)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (local.get $acc))
   (func (export "run") (param $n i32) (result i32)
     (local $x (ref $a)) (local $f (ref $fa)) (local $s (ref $s))
     (local.set $x (array.new $a (i32.const 3) (local.get $n)))
@@ -273,17 +291,23 @@ FUEL = """
     (local.set $s (struct.new $s (local.get $n) (i64.const 7)))
     (struct.set $s 1 (local.get $s) (i64.const 8))
     (drop (ref.cast (ref $s) (ref.as_non_null (local.get $s))))
-    (i32.add
-      (array.get $a (local.get $x) (i32.const 2))
-      (call_ref $t (struct.get $s 0 (local.get $s))
-                   (ref.cast (ref $t) (array.get $fa (local.get $f) (i32.const 3))))))
+    (i32.add (call $branches (local.get $n))
+      (i32.add
+        (array.get $a (local.get $x) (i32.const 2))
+        (call_ref $t (struct.get $s 0 (local.get $s))
+                     (ref.cast (ref $t) (array.get $fa (local.get $f) (i32.const 3)))))))
 )
 """
 
 
+@pytest.mark.parametrize("flat", [False, True])
 @pytest.mark.parametrize("n", [4, 16, 200])
-def test_fuel_matches_wasmtime(n: int) -> None:
-    """Per-element fuel of array operations and one unit per other GC instruction, as wasmtime."""
+def test_fuel_matches_wasmtime(n: int, flat: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-element fuel of array operations and one unit per other GC instruction, as wasmtime;
+    the branches on null and casts as br_if, in both shapes of translated code."""
+    if flat:
+        from asyncwasm.compiler import structured
+        monkeypatch.setattr(structured, "MAX_PY_LOOPS", -1)
     binary = wat(FUEL)
     config = wasmtime.Config()
     config.wasm_gc = True
