@@ -12,6 +12,7 @@ import inspect
 import math
 import struct
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from types import FunctionType
@@ -526,7 +527,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
             ng += 1
     for k, tt in enumerate(m.tables):
         init = m.table_inits[k] if k < len(m.table_inits) else None
-        ctt = TableType(canon_valtype(tt.elem, cm._cids), tt.limits) if tt.elem[0] == "(" else tt
+        ctt = replace(tt, elem=canon_valtype(tt.elem, cm._cids)) if tt.elem[0] == "(" else tt
         t = Table(ctt, None, store.max_table_elements, store.table_budget)
         if init is not None:  # after the globals: the initializer may read them
             table_inits.append((t, init))
@@ -550,7 +551,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     for gl in m.globals:
         value = _eval_const(gl.init, g, inst)
         if ng in cm._cells and gl.type.valtype[0] == "(":
-            g[f"g{ng}"] = Global(GlobalType(canon_valtype(gl.type.valtype, cm._cids), gl.type.mutable), value)
+            g[f"g{ng}"] = Global(replace(gl.type, valtype=canon_valtype(gl.type.valtype, cm._cids)), value)
         else:
             g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
         if not startup_fuel.simple_global(gl.init):
