@@ -115,3 +115,17 @@ def test_reference_type_strings_and_matching() -> None:
 def test_typed_references_need_the_feature() -> None:
     with pytest.raises(asyncwasm.UnsupportedFeature, match="function-references"):
         asyncwasm.Module(wat(CALLS), features=asyncwasm.Features.wasm2())
+
+
+def test_a_host_function_returning_a_non_function_as_funcref_is_refused() -> None:
+    linker = asyncwasm.Linker()
+    linker.define_func("env", "get", asyncwasm.FuncType((), ("funcref",)), lambda: "not a function")
+    linker.define_func("env", "none", asyncwasm.FuncType((), ("funcref",)), lambda: None)
+    module = asyncwasm.Module(wat("""
+      (module (import "env" "get" (func $get (result funcref))) (import "env" "none" (func $none (result funcref)))
+        (func (export "bad") (result i32) (ref.is_null (call $get)))
+        (func (export "null") (result i32) (ref.is_null (call $none))))"""))
+    inst = linker.instantiate_sync(module)
+    assert _call(inst, "null") == 1
+    with pytest.raises(TypeError, match="funcref"):
+        _call(inst, "bad")

@@ -377,3 +377,29 @@ def test_a_constant_naming_an_unknown_type_is_invalid() -> None:
     binary = bytes.fromhex("0061736d01000000" "010401600000" "0606017000" "d0050b")
     with pytest.raises(asyncwasm.InvalidModule, match="unknown type 5"):
         asyncwasm.Module(binary)
+
+
+async def _call_async(inst: asyncwasm.Instance, name: str, *args: object) -> object:
+    return await inst.call(name, *args)
+
+
+def test_python_values_of_the_wrong_reference_type_are_refused() -> None:
+    """Compiled code trusts its types: a host value of the wrong kind is a TypeError at the call,
+    not a Python error inside the guest."""
+    import anyio
+
+    inst = _instance(SUBTYPES)
+    p3 = _call(inst, "make3")
+    arr = _instance(ARRAYS)
+    bytes_ = _call(arr, "bytes", 0, 4)
+    assert anyio.run(_call_async, inst, "x", p3) == 1
+    for wrong in (bytes_, 5, object()):
+        with pytest.raises(TypeError):
+            anyio.run(_call_async, inst, "x", wrong)
+    with pytest.raises(TypeError):  # non-nullable
+        anyio.run(_call_async, arr, "len", object())
+    assert anyio.run(_call_async, arr, "len", bytes_) == 4
+    funcs = _instance(I31)
+    with pytest.raises(TypeError):
+        anyio.run(_call_async, funcs, "s", 1 << 31)  # not an i31
+    assert anyio.run(_call_async, funcs, "u", 7) == 7  # an i31ref from Python is an int

@@ -17,7 +17,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from ..binary.types import NUMERIC_DEFAULTS, REGISTRY
+from ..binary.module import FuncType
+from ..binary.types import NUMERIC_DEFAULTS, REGISTRY, parse_ref
 from ..errors import MEMORY_OOB, TABLE_OOB, Trap
 from .objects import Func
 
@@ -329,6 +330,67 @@ def check_data(storage: str, datas: list[bytes], d: int, s: int, n: int) -> None
 def check_elem(segs: list[list[Any]], e: int, s: int, n: int) -> None:
     if s + n > len(segs[e]):
         raise Trap(TABLE_OOB)
+
+
+# ---- values from the host ---------------------------------------------------------------------------
+
+def _host_test(nullable: bool, heap: str | int) -> Any:
+    """Whether a value from Python may stand for (ref null? heap): compiled code trusts its types,
+    so a host value of the wrong kind must be refused at the boundary, not met by an instruction."""
+    if heap in ("any", "extern", "exn"):
+        def base(v: Any) -> bool:
+            return True
+    elif heap == "func":
+        def base(v: Any) -> bool:
+            return type(v) is Func
+    elif heap == "i31":
+        def base(v: Any) -> bool:
+            return type(v) is int and 0 <= v < 0x80000000
+    elif heap == "eq":
+        def base(v: Any) -> bool:
+            return type(v) is Struct or type(v) is Array or (type(v) is int and 0 <= v < 0x80000000)
+    else:
+        return make_test(nullable, heap)
+    if nullable:
+        return lambda v: v is None or base(v)
+    return lambda v: v is not None and base(v)
+
+
+_HOST_CHECKS: dict[str, Any] = {}
+
+
+def host_check(t: str) -> Any:
+    """A converter that returns a host value given for canonical reference type ``t`` or raises
+    TypeError; None for a type any value is right for (numbers convert elsewhere)."""
+    if t in _HOST_CHECKS:
+        return _HOST_CHECKS[t]
+    r = parse_ref(t)
+    check = None
+    if r is not None and not (r[0] and r[1] in ("any", "extern", "exn")):
+        test = _host_test(*r)
+
+        def check(v: Any, test: Any = test, t: str = t) -> Any:
+            if not test(v):
+                raise TypeError(f"{v!r} is not a value of type {t}")
+            return v
+    _HOST_CHECKS[t] = check
+    return check
+
+
+_ARG_CHECKS: dict[int, tuple[Any, ...] | None] = {}
+
+
+def arg_checks(tid: int) -> tuple[Any, ...] | None:
+    """Per parameter of the function type with canonical id ``tid``, its host check or None; None
+    when no parameter needs one (every 2.0 signature but those with funcref parameters)."""
+    if tid in _ARG_CHECKS:
+        return _ARG_CHECKS[tid]
+    ct = REGISTRY.defs.get(tid)
+    params = ct.comp.params if ct is not None and isinstance(ct.comp, FuncType) else ()
+    checks = tuple(host_check(p) for p in params)
+    out = checks if any(c is not None for c in checks) else None
+    _ARG_CHECKS[tid] = out
+    return out
 
 
 _CASTS: dict[tuple[bool, str | int], Any] = {}

@@ -195,7 +195,7 @@ class HostFunc:
         """
         fn = self.fn
         params = [FROM_RAW.get(t) for t in self.type.params]
-        results = [TO_RAW.get(t) for t in self.type.results]
+        results = [TO_RAW.get(t) or gc.host_check(t) for t in self.type.results]
         nres = len(results)
         is_async = self.is_async
         plain = all(p is None for p in params)
@@ -270,7 +270,13 @@ class Instance:
     async def call(self, name: str, *args: Any) -> Any:
         """Call an exported function with Python values; returns None, a value, or a tuple."""
         f = self.get_func(name)
-        raw = await self.call_raw(f, [to_raw(t, a) for t, a in zip(f.type.params, _check_arity(f, args), strict=True)])
+        raw_args = [to_raw(t, a) for t, a in zip(f.type.params, _check_arity(f, args), strict=True)]
+        checks = gc.arg_checks(f.tid)
+        if checks is not None:  # reference parameters: a value of the wrong kind is refused here
+            for check, a in zip(checks, raw_args, strict=True):
+                if check is not None:
+                    check(a)
+        raw = await self.call_raw(f, raw_args)
         return _public_results(f.type, raw)
 
     async def call_raw(self, f: Func, args: list[Any]) -> Any:
