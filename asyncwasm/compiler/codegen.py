@@ -111,7 +111,7 @@ class CompiledCode:
         self.line_tables: dict[int, list[int]] = {}  # per function: Wasm offset of each line
         self.consts: dict[int, dict[str, float]] = {}  # per function: its NaN and infinity constants
         self._lock = threading.Lock()
-        size = sum(len(c.body) for c in module.codes)
+        size = sum(c.instruction_count() for c in module.codes)
         self.lazy = size > LAZY_THRESHOLD if lazy is None else lazy
         if not self.lazy:
             self._compile(range(self.n_imported, self.n_imported + len(module.codes)))
@@ -181,7 +181,7 @@ class CompiledCode:
 
     def wants_worker(self, idx: int) -> bool:
         """Whether function ``idx`` is big enough to be translated in a worker process."""
-        if idx in self.codes or len(self.module.codes[idx - self.n_imported].body) <= OFFLOAD_THRESHOLD:
+        if idx in self.codes or self.module.codes[idx - self.n_imported].instruction_count() <= OFFLOAD_THRESHOLD:
             return False
         return self.cached(idx) is None
 

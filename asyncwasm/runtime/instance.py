@@ -39,17 +39,17 @@ from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
 from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync, run_setup
-from ..scheduler import native as nesting
 from ..store import Store
 from ..text import is_text, wat_to_wasm
 from ..traps import as_trap, register_code
 from ..validate import validate_module
 from . import code_cache, gc, objects, startup_fuel
 from .code_cache import CacheEntry, CodeCache
+from .host_call import host_wrapper
 from .memory import Memory
 from .objects import Func, Global, Table
 from .offload import translate_in_worker
-from .values import FROM_RAW, TO_RAW, from_raw, to_raw
+from .values import from_raw, to_raw
 
 Extern = Func | Table | Memory | Global
 
@@ -105,7 +105,7 @@ class CompiledModule:
             module = decode_module(wasm, self.features)
             validate_module(module, self.features)
             if self.cache_entry is not None:
-                if sum(len(c.body) for c in module.codes) > LAZY_THRESHOLD:
+                if sum(c.instruction_count() for c in module.codes) > LAZY_THRESHOLD:
                     self.cache_entry.store_module(module)
                 else:  # small enough to compile faster than it reads back
                     self.cache_entry = None
@@ -193,36 +193,9 @@ class HostFunc:
         a host function that calls back into Wasm which calls it again must end in a trap, not in
         a C stack overflow.
         """
-        fn = self.fn
-        params = [FROM_RAW.get(t) for t in self.type.params]
-        results = [TO_RAW.get(t) or gc.host_check(t) for t in self.type.results]
-        nres = len(results)
-        is_async = self.is_async
-        plain = all(p is None for p in params)
-        pre = (caller,) if self.access_caller else ()
         limit = (store or Store()).max_host_nesting
-
-        def host(*args: Any) -> Any:
-            if not plain:
-                args = tuple(a if c is None else c(a) for c, a in zip(params, args, strict=True))
-            if nesting.depth >= limit:
-                raise Trap("call stack exhausted")
-            nesting.depth += 1
-            try:
-                r = fn(*pre, *args)
-                if is_async or inspect.isawaitable(r):
-                    r = await_in_guest(r)
-            finally:
-                nesting.depth -= 1
-            if nres == 0:
-                return None
-            if nres == 1:
-                if isinstance(r, (tuple, list)):
-                    r = r[0]
-                conv = results[0]
-                return r if conv is None else conv(r)
-            return tuple(v if c is None else c(v) for c, v in zip(results, r, strict=True))
-
+        host = host_wrapper(self.fn, self.type.params, self.type.results, is_async=self.is_async,
+                            caller=caller, with_caller=self.access_caller, limit=limit)
         host.__name__ = self.name or "host"
         return Func(host, self.type, self.name)
 
