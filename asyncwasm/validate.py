@@ -1,10 +1,15 @@
-"""WebAssembly 2.0 validation of a decoded ``Module``.
+"""WebAssembly validation of a decoded ``Module``.
+
+Reference types beyond funcref/externref, subtyping, typed function references and GC are checked
+by ``validate_refs`` (hooked in here): a value that is not the expected type may still match it, and
+only that case pays for the subtyping test.
 
 Function bodies are checked with the operand/control stack algorithm of the spec's appendix
 ("Validation Algorithm"), where a value popped from the polymorphic stack of unreachable code has
 the unknown type (``None`` here). The features covered are those of Wasm 2.0: MVP, sign extension,
-non-trapping float-to-int, multi-value, bulk memory and reference types; tail calls and exception
-handling (legacy included) are checked by ``validate_ext``, whose handlers plug into the body checker.
+non-trapping float-to-int, multi-value, bulk memory and reference types, and SIMD and relaxed SIMD
+(their rules in ``validate_simd``); tail calls and exception handling (legacy included) are checked by
+``validate_ext``, whose handlers plug into the body checker.
 
 Validation runs on every module before instantiation, so the body checker is built for speed: the
 common instructions (constants, ``local.get``, numeric operators) are typed inline from a table keyed
@@ -18,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from asyncwasm import validate_refs
 from asyncwasm.binary.module import (
     EXTERNREF,
     F32,
@@ -34,10 +40,13 @@ from asyncwasm.binary.module import (
     Module,
 )
 from asyncwasm.binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NATURAL_ALIGN, OPCODES, name_of
+from asyncwasm.binary.simd_opcodes import SIMD_NAMES
+from asyncwasm.binary.types import Matcher, canonical_ids, defaultable, is_ref, parse_ref
 from asyncwasm.errors import InvalidModule
 from asyncwasm.features import WASM3, Features
-from asyncwasm.validate_ext import EXN_FAMILY, check_tags
+from asyncwasm.validate_ext import check_tags
 from asyncwasm.validate_ext import handlers as ext_handlers
+from asyncwasm.validate_simd import SIMD_SIGNATURES, simd_handlers
 
 __all__ = ["validate_module"]
 
@@ -55,12 +64,13 @@ _MEMORY_INIT, _DATA_DROP, _MEMORY_COPY, _MEMORY_FILL = 0xFC08, 0xFC09, 0xFC0A, 0
 _TABLE_INIT, _ELEM_DROP, _TABLE_COPY, _TABLE_GROW, _TABLE_SIZE, _TABLE_FILL = (
     0xFC0C, 0xFC0D, 0xFC0E, 0xFC0F, 0xFC10, 0xFC11)
 
+_V128_CONST = SIMD_NAMES["v128.const"]
 _CONST_TYPES = {_I32_CONST: I32, _I64_CONST: I64, _F32_CONST: F32, _F64_CONST: F64}
 _REFTYPES = frozenset((FUNCREF, EXTERNREF))
 # ``select`` without a type accepts numeric (or vector) operands only; None is the unknown type.
 _NUM_OR_UNKNOWN = frozenset((*NUMTYPES, None))
 _VEC_OR_UNKNOWN = frozenset((V128, None))
-_REF_OR_UNKNOWN = frozenset((FUNCREF, EXTERNREF, None, *EXN_FAMILY))
+_REF_OR_UNKNOWN = frozenset((FUNCREF, EXTERNREF, None))
 
 
 def _simple_signatures() -> dict[int, tuple[int, str | None, str]]:
@@ -97,6 +107,7 @@ def _simple_signatures() -> dict[int, tuple[int, str | None, str]]:
 
 
 _SIMPLE = _simple_signatures()
+_SIMPLE.update(SIMD_SIGNATURES)
 
 _LOADS: dict[int, str] = {}
 _STORES: dict[int, str] = {}
@@ -106,12 +117,12 @@ for _op in NATURAL_ALIGN:
 
 _EMPTY: tuple[str, ...] = ()
 _EMPTY_BLOCKTYPE: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-_SINGLE_BLOCKTYPE = {t: ((), (t,)) for t in (*NUMTYPES, V128, FUNCREF, EXTERNREF, *EXN_FAMILY)}
+_SINGLE_BLOCKTYPE = {t: ((), (t,)) for t in (*NUMTYPES, V128, FUNCREF, EXTERNREF)}
 
 # A control frame is a list, indexed by these constants: the types a branch to it takes, the types
 # its end leaves, the operand-stack height at its start, whether the rest of it is unreachable, the
 # opcode that opened it, and its parameter types.
-_LABEL, _RESULTS, _HEIGHT, _DEAD, _OPCODE, _PARAMS = range(6)
+_LABEL, _RESULTS, _HEIGHT, _DEAD, _OPCODE, _PARAMS, _INITS = range(7)
 
 
 class _Invalid(Exception):
@@ -130,8 +141,16 @@ class _BodyChecker:
     """
 
     def __init__(self, module: Module, funcs: list[FuncType], tables: list[str], memories: int,
-                 globals_: list[GlobalType], refs: set[int], tags: list[FuncType] | None = None) -> None:
+                 globals_: list[GlobalType], refs: set[int], features: Features = WASM3,
+                 match: Matcher | None = None, func_tidx: list[int] | None = None,
+                 tags: list[FuncType] | None = None) -> None:
         self.types = module.types
+        self.features = features
+        self.match = match or Matcher(canonical_ids(module))
+        self.sub = self.match.sub
+        self.func_tidx = func_tidx or []
+        self.inits = validate_refs.LocalInit(set())
+        self.locs: tuple[str, ...] = ()
         self.funcs = funcs
         self.tables = tables
         self.memories = memories
@@ -161,8 +180,13 @@ class _BodyChecker:
             handlers[op] = self._load
         for op in _STORES:
             handlers[op] = self._store
+        handlers.update(simd_handlers(self, _Invalid))
         handlers.update(ext_handlers(self, tags or [], _Invalid))  # tail calls, exceptions
         self.handlers = handlers
+        validate_refs.install(self)
+
+    def invalid(self, message: str) -> Exception:
+        return _Invalid(message)
 
     # -- the function body loop ------------------------------------------------------------------
 
@@ -172,11 +196,17 @@ class _BodyChecker:
         vals: list[str | None] = []
         self.vals = vals
         results = ftype.results
-        frame: list[Any] = [results, results, 0, False, BLOCK, _EMPTY]
+        frame: list[Any] = [results, results, 0, False, BLOCK, _EMPTY, 0]
         ctrls = [frame]
         self.ctrls = ctrls
         locs = ftype.params + tuple(locals_)
         nlocs = len(locs)
+        self.locs = locs
+        sub = self.sub
+        nondef = {len(ftype.params) + k for k, t in enumerate(locals_) if t[0] == "(" and not defaultable(t)}
+        self.inits = validate_refs.LocalInit(nondef)
+        if nondef:  # their local.get/set/tee go through the handlers that track initialisation
+            body = validate_refs.rename_nondefaultable(body, nondef)
         self.results = results
         simple = _SIMPLE
         handlers = self.handlers  # everything but local.get/set/tee and numeric operators, typed inline
@@ -194,7 +224,7 @@ class _BodyChecker:
                     expect = locs[imm]
                     if len(vals) > frame[_HEIGHT]:
                         t = vals[-1]
-                        if t != expect and t is not None:
+                        if t != expect and t is not None and not sub(t, expect):
                             raise _Invalid(f"type mismatch: expected [{expect}] but found [{t}]")
                         if op == _LOCAL_SET:
                             vals.pop()
@@ -255,7 +285,7 @@ class _BodyChecker:
                 return None
             raise _Invalid(f"type mismatch: expected [{expect or 'a value'}] but the stack is empty")
         actual = vals.pop()
-        if actual != expect and actual is not None and expect is not None:
+        if actual != expect and actual is not None and expect is not None and not self.sub(actual, expect):
             raise _Invalid(f"type mismatch: expected [{expect}] but found [{actual}]")
         return actual
 
@@ -268,7 +298,7 @@ class _BodyChecker:
         if len(vals) - n >= self.ctrls[-1][_HEIGHT]:
             got = vals[-n:]
             for g, t in zip(got, types, strict=True):
-                if g != t and g is not None:
+                if g != t and g is not None and not self.sub(g, t):
                     raise _Invalid(f"type mismatch: expected {_show(types)} but found {_show(got)}")
             del vals[-n:]
             return got
@@ -278,7 +308,7 @@ class _BodyChecker:
 
     def push_ctrl(self, op: int, params: tuple[str, ...], results: tuple[str, ...]) -> None:
         label = params if op == LOOP else results
-        self.ctrls.append([label, results, len(self.vals), False, op, params])
+        self.ctrls.append([label, results, len(self.vals), False, op, params, len(self.inits.log)])
         self.vals.extend(params)
 
     def pop_ctrl(self) -> list[Any]:
@@ -289,6 +319,8 @@ class _BodyChecker:
             raise _Invalid(f"type mismatch: block must end with {_show(frame[_RESULTS])} "
                            f"but {_show(extra)} remain{'s' if len(extra) == 1 else ''} above them")
         self.ctrls.pop()
+        if self.inits.log:
+            self.inits.reset(frame[_INITS])
         return frame
 
     def set_unreachable(self) -> None:
@@ -305,13 +337,24 @@ class _BodyChecker:
         if bt is None:
             return _EMPTY_BLOCKTYPE
         if type(bt) is str:
-            return _SINGLE_BLOCKTYPE[bt]
+            single = _SINGLE_BLOCKTYPE.get(bt)
+            if single is None:
+                self.check_valtype(bt)
+                single = ((), (bt,))
+            return single
         if 0 <= bt < len(self.types):
             ft = self.types[bt]
+            if not isinstance(ft, FuncType):
+                raise _Invalid(f"type mismatch: block type {bt} is not a function type")
             return ft.params, ft.results
         raise _Invalid(f"unknown type {bt}")
 
     # -- context look-ups ------------------------------------------------------------------------
+
+    def check_valtype(self, t: str) -> None:
+        r = parse_ref(t)
+        if r is not None and isinstance(r[1], int) and r[1] >= len(self.types):
+            raise _Invalid(f"unknown type {r[1]}")
 
     def table(self, x: int) -> str:
         if x >= len(self.tables):
@@ -365,7 +408,8 @@ class _BodyChecker:
 
     def _end(self, op: int, imm: Any) -> None:
         frame = self.pop_ctrl()
-        if frame[_OPCODE] == IF and frame[_PARAMS] != frame[_RESULTS]:
+        if frame[_OPCODE] == IF and frame[_PARAMS] != frame[_RESULTS] and \
+                not self.match.subs(frame[_PARAMS], frame[_RESULTS]):
             # An if without else has an implicit empty else, which must turn params into results.
             raise _Invalid(f"type mismatch: if without else must have matching parameters and results, "
                            f"not {_show(frame[_PARAMS])} -> {_show(frame[_RESULTS])}")
@@ -410,12 +454,14 @@ class _BodyChecker:
 
     def _call_indirect(self, op: int, imm: tuple[int, int]) -> None:
         typeidx, tableidx = imm
-        if self.table(tableidx) != FUNCREF:
+        if self.table(tableidx) != FUNCREF and not self.sub(self.tables[tableidx], FUNCREF):
             raise _Invalid(f"type mismatch: call_indirect needs a funcref table, table {tableidx} "
                            f"holds {self.tables[tableidx]}")
         if typeidx >= len(self.types):
             raise _Invalid(f"unknown type {typeidx}")
         ft = self.types[typeidx]
+        if not isinstance(ft, FuncType):
+            raise _Invalid(f"type mismatch: type {typeidx} is not a function type")
         self.pop(I32)
         self.pop_vals(ft.params)
         self.vals.extend(ft.results)
@@ -441,6 +487,7 @@ class _BodyChecker:
         if len(imm) != 1:
             raise _Invalid(f"invalid result arity {len(imm)} for select (must be 1)")
         t = imm[0]
+        self.check_valtype(t)
         self.pop(I32)
         self.pop(t)
         self.pop(t)
@@ -489,7 +536,7 @@ class _BodyChecker:
         dst, src = imm
         t1 = self.table(dst)
         t2 = self.table(src)
-        if t1 != t2:
+        if t1 != t2 and not self.sub(t2, t1):
             raise _Invalid(f"type mismatch: table.copy from a {t2} table into a {t1} table")
         self._pop_i32x3()
 
@@ -497,7 +544,7 @@ class _BodyChecker:
         elemidx, tableidx = imm
         t1 = self.table(tableidx)
         t2 = self.elem(elemidx)
-        if t1 != t2:
+        if t1 != t2 and not self.sub(t2, t1):
             raise _Invalid(f"type mismatch: table.init of a {t1} table from a {t2} segment")
         self._pop_i32x3()
 
@@ -554,11 +601,13 @@ class _BodyChecker:
     # -- reference instructions ------------------------------------------------------------------
 
     def _ref_null(self, op: int, t: str) -> None:
+        if t not in _REFTYPES:
+            self.check_valtype(t)
         self.vals.append(t)
 
     def _ref_is_null(self, op: int, imm: Any) -> None:
         t = self.pop(None)
-        if t not in _REF_OR_UNKNOWN:
+        if t not in _REF_OR_UNKNOWN and not is_ref(t):
             raise _Invalid(f"type mismatch: ref.is_null needs a reference, found [{t}]")
         self.vals.append(I32)
 
@@ -568,7 +617,7 @@ class _BodyChecker:
         if x not in self.refs:
             raise _Invalid(f"undeclared function reference {x}: it must appear in an element segment, "
                            f"an export or a global initializer")
-        self.vals.append(FUNCREF)
+        self.vals.append(f"(ref {self.func_tidx[x]})" if self.features.function_references else FUNCREF)
 
 
 # -- module level ------------------------------------------------------------------------------
@@ -583,7 +632,7 @@ def _check_limits(limits: Limits, bound: int, too_big: str) -> None:
 
 
 def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: list[GlobalType],
-                 what: str) -> None:
+                 what: str, refs: validate_refs.ConstRefs | None = None) -> None:
     """A constant expression of type ``expect``.
 
     Wasm 2.0 allows only ``t.const``, ``ref.null``, ``ref.func`` and ``global.get`` of an immutable
@@ -597,12 +646,14 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
         t = _CONST_TYPES.get(op)
         if t is not None:
             stack.append(t)
+        elif op == _V128_CONST:
+            stack.append(V128)
         elif op == _REF_NULL:
             stack.append(imm)
         elif op == _REF_FUNC:
             if imm >= funcs:
                 raise InvalidModule(f"unknown function {imm} in {what}", offset=off)
-            stack.append(FUNCREF)
+            stack.append(FUNCREF if refs is None else refs.func_ref(imm))
         elif op == _GLOBAL_GET:
             if imm >= len(globals_):
                 raise InvalidModule(f"unknown global {imm} in {what} (only imported globals may be read)",
@@ -611,10 +662,12 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
                 raise InvalidModule(f"constant expression required in {what}: global {imm} is mutable",
                                     offset=off)
             stack.append(globals_[imm].valtype)
+        elif refs is not None and refs.step(op, imm, stack):
+            pass
         else:
             raise InvalidModule(f"constant expression required in {what}: {name_of(op)} is not constant",
                                 offset=off)
-    if stack != [expect]:
+    if stack != [expect] and not (refs is not None and refs.matches(stack, expect)):
         raise InvalidModule(f"type mismatch: {what} must produce [{expect}] but produces {_show(stack)}",
                             offset=expr[0][2] if expr else None)
 
@@ -622,7 +675,7 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
 def _collect_refs(module: Module) -> set[int]:
     """C.refs: the functions a body may name with ``ref.func`` (declared outside function bodies)."""
     refs = {e.index for e in module.exports if e.kind == "func"}
-    exprs = [g.init for g in module.globals]
+    exprs = [g.init for g in module.globals] + [e for e in module.table_inits if e]
     for elem in module.elems:
         exprs.extend(elem.init)
     for expr in exprs:
@@ -635,6 +688,13 @@ def _collect_refs(module: Module) -> set[int]:
 def validate_module(module: Module, features: Features = WASM3) -> None:
     """Check ``module`` against the validation rules of ``features``; raise InvalidModule on the first break."""
     ntypes = len(module.types)
+    match = validate_refs.check_types(module)
+    func_tidx: list[int] = []
+
+    def valtype(t: str, where: str) -> None:
+        if t[0] == "(":
+            validate_refs.valid_valtype(t, ntypes, where)
+
     funcs: list[FuncType] = []
     tables: list[str] = []
     memories = 0
@@ -643,23 +703,34 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
         if imp.kind == "func":
             if not 0 <= imp.desc < ntypes:
                 raise InvalidModule(f"unknown type {imp.desc} for imported function {imp.module}.{imp.name}")
+            if not isinstance(module.types[imp.desc], FuncType):
+                raise InvalidModule(f"type mismatch: imported function {imp.module}.{imp.name} "
+                                    f"has type {imp.desc}, not a function type")
             funcs.append(module.types[imp.desc])
+            func_tidx.append(imp.desc)
         elif imp.kind == "table":
             _check_limits(imp.desc.limits, MAX_TABLE_SIZE, "table size must be at most 2^32-1")
+            valtype(imp.desc.elem, " in an imported table")
             tables.append(imp.desc.elem)
         elif imp.kind == "memory":
             _check_limits(imp.desc.limits, MAX_MEMORY_PAGES, "memory size must be at most 65536 pages (4GiB)")
             memories += 1
         elif imp.kind == "global":
+            valtype(imp.desc.valtype, " in an imported global")
             imported_globals.append(imp.desc)
     nimported_funcs = len(funcs)
     for i, typeidx in enumerate(module.funcs):
         if not 0 <= typeidx < ntypes:
             raise InvalidModule(f"unknown type {typeidx}", func=nimported_funcs + i,
                                 func_name=module.func_name(nimported_funcs + i))
+        if not isinstance(module.types[typeidx], FuncType):
+            raise InvalidModule(f"type mismatch: function {nimported_funcs + i} has type {typeidx}, "
+                                f"not a function type")
         funcs.append(module.types[typeidx])
+        func_tidx.append(typeidx)
     for table in module.tables:
         _check_limits(table.limits, MAX_TABLE_SIZE, "table size must be at most 2^32-1")
+        valtype(table.elem, " in a table")
         tables.append(table.elem)
     for memory in module.memories:
         _check_limits(memory.limits, MAX_MEMORY_PAGES, "memory size must be at most 65536 pages (4GiB)")
@@ -667,17 +738,30 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
     if memories > 1:
         raise InvalidModule(f"multiple memories are not allowed in Wasm 2.0 (found {memories})")
     nfuncs = len(funcs)
+    refs = validate_refs.ConstRefs(module, match, func_tidx, features.function_references) \
+        if features.function_references or features.gc else None
 
+    nimported_tables = len(tables) - len(module.tables)
+    for i, table in enumerate(module.tables):
+        init = module.table_inits[i] if i < len(module.table_inits) else None
+        if init is not None:
+            _check_const(init, table.elem, nfuncs, imported_globals,
+                         f"the initializer of table {nimported_tables + i}", refs)
+        elif not defaultable(table.elem):
+            raise InvalidModule(f"type mismatch: table {nimported_tables + i} of non-nullable "
+                                f"{table.elem} needs an initializer")
     for i, glob in enumerate(module.globals):
+        valtype(glob.type.valtype, f" in global {len(imported_globals) + i}")
         _check_const(glob.init, glob.type.valtype, nfuncs, imported_globals,
-                     f"the initializer of global {len(imported_globals) + i}")
+                     f"the initializer of global {len(imported_globals) + i}", refs)
     for i, elem in enumerate(module.elems):
+        valtype(elem.type, f" in element segment {i}")
         for expr in elem.init:
-            _check_const(expr, elem.type, nfuncs, imported_globals, f"element segment {i}")
+            _check_const(expr, elem.type, nfuncs, imported_globals, f"element segment {i}", refs)
         if elem.mode == "active":
             if elem.table >= len(tables):
                 raise InvalidModule(f"unknown table {elem.table} in element segment {i}")
-            if tables[elem.table] != elem.type:
+            if tables[elem.table] != elem.type and not match.sub(elem.type, tables[elem.table]):
                 raise InvalidModule(f"type mismatch: element segment {i} of {elem.type} "
                                     f"for a {tables[elem.table]} table")
             _check_const(elem.offset, I32, nfuncs, imported_globals, f"the offset of element segment {i}")
@@ -691,10 +775,14 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
         raise InvalidModule(f"{len(module.funcs)} functions declared but {len(module.codes)} bodies given")
     all_globals = imported_globals + [g.type for g in module.globals]
     tags = check_tags(module)
-    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module), tags)
+    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module),
+                           features, match, func_tidx, tags)
     names = module.names.funcs
     for i, code in enumerate(module.codes):
         index = nimported_funcs + i
+        for t in code.locals:
+            if t[0] == "(":
+                valtype(t, f" in the locals of function {index}")
         checker.check(index, funcs[index], code.locals, code.body, code.offset, names.get(index))
 
     if module.start is not None:

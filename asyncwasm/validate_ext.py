@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .binary.module import EXNREF, FUNCREF, I32, NULLEXNREF, REF_EXN, FuncType, Module
+from .binary.module import EXNREF, FUNCREF, I32, REF_EXN, FuncType, Module
 from .binary.opcodes import (
     CATCH,
     CATCH_ALL,
@@ -36,37 +36,24 @@ from .binary.opcodes import (
 )
 from .errors import InvalidModule
 
-__all__ = ["handlers", "check_tags", "EXN_FAMILY", "matches"]
+__all__ = ["handlers", "check_tags"]
 
-# Reference types of the exception hierarchy: (ref exn) and nullexnref are subtypes of exnref.
-EXN_FAMILY = frozenset((EXNREF, NULLEXNREF, REF_EXN, "(ref noexn)"))
 _LABEL, _RESULTS, _HEIGHT, _DEAD, _OPCODE, _PARAMS = range(6)  # validate's control frame fields
-
-
-def matches(actual: str | None, expected: str | None) -> bool:
-    """Whether a value of type ``actual`` may stand where ``expected`` is wanted (None: unknown).
-
-    Equality, plus the exception references' subtyping; the general case (typed function
-    references, GC) belongs to the reference-type rules and is delegated to them when present."""
-    if actual == expected or actual is None or expected is None:
-        return True
-    if expected == EXNREF:
-        return actual in EXN_FAMILY
-    if expected == REF_EXN:
-        return actual == "(ref noexn)"
-    return False
 
 
 def _show(types: Any) -> str:
     return "[" + " ".join("unknown" if t is None else t for t in types) + "]"
 
 
-def _match_all(actual: tuple[str, ...], expected: tuple[str, ...]) -> bool:
-    return len(actual) == len(expected) and all(matches(a, e) for a, e in zip(actual, expected, strict=True))
-
-
 def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[int, Callable[[int, Any], None]]:
-    """The instruction handlers of these proposals for body checker ``c`` (``_Invalid``: its error)."""
+    """The instruction handlers of these proposals for body checker ``c`` (``_Invalid``: its error;
+    ``c.sub``: the module's subtyping of value types)."""
+
+    def matches(actual: str | None, expected: str | None) -> bool:
+        return actual == expected or actual is None or expected is None or c.sub(actual, expected)
+
+    def _match_all(actual: tuple[str, ...], expected: tuple[str, ...]) -> bool:
+        return len(actual) == len(expected) and all(matches(a, e) for a, e in zip(actual, expected, strict=True))
 
     def tag(x: int) -> FuncType:
         if x >= len(tags):
@@ -94,7 +81,7 @@ def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[in
 
     def return_call_indirect(op: int, imm: tuple[int, int]) -> None:
         typeidx, tableidx = imm
-        if not matches(c.table(tableidx), FUNCREF) and not c.table(tableidx).startswith("(ref"):
+        if not matches(c.table(tableidx), FUNCREF):
             raise _Invalid(f"type mismatch: return_call_indirect needs a funcref table, table {tableidx} "
                            f"holds {c.tables[tableidx]}")
         if typeidx >= len(c.types):
@@ -109,12 +96,9 @@ def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[in
         if typeidx >= len(c.types):
             raise _Invalid(f"unknown type {typeidx}")
         ft = c.types[typeidx]
-        got = c.pop(None)
-        # "funcref": what ref.func types as until typed function references give it (ref $t); the
-        # callee's type is then checked when the call runs (runtime.objects.ref_callee)
-        if got is not None and got not in (f"(ref {typeidx})", f"(ref null {typeidx})", "nullfuncref",
-                                           "(ref nofunc)", FUNCREF):
-            raise _Invalid(f"type mismatch: return_call_ref expects a reference to type {typeidx}, found [{got}]")
+        if not isinstance(ft, FuncType):
+            raise _Invalid(f"type mismatch: return_call_ref names type {typeidx}, not a function type")
+        c.pop(f"(ref null {typeidx})")
         tail_results(ft)
         pop_matching(ft.params)
         c.set_unreachable()
@@ -124,9 +108,7 @@ def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[in
         c.set_unreachable()
 
     def throw_ref(op: int, imm: Any) -> None:
-        got = c.pop(None)
-        if got is not None and got not in EXN_FAMILY:
-            raise _Invalid(f"type mismatch: throw_ref expects [exnref] but found [{got}]")
+        c.pop(EXNREF)
         c.set_unreachable()
 
     def try_table(op: int, imm: tuple[Any, tuple[tuple[int, int | None, int], ...]]) -> None:
@@ -184,6 +166,8 @@ def check_tags(module: Module) -> list[FuncType]:
         if not 0 <= x < len(module.types):
             raise InvalidModule(f"unknown type {x} for a tag")
         ft = module.types[x]
+        if not isinstance(ft, FuncType):
+            raise InvalidModule(f"type mismatch: a tag's type {x} is not a function type")
         if ft.results:
             raise InvalidModule(f"non-empty tag result type: a tag's type must return nothing, not {ft}")
         out.append(ft)

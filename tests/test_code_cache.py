@@ -188,3 +188,21 @@ def test_precompile_fills_the_cache_ahead_of_time(tmp_path: Path, wasm_file: Pat
     assert [d for d, _t in seen] == sorted(d for d, _t in seen)
     assert CompiledModule(wasm_file.read_bytes(), cache=cache).precompile() == 0  # all found in the cache
     assert _child(wasm_file, cache) == {"values": [10, 15, 69], "module_hit": True, "loaded": 3, "stored": 0}
+
+
+@pytest.mark.anyio
+async def test_a_warm_start_reads_no_function_body_it_does_not_translate(tmp_path: Path) -> None:
+    from asyncwasm import Linker
+
+    cache = CodeCache(tmp_path / "cache")
+    first = await Linker().instantiate(CompiledModule(_big_module(), cache=cache), Store())
+    assert await first.call("f1", 1) == 2
+    cm = CompiledModule(_big_module(), cache=cache)
+    kept = [c for c in cm.module.codes if c._body is None]  # type: ignore[attr-defined]  # noqa: SLF001
+    assert len(kept) == N_FUNCS + 1  # nothing decoded yet
+    inst = await Linker().instantiate(cm, Store())
+    assert await inst.call("f1", 1) == 2  # from the cache: its body is still not read
+    assert await inst.call("f2", 1) == 3  # translated now: its body is read
+    unread = {i for i, c in enumerate(cm.module.codes) if c._body is None}  # type: ignore[attr-defined]  # noqa: SLF001
+    assert 1 in unread and 2 not in unread and len(unread) == N_FUNCS
+    assert cm.module.codes[3].instruction_count() == len(cm.module.codes[3].body)

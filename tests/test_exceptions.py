@@ -315,15 +315,15 @@ def test_run_reports_an_uncaught_exception_from_start(tmp_path: Path) -> None:
     assert "throws!inner" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["throw", "throw_ref", "try_table"])
+@pytest.mark.parametrize("name", ["throw", "throw_ref", "try_table", "tag", "return_call", "return_call_indirect",
+                                  "return_call_ref"])
 def test_the_spec_scripts_pass_in_the_flat_shape_too(name: str, shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from asyncwasm.wast import ScriptRunner
 
     monkeypatch.setattr(structured.StructuredTranslator, "translate", _too_deep)
     res = ScriptRunner(shared / "spec3" / "json" / name / f"{name}.json").run()
-    typed_refs = [f for f in res.failures if "0x63" in f[1] or "0x64" in f[1] or "no exported function" in f[1]]
-    assert len(res.failures) == len(typed_refs), res.failures[:5]
-    assert res.passed > 10
+    assert res.failed == 0, res.failures[:5]
+    assert res.passed >= 10
 
 
 @pytest.mark.parametrize("name", ["rethrow", "throw", "try_catch", "try_delegate"])

@@ -1,8 +1,11 @@
 """The WebAssembly 2.0 binary decoder: bytes in, a plain ``Module`` out.
 
 Scope: MVP, sign extension, non-trapping float-to-int, multi-value, bulk memory and reference
-types. SIMD is refused with ``UnsupportedFeature``. Every other problem raises ``MalformedModule``
-whose message contains the text the spec test suite expects, with the absolute byte offset.
+types; SIMD and relaxed SIMD when the feature set enables them (``simd_decode``), else refused with
+``UnsupportedFeature``. The reference types of typed function references and GC, the 3.0 type
+section and the 0xFB instructions are read by ``gc_reader``. Every other problem raises
+``MalformedModule`` whose message contains the text the spec test suite expects, with the absolute
+byte offset.
 
 The reading model follows the spec's reference decoder: everything reads from the whole file and
 sizes are checked afterwards ("section size mismatch"), so a body that runs past its declared size
@@ -20,15 +23,15 @@ from typing import Any, Literal
 
 from ..errors import MalformedModule, UnsupportedFeature
 from ..features import WASM3, Features
+from .gc_reader import decode_gc_instr, read_null_heap, read_reftype, rec_type
 from .module import (
-    EXNREF,
     EXTERNREF,
     F32,
     F64,
     FUNCREF,
     I32,
     I64,
-    NULLEXNREF,
+    V128,
     Code,
     Data,
     Elem,
@@ -43,9 +46,11 @@ from .module import (
     MemoryType,
     Module,
     Names,
+    SubType,
     TableType,
 )
 from .opcodes import OPCODES
+from .simd_decode import decode_simd
 
 __all__ = ["decode_module", "MAX_LOCALS"]
 
@@ -55,12 +60,12 @@ MAX_LOCALS = 50_000  # declared locals per function; the same cap wasm-tools use
 
 EOS = "unexpected end of section or function"
 
-_VALTYPES = {0x7F: I32, 0x7E: I64, 0x7D: F32, 0x7C: F64, 0x70: FUNCREF, 0x6F: EXTERNREF,
-             0x69: EXNREF, 0x74: NULLEXNREF}
-_REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF, 0x69: EXNREF, 0x74: NULLEXNREF}
-_EXN_TYPES = frozenset((EXNREF, NULLEXNREF))
+_VALTYPES = {0x7F: I32, 0x7E: I64, 0x7D: F32, 0x7C: F64, 0x70: FUNCREF, 0x6F: EXTERNREF}
+_REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF}
 _V128 = 0x7B
+_VALTYPES_SIMD = {**_VALTYPES, _V128: V128}  # with SIMD enabled
 _EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global", "tag")
+_FINAL = SubType(True, ())
 
 # Where each known section may appear: a section must come strictly after the previous one.
 # The data count section (12) sits between element (9) and code (10).
@@ -74,14 +79,14 @@ _U64 = struct.Struct("<Q")
 # --- immediate kinds --------------------------------------------------------------------------
 
 (K_ILLEGAL, K_NONE, K_IDX, K_BLOCK, K_END, K_ELSE, K_I32, K_I64, K_F32, K_F64, K_MEMARG,
- K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD, K_EXT) = range(19)
+ K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD, K_PREFIX_FB, K_EXT) = range(20)
 
 _KIND_CODES = {
     "none": K_NONE, "label": K_IDX, "func": K_IDX, "local": K_IDX, "global": K_IDX,
     "table": K_IDX, "elem": K_IDX, "data": K_IDX, "block": K_BLOCK, "i32": K_I32,
     "i64": K_I64, "f32": K_F32, "f64": K_F64, "memarg": K_MEMARG, "br_table": K_BR_TABLE,
     "call_indirect": K_CALL_INDIRECT, "memory": K_ZERO, "reftype": K_REFTYPE,
-    "select_t": K_SELECT_T, "tag": K_EXT, "type": K_EXT, "try_table": K_EXT,
+    "select_t": K_SELECT_T, "type": K_IDX, "tag": K_EXT, "try_table": K_EXT,
 }
 
 
@@ -103,6 +108,7 @@ def _build_kinds() -> list[int]:
     kinds[0x05] = K_ELSE
     kinds[0xFC] = K_PREFIX_FC
     kinds[0xFD] = K_SIMD
+    kinds[0xFB] = K_PREFIX_FB
     for op in _EXT_FEATURE:
         kinds[op] = K_EXT
     return kinds
@@ -168,7 +174,7 @@ def _u32(data: bytes, pos: int) -> tuple[int, int]:
 
 def _valtype_error(b: int, pos: int) -> MalformedModule:
     if b == _V128:
-        return UnsupportedFeature("SIMD", pos)
+        return UnsupportedFeature("simd (not enabled in this feature set)", pos)
     if b & 0x80:  # read by the spec as a 7-bit signed LEB: a continuation byte is too long
         return MalformedModule("integer representation too long", pos + 1)
     return MalformedModule(f"malformed value type {b:#04x}", pos)
@@ -187,15 +193,18 @@ def _gate(features: Features, name: str, as_2_0: str, offset: int) -> None:
         raise UnsupportedFeature(f"{name.replace('_', '-')} is not enabled ({as_2_0} in Wasm 2.0)", offset)
 
 
-def _blocktype(data: bytes, pos: int, start: int) -> tuple[Any, int]:
+def _blocktype(data: bytes, pos: int, start: int, features: Features) -> tuple[Any, int]:
     """A block type (as in ``block``): None, a value type, or a type index."""
     b = data[pos]
     if b == 0x40:
         return None, pos + 1
     if b & 0xC0 == 0x40:
-        t = _VALTYPES.get(b)
+        t = (_VALTYPES_SIMD if features.simd else _VALTYPES).get(b)
         if t is None:
-            raise _valtype_error(b, pos)
+            ref = read_reftype(b, data, pos, features)  # exnref, (ref exn), ...
+            if ref is None:
+                raise _valtype_error(b, pos)
+            return ref
         return t, pos + 1
     x, pos = _sleb(data, pos, 33)
     if x < 0:
@@ -217,10 +226,10 @@ def _decode_ext(op: int, data: bytes, pos: int, start: int, ctl: list[int], feat
         tableidx, pos = _u32(data, pos)
         imm = (typeidx, tableidx)
     elif op == 0x06:  # try
-        imm, pos = _blocktype(data, pos, start)
+        imm, pos = _blocktype(data, pos, start, features)
         ctl.append(3)
     elif op == 0x1F:  # try_table: a block type and its catch clauses
-        bt, pos = _blocktype(data, pos, start)
+        bt, pos = _blocktype(data, pos, start, features)
         catches = []
         n, pos = _len32(data, pos)
         for _ in range(n):
@@ -255,6 +264,7 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
     ``memory.init`` or ``data.drop`` occurred (they require a data count section).
     """
     kinds = _KINDS
+    valtypes = _VALTYPES_SIMD if features.simd else _VALTYPES
     out: list[Instr] = []
     append = out.append
     ctl: list[int] = []  # open blocks: 0 block/loop, 1 if, 2 if after its else
@@ -309,11 +319,15 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
                 append((op, None, start))
                 pos += 1
             elif b & 0xC0 == 0x40:
-                t = _VALTYPES.get(b)
+                t = valtypes.get(b)
                 if t is None:
-                    raise _valtype_error(b, pos)
+                    ref = read_reftype(b, data, pos, features)
+                    if ref is None:
+                        raise _valtype_error(b, pos)
+                    t, pos = ref
+                else:
+                    pos += 1
                 append((op, t, start))
-                pos += 1
             else:  # a type index, encoded as a positive s33
                 b, pos = _sleb(data, pos, 33)
                 if b < 0:
@@ -367,18 +381,25 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
             b = data[pos]
             t = _REFTYPES.get(b)
             if t is None:
-                raise _reftype_error(b, pos)
-            pos += 1
+                if not (features.function_references or features.gc):
+                    raise _reftype_error(b, pos)
+                t, pos = read_null_heap(data, pos, features)
+            else:
+                pos += 1
             append((op, t, start))
         elif k == K_SELECT_T:
             count, pos = _len32(data, pos)
             types = []
             for _ in range(count):
                 b = data[pos]
-                t = _VALTYPES.get(b)
+                t = valtypes.get(b)
                 if t is None:
-                    raise _valtype_error(b, pos)
-                pos += 1
+                    ref = read_reftype(b, data, pos, features)
+                    if ref is None:
+                        raise _valtype_error(b, pos)
+                    t, pos = ref
+                else:
+                    pos += 1
                 types.append(t)
             append((op, tuple(types), start))
         elif k == K_PREFIX_FC:
@@ -416,7 +437,13 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
                 imm = (x, y)
             append((full, imm, start))
         elif k == K_SIMD:
-            raise UnsupportedFeature("SIMD", start)
+            features.require("simd", start)
+            instr, pos = decode_simd(data, pos, start, features, _u32)
+            append(instr)
+        elif k == K_PREFIX_FB:
+            op, imm, pos, gc_data = decode_gc_instr(data, pos, start, features)
+            uses_data = uses_data or gc_data
+            append((op, imm, start))
         elif k == K_EXT:
             ins, pos = _decode_ext(op, data, pos, start, ctl, features)
             append(ins)
@@ -443,6 +470,7 @@ class _Decoder:
         self.pos = 0
         self.module = Module()
         self.uses_data = False  # memory.init / data.drop seen in a function body
+        self.valtypes = _VALTYPES_SIMD if features.simd else _VALTYPES
 
     # primitives
 
@@ -488,11 +516,13 @@ class _Decoder:
 
     def valtype(self) -> str:
         b = self.data[self.pos]
-        t = _VALTYPES.get(b)
+        t = self.valtypes.get(b)
         if t is None:
-            raise _valtype_error(b, self.pos)
-        if t in _EXN_TYPES:
-            _gate(self.features, "exceptions", f"malformed value type {b:#04x}", self.pos)
+            ref = read_reftype(b, self.data, self.pos, self.features)
+            if ref is None:
+                raise _valtype_error(b, self.pos)
+            t, self.pos = ref
+            return t
         self.pos += 1
         return t
 
@@ -500,9 +530,11 @@ class _Decoder:
         b = self.data[self.pos]
         t = _REFTYPES.get(b)
         if t is None:
-            raise _reftype_error(b, self.pos)
-        if t in _EXN_TYPES:
-            _gate(self.features, "exceptions", f"malformed reference type {b:#04x}", self.pos)
+            ref = read_reftype(b, self.data, self.pos, self.features)
+            if ref is None:
+                raise _reftype_error(b, self.pos)
+            t, self.pos = ref
+            return t
         self.pos += 1
         return t
 
@@ -593,17 +625,20 @@ class _Decoder:
             self.module.names = _decode_names(payload)
 
     def type_section(self) -> None:
-        types = self.module.types
+        m = self.module
+        types, subtypes, groups = m.types, m.subtypes, m.rec_groups
         for _ in range(self.len32()):
             pos = self.pos
-            form = self.byte()
-            if form != 0x60:
-                if form & 0x80:
-                    raise MalformedModule("integer representation too long", pos + 1)
-                raise MalformedModule(f"malformed function type {form:#04x}", pos)
+            form = self.data[pos]
+            if form != 0x60:  # a recursion group, a subtype, a struct or an array (GC)
+                rec_type(self)
+                continue
+            self.pos += 1
             params = tuple(self.valtype() for _ in range(self.len32()))
             results = tuple(self.valtype() for _ in range(self.len32()))
+            groups.append((len(types), 1))
             types.append(FuncType(params, results))
+            subtypes.append(_FINAL)
 
     def import_section(self) -> None:
         imports = self.module.imports
@@ -632,7 +667,20 @@ class _Decoder:
         self.module.funcs = [self.u32() for _ in range(self.len32())]
 
     def table_section(self) -> None:
-        self.module.tables = [self.table_type() for _ in range(self.len32())]
+        m = self.module
+        for _ in range(self.len32()):
+            pos = self.pos
+            init = None
+            if self.data[pos] == 0x40:  # a table with an initializer expression (typed references)
+                self.features.require("function_references", pos)
+                if self.data[pos + 1] != 0x00:
+                    raise MalformedModule("malformed table type", pos + 1)
+                self.pos += 2
+                m.tables.append(self.table_type())
+                init = self.const_expr()
+            else:
+                m.tables.append(self.table_type())
+            m.table_inits.append(init)
 
     def memory_section(self) -> None:
         self.module.memories = [MemoryType(self.limits()) for _ in range(self.len32())]
@@ -705,6 +753,8 @@ class _Decoder:
                     table = self.u32()
                 offset = self.const_expr()
             t = (self.reftype() if exprs else self.elem_kind()) if flags & 3 else FUNCREF
+            if not exprs and self.features.function_references:
+                t = "(ref func)"  # function indices are never null (3.0 types such a segment so)
             init = self.const_exprs() if exprs else self.func_indices()
             elems.append(Elem(mode, t, init, table, offset, bool(exprs)))
 

@@ -17,6 +17,7 @@ from types import CodeType, FunctionType
 from typing import Any, Protocol
 
 from ..binary.module import Code, FuncType, Module
+from ..binary.types import REGISTRY, canonical_ids
 from .structured import translate_function
 from .translate import ModuleInfo
 
@@ -26,6 +27,7 @@ LAZY_THRESHOLD = 4_000  # instructions: above this, functions are translated whe
 # translated in a worker process instead, so the loop keeps running and a timeout can stop it.
 OFFLOAD_THRESHOLD = 5_000
 
+
 class _TranslationClock:
     """Seconds this process has spent translating and compiling functions: the scheduler does not bill
     them to the guest whose turn they happened in (any instance of the module needs the code)."""
@@ -34,16 +36,13 @@ class _TranslationClock:
 
 
 TRANSLATION = _TranslationClock()
-_type_ids: dict[FuncType, int] = {}
 _counter = itertools.count()
 
 
 def canonical_type_id(ft: FuncType) -> int:
-    """Structurally equal function types share one id across all modules (call_indirect checks)."""
-    tid = _type_ids.get(ft)
-    if tid is None:
-        tid = _type_ids[ft] = len(_type_ids)
-    return tid
+    """The canonical id of a function type on its own (final, no supertype): what a host function
+    has, and what any 2.0 module's types get (``binary.types.canonical_ids`` for the general case)."""
+    return REGISTRY.func_id(ft)
 
 
 def global_cells(module: Module) -> set[int]:
@@ -109,7 +108,7 @@ class CompiledCode:
             memory_max = memories[0].limits.max * 65536
         fixed = {k: t.limits.min for k, t in enumerate(module.table_types()) if t.limits.max == t.limits.min}
         self.info = ModuleInfo(module.types, self.func_types, global_cells(module),
-                               [canonical_type_id(t) for t in module.types], memory_max, fixed)
+                               canonical_ids(module), memory_max, fixed)
         self.info.tag_types = [module.types[x].params for x in module.tag_types()]  # compiler/exceptions.py
         self.filename = f"<wasm {name} #{next(_counter)}>"
         self.codes: dict[int, CodeType] = {}
@@ -117,7 +116,7 @@ class CompiledCode:
         self.line_tables: dict[int, list[int]] = {}  # per function: Wasm offset of each line
         self.consts: dict[int, dict[str, float]] = {}  # per function: its NaN and infinity constants
         self._lock = threading.Lock()
-        size = sum(len(c.body) for c in module.codes)
+        size = sum(c.instruction_count() for c in module.codes)
         self.lazy = size > LAZY_THRESHOLD if lazy is None else lazy
         if not self.lazy:
             self._compile(range(self.n_imported, self.n_imported + len(module.codes)))
@@ -190,7 +189,7 @@ class CompiledCode:
 
     def wants_worker(self, idx: int) -> bool:
         """Whether function ``idx`` is big enough to be translated in a worker process."""
-        if idx in self.codes or len(self.module.codes[idx - self.n_imported].body) <= OFFLOAD_THRESHOLD:
+        if idx in self.codes or self.module.codes[idx - self.n_imported].instruction_count() <= OFFLOAD_THRESHOLD:
             return False
         return self.cached(idx) is None
 

@@ -68,7 +68,7 @@ def _return_call_ref(t: FunctionTranslator, imm: Any, i: int) -> None:
     ref = t.pop()
     t.push_slot_value(ref.code)
     slot = t.pop()
-    _emit_tail(t, f"_refcallee({slot.code}, {t.info.type_ids[imm]})", t.info.types[imm])
+    _emit_tail(t, f"_cref({slot.code})", t.info.types[imm])  # call_ref's target (compiler/gc.py)
 
 
 _HANDLERS[RETURN_CALL] = _return_call

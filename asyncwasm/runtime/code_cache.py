@@ -44,7 +44,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
-from ..binary.module import Module
+from ..binary.module import Code, Instr, Module
 from ..compiler.codegen import Translated
 from ..features import Features
 
@@ -55,7 +55,8 @@ ENV_OFF = "ASYNCWASM_NO_CACHE"  # any non-empty value but "0" turns the default 
 _MAGIC = b"AWCACHE1"
 _DIGEST = 32
 # The packages whose source decides what a cache entry holds: decoding, validation and translation.
-_VERSIONED = ("binary", "compiler", "validate.py", "features.py", "runtime/code_cache.py")
+_VERSIONED = ("binary", "compiler", "validate.py", "validate_simd.py", "validate_refs.py", "features.py",
+              "runtime/code_cache.py")
 
 _version: str | None = None
 
@@ -221,18 +222,21 @@ class CacheEntry:
         return payload
 
     def load_module(self) -> Module | None:
-        """The cached module description, or None (missing or unreadable). Marks the entry as used."""
+        """The cached module description, or None (missing or unreadable). Marks the entry as used.
+
+        Function bodies stay marshalled until something reads one (``_KeptBody``): with a warm cache
+        a guest runs on cached code objects, and its bodies are never needed."""
         payload = self._read("module")
         if payload is None:
             return None
         try:
             head_len = int.from_bytes(payload[:8], "little")
             module: Module = pickle.loads(payload[8:8 + head_len])
-            bodies = marshal.loads(payload[8 + head_len:])
-            if not isinstance(module, Module) or len(bodies) != len(module.codes):
+            blobs, counts = marshal.loads(payload[8 + head_len:])
+            if not isinstance(module, Module) or not len(blobs) == len(counts) == len(module.codes):
                 raise ValueError("entry does not match its module")
-            for code, body in zip(module.codes, bodies, strict=True):
-                code.body = body
+            module.codes = [_KeptBody(c.locals, c.offset, blob, n)
+                            for c, blob, n in zip(module.codes, blobs, counts, strict=True)]
         except Exception:  # noqa: BLE001 - anything unreadable is a miss, and the file goes
             _unlink(self.path / "module")
             return None
@@ -277,7 +281,9 @@ class CacheEntry:
         finally:
             for code, body in zip(module.codes, bodies, strict=True):
                 code.body = body
-        self._write("module", len(head).to_bytes(8, "little") + head + marshal.dumps(bodies))
+        blobs = [marshal.dumps(body) for body in bodies]
+        counts = [len(body) for body in bodies]
+        self._write("module", len(head).to_bytes(8, "little") + head + marshal.dumps((blobs, counts)))
         self.cache.evict(keep=self.path)
 
     def store_function(self, done: Translated) -> None:
@@ -295,6 +301,31 @@ class CacheEntry:
             return {int(p.name[1:]) for p in self.path.iterdir() if p.name[:1] == "f" and p.name[1:].isdigit()}
         except OSError:
             return set()
+
+
+class _KeptBody(Code):
+    """A function's code whose body stays marshalled until it is first read."""
+
+    def __init__(self, locals: tuple[str, ...], offset: int, blob: bytes, count: int) -> None:
+        self.locals = locals
+        self.offset = offset
+        self._blob = blob
+        self._body: list[Instr] | None = None
+        self._count = count
+
+    @property  # type: ignore[override]
+    def body(self) -> list[Instr]:
+        if self._body is None:
+            self._body = marshal.loads(self._blob)
+            self._blob = b""
+        return self._body
+
+    @body.setter
+    def body(self, value: list[Instr]) -> None:
+        self._body = value
+
+    def instruction_count(self) -> int:
+        return self._count if self._body is None else len(self._body)
 
 
 def _unlink(path: Path) -> None:

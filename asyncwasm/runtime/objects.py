@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..binary.module import FuncType, GlobalType, TableType
+from ..binary.types import REGISTRY
 from ..compiler.codegen import canonical_type_id
 from ..errors import MEMORY_OOB, TABLE_OOB, Frame, Trap, WasmError
 from .values import from_raw, to_raw
@@ -23,10 +24,10 @@ class Func:
 
     __slots__ = ("fn", "type", "tid", "name", "__weakref__")
 
-    def __init__(self, fn: Any, type: FuncType, name: str | None = None) -> None:
+    def __init__(self, fn: Any, type: FuncType, name: str | None = None, tid: int | None = None) -> None:
         self.fn = fn
         self.type = type
-        self.tid = canonical_type_id(type)
+        self.tid = canonical_type_id(type) if tid is None else tid  # its canonical type id
         self.name = name
 
     def __repr__(self) -> str:
@@ -111,7 +112,7 @@ def callee(table: Table, i: int, tid: int) -> Any:
     f = elems[i]
     if f is None:
         raise Trap("uninitialized element")
-    if f.tid != tid:
+    if f.tid != tid and not REGISTRY.is_sub(f.tid, tid):
         raise Trap("indirect call type mismatch")
     return f.fn
 
@@ -201,13 +202,14 @@ class Tag:
     shares the exporter's object. A host makes one with ``Tag(FuncType(params, ()))`` to offer as an
     import, or takes a module's from its exports, to raise or catch its ``WasmException``s."""
 
-    __slots__ = ("type", "name", "__weakref__")
+    __slots__ = ("type", "name", "tid", "__weakref__")
 
-    def __init__(self, type: FuncType, name: str | None = None) -> None:
+    def __init__(self, type: FuncType, name: str | None = None, tid: int | None = None) -> None:
         if type.results:
             raise ValueError(f"a tag's type has no results, not {type}")
         self.type = type
         self.name = name
+        self.tid = canonical_type_id(type) if tid is None else tid  # its canonical type id (imports match it)
 
     def __repr__(self) -> str:
         return f"<Tag {self.name or hex(id(self))} {self.type}>"
@@ -279,12 +281,3 @@ class TailCall:
         self.fn = fn
         self.args = args
 
-
-def ref_callee(f: Func | None, tid: int) -> Any:
-    """return_call_ref: the function a reference names (a null reference traps; so does one of
-    another type, which only a plain funcref operand can hold: see validate_ext)."""
-    if f is None:
-        raise Trap("null function reference")
-    if f.tid != tid:
-        raise Trap("indirect call type mismatch")
-    return f.fn
