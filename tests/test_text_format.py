@@ -28,6 +28,7 @@ import pytest
 import asyncwasm
 from asyncwasm.binary.reader import decode_module
 from asyncwasm.errors import MalformedModule
+from asyncwasm.features import Features
 from asyncwasm.text import TextError, is_text, wat_to_wasm
 from asyncwasm.text.literals import F32_FORMAT, F64_FORMAT, LiteralError, parse_float, parse_int
 from asyncwasm.text.script import Script, parse_script
@@ -40,6 +41,9 @@ SUITES = {
     "spec-simd": ("spec/simd/wast/*.wast", "spec/simd/json"),
     "spec3": ("spec3/wast/*.wast", "spec3/json"),
 }
+
+# the rules each suite's modules are decoded under (the 2.0 suites reject what memory64 allows)
+SUITE_FEATURES = {"spec-core": Features.wasm2(), "spec-simd": Features.parse("2.0,+simd"), "spec3": Features.wasm3()}
 
 # "suite/file.wast:line" -> why asyncwasm's bytes differ from wasm-tools' (none today)
 KNOWN_DIFFERENCES: dict[str, str] = {}
@@ -185,7 +189,7 @@ def test_quoted_modules_are_rejected_exactly_when_malformed(shared: Path, suite:
         if cmd["type"] == "assert_malformed":
             accepted_malformed.append(where)
             with pytest.raises(MalformedModule):
-                decode_module(wasm)
+                decode_module(wasm, SUITE_FEATURES[suite])
     print(f"{suite}: {n} quoted modules, {len(accepted_malformed)} malformed ones left to the binary decoder")
     assert wrong == []
     assert sorted(accepted_malformed) == sorted(
