@@ -20,6 +20,7 @@ import anyio
 
 from ..binary.module import (
     FUNCREF,
+    I64,
     ExternKind,
     FuncType,
     GlobalType,
@@ -32,6 +33,7 @@ from ..binary.module import (
 from ..binary.reader import decode_module
 from ..compiler import numeric
 from ..compiler.codegen import CompiledCode, compile_module, global_cells
+from ..compiler.memories import grow_name, memory_name
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
@@ -66,6 +68,7 @@ _BASE_GLOBALS.update({
     "_tgrow": objects.table_grow, "_tfill": objects.table_fill, "_tcopy": objects.table_copy,
     "_tinit": objects.table_init, "_edrop": objects.elem_drop, "_minit": objects.memory_init,
     "_ddrop": objects.data_drop, "_mcopy": objects.memory_copy, "_mfill": objects.memory_fill,
+    "_mcopy2": objects.memory_copy2, "_tgrow64": objects.table_grow64,
 })
 # Compiled code finds its helpers as builtins: one shared dict, so an instance's own globals hold
 # only what is its own (functions, memory, tables, globals, fuel).
@@ -282,12 +285,12 @@ def _check_import(kind: ExternKind, desc: Any, item: Any, types: list[FuncType],
         if not isinstance(item, (Func, HostFunc)) or item.type != types[desc]:
             raise bad
     elif kind == "table":
-        if not isinstance(item, Table) or item.type.elem != desc.elem:
+        if not isinstance(item, Table) or item.type.elem != desc.elem or item.type.address != desc.address:
             raise bad
         if not _limits_match(len(item.elems), item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
     elif kind == "memory":
-        if not isinstance(item, Memory):
+        if not isinstance(item, Memory) or item.type.address != desc.address:
             raise bad
         if not _limits_match(item.pages, item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
@@ -361,6 +364,14 @@ class Linker:
         return inst, start
 
 
+_M32, _M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
+# extended-const: i32/i64 add, sub and mul, on unsigned canonical ints
+_EXTENDED_CONST: dict[int, Callable[[int, int], int]] = {
+    0x6A: lambda a, b: (a + b) & _M32, 0x6B: lambda a, b: (a - b) & _M32, 0x6C: lambda a, b: (a * b) & _M32,
+    0x7C: lambda a, b: (a + b) & _M64, 0x7D: lambda a, b: (a - b) & _M64, 0x7E: lambda a, b: (a * b) & _M64,
+}
+
+
 def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
     stack: list[Any] = []
     for op, imm, _off in expr:
@@ -377,6 +388,9 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
             stack.append(None)
         elif op == 0xD2:
             stack.append(inst.func_ref(imm))
+        elif op in _EXTENDED_CONST:
+            b = stack.pop()
+            stack.append(_EXTENDED_CONST[op](stack.pop(), b))
         else:  # validation admits nothing else
             raise Trap(f"unsupported constant instruction {op:#x}")
     return stack[-1]
@@ -471,11 +485,11 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         tables.append(t)
         nt += 1
     for mt in m.memories:
-        memories.append(Memory(mt, store.max_memory_pages))
-    if memories:
-        mem = memories[0]
-        g["M"] = mem.data
-        g["_grow"] = lambda n, _mem=mem: _mem.grow(n) & 0xFFFFFFFF
+        memories.append(Memory(mt, store.max_memory_pages, store.memory_budget))
+    for k, mem in enumerate(memories):
+        g[memory_name(k)] = mem.data
+        mask = 0xFFFFFFFFFFFFFFFF if mem.type.address == I64 else 0xFFFFFFFF
+        g[grow_name(k)] = lambda n, _mem=mem, _mask=mask: _mem.grow(n) & _mask
     g["_ref"] = inst.func_ref
     g["_stk"] = 0
     g["_fuel"] = g["_granted"] = store.next_grant()
@@ -531,14 +545,14 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     return inst.func_ref(m.start) if m.start is not None else None
 
 
-def host_memory(min_pages: int, max_pages: int | None = None) -> Memory:
-    """A memory made by the host, to offer as an import."""
-    return Memory(MemoryType(Limits(min_pages, max_pages)))
+def host_memory(min_pages: int, max_pages: int | None = None, address: str = "i32") -> Memory:
+    """A memory made by the host, to offer as an import (``address="i64"``: a 64-bit memory)."""
+    return Memory(MemoryType(Limits(min_pages, max_pages), address))
 
 
-def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None) -> Table:
-    """A table made by the host, to offer as an import."""
-    return Table(TableType(elem, Limits(min_size, max_size)))
+def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None, address: str = "i32") -> Table:
+    """A table made by the host, to offer as an import (``address="i64"``: a 64-bit table)."""
+    return Table(TableType(elem, Limits(min_size, max_size), address))
 
 
 def host_global(valtype: str, value: Any, mutable: bool = False) -> Global:

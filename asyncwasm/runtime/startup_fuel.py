@@ -50,7 +50,8 @@ def static_elem(module: Module, k: int, n_imported_tables: int) -> bool:
 
 
 def static_data(module: Module, n_imported_memories: int, pages: list[int]) -> bool:
-    """Whether the module's data goes in as one image (``pages``: each memory's initial size)."""
+    """Whether the module's data goes in as one image (``pages``: the initial size of each memory
+    the module defines, which come after the imported ones in the index space)."""
     spans: dict[int, list[int]] = {}  # memory -> [lowest start, highest end, bytes]
     for d in module.datas:
         if d.mode != "active":
@@ -59,7 +60,7 @@ def static_data(module: Module, n_imported_memories: int, pages: list[int]) -> b
         if d.memory < n_imported_memories or off is None:
             return False
         end = off + len(d.init)
-        if end > pages[d.memory] * 65536:
+        if end > pages[d.memory - n_imported_memories] * 65536:
             return False
         if not d.init:
             continue
