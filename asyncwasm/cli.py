@@ -286,8 +286,8 @@ def main() -> None:
 @click.option("--timeout", type=_Duration(), metavar="DURATION",
               help="Stop the guest with a trap after DURATION of wall-clock time (500ms, 2s, 1m).")
 @click.option("--max-memory", "max_memory", type=_Size(), metavar="SIZE",
-              help="Largest linear memory allowed, rounded down to 64 KiB pages (64MiB, 1GiB); "
-                   "memory.grow past it returns -1.")
+              help="Most linear memory allowed, all memories together, rounded down to 64 KiB pages "
+                   "(64MiB, 1GiB; default 4GiB); memory.grow past it returns -1.")
 @click.option("--max-table-elements", "max_table_elements", type=_Count(), metavar="N",
               help="Most elements all tables together may hold (default 10,000,000); table.grow past "
                    "it returns -1.")
