@@ -145,6 +145,7 @@ class _BodyChecker:
         # address types (i32, or i64 under memory64/table64) of every memory and table
         self.memory_addrs = [m.address for m in module.memory_types()]
         self.table_addrs = [t.address for t in module.table_types()]
+        self.mem0 = self.memory_addrs[0] if self.memory_addrs else None  # loads' and stores' common case
         self.globals = globals_
         self.elems = [e.type for e in module.elems]
         self.datas = len(module.datas)
@@ -535,7 +536,9 @@ class _BodyChecker:
     # -- memory instructions ---------------------------------------------------------------------
 
     def _load(self, op: int, imm: tuple[int, ...]) -> None:
-        at = self.memarg(imm, NATURAL_ALIGN[op])
+        at = self.mem0
+        if at is None or len(imm) == 3 or imm[0] > NATURAL_ALIGN[op] or imm[1] > 0xFFFFFFFF:
+            at = self.memarg(imm, NATURAL_ALIGN[op])
         vals = self.vals
         if len(vals) > self.ctrls[-1][_HEIGHT] and vals[-1] == at:
             vals[-1] = _LOADS[op]
@@ -544,7 +547,9 @@ class _BodyChecker:
             vals.append(_LOADS[op])
 
     def _store(self, op: int, imm: tuple[int, ...]) -> None:
-        at = self.memarg(imm, NATURAL_ALIGN[op])
+        at = self.mem0
+        if at is None or len(imm) == 3 or imm[0] > NATURAL_ALIGN[op] or imm[1] > 0xFFFFFFFF:
+            at = self.memarg(imm, NATURAL_ALIGN[op])
         self.pop(_STORES[op])
         self.pop(at)
 
