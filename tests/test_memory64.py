@@ -130,6 +130,41 @@ async def test_results_traps_and_fuel_agree_with_wasmtime() -> None:
     assert got[("load", (2 * PAGE - 1,))] == 0x01  # the last byte of the store at 2 pages - 4
 
 
+INSTANTIATION = [
+    '(module (global i32 (i32.add (i32.const 1) (i32.const 2))))',
+    '(module (global i32 (i32.const 1)) (global i32 (global.get 0)))',
+    '(module (global i64 (i64.const 1)) (global i64 (i64.mul (global.get 0) (i64.const 5))))',
+    '(module (memory 1) (data (i32.add (i32.const 1) (i32.const 2)) "abc"))',
+    '(module (memory i64 1) (data (i64.const 7) "abc"))',
+    '(module (memory i64 1) (data (i64.add (i64.const 7) (i64.const 1)) "abc"))',
+    '(module (memory 1) (memory 2) (data (memory 1) (i32.const 70000) "abc") (data (memory 0) (i32.const 5) "x"))',
+    '(module (global $g i32 (i32.const 3)) (memory 1) (data (global.get $g) "abc"))',
+    '(module (table i64 4 funcref) (func $f) (elem (i64.const 1) func $f))',
+    '(module (table i64 4 funcref) (func $f) (elem (i64.add (i64.const 1) (i64.const 1)) func $f $f))',
+    '(module (table 4 funcref) (global $g i32 (i32.const 1)) (func $f) (elem (global.get $g) func $f))',
+]
+
+
+@pytest.mark.parametrize("wat", INSTANTIATION)
+async def test_instantiation_fuel_agrees_with_wasmtime(wat: str) -> None:
+    """Constant expressions with arithmetic or reads of defined globals, 64-bit offsets and data for
+    a second memory cost what wasmtime's start-up code costs (or nothing, as a data image)."""
+    wasm = wat_to_wasm(wat)
+    ours = await run_asyncwasm(wasm, [])
+    assert ours == await anyio.to_thread.run_sync(run_wasmtime, wasm, [])
+
+
+async def test_data_for_a_defined_memory_after_an_imported_one() -> None:
+    provider = await asyncwasm.Linker().instantiate(asyncwasm.Module(wat_to_wasm('(module (memory (export "m") 1))')))
+    linker = asyncwasm.Linker()
+    linker.define_instance("p", provider)
+    wat = """(module (memory (import "p" "m") 1) (memory $own (export "own") 1)
+      (data (memory 1) (i32.const 10) "mine") (data (memory 0) (i32.const 3) "theirs"))"""
+    inst = await linker.instantiate(asyncwasm.Module(wat_to_wasm(wat)))
+    assert inst.exports["own"].read(10, 4) == b"mine"  # type: ignore[union-attr]
+    assert provider.exports["m"].read(3, 6) == b"theirs"  # type: ignore[union-attr]
+
+
 async def test_a_64_bit_address_plus_offset_past_2_64_traps_instead_of_wrapping() -> None:
     # offset 2^64-1 on a memory that may grow to 2^48 pages: not a static trap, the sum must trap
     wat = """(module (memory i64 1)
