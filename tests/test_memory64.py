@@ -18,7 +18,7 @@ import asyncwasm
 from asyncwasm.binary import decode_module
 from asyncwasm.errors import InvalidModule, MalformedModule, Trap, UnsupportedFeature
 from asyncwasm.features import WASM2, Features
-from asyncwasm.runtime.instance import host_global
+from asyncwasm.runtime.instance import host_global, host_memory
 from asyncwasm.text import wat_to_wasm
 from asyncwasm.validate import validate_module
 from asyncwasm.wast import ScriptRunner
@@ -152,6 +152,44 @@ async def test_instantiation_fuel_agrees_with_wasmtime(wat: str) -> None:
     wasm = wat_to_wasm(wat)
     ours = await run_asyncwasm(wasm, [])
     assert ours == await anyio.to_thread.run_sync(run_wasmtime, wasm, [])
+
+
+@pytest.mark.parametrize("offset", [1 << 18, (1 << 32) - 1, 1 << 32, (1 << 64) - 1])
+async def test_an_offset_past_the_maximum_traps_with_wasmtime_s_fuel(offset: int) -> None:
+    """An offset alone past the memory's maximum always traps: wasmtime saves the fuel first for an
+    offset that fits 32 bits, and loses what the frame used for a larger one (a 64-bit memory's)."""
+    wat = f"""(module (memory i64 0 3)
+      (func (export "f") (result i32) (i32.add (i32.const 1) (i32.load8_u offset={offset} (i64.const 0)))))"""
+    wasm = wat_to_wasm(wat)
+    ours = await run_asyncwasm(wasm, [("f", ())])
+    assert ours == await anyio.to_thread.run_sync(run_wasmtime, wasm, [("f", ())])
+    assert ours[1][1] == "trap TrapCode.MEMORY_OUT_OF_BOUNDS" and ours[1][2] == (4 if offset < 1 << 32 else 0)
+
+
+def _wasmtime_with_memory(wasm: bytes) -> int:
+    cfg = wasmtime.Config()
+    cfg.consume_fuel = True
+    cfg.wasm_multi_memory = True
+    engine = wasmtime.Engine(cfg)
+    store = wasmtime.Store(engine)
+    store.set_fuel(10**9)
+    memory = wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(1, None)))
+    wasmtime.Instance(store, wasmtime.Module(engine, wasm), [memory])
+    return 10**9 - store.get_fuel()
+
+
+@pytest.mark.parametrize("data", ['(data (memory 1) (i32.const 5) "x")', '(data (memory 1) (i32.const 4095) "xy")',
+                                  '(data (memory 1) (i32.const 5) "x") (data (memory 1) (i32.const 9000) "\\00y\\00")'])
+async def test_a_data_image_beside_an_imported_memory_costs_its_pages(data: str) -> None:
+    """A module that imports a memory gets no mapped image from wasmtime: its start-up code copies
+    each image, in whole 4 KiB pages, and is charged for them."""
+    wasm = wat_to_wasm(f'(module (import "e" "m" (memory 1)) (memory 1) {data} (global i32 (i32.mul (i32.const 2) (i32.const 3))))')
+    linker = asyncwasm.Linker()
+    linker.define("e", "m", host_memory(1))
+    store = asyncwasm.Store()
+    await linker.instantiate(asyncwasm.Module(wasm), store)
+    assert store.fuel_used == await anyio.to_thread.run_sync(_wasmtime_with_memory, wasm)
+    assert store.fuel_used > 4096
 
 
 async def test_data_for_a_defined_memory_after_an_imported_one() -> None:
@@ -304,3 +342,41 @@ def test_the_spec_scripts_of_memory64_and_multi_memory_pass(shared: Path) -> Non
     assert commands > 9_700
     unexpected = [f for f in failures if f[0] not in OTHERS]
     assert not unexpected, unexpected[:20]
+
+
+SMITH_SEEDS = range(40)
+
+
+def test_random_modules_with_64_bit_and_several_memories_agree_with_wasmtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/differential.py's harness on `wasm-tools smith` modules that may have up to three
+    memories, 64-bit ones among them, and extended constant expressions: results, traps, state and
+    fuel agree with wasmtime call by call."""
+    import differential
+
+    flags = list(differential.SMITH_FLAGS)
+    for name, value in (("--memory64-enabled", "true"), ("--extended-const-enabled", "true"),
+                        ("--max-memories", "3"), ("--max-memory64-bytes", str(4 * 65536))):
+        if name in flags:
+            flags[flags.index(name) + 1] = value
+        else:
+            flags += [name, value]
+    monkeypatch.setattr(differential, "SMITH_FLAGS", tuple(flags))
+    cfg = wasmtime.Config()  # the harness's 2.0 configuration, plus the memory proposals
+    cfg.consume_fuel = True
+    for feature in ("simd", "relaxed_simd", "threads", "tail_call", "gc", "function_references", "exceptions",
+                    "wide_arithmetic", "custom_page_sizes", "component_model"):
+        setattr(cfg, f"wasm_{feature}", False)
+    cfg.wasm_memory64 = cfg.wasm_multi_memory = True
+    cfg.cranelift_opt_level = "none"
+    monkeypatch.setattr(differential, "_engine", wasmtime.Engine(cfg))
+    disagreements, several, wide = [], 0, 0
+    for seed in SMITH_SEEDS:
+        wasm = differential.generate(seed)
+        if wasm is None:
+            continue
+        memories = decode_module(wasm).memory_types()
+        several += len(memories) > 1
+        wide += any(m.address == "i64" for m in memories)
+        disagreements += differential.run_module(wasm, seed).disagreements
+    assert not disagreements, [str(d) for d in disagreements[:10]]
+    assert several >= 5 and wide >= 5  # the seeds do reach the features

@@ -653,7 +653,7 @@ class FunctionTranslator:
         _align, offset, k = memarg(imm)  # type: ignore[arg-type]
         a = self.pop()
         if offset + ACCESS_SIZE[op] > self.info.memory_limit(k):
-            self.static_trap()
+            self.static_trap(offset)
             return
         self.push_slot_value((load_template(op, k) if k else LOADS[op]).format(ea=self.ea(a, offset)))
 
@@ -662,14 +662,19 @@ class FunctionTranslator:
         v = self.pop()
         a = self.pop()
         if offset + ACCESS_SIZE[op] > self.info.memory_limit(k):
-            self.static_trap()
+            self.static_trap(offset)
             return
         self.emit((store_template(op, k) if k else STORES[op]).format(ea=self.ea(a, offset), v=v.code))
 
-    def static_trap(self) -> None:
+    def static_trap(self, offset: int = 0) -> None:
         """An access whose offset alone passes the most memory there can ever be: it always traps,
-        and wasmtime compiles it as a trap that saves the fuel first (like ``unreachable``)."""
-        self.emit(f"{SAVE}; raise _trap({MEMORY_OOB!r})")
+        and wasmtime compiles it as a trap that saves the fuel first (like ``unreachable``), when
+        the offset fits 32 bits; a larger one (a 64-bit memory's) is checked as any other address,
+        so its trap loses what the frame used since its last save."""
+        if offset > 0xFFFFFFFF:
+            self.emit(f"raise _trap({MEMORY_OOB!r})")
+        else:
+            self.emit(f"{SAVE}; raise _trap({MEMORY_OOB!r})")
         self.close_segment_dead()
 
     def do_table_size(self, imm: object, i: int) -> None:

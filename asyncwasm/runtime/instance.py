@@ -541,6 +541,8 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
                 fuel.copy(len(d.init))
             objects.memory_init(memories[d.memory].data, g["_D"], k, off, 0, len(d.init))
             g["_D"][k] = b""
+    for size in plan.image_copies:
+        fuel.copy(size)
     fuel.save(calls_start=m.start is not None)
     return inst.func_ref(m.start) if m.start is not None else None
 
