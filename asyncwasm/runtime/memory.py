@@ -75,7 +75,12 @@ class Memory:
             raise Trap(f"memory of {type.limits.min} pages exceeds the store's budget of {budget.total} "
                        f"pages for all its memories ({budget.remaining} left)")
         size = type.limits.min * PAGE_SIZE
-        self.data: mmap.mmap | bytearray = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size else bytearray()
+        try:
+            self.data: mmap.mmap | bytearray = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size else bytearray()
+        except BaseException:
+            if budget is not None:
+                budget.give(type.limits.min)
+            raise
 
     @classmethod
     def new(cls, min_pages: int, max_pages: int | None = None, address: str = "i32") -> Memory:
