@@ -179,7 +179,8 @@ def _memarg(data: bytes, pos: int, multi: bool, offset_bits: int) -> tuple[tuple
     mem = 0
     if not multi:
         if flags >= 32:
-            raise MalformedModule("malformed memop flags", pos - 1)
+            hint = " (a memory index needs multi-memory)" if 0x40 <= flags < 0x80 else ""
+            raise MalformedModule(f"malformed memop flags{hint}", pos - 1)
     else:
         if flags >= 0x80:
             raise MalformedModule("malformed memop flags", start)
@@ -199,7 +200,7 @@ def _memidx(data: bytes, pos: int, multi: bool) -> tuple[int, int]:
     if multi:
         return _u32(data, pos)
     if data[pos] != 0:
-        raise MalformedModule("zero byte expected", pos)
+        raise MalformedModule("zero byte expected (a memory index needs multi-memory)", pos)
     return 0, pos + 1
 
 
