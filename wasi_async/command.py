@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from asyncwasm import Linker, Module, RunStats, Store, Trap
+from asyncwasm import Linker, Module, RunStats, Store, Trap, cpu_turn
 
 from .config import Preopen, ProcessStdio, StdinSource, StdoutSink, WasiConfig
 from .context import WasiContext
@@ -173,19 +173,27 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     """
     compiled = _module(module)
     argv = list(args) if args else [compiled.name]
-    out_sink, out_cap = _sink(stdout, 1, max_output)
-    err_sink, err_cap = _sink(stderr, 2, max_output)
-    config = WasiConfig(args=argv, env=dict(env or {}), preopens=[_preopen(p) for p in preopens],
-                        stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink, max_open_files=max_open_files)
     store = store if store is not None else Store()
-    fuel_before = store.fuel_used
-    ctx = WasiContext(config)
+    stats = RunStats(weight=store.weight)
+    # The host side of the set-up takes a turn of the CPU token: thousands of commands started at once
+    # then queue for it instead of all setting up before the event loop gets a tick.
+    async with cpu_turn(stats):
+        out_sink, out_cap = _sink(stdout, 1, max_output)
+        err_sink, err_cap = _sink(stderr, 2, max_output)
+        config = WasiConfig(args=argv, env=dict(env or {}), preopens=[_preopen(p) for p in preopens],
+                            stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink, max_open_files=max_open_files)
+        fuel_before = store.fuel_used
+        ctx = WasiContext(config)
+        try:
+            overlay = _Overlay(linker if linker is not None else Linker())
+            ctx.add_to_linker(overlay)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await ctx.aclose()
+            raise
     exit_code: int | None = 0
     trap: Trap | None = None
-    stats = RunStats(weight=store.weight)
     try:
-        overlay = _Overlay(linker if linker is not None else Linker())
-        ctx.add_to_linker(overlay)
         try:
             instance = await overlay.instantiate(compiled, store)
             stats = instance.stats
