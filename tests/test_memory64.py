@@ -376,3 +376,14 @@ def test_random_modules_with_64_bit_and_several_memories_agree_with_wasmtime(mon
         disagreements += differential.run_module(wasm, seed).disagreements
     assert not disagreements, [str(d) for d in disagreements[:10]]
     assert several >= 5 and wide >= 5  # the seeds do reach the features
+
+
+def test_the_flat_shape_passes_the_multi_memory_and_memory64_scripts(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory operations translate the same in the flat shape (deeply nested functions take it)."""
+    from asyncwasm.compiler import structured
+
+    monkeypatch.setattr(structured, "MAX_PY_LOOPS", -1)
+    for name in ("address64", "memory_trap64", "memory_copy1", "memory-multi", "load2", "store2", "bulk64",
+                 "table_copy_mixed", "memory_grow64", "memory_init0", "float_memory64"):
+        res = ScriptRunner(shared / "spec3" / "json" / name / f"{name}.json").run()
+        assert res.failed == 0 and res.passed > 0, res.failures[:5]
