@@ -21,7 +21,7 @@ from asyncwasm.features import WASM2, Features
 from asyncwasm.runtime.instance import host_global, host_memory
 from asyncwasm.text import wat_to_wasm
 from asyncwasm.validate import validate_module
-from asyncwasm.wast import ScriptRunner, load_known_failures
+from asyncwasm.wast import DEFAULT_KNOWN_FAILURES, ScriptRunner, failure_key, load_known_failures
 
 pytestmark = pytest.mark.anyio
 
@@ -321,23 +321,20 @@ AREA = ("address64 align64 bulk64 call_indirect64 endianness64 float_memory64 lo
         "memory_trap1 memory_copy0 memory_copy1 memory_fill0 memory_init0 float_memory0 data0 data1 data_drop0 "
         "traps0 start0 exports0 binary0 imports0 imports1 imports2 imports3 imports4 linking0 linking1 linking2 "
         "linking3 global").split()
-KNOWN3 = Path(asyncwasm.__file__).with_name("wast_known_failures3.txt")
-
-
 def test_the_spec_scripts_of_memory64_and_multi_memory_pass(shared: Path) -> None:
     """Every command of these spec3 scripts passes, but those of other proposals (GC types, typed
-    function references) listed in the 3.0 known-failures file, which must still fail."""
-    failures: list[tuple[str, str]] = []
+    function references) listed in the known-failures file, which must still fail."""
+    failures: set[str] = set()
     commands = 0
     for name in AREA:
         path = shared / "spec3" / "json" / name / f"{name}.json"
         commands += len(json.loads(path.read_text())["commands"])
-        failures += ScriptRunner(path).run().failures
+        failures |= {failure_key(path, where) for where, _msg in ScriptRunner(path).run().failures}
     assert commands > 9_700
-    known = {k for k in load_known_failures(KNOWN3) if k.split(":")[0].removesuffix(".json") in AREA}
-    failing = {where for where, _msg in failures}
-    assert not failing - known, sorted(failing - known)[:20]
-    assert not known - failing, f"now passing, remove from {KNOWN3.name}: {sorted(known - failing)}"
+    known = {k for k in load_known_failures(DEFAULT_KNOWN_FAILURES)
+             if k.startswith("spec3/") and k[6:].rpartition(":")[0] in AREA}
+    assert not failures - known, sorted(failures - known)[:20]
+    assert not known - failures, f"now passing, remove from the known failures: {sorted(known - failures)}"
 
 
 SMITH_SEEDS = range(40)
