@@ -384,3 +384,16 @@ def test_the_flat_shape_passes_the_multi_memory_and_memory64_scripts(shared: Pat
                  "table_copy_mixed", "memory_grow64", "memory_init0", "float_memory64"):
         res = ScriptRunner(shared / "spec3" / "json" / name / f"{name}.json").run()
         assert res.failed == 0 and res.passed > 0, res.failures[:5]
+
+
+def test_the_cli_memory_limit_is_for_all_memories_together(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    module = tmp_path / "two.wat"
+    module.write_text('(module (memory 2) (memory 2) (func (export "_start")))')
+    run = [sys.executable, "-m", "asyncwasm", "run", "--max-memory"]
+    over = subprocess.run([*run, "192KiB", str(module)], capture_output=True, text=True, timeout=60)
+    assert over.returncode == 1 and "start at 4 pages together" in over.stderr
+    fits = subprocess.run([*run, "256KiB", str(module)], capture_output=True, text=True, timeout=60)
+    assert fits.returncode == 0, fits.stderr
