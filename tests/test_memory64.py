@@ -7,6 +7,8 @@ results, traps and fuel."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -387,9 +389,6 @@ def test_the_flat_shape_passes_the_multi_memory_and_memory64_scripts(shared: Pat
 
 
 def test_the_cli_memory_limit_is_for_all_memories_together(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     module = tmp_path / "two.wat"
     module.write_text('(module (memory 2) (memory 2) (func (export "_start")))')
     run = [sys.executable, "-m", "asyncwasm", "run", "--max-memory"]
