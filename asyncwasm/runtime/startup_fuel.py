@@ -53,7 +53,7 @@ def static_elem(module: Module, k: int, n_imported_tables: int) -> bool:
     return not seg.exprs and seg.table >= n_imported_tables and _const_offset(seg.offset) is not None
 
 
-def image_sizes(module: Module, n_imported_memories: int) -> list[int]:
+def image_sizes(module: Module) -> list[int]:
     """The bytes of each data image wasmtime builds, for the memories that have data, in memory
     order: the span of their non-empty segments with leading and trailing zero bytes cut (when
     there is a nonzero one), widened to whole host pages. Call only when ``static_data`` holds."""
@@ -132,7 +132,7 @@ class Plan:
         self.image_copies: list[int] = []
         if self.free and n_imported_memories:
             self.free = False
-            self.image_copies = image_sizes(module, n_imported_memories)
+            self.image_copies = image_sizes(module)
         self.needed = (
             bool(self.image_copies)
             or (self.free and len(with_data) < len(module.memories))  # a memory without an image
