@@ -3,11 +3,12 @@
 Function bodies are checked with the operand/control stack algorithm of the spec's appendix
 ("Validation Algorithm"), where a value popped from the polymorphic stack of unreachable code has
 the unknown type (``None`` here). The features covered are those of Wasm 2.0: MVP, sign extension,
-non-trapping float-to-int, multi-value, bulk memory and reference types; and of 3.0 memory64 and
-table64 (i64 addresses and indices), multiple memories and extended constant expressions. Where
-2.0 and 3.0 disagree the feature set decides: several memories need ``multi_memory``, arithmetic
-in a constant expression ``extended_const``, and a constant expression reading a global the module
-defines ``gc`` (as wasmtime gates it).
+non-trapping float-to-int, multi-value, bulk memory and reference types, and SIMD and relaxed SIMD
+(their rules in ``validate_simd``); and of 3.0 memory64 and table64 (i64 addresses and indices),
+multiple memories and extended constant expressions. Where 2.0 and 3.0 disagree the feature set
+decides: several memories need ``multi_memory``, arithmetic in a constant expression
+``extended_const``, and a constant expression reading a global the module defines ``gc`` (as
+wasmtime gates it).
 
 Validation runs on every module before instantiation, so the body checker is built for speed: the
 common instructions (constants, ``local.get``, numeric operators) are typed inline from a table keyed
@@ -39,8 +40,10 @@ from asyncwasm.binary.module import (
     TableType,
 )
 from asyncwasm.binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NATURAL_ALIGN, OPCODES, name_of
+from asyncwasm.binary.simd_opcodes import SIMD_NAMES
 from asyncwasm.errors import InvalidModule
 from asyncwasm.features import WASM3, Features
+from asyncwasm.validate_simd import SIMD_SIGNATURES, simd_handlers
 
 __all__ = ["validate_module"]
 
@@ -60,6 +63,7 @@ _MEMORY_INIT, _DATA_DROP, _MEMORY_COPY, _MEMORY_FILL = 0xFC08, 0xFC09, 0xFC0A, 0
 _TABLE_INIT, _ELEM_DROP, _TABLE_COPY, _TABLE_GROW, _TABLE_SIZE, _TABLE_FILL = (
     0xFC0C, 0xFC0D, 0xFC0E, 0xFC0F, 0xFC10, 0xFC11)
 
+_V128_CONST = SIMD_NAMES["v128.const"]
 _CONST_TYPES = {_I32_CONST: I32, _I64_CONST: I64, _F32_CONST: F32, _F64_CONST: F64}
 # the arithmetic extended-const admits in constant expressions: i32/i64 add, sub, mul
 _EXTENDED_CONST = {0x6A: I32, 0x6B: I32, 0x6C: I32, 0x7C: I64, 0x7D: I64, 0x7E: I64}
@@ -104,6 +108,7 @@ def _simple_signatures() -> dict[int, tuple[int, str | None, str]]:
 
 
 _SIMPLE = _simple_signatures()
+_SIMPLE.update(SIMD_SIGNATURES)
 
 _LOADS: dict[int, str] = {}
 _STORES: dict[int, str] = {}
@@ -172,6 +177,7 @@ class _BodyChecker:
             handlers[op] = self._load
         for op in _STORES:
             handlers[op] = self._store
+        handlers.update(simd_handlers(self, _Invalid))
         self.handlers = handlers
 
     # -- the function body loop ------------------------------------------------------------------
@@ -652,6 +658,8 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
         t = _CONST_TYPES.get(op)
         if t is not None:
             stack.append(t)
+        elif op == _V128_CONST:
+            stack.append(V128)
         elif op == _REF_NULL:
             stack.append(imm)
         elif op == _REF_FUNC:

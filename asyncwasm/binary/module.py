@@ -13,7 +13,8 @@ Value types are the strings in ``VALTYPES``. An instruction is a tuple ``(op, im
   typed ``select`` holds a tuple of value types; ``ref.null`` a reftype string;
   ``table.init`` is ``(elemidx, tableidx)``; ``table.copy`` ``(dst, src)``; ``memory.size``,
   ``memory.grow`` and ``memory.fill`` hold their memory index, ``memory.copy`` ``(dst, src)``
-  memory indices and ``memory.init`` ``(dataidx, memidx)``;
+  memory indices and ``memory.init`` ``(dataidx, memidx)``; SIMD opcodes are
+  ``simd_opcodes.SIMD_BASE + sub``, their immediates as ``simd_opcodes`` describes;
 * ``offset``: the instruction's byte offset in the whole module, for errors and backtraces.
 
 A function body's list ends with its final ``end`` (op 0x0B). Constant expressions omit the final ``end``.

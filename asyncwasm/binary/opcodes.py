@@ -1,4 +1,4 @@
-"""Every WebAssembly 2.0 opcode (SIMD aside): its text name and the kind of its immediate.
+"""Every WebAssembly 2.0 opcode (SIMD aside: ``simd_opcodes``): its text name and the kind of its immediate.
 
 ``OPCODES[op] = (name, kind)``; 0xFC-prefixed opcodes are keyed ``0xFC00 | sub``.
 Immediate kinds: none, block, label, br_table, func, call_indirect, local, global, table,
@@ -7,6 +7,8 @@ memory_init, data, memory_copy, table_init, elem, table_copy.
 """
 
 from __future__ import annotations
+
+from .simd_opcodes import SIMD_OPCODES
 
 _LOADS_STORES = [
     (0x28, "i32.load"), (0x29, "i64.load"), (0x2A, "f32.load"), (0x2B, "f64.load"),
@@ -81,4 +83,8 @@ END, ELSE, BLOCK, LOOP, IF = 0x0B, 0x05, 0x02, 0x03, 0x04
 
 
 def name_of(op: int) -> str:
-    return OPCODES[op][0] if op in OPCODES else f"<opcode {op:#x}>"
+    if op in OPCODES:
+        return OPCODES[op][0]
+    if op in SIMD_OPCODES:
+        return SIMD_OPCODES[op][0]
+    return f"<opcode {op:#x}>"

@@ -3,7 +3,8 @@
 Scope: MVP, sign extension, non-trapping float-to-int, multi-value, bulk memory and reference
 types; memory64 and table64 (limits flags 4 and 5, u64 bounds and memarg offsets) and multiple
 memories (memory indices in memargs, flagged by bit 6, and in the memory instructions), each read
-only when the feature set enables it, else as 2.0 reads those bytes. SIMD is refused with
+only when the feature set enables it, else as 2.0 reads those bytes; SIMD and relaxed SIMD when
+the feature set enables them (``simd_decode``), else refused with
 ``UnsupportedFeature``. Every other problem raises ``MalformedModule``
 whose message contains the text the spec test suite expects, with the absolute byte offset.
 
@@ -30,6 +31,7 @@ from .module import (
     FUNCREF,
     I32,
     I64,
+    V128,
     Code,
     Data,
     Elem,
@@ -47,6 +49,7 @@ from .module import (
     TableType,
 )
 from .opcodes import OPCODES
+from .simd_decode import decode_simd
 
 __all__ = ["decode_module", "MAX_LOCALS"]
 
@@ -59,6 +62,7 @@ EOS = "unexpected end of section or function"
 _VALTYPES = {0x7F: I32, 0x7E: I64, 0x7D: F32, 0x7C: F64, 0x70: FUNCREF, 0x6F: EXTERNREF}
 _REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF}
 _V128 = 0x7B
+_VALTYPES_SIMD = {**_VALTYPES, _V128: V128}  # with SIMD enabled
 _EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global")
 
 # Where each known section may appear: a section must come strictly after the previous one.
@@ -155,7 +159,7 @@ def _u32(data: bytes, pos: int) -> tuple[int, int]:
 
 def _valtype_error(b: int, pos: int) -> MalformedModule:
     if b == _V128:
-        return UnsupportedFeature("SIMD", pos)
+        return UnsupportedFeature("simd (not enabled in this feature set)", pos)
     if b & 0x80:  # read by the spec as a 7-bit signed LEB: a continuation byte is too long
         return MalformedModule("integer representation too long", pos + 1)
     return MalformedModule(f"malformed value type {b:#04x}", pos)
@@ -213,6 +217,7 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
     kinds = _KINDS
     multi = features.multi_memory
     offset_bits = 64 if features.memory64 else 32
+    valtypes = _VALTYPES_SIMD if features.simd else _VALTYPES
     out: list[Instr] = []
     append = out.append
     ctl: list[int] = []  # open blocks: 0 block/loop, 1 if, 2 if after its else
@@ -266,7 +271,7 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
                 append((op, None, start))
                 pos += 1
             elif b & 0xC0 == 0x40:
-                t = _VALTYPES.get(b)
+                t = valtypes.get(b)
                 if t is None:
                     raise _valtype_error(b, pos)
                 append((op, t, start))
@@ -334,7 +339,7 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
             types = []
             for _ in range(count):
                 b = data[pos]
-                t = _VALTYPES.get(b)
+                t = valtypes.get(b)
                 if t is None:
                     raise _valtype_error(b, pos)
                 pos += 1
@@ -369,7 +374,9 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
                 imm = (x, y)
             append((full, imm, start))
         elif k == K_SIMD:
-            raise UnsupportedFeature("SIMD", start)
+            features.require("simd", start)
+            instr, pos = decode_simd(data, pos, start, features, _u32)
+            append(instr)
         else:
             raise MalformedModule(f"illegal opcode {op:#04x}", start)
 
@@ -393,6 +400,7 @@ class _Decoder:
         self.pos = 0
         self.module = Module()
         self.uses_data = False  # memory.init / data.drop seen in a function body
+        self.valtypes = _VALTYPES_SIMD if features.simd else _VALTYPES
 
     # primitives
 
@@ -438,7 +446,7 @@ class _Decoder:
 
     def valtype(self) -> str:
         b = self.data[self.pos]
-        t = _VALTYPES.get(b)
+        t = self.valtypes.get(b)
         if t is None:
             raise _valtype_error(b, self.pos)
         self.pos += 1

@@ -24,13 +24,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..binary.module import F32, F64, I32, I64, Code, FuncType
+from ..binary.module import F32, F64, I32, I64, V128, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
 from ..errors import MEMORY_OOB, TABLE_OOB
 from .fastops import FAST_BINARY
 from .memories import copy_call, grow_fail, grow_name, load_template, memarg, memory_name, store_template
 from .numeric import f32_from_bits, f64_from_bits
 from .ops import FREE_OPS, LOADS, OPERATORS, STORES
+from .simd import SIMD_HANDLERS
 
 _MAX_FOLD_DEPTH = 24
 # bytes each load and store opcode touches
@@ -48,7 +49,7 @@ BIG_FRAME = 64
 GROUP = 8  # flat segments tested one after another at a leaf of the dispatch tree
 STACK_BUDGET = 4_000_000
 _SLOT = re.compile(r"\bs(\d+)\b")
-_ZERO = {I32: "0", I64: "0", F32: "0.0", F64: "0.0"}
+_ZERO = {I32: "0", I64: "0", F32: "0.0", F64: "0.0", V128: "0"}
 
 
 @dataclass
@@ -831,6 +832,7 @@ for _op in LOADS:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_load(imm, i, op))(_op)
 for _op in STORES:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_store(imm, i, op))(_op)
+_HANDLERS.update(SIMD_HANDLERS)
 
 
 SMALL_SWITCH = 8  # br_table targets tested one after another; more go through a tree of ranges

@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ..binary.module import F32, F64, I32, I64
+from ..binary.module import F32, F64, I32, I64, V128
 from ..compiler.numeric import fround
 from ..errors import Trap
 from ..scheduler import await_in_guest
@@ -25,7 +25,7 @@ from ..scheduler import native as nesting
 # raw (unsigned) to the host's value, and back: expressions over the name in braces
 _FROM_RAW = {I32: "({v} - (({v} & 0x80000000) << 1))", I64: "({v} - (({v} & 0x8000000000000000) << 1))"}
 _TO_RAW = {I32: "(int({v}) & 0xFFFFFFFF)", I64: "(int({v}) & 0xFFFFFFFFFFFFFFFF)", F32: "fround(float({v}))",
-           F64: "float({v})"}
+           F64: "float({v})", V128: f"(int({{v}}) & {(1 << 128) - 1:#x})"}
 _PLAIN = frozenset((int, float, bool, tuple, list, type(None)))
 
 _factories: dict[tuple[Any, ...], Callable[..., Callable[..., Any]]] = {}

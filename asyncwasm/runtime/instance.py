@@ -32,7 +32,8 @@ from ..binary.module import (
     TableType,
 )
 from ..binary.reader import decode_module
-from ..compiler import numeric
+from ..binary.simd_opcodes import SIMD_NAMES
+from ..compiler import numeric, simd_ops
 from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, compile_module, global_cells
 from ..compiler.memories import grow_name, memory_name
 from ..cpu import RunStats
@@ -72,6 +73,8 @@ _BASE_GLOBALS.update({
     "_ddrop": objects.data_drop, "_mcopy": objects.memory_copy, "_mfill": objects.memory_fill,
     "_mcopy2": objects.memory_copy2, "_tgrow64": objects.table_grow64,
 })
+_BASE_GLOBALS.update(simd_ops.HELPERS)
+V128_CONST = SIMD_NAMES["v128.const"]
 # Compiled code finds its helpers as builtins: one shared dict, so an instance's own globals hold
 # only what is its own (functions, memory, tables, globals, fuel).
 _SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
@@ -399,6 +402,8 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
             stack.append(v.value if isinstance(v, Global) else v)
         elif op == 0xD0:
             stack.append(None)
+        elif op == V128_CONST:
+            stack.append(imm)
         elif op == 0xD2:
             stack.append(inst.func_ref(imm))
         elif op in _EXTENDED_CONST:

@@ -28,10 +28,11 @@ out of fuel keeps it. The start function's call saves it first.
 from __future__ import annotations
 
 from ..binary.module import Module
+from ..binary.simd_opcodes import SIMD_NAMES
 from ..errors import FuelExhausted
 from ..store import Store
 
-_NUMERIC_CONSTS = frozenset({0x41, 0x42, 0x43, 0x44})  # i32/i64/f32/f64.const
+_NUMERIC_CONSTS = frozenset({0x41, 0x42, 0x43, 0x44, SIMD_NAMES["v128.const"]})  # i32/i64/f32/f64/v128.const
 _ALWAYS_DENSE = 16 << 20  # an image spanning no more than this is always made
 _PAGE = 4096  # the host page size wasmtime pads images to
 SMALL_BULK = 128  # a copy costing at most this is not checked (as in compiled code)
