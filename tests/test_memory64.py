@@ -132,6 +132,33 @@ async def test_results_traps_and_fuel_agree_with_wasmtime() -> None:
     assert got[("load", (2 * PAGE - 1,))] == 0x01  # the last byte of the store at 2 pages - 4
 
 
+SIMD_MODULE = r"""
+(module
+  (memory $a i64 1 2)
+  (memory $b 1)
+  (func (export "st") (param i64 i64) (v128.store $a (local.get 0) (i64x2.splat (local.get 1))))
+  (func (export "ld") (param i64) (result i64) (i64x2.extract_lane 1 (v128.load $a offset=8 (local.get 0))))
+  (func (export "lane") (param i64) (result i32)
+    (i32x4.extract_lane 0 (v128.load32_lane $a 0 (local.get 0) (v128.const i32x4 0 0 0 0))))
+  (func (export "big") (param i64) (result i64) (i64x2.extract_lane 0 (v128.load $a offset=0x100000000 (local.get 0))))
+  (func (export "copyb") (param i32) (v128.store $b (local.get 0) (v128.load $a (i64.const 0))))
+  (func (export "ldb") (param i32) (result i64) (i64x2.extract_lane 0 (v128.load $b (local.get 0))))
+)
+"""
+SIMD_CALLS: list[tuple[str, tuple[int, ...]]] = [
+    ("st", (0, 0x1122334455667788)), ("ld", (0,)), ("ld", (PAGE - 24,)), ("ld", (PAGE - 23,)), ("ld", (M64,)),
+    ("lane", (PAGE - 4,)), ("lane", (PAGE - 3,)), ("big", (0,)), ("copyb", (PAGE - 16,)), ("copyb", (PAGE - 15,)),
+    ("ldb", (PAGE - 16,)),
+]
+
+
+async def test_simd_accesses_to_a_64_bit_and_a_second_memory_agree_with_wasmtime() -> None:
+    wasm = wat_to_wasm(SIMD_MODULE)
+    ours = await run_asyncwasm(wasm, SIMD_CALLS)
+    assert ours == await anyio.to_thread.run_sync(run_wasmtime, wasm, SIMD_CALLS)
+    assert ours[-1][1] == 0x1122334455667788  # copied from the 64-bit memory into memory 1
+
+
 INSTANTIATION = [
     '(module (global i32 (i32.add (i32.const 1) (i32.const 2))))',
     '(module (global i32 (i32.const 1)) (global i32 (global.get 0)))',
