@@ -1,4 +1,8 @@
-"""WebAssembly 2.0 validation of a decoded ``Module``.
+"""WebAssembly validation of a decoded ``Module``.
+
+Reference types beyond funcref/externref, subtyping, typed function references and GC are checked
+by ``validate_refs`` (hooked in here): a value that is not the expected type may still match it, and
+only that case pays for the subtyping test.
 
 Function bodies are checked with the operand/control stack algorithm of the spec's appendix
 ("Validation Algorithm"), where a value popped from the polymorphic stack of unreachable code has
@@ -22,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from asyncwasm import validate_refs
 from asyncwasm.binary.module import (
     EXTERNREF,
     F32,
@@ -41,6 +46,7 @@ from asyncwasm.binary.module import (
 )
 from asyncwasm.binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NATURAL_ALIGN, OPCODES, name_of
 from asyncwasm.binary.simd_opcodes import SIMD_NAMES
+from asyncwasm.binary.types import Matcher, canonical_ids, defaultable, is_ref, parse_ref
 from asyncwasm.errors import InvalidModule
 from asyncwasm.features import WASM3, Features
 from asyncwasm.validate_simd import SIMD_SIGNATURES, simd_handlers
@@ -123,7 +129,7 @@ _SINGLE_BLOCKTYPE = {t: ((), (t,)) for t in (*NUMTYPES, V128, FUNCREF, EXTERNREF
 # A control frame is a list, indexed by these constants: the types a branch to it takes, the types
 # its end leaves, the operand-stack height at its start, whether the rest of it is unreachable, the
 # opcode that opened it, and its parameter types.
-_LABEL, _RESULTS, _HEIGHT, _DEAD, _OPCODE, _PARAMS = range(6)
+_LABEL, _RESULTS, _HEIGHT, _DEAD, _OPCODE, _PARAMS, _INITS = range(7)
 
 
 class _Invalid(Exception):
@@ -142,8 +148,15 @@ class _BodyChecker:
     """
 
     def __init__(self, module: Module, funcs: list[FuncType], tables: list[str], memories: int,
-                 globals_: list[GlobalType], refs: set[int]) -> None:
+                 globals_: list[GlobalType], refs: set[int], features: Features = WASM3,
+                 match: Matcher | None = None, func_tidx: list[int] | None = None) -> None:
         self.types = module.types
+        self.features = features
+        self.match = match or Matcher(canonical_ids(module))
+        self.sub = self.match.sub
+        self.func_tidx = func_tidx or []
+        self.inits = validate_refs.LocalInit(set())
+        self.locs: tuple[str, ...] = ()
         self.funcs = funcs
         self.tables = tables
         self.memories = memories
@@ -179,6 +192,10 @@ class _BodyChecker:
             handlers[op] = self._store
         handlers.update(simd_handlers(self, _Invalid))
         self.handlers = handlers
+        validate_refs.install(self)
+
+    def invalid(self, message: str) -> Exception:
+        return _Invalid(message)
 
     # -- the function body loop ------------------------------------------------------------------
 
@@ -188,11 +205,17 @@ class _BodyChecker:
         vals: list[str | None] = []
         self.vals = vals
         results = ftype.results
-        frame: list[Any] = [results, results, 0, False, BLOCK, _EMPTY]
+        frame: list[Any] = [results, results, 0, False, BLOCK, _EMPTY, 0]
         ctrls = [frame]
         self.ctrls = ctrls
         locs = ftype.params + tuple(locals_)
         nlocs = len(locs)
+        self.locs = locs
+        sub = self.sub
+        nondef = {len(ftype.params) + k for k, t in enumerate(locals_) if t[0] == "(" and not defaultable(t)}
+        self.inits = validate_refs.LocalInit(nondef)
+        if nondef:  # their local.get/set/tee go through the handlers that track initialisation
+            body = validate_refs.rename_nondefaultable(body, nondef)
         self.results = results
         simple = _SIMPLE
         handlers = self.handlers  # everything but local.get/set/tee and numeric operators, typed inline
@@ -210,7 +233,7 @@ class _BodyChecker:
                     expect = locs[imm]
                     if len(vals) > frame[_HEIGHT]:
                         t = vals[-1]
-                        if t != expect and t is not None:
+                        if t != expect and t is not None and not sub(t, expect):
                             raise _Invalid(f"type mismatch: expected [{expect}] but found [{t}]")
                         if op == _LOCAL_SET:
                             vals.pop()
@@ -271,7 +294,7 @@ class _BodyChecker:
                 return None
             raise _Invalid(f"type mismatch: expected [{expect or 'a value'}] but the stack is empty")
         actual = vals.pop()
-        if actual != expect and actual is not None and expect is not None:
+        if actual != expect and actual is not None and expect is not None and not self.sub(actual, expect):
             raise _Invalid(f"type mismatch: expected [{expect}] but found [{actual}]")
         return actual
 
@@ -284,7 +307,7 @@ class _BodyChecker:
         if len(vals) - n >= self.ctrls[-1][_HEIGHT]:
             got = vals[-n:]
             for g, t in zip(got, types, strict=True):
-                if g != t and g is not None:
+                if g != t and g is not None and not self.sub(g, t):
                     raise _Invalid(f"type mismatch: expected {_show(types)} but found {_show(got)}")
             del vals[-n:]
             return got
@@ -294,7 +317,7 @@ class _BodyChecker:
 
     def push_ctrl(self, op: int, params: tuple[str, ...], results: tuple[str, ...]) -> None:
         label = params if op == LOOP else results
-        self.ctrls.append([label, results, len(self.vals), False, op, params])
+        self.ctrls.append([label, results, len(self.vals), False, op, params, len(self.inits.log)])
         self.vals.extend(params)
 
     def pop_ctrl(self) -> list[Any]:
@@ -305,6 +328,8 @@ class _BodyChecker:
             raise _Invalid(f"type mismatch: block must end with {_show(frame[_RESULTS])} "
                            f"but {_show(extra)} remain{'s' if len(extra) == 1 else ''} above them")
         self.ctrls.pop()
+        if self.inits.log:
+            self.inits.reset(frame[_INITS])
         return frame
 
     def set_unreachable(self) -> None:
@@ -321,13 +346,24 @@ class _BodyChecker:
         if bt is None:
             return _EMPTY_BLOCKTYPE
         if type(bt) is str:
-            return _SINGLE_BLOCKTYPE[bt]
+            single = _SINGLE_BLOCKTYPE.get(bt)
+            if single is None:
+                self.check_valtype(bt)
+                single = ((), (bt,))
+            return single
         if 0 <= bt < len(self.types):
             ft = self.types[bt]
+            if not isinstance(ft, FuncType):
+                raise _Invalid(f"type mismatch: block type {bt} is not a function type")
             return ft.params, ft.results
         raise _Invalid(f"unknown type {bt}")
 
     # -- context look-ups ------------------------------------------------------------------------
+
+    def check_valtype(self, t: str) -> None:
+        r = parse_ref(t)
+        if r is not None and isinstance(r[1], int) and r[1] >= len(self.types):
+            raise _Invalid(f"unknown type {r[1]}")
 
     def table(self, x: int) -> str:
         if x >= len(self.tables):
@@ -396,7 +432,8 @@ class _BodyChecker:
 
     def _end(self, op: int, imm: Any) -> None:
         frame = self.pop_ctrl()
-        if frame[_OPCODE] == IF and frame[_PARAMS] != frame[_RESULTS]:
+        if frame[_OPCODE] == IF and frame[_PARAMS] != frame[_RESULTS] and \
+                not self.match.subs(frame[_PARAMS], frame[_RESULTS]):
             # An if without else has an implicit empty else, which must turn params into results.
             raise _Invalid(f"type mismatch: if without else must have matching parameters and results, "
                            f"not {_show(frame[_PARAMS])} -> {_show(frame[_RESULTS])}")
@@ -441,12 +478,14 @@ class _BodyChecker:
 
     def _call_indirect(self, op: int, imm: tuple[int, int]) -> None:
         typeidx, tableidx = imm
-        if self.table(tableidx) != FUNCREF:
+        if self.table(tableidx) != FUNCREF and not self.sub(self.tables[tableidx], FUNCREF):
             raise _Invalid(f"type mismatch: call_indirect needs a funcref table, table {tableidx} "
                            f"holds {self.tables[tableidx]}")
         if typeidx >= len(self.types):
             raise _Invalid(f"unknown type {typeidx}")
         ft = self.types[typeidx]
+        if not isinstance(ft, FuncType):
+            raise _Invalid(f"type mismatch: type {typeidx} is not a function type")
         self.pop(self.table_addrs[tableidx])
         self.pop_vals(ft.params)
         self.vals.extend(ft.results)
@@ -472,6 +511,7 @@ class _BodyChecker:
         if len(imm) != 1:
             raise _Invalid(f"invalid result arity {len(imm)} for select (must be 1)")
         t = imm[0]
+        self.check_valtype(t)
         self.pop(I32)
         self.pop(t)
         self.pop(t)
@@ -522,7 +562,7 @@ class _BodyChecker:
         dst, src = imm
         t1 = self.table(dst)
         t2 = self.table(src)
-        if t1 != t2:
+        if t1 != t2 and not self.sub(t2, t1):
             raise _Invalid(f"type mismatch: table.copy from a {t2} table into a {t1} table")
         self._pop_sizes(self.table_addrs[dst], self.table_addrs[src])
 
@@ -530,7 +570,7 @@ class _BodyChecker:
         elemidx, tableidx = imm
         t1 = self.table(tableidx)
         t2 = self.elem(elemidx)
-        if t1 != t2:
+        if t1 != t2 and not self.sub(t2, t1):
             raise _Invalid(f"type mismatch: table.init of a {t1} table from a {t2} segment")
         self.pop(I32)
         self.pop(I32)
@@ -596,11 +636,13 @@ class _BodyChecker:
     # -- reference instructions ------------------------------------------------------------------
 
     def _ref_null(self, op: int, t: str) -> None:
+        if t not in _REFTYPES:
+            self.check_valtype(t)
         self.vals.append(t)
 
     def _ref_is_null(self, op: int, imm: Any) -> None:
         t = self.pop(None)
-        if t not in _REF_OR_UNKNOWN:
+        if t not in _REF_OR_UNKNOWN and not is_ref(t):
             raise _Invalid(f"type mismatch: ref.is_null needs a reference, found [{t}]")
         self.vals.append(I32)
 
@@ -610,7 +652,7 @@ class _BodyChecker:
         if x not in self.refs:
             raise _Invalid(f"undeclared function reference {x}: it must appear in an element segment, "
                            f"an export or a global initializer")
-        self.vals.append(FUNCREF)
+        self.vals.append(f"(ref {self.func_tidx[x]})" if self.features.function_references else FUNCREF)
 
 
 # -- module level ------------------------------------------------------------------------------
@@ -639,7 +681,8 @@ def _check_table_limits(tt: TableType) -> None:
 
 
 def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: list[GlobalType],
-                 what: str, n_imported: int | None = None, features: Features = WASM3) -> None:
+                 what: str, refs: validate_refs.ConstRefs | None = None, n_imported: int | None = None,
+                 features: Features = WASM3) -> None:
     """A constant expression of type ``expect``.
 
     Wasm 2.0 allows only ``t.const``, ``ref.null``, ``ref.func`` and ``global.get`` of an immutable
@@ -665,7 +708,7 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
         elif op == _REF_FUNC:
             if imm >= funcs:
                 raise InvalidModule(f"unknown function {imm} in {what}", offset=off)
-            stack.append(FUNCREF)
+            stack.append(FUNCREF if refs is None else refs.func_ref(imm))
         elif op == _GLOBAL_GET:
             if imm >= len(globals_) or (imm >= n_imported and not features.gc):
                 why = "" if features.gc else " (only imported globals may be read without gc)"
@@ -680,11 +723,13 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
                 raise InvalidModule(f"type mismatch: {name_of(op)} in {what} needs [{t} {t}] "
                                     f"but finds {_show(stack[-2:])}", offset=off)
             stack.pop()
+        elif refs is not None and refs.step(op, imm, stack):
+            pass
         else:
             why = " (needs extended-const)" if op in _EXTENDED_CONST else ""
             raise InvalidModule(f"constant expression required in {what}: {name_of(op)} is not constant{why}",
                                 offset=off)
-    if stack != [expect]:
+    if stack != [expect] and not (refs is not None and refs.matches(stack, expect)):
         raise InvalidModule(f"type mismatch: {what} must produce [{expect}] but produces {_show(stack)}",
                             offset=expr[0][2] if expr else None)
 
@@ -692,7 +737,7 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
 def _collect_refs(module: Module) -> set[int]:
     """C.refs: the functions a body may name with ``ref.func`` (declared outside function bodies)."""
     refs = {e.index for e in module.exports if e.kind == "func"}
-    exprs = [g.init for g in module.globals]
+    exprs = [g.init for g in module.globals] + [e for e in module.table_inits if e]
     for elem in module.elems:
         exprs.extend(elem.init)
     for expr in exprs:
@@ -705,6 +750,13 @@ def _collect_refs(module: Module) -> set[int]:
 def validate_module(module: Module, features: Features = WASM3) -> None:
     """Check ``module`` against the validation rules of ``features``; raise InvalidModule on the first break."""
     ntypes = len(module.types)
+    match = validate_refs.check_types(module)
+    func_tidx: list[int] = []
+
+    def valtype(t: str, where: str) -> None:
+        if t[0] == "(":
+            validate_refs.valid_valtype(t, ntypes, where)
+
     funcs: list[FuncType] = []
     tables: list[str] = []
     memories = 0
@@ -715,13 +767,21 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
         if imp.kind == "func":
             if not 0 <= imp.desc < ntypes:
                 raise InvalidModule(f"unknown type {imp.desc} for imported function {imp.module}.{imp.name}")
+            if not isinstance(module.types[imp.desc], FuncType):
+                raise InvalidModule(f"type mismatch: imported function {imp.module}.{imp.name} "
+                                    f"has type {imp.desc}, not a function type")
             funcs.append(module.types[imp.desc])
+            func_tidx.append(imp.desc)
         elif imp.kind == "table":
             _check_table_limits(imp.desc)
+            valtype(imp.desc.elem, " in an imported table")
             tables.append(imp.desc.elem)
         elif imp.kind == "memory":
             _check_memory_limits(imp.desc)
             memories += 1
+        elif imp.kind == "global":
+            valtype(imp.desc.valtype, " in an imported global")
+            imported_globals.append(imp.desc)
         else:
             imported_globals.append(imp.desc)
     nimported_funcs = len(funcs)
@@ -729,9 +789,14 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
         if not 0 <= typeidx < ntypes:
             raise InvalidModule(f"unknown type {typeidx}", func=nimported_funcs + i,
                                 func_name=module.func_name(nimported_funcs + i))
+        if not isinstance(module.types[typeidx], FuncType):
+            raise InvalidModule(f"type mismatch: function {nimported_funcs + i} has type {typeidx}, "
+                                f"not a function type")
         funcs.append(module.types[typeidx])
+        func_tidx.append(typeidx)
     for table in module.tables:
         _check_table_limits(table)
+        valtype(table.elem, " in a table")
         tables.append(table.elem)
     for memory in module.memories:
         _check_memory_limits(memory)
@@ -739,36 +804,53 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
     if memories > 1 and not features.multi_memory:
         raise InvalidModule(f"multiple memories need multi-memory, as Wasm 2.0 allows one (found {memories})")
     nfuncs = len(funcs)
+    refs = validate_refs.ConstRefs(module, match, func_tidx, features.function_references) \
+        if features.function_references or features.gc else None
 
     nig = len(imported_globals)
     all_globals = imported_globals + [g.type for g in module.globals]
+    nimported_tables = len(tables) - len(module.tables)
+    for i, table in enumerate(module.tables):
+        init = module.table_inits[i] if i < len(module.table_inits) else None
+        if init is not None:
+            _check_const(init, table.elem, nfuncs, imported_globals,
+                         f"the initializer of table {nimported_tables + i}", refs)
+        elif not defaultable(table.elem):
+            raise InvalidModule(f"type mismatch: table {nimported_tables + i} of non-nullable "
+                                f"{table.elem} needs an initializer")
     for i, glob in enumerate(module.globals):
+        valtype(glob.type.valtype, f" in global {nig + i}")
         _check_const(glob.init, glob.type.valtype, nfuncs, all_globals[:nig + i],
-                     f"the initializer of global {nig + i}", nig, features)
+                     f"the initializer of global {nig + i}", refs, nig, features)
     for i, elem in enumerate(module.elems):
+        valtype(elem.type, f" in element segment {i}")
         for expr in elem.init:
-            _check_const(expr, elem.type, nfuncs, all_globals, f"element segment {i}", nig, features)
+            _check_const(expr, elem.type, nfuncs, all_globals, f"element segment {i}", refs, nig, features)
         if elem.mode == "active":
             if elem.table >= len(tables):
                 raise InvalidModule(f"unknown table {elem.table} in element segment {i}")
-            if tables[elem.table] != elem.type:
+            if tables[elem.table] != elem.type and not match.sub(elem.type, tables[elem.table]):
                 raise InvalidModule(f"type mismatch: element segment {i} of {elem.type} "
                                     f"for a {tables[elem.table]} table")
             _check_const(elem.offset, table_types[elem.table].address, nfuncs, all_globals,
-                         f"the offset of element segment {i}", nig, features)
+                         f"the offset of element segment {i}", refs, nig, features)
     for i, data in enumerate(module.datas):
         if data.mode == "active":
             if data.memory >= memories:
                 raise InvalidModule(f"unknown memory {data.memory} in data segment {i}")
             _check_const(data.offset, memory_types[data.memory].address, nfuncs, all_globals,
-                         f"the offset of data segment {i}", nig, features)
+                         f"the offset of data segment {i}", refs, nig, features)
 
     if len(module.codes) != len(module.funcs):
         raise InvalidModule(f"{len(module.funcs)} functions declared but {len(module.codes)} bodies given")
-    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module))
+    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module),
+                           features, match, func_tidx)
     names = module.names.funcs
     for i, code in enumerate(module.codes):
         index = nimported_funcs + i
+        for t in code.locals:
+            if t[0] == "(":
+                valtype(t, f" in the locals of function {index}")
         checker.check(index, funcs[index], code.locals, code.body, code.offset, names.get(index))
 
     if module.start is not None:

@@ -33,6 +33,7 @@ from .compiler.numeric import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_
 from .compiler.simd_ops import M128
 from .errors import InvalidModule, LinkError, MalformedModule, Trap, WasmError
 from .features import WASM3, Features
+from .runtime.gc import Array, HostAny, Struct
 from .runtime.instance import CompiledModule, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
@@ -108,6 +109,11 @@ def _parse_value(v: dict[str, Any]) -> Any:
         return None if s == "null" else HostRef(int(s))
     if t == V128:
         return _v128_of(v["lane_type"], s)
+    if t == "anyref" and s != "null":
+        return HostAny(HostRef(int(s)))  # ``ref.host N``: a host value seen as an anyref
+    if t in _NULLABLE_RESULTS:
+        if s == "null":
+            return None
     raise _Failure(f"unsupported value type {t}")
 
 
@@ -168,11 +174,24 @@ def _matches(expected: dict[str, Any], got: Any) -> bool:
             return False
         bits = f32_to_bits(got) if t == F32 else f64_to_bits(got)
         return _float_bits_match(bits, s, 32 if t == F32 else 64)
+    if t == "refnull" or s == "null" or t in _NULL_TYPES:  # (ref.null), (ref.null none), ...
+        return got is None
     if t == EXTERNREF:
-        return got is None if s == "null" else got == HostRef(int(s))
-    if t == FUNCREF:
-        return got is None if s == "null" else isinstance(got, Func)
-    return False
+        return got is not None if s is None else got == HostRef(int(s))
+    if t == "anyref" and s is not None:
+        return isinstance(got, HostAny) and got.value == HostRef(int(s))
+    test = _NON_NULL_RESULTS.get(t)
+    return test is not None and got is not None and test(got)
+
+
+# Reference results without a value: a non-null reference of that heap type (``(ref.func)``, ...).
+_NON_NULL_RESULTS: dict[str, Any] = {
+    FUNCREF: lambda v: isinstance(v, Func), "anyref": lambda v: True, "exnref": lambda v: True,
+    "eqref": lambda v: type(v) in (int, Struct, Array), "i31ref": lambda v: type(v) is int,
+    "structref": lambda v: type(v) is Struct, "arrayref": lambda v: type(v) is Array,
+}
+_NULL_TYPES = frozenset(("nullref", "nullfuncref", "nullexternref", "nullexnref"))
+_NULLABLE_RESULTS = frozenset((*_NON_NULL_RESULTS, *_NULL_TYPES, "refnull"))
 
 
 def _show(got: Any) -> str:

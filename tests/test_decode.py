@@ -293,7 +293,9 @@ def test_elem_funcidx_become_ref_func() -> None:
             + section(10, vec([b"\x02\x00\x0b"])))
     m = decode_module(wasm)
     seg = m.elems[0]
-    assert seg.mode == "active" and seg.type == "funcref" and seg.table == 0
+    # function indices are never null: Wasm 3.0 types the segment (ref func), 2.0 funcref
+    assert seg.mode == "active" and seg.type == "(ref func)" and seg.table == 0
+    assert decode_module(wasm, Features.wasm2()).elems[0].type == "funcref"
     assert seg.offset == [(0x41, 0, wasm.index(b"\x41\x00\x0b"))]
     at = wasm.index(b"\x41\x00\x0b") + 4
     assert seg.init == [[(0xD2, 0, at)], [(0xD2, 0, at + 1)]]

@@ -1,6 +1,12 @@
 """The plain description of a decoded module, shared by the validator and the compiler.
 
-Value types are the strings in ``VALTYPES``. An instruction is a tuple ``(op, imm, offset)``:
+Value types are strings: the numeric and vector ones (``VALTYPES``, ``"v128"``), the abstract nullable
+reference types by their short names (``"funcref"``, ``"externref"``, ``"anyref"``, ``"eqref"``,
+``"i31ref"``, ``"structref"``, ``"arrayref"``, ``"exnref"``, ``"nullref"``, ``"nullfuncref"``,
+``"nullexternref"``, ``"nullexnref"``) and every other reference type as ``"(ref HEAP)"`` or
+``"(ref null HEAP)"``, HEAP an abstract heap type name (func, extern, exn, any, eq, i31, struct, array,
+none, nofunc, noextern, noexn) or a decimal index into ``Module.types``. ``types`` reads and compares
+them (subtyping, canonical type identity). An instruction is a tuple ``(op, imm, offset)``:
 
 * ``op``: the opcode byte, or ``0xFC00 | sub`` for the 0xFC-prefixed ones (see ``opcodes``);
 * ``imm``: the decoded immediate (``None`` when there is none), shaped by the opcode's kind:
@@ -10,7 +16,10 @@ Value types are the strings in ``VALTYPES``. An instruction is a tuple ``(op, im
   for another memory (so code that knows one memory reads the common case unchanged; the offset
   is up to 2^64-1 under memory64); ``i32.const``/``i64.const`` hold the value as an unsigned
   canonical int (``v & mask``); ``f32.const``/``f64.const`` hold the raw IEEE bit pattern;
-  typed ``select`` holds a tuple of value types; ``ref.null`` a reftype string;
+  typed ``select`` holds a tuple of value types; ``ref.null`` a reftype string (``ref null HEAP``);
+  ``ref.test``/``ref.cast`` their target reftype string; ``br_on_cast``/``br_on_cast_fail``
+  ``(label, reftype1, reftype2)``; ``call_ref`` a type index; GC instructions (``0xFB00 | sub``) their
+  type index, or a tuple ``(typeidx, fieldidx | count | dataidx | elemidx | typeidx2)``;
   ``table.init`` is ``(elemidx, tableidx)``; ``table.copy`` ``(dst, src)``; ``memory.size``,
   ``memory.grow`` and ``memory.fill`` hold their memory index, ``memory.copy`` ``(dst, src)``
   memory indices and ``memory.init`` ``(dataidx, memidx)``; SIMD opcodes are
@@ -42,6 +51,42 @@ class FuncType:
 
     def __str__(self) -> str:
         return f"[{' '.join(self.params)}] -> [{' '.join(self.results)}]"
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """A struct field or array element: a value type or a packed ``"i8"``/``"i16"``, and mutability."""
+
+    storage: str
+    mutable: bool
+
+
+@dataclass(frozen=True)
+class StructType:
+    fields: tuple[FieldType, ...]
+
+    def __str__(self) -> str:
+        return f"(struct {' '.join(('(mut ' + f.storage + ')') if f.mutable else f.storage for f in self.fields)})"
+
+
+@dataclass(frozen=True)
+class ArrayType:
+    field: FieldType
+
+    def __str__(self) -> str:
+        f = self.field
+        return f"(array {('(mut ' + f.storage + ')') if f.mutable else f.storage})"
+
+
+CompType = FuncType | StructType | ArrayType
+
+
+@dataclass(frozen=True)
+class SubType:
+    """A defined type's place in the subtype hierarchy: final or not, and its declared supertypes."""
+
+    final: bool
+    supers: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -128,10 +173,22 @@ class Names:
 
 @dataclass
 class Module:
-    types: list[FuncType] = field(default_factory=list)
+    """A decoded module.
+
+    ``types`` holds each defined type's composite type: a ``FuncType`` (all of them in a 2.0 module),
+    ``StructType`` or ``ArrayType``. ``subtypes`` is parallel to it (finality and declared supertypes)
+    and ``rec_groups`` lists each recursion group as (first type index, count); both may be empty, which
+    means every type is a final singleton group (the 2.0 case). ``table_inits`` is parallel to
+    ``tables``: a table's initializer expression (table type prefix 0x40 0x00), or None for null.
+    """
+
+    types: list[Any] = field(default_factory=list)  # CompType per type index
+    subtypes: list[SubType] = field(default_factory=list)
+    rec_groups: list[tuple[int, int]] = field(default_factory=list)
     imports: list[Import] = field(default_factory=list)
     funcs: list[int] = field(default_factory=list)  # type index of each defined function
     tables: list[TableType] = field(default_factory=list)
+    table_inits: list[list[Instr] | None] = field(default_factory=list)
     memories: list[MemoryType] = field(default_factory=list)
     globals: list[Global] = field(default_factory=list)
     exports: list[Export] = field(default_factory=list)

@@ -4,9 +4,10 @@ Scope: MVP, sign extension, non-trapping float-to-int, multi-value, bulk memory 
 types; memory64 and table64 (limits flags 4 and 5, u64 bounds and memarg offsets) and multiple
 memories (memory indices in memargs, flagged by bit 6, and in the memory instructions), each read
 only when the feature set enables it, else as 2.0 reads those bytes; SIMD and relaxed SIMD when
-the feature set enables them (``simd_decode``), else refused with
-``UnsupportedFeature``. Every other problem raises ``MalformedModule``
-whose message contains the text the spec test suite expects, with the absolute byte offset.
+the feature set enables them (``simd_decode``), else refused with ``UnsupportedFeature``. The
+reference types of typed function references and GC, the 3.0 type section and the 0xFB
+instructions are read by ``gc_reader``. Every other problem raises ``MalformedModule`` whose
+message contains the text the spec test suite expects, with the absolute byte offset.
 
 The reading model follows the spec's reference decoder: everything reads from the whole file and
 sizes are checked afterwards ("section size mismatch"), so a body that runs past its declared size
@@ -24,6 +25,7 @@ from typing import Any, Literal
 
 from ..errors import MalformedModule, UnsupportedFeature
 from ..features import WASM3, Features
+from .gc_reader import decode_gc_instr, read_null_heap, read_reftype, rec_type
 from .module import (
     EXTERNREF,
     F32,
@@ -46,6 +48,7 @@ from .module import (
     MemoryType,
     Module,
     Names,
+    SubType,
     TableType,
 )
 from .opcodes import OPCODES
@@ -64,6 +67,7 @@ _REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF}
 _V128 = 0x7B
 _VALTYPES_SIMD = {**_VALTYPES, _V128: V128}  # with SIMD enabled
 _EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global")
+_FINAL = SubType(True, ())
 
 # Where each known section may appear: a section must come strictly after the previous one.
 # The data count section (12) sits between element (9) and code (10).
@@ -76,14 +80,14 @@ _U64 = struct.Struct("<Q")
 # --- immediate kinds --------------------------------------------------------------------------
 
 (K_ILLEGAL, K_NONE, K_IDX, K_BLOCK, K_END, K_ELSE, K_I32, K_I64, K_F32, K_F64, K_MEMARG,
- K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD) = range(18)
+ K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD, K_PREFIX_FB) = range(19)
 
 _KIND_CODES = {
     "none": K_NONE, "label": K_IDX, "func": K_IDX, "local": K_IDX, "global": K_IDX,
     "table": K_IDX, "elem": K_IDX, "data": K_IDX, "block": K_BLOCK, "i32": K_I32,
     "i64": K_I64, "f32": K_F32, "f64": K_F64, "memarg": K_MEMARG, "br_table": K_BR_TABLE,
     "call_indirect": K_CALL_INDIRECT, "memory": K_ZERO, "reftype": K_REFTYPE,
-    "select_t": K_SELECT_T,
+    "select_t": K_SELECT_T, "type": K_IDX,
 }
 
 
@@ -96,6 +100,7 @@ def _build_kinds() -> list[int]:
     kinds[0x05] = K_ELSE
     kinds[0xFC] = K_PREFIX_FC
     kinds[0xFD] = K_SIMD
+    kinds[0xFB] = K_PREFIX_FB
     return kinds
 
 
@@ -273,9 +278,13 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
             elif b & 0xC0 == 0x40:
                 t = valtypes.get(b)
                 if t is None:
-                    raise _valtype_error(b, pos)
+                    ref = read_reftype(b, data, pos, features)
+                    if ref is None:
+                        raise _valtype_error(b, pos)
+                    t, pos = ref
+                else:
+                    pos += 1
                 append((op, t, start))
-                pos += 1
             else:  # a type index, encoded as a positive s33
                 b, pos = _sleb(data, pos, 33)
                 if b < 0:
@@ -331,8 +340,11 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
             b = data[pos]
             t = _REFTYPES.get(b)
             if t is None:
-                raise _reftype_error(b, pos)
-            pos += 1
+                if not (features.function_references or features.gc):
+                    raise _reftype_error(b, pos)
+                t, pos = read_null_heap(data, pos, features)
+            else:
+                pos += 1
             append((op, t, start))
         elif k == K_SELECT_T:
             count, pos = _len32(data, pos)
@@ -341,8 +353,12 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
                 b = data[pos]
                 t = valtypes.get(b)
                 if t is None:
-                    raise _valtype_error(b, pos)
-                pos += 1
+                    ref = read_reftype(b, data, pos, features)
+                    if ref is None:
+                        raise _valtype_error(b, pos)
+                    t, pos = ref
+                else:
+                    pos += 1
                 types.append(t)
             append((op, tuple(types), start))
         elif k == K_PREFIX_FC:
@@ -377,6 +393,10 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
             features.require("simd", start)
             instr, pos = decode_simd(data, pos, start, features, _u32)
             append(instr)
+        elif k == K_PREFIX_FB:
+            op, imm, pos, gc_data = decode_gc_instr(data, pos, start, features)
+            uses_data = uses_data or gc_data
+            append((op, imm, start))
         else:
             raise MalformedModule(f"illegal opcode {op:#04x}", start)
 
@@ -448,7 +468,11 @@ class _Decoder:
         b = self.data[self.pos]
         t = self.valtypes.get(b)
         if t is None:
-            raise _valtype_error(b, self.pos)
+            ref = read_reftype(b, self.data, self.pos, self.features)
+            if ref is None:
+                raise _valtype_error(b, self.pos)
+            t, self.pos = ref
+            return t
         self.pos += 1
         return t
 
@@ -456,7 +480,11 @@ class _Decoder:
         b = self.data[self.pos]
         t = _REFTYPES.get(b)
         if t is None:
-            raise _reftype_error(b, self.pos)
+            ref = read_reftype(b, self.data, self.pos, self.features)
+            if ref is None:
+                raise _reftype_error(b, self.pos)
+            t, self.pos = ref
+            return t
         self.pos += 1
         return t
 
@@ -568,17 +596,20 @@ class _Decoder:
             self.module.names = _decode_names(payload)
 
     def type_section(self) -> None:
-        types = self.module.types
+        m = self.module
+        types, subtypes, groups = m.types, m.subtypes, m.rec_groups
         for _ in range(self.len32()):
             pos = self.pos
-            form = self.byte()
-            if form != 0x60:
-                if form & 0x80:
-                    raise MalformedModule("integer representation too long", pos + 1)
-                raise MalformedModule(f"malformed function type {form:#04x}", pos)
+            form = self.data[pos]
+            if form != 0x60:  # a recursion group, a subtype, a struct or an array (GC)
+                rec_type(self)
+                continue
+            self.pos += 1
             params = tuple(self.valtype() for _ in range(self.len32()))
             results = tuple(self.valtype() for _ in range(self.len32()))
+            groups.append((len(types), 1))
             types.append(FuncType(params, results))
+            subtypes.append(_FINAL)
 
     def import_section(self) -> None:
         imports = self.module.imports
@@ -604,7 +635,20 @@ class _Decoder:
         self.module.funcs = [self.u32() for _ in range(self.len32())]
 
     def table_section(self) -> None:
-        self.module.tables = [self.table_type() for _ in range(self.len32())]
+        m = self.module
+        for _ in range(self.len32()):
+            pos = self.pos
+            init = None
+            if self.data[pos] == 0x40:  # a table with an initializer expression (typed references)
+                self.features.require("function_references", pos)
+                if self.data[pos + 1] != 0x00:
+                    raise MalformedModule("malformed table type", pos + 1)
+                self.pos += 2
+                m.tables.append(self.table_type())
+                init = self.const_expr()
+            else:
+                m.tables.append(self.table_type())
+            m.table_inits.append(init)
 
     def memory_section(self) -> None:
         self.module.memories = [self.memory_type() for _ in range(self.len32())]
@@ -665,6 +709,8 @@ class _Decoder:
                     table = self.u32()
                 offset = self.const_expr()
             t = (self.reftype() if exprs else self.elem_kind()) if flags & 3 else FUNCREF
+            if not exprs and self.features.function_references:
+                t = "(ref func)"  # function indices are never null (3.0 types such a segment so)
             init = self.const_exprs() if exprs else self.func_indices()
             elems.append(Elem(mode, t, init, table, offset, bool(exprs)))
 

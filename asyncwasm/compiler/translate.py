@@ -28,6 +28,7 @@ from ..binary.module import F32, F64, I32, I64, V128, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
 from ..errors import MEMORY_OOB, TABLE_OOB
 from .fastops import FAST_BINARY
+from .gc import HANDLERS as GC_HANDLERS
 from .memories import copy_call, grow_fail, grow_name, load_template, memarg, memory_name, store_template
 from .numeric import f32_from_bits, f64_from_bits
 from .ops import FREE_OPS, LOADS, OPERATORS, STORES
@@ -347,8 +348,10 @@ class FunctionTranslator:
             elif op == ELSE:
                 if stack:
                     self.ifs_with_else.add(stack[-1][1])
-            elif op in (0x0C, 0x0D):
+            elif op in (0x0C, 0x0D, 0xD5, 0xD6):  # br, br_if, br_on_null, br_on_non_null
                 self._mark(stack, imm)
+            elif op in (0xFB18, 0xFB19):  # br_on_cast, br_on_cast_fail
+                self._mark(stack, imm[0])
             elif op == 0x0E:
                 for d in set(imm[0]) | {imm[1]}:
                     self._mark(stack, d)
@@ -828,6 +831,7 @@ def _bulk_trap(op: int) -> str:
     return MEMORY_OOB if memory else TABLE_OOB
 
 
+_HANDLERS.update(GC_HANDLERS)  # typed function references and GC (compiler/gc.py)
 for _op in LOADS:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_load(imm, i, op))(_op)
 for _op in STORES:

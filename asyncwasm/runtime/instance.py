@@ -12,6 +12,7 @@ import inspect
 import math
 import struct
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from types import FunctionType
@@ -33,8 +34,9 @@ from ..binary.module import (
 )
 from ..binary.reader import decode_module
 from ..binary.simd_opcodes import SIMD_NAMES
+from ..binary.types import GLOBAL, REGISTRY, canon_valtype, canonical_ids
 from ..compiler import numeric, simd_ops
-from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, compile_module, global_cells
+from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, compile_module, global_cells
 from ..compiler.memories import grow_name, memory_name
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
@@ -44,7 +46,7 @@ from ..store import Store
 from ..text import is_text, wat_to_wasm
 from ..traps import as_trap, register_code
 from ..validate import validate_module
-from . import code_cache, objects, startup_fuel
+from . import code_cache, gc, objects, startup_fuel
 from .code_cache import CacheEntry, CodeCache
 from .host_call import host_wrapper
 from .memory import Memory
@@ -74,6 +76,7 @@ _BASE_GLOBALS.update({
     "_mcopy2": objects.memory_copy2, "_tgrow64": objects.table_grow64,
 })
 _BASE_GLOBALS.update(simd_ops.HELPERS)
+_BASE_GLOBALS.update(gc.HELPERS)
 V128_CONST = SIMD_NAMES["v128.const"]
 # Compiled code finds its helpers as builtins: one shared dict, so an instance's own globals hold
 # only what is its own (functions, memory, tables, globals, fuel).
@@ -116,6 +119,10 @@ class CompiledModule:
         self.name = name or self.module.names.module or "module"
         self.compiled: CompiledCode = compile_module(self.module, self.name, store=self.cache_entry)
         self._func_types = self.module.func_types()
+        cids = canonical_ids(self.module)
+        self._cids = cids
+        self._func_tids = [cids[i.desc] for i in self.module.imports if i.kind == "func"] + \
+            [cids[t] for t in self.module.funcs]
         self._cells = global_cells(self.module)
         register_code(self.compiled.filename, self)
 
@@ -229,7 +236,8 @@ class Instance:
         f = self._refs.get(index)
         if f is None:
             fn = self.g[f"f{index}"]
-            f = self._refs[index] = Func(fn, self.module._func_types[index], self.module.func_name(index))
+            f = self._refs[index] = Func(fn, self.module._func_types[index], self.module.func_name(index),
+                                         self.module._func_tids[index])
         return f
 
     def get_func(self, name: str) -> Func:
@@ -241,7 +249,13 @@ class Instance:
     async def call(self, name: str, *args: Any) -> Any:
         """Call an exported function with Python values; returns None, a value, or a tuple."""
         f = self.get_func(name)
-        raw = await self.call_raw(f, [to_raw(t, a) for t, a in zip(f.type.params, _check_arity(f, args), strict=True)])
+        raw_args = [to_raw(t, a) for t, a in zip(f.type.params, _check_arity(f, args), strict=True)]
+        checks = gc.arg_checks(f.tid)
+        if checks is not None:  # reference parameters: a value of the wrong kind is refused here
+            for check, a in zip(checks, raw_args, strict=True):
+                if check is not None:
+                    check(a)
+        raw = await self.call_raw(f, raw_args)
         return _public_results(f.type, raw)
 
     async def call_raw(self, f: Func, args: list[Any]) -> Any:
@@ -289,13 +303,20 @@ def _limits_match(have_min: int, have_max: int | None, want_min: int, want_max: 
     return have_max is not None and have_max <= want_max
 
 
-def _check_import(kind: ExternKind, desc: Any, item: Any, types: list[FuncType], where: str) -> None:
+def _check_import(kind: ExternKind, desc: Any, item: Any, cids: list[int], where: str) -> None:
+    """An import's type check: functions and immutable globals by subtyping, tables and mutable
+    globals by equality, on canonical types (so types of different modules compare)."""
     bad = LinkError(f"incompatible import type for {where}")
     if kind == "func":
-        if not isinstance(item, (Func, HostFunc)) or item.type != types[desc]:
+        if not isinstance(item, (Func, HostFunc)):
+            raise bad
+        have = item.tid if isinstance(item, Func) else canonical_type_id(item.type)
+        want = cids[desc]
+        if have != want and not REGISTRY.is_sub(have, want):
             raise bad
     elif kind == "table":
-        if not isinstance(item, Table) or item.type.elem != desc.elem or item.type.address != desc.address:
+        if not isinstance(item, Table) or item.type.elem != canon_valtype(desc.elem, cids) \
+                or item.type.address != desc.address:
             raise bad
         if not _limits_match(len(item.elems), item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
@@ -305,7 +326,10 @@ def _check_import(kind: ExternKind, desc: Any, item: Any, types: list[FuncType],
         if not _limits_match(item.pages, item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
     elif kind == "global":
-        if not isinstance(item, Global) or item.type != desc:
+        if not isinstance(item, Global) or item.type.mutable != desc.mutable:
+            raise bad
+        want = canon_valtype(desc.valtype, cids)
+        if item.type.valtype != want and (desc.mutable or not GLOBAL.sub(item.type.valtype, want)):
             raise bad
 
 
@@ -343,7 +367,7 @@ class Linker:
             where = f"{imp.module}::{imp.name}"
             if item is None:
                 raise LinkError(f"unknown import: {where} has not been defined")
-            _check_import(imp.kind, imp.desc, item, module.module.types, where)
+            _check_import(imp.kind, imp.desc, item, module._cids, where)
             out.append(item)
         return out
 
@@ -409,6 +433,8 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
         elif op in _EXTENDED_CONST:
             b = stack.pop()
             stack.append(_EXTENDED_CONST[op](stack.pop(), b))
+        elif gc.eval_const(op, imm, stack, inst.module.module.types, inst.module._cids):
+            pass
         else:  # validation admits nothing else
             raise Trap(f"unsupported constant instruction {op:#x}")
     return stack[-1]
@@ -481,6 +507,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     nf = nt = nm = ng = 0
     memories: list[Memory] = []
     tables: list[Table] = []
+    table_inits: list[tuple[Table, list[Instr]]] = []
     for imp, item in zip(m.imports, resolved, strict=True):
         if imp.kind == "func":
             f = item.bind(caller if item.access_caller else None, store) if isinstance(item, HostFunc) else item
@@ -497,8 +524,12 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         else:
             g[f"g{ng}"] = item
             ng += 1
-    for tt in m.tables:
-        t = Table(tt, None, store.max_table_elements, store.table_budget)
+    for k, tt in enumerate(m.tables):
+        init = m.table_inits[k] if k < len(m.table_inits) else None
+        ctt = replace(tt, elem=canon_valtype(tt.elem, cm._cids)) if tt.elem[0] == "(" else tt
+        t = Table(ctt, None, store.max_table_elements, store.table_budget)
+        if init is not None:  # after the globals: the initializer may read them
+            table_inits.append((t, init))
         g[f"T{nt}"] = t
         tables.append(t)
         nt += 1
@@ -518,10 +549,16 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     fuel = startup_fuel.StartupFuel(store, needed=plan.needed, free=plan.free)
     for gl in m.globals:
         value = _eval_const(gl.init, g, inst)
-        g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
+        if ng in cm._cells and gl.type.valtype[0] == "(":
+            g[f"g{ng}"] = Global(replace(gl.type, valtype=canon_valtype(gl.type.valtype, cm._cids)), value)
+        else:
+            g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
         if not startup_fuel.simple_global(gl.init):
             fuel.charge(len(gl.init))
         ng += 1
+    for t, init in table_inits:
+        value = _eval_const(init, g, inst)
+        t.elems[:] = [value] * len(t.elems)
     g["_D"] = [d.init for d in m.datas]
     elems: list[list[Any]] = []
     for seg in m.elems:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..binary.module import FuncType, GlobalType, TableType
+from ..binary.types import REGISTRY
 from ..compiler.codegen import canonical_type_id
 from ..errors import MEMORY_OOB, TABLE_OOB, Trap
 
@@ -21,10 +22,10 @@ class Func:
 
     __slots__ = ("fn", "type", "tid", "name", "__weakref__")
 
-    def __init__(self, fn: Any, type: FuncType, name: str | None = None) -> None:
+    def __init__(self, fn: Any, type: FuncType, name: str | None = None, tid: int | None = None) -> None:
         self.fn = fn
         self.type = type
-        self.tid = canonical_type_id(type)
+        self.tid = canonical_type_id(type) if tid is None else tid  # its canonical type id
         self.name = name
 
     def __repr__(self) -> str:
@@ -109,7 +110,7 @@ def callee(table: Table, i: int, tid: int) -> Any:
     f = elems[i]
     if f is None:
         raise Trap("uninitialized element")
-    if f.tid != tid:
+    if f.tid != tid and not REGISTRY.is_sub(f.tid, tid):
         raise Trap("indirect call type mismatch")
     return f.fn
 
