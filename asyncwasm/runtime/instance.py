@@ -22,6 +22,7 @@ import anyio
 
 from ..binary.module import (
     FUNCREF,
+    I64,
     ExternKind,
     FuncType,
     GlobalType,
@@ -36,6 +37,7 @@ from ..binary.simd_opcodes import SIMD_NAMES
 from ..binary.types import GLOBAL, REGISTRY, canon_valtype, canonical_ids
 from ..compiler import numeric, simd_ops
 from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, compile_module, global_cells
+from ..compiler.memories import grow_name, memory_name
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
@@ -71,6 +73,7 @@ _BASE_GLOBALS.update({
     "_tgrow": objects.table_grow, "_tfill": objects.table_fill, "_tcopy": objects.table_copy,
     "_tinit": objects.table_init, "_edrop": objects.elem_drop, "_minit": objects.memory_init,
     "_ddrop": objects.data_drop, "_mcopy": objects.memory_copy, "_mfill": objects.memory_fill,
+    "_mcopy2": objects.memory_copy2, "_tgrow64": objects.table_grow64,
 })
 _BASE_GLOBALS.update(simd_ops.HELPERS)
 _BASE_GLOBALS.update(gc.HELPERS)
@@ -312,12 +315,13 @@ def _check_import(kind: ExternKind, desc: Any, item: Any, cids: list[int], where
         if have != want and not REGISTRY.is_sub(have, want):
             raise bad
     elif kind == "table":
-        if not isinstance(item, Table) or item.type.elem != canon_valtype(desc.elem, cids):
+        if not isinstance(item, Table) or item.type.elem != canon_valtype(desc.elem, cids) \
+                or item.type.address != desc.address:
             raise bad
         if not _limits_match(len(item.elems), item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
     elif kind == "memory":
-        if not isinstance(item, Memory):
+        if not isinstance(item, Memory) or item.type.address != desc.address:
             raise bad
         if not _limits_match(item.pages, item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
@@ -400,6 +404,14 @@ class Linker:
         return inst, start
 
 
+_M32, _M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
+# extended-const: i32/i64 add, sub and mul, on unsigned canonical ints
+_EXTENDED_CONST: dict[int, Callable[[int, int], int]] = {
+    0x6A: lambda a, b: (a + b) & _M32, 0x6B: lambda a, b: (a - b) & _M32, 0x6C: lambda a, b: (a * b) & _M32,
+    0x7C: lambda a, b: (a + b) & _M64, 0x7D: lambda a, b: (a - b) & _M64, 0x7E: lambda a, b: (a * b) & _M64,
+}
+
+
 def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
     stack: list[Any] = []
     for op, imm, _off in expr:
@@ -418,6 +430,9 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
             stack.append(imm)
         elif op == 0xD2:
             stack.append(inst.func_ref(imm))
+        elif op in _EXTENDED_CONST:
+            b = stack.pop()
+            stack.append(_EXTENDED_CONST[op](stack.pop(), b))
         elif gc.eval_const(op, imm, stack, inst.module.module.types, inst.module._cids):
             pass
         else:  # validation admits nothing else
@@ -519,11 +534,11 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         tables.append(t)
         nt += 1
     for mt in m.memories:
-        memories.append(Memory(mt, store.max_memory_pages))
-    if memories:
-        mem = memories[0]
-        g["M"] = mem.data
-        g["_grow"] = lambda n, _mem=mem: _mem.grow(n) & 0xFFFFFFFF
+        memories.append(Memory(mt, store.max_memory_pages, store.memory_budget))
+    for k, mem in enumerate(memories):
+        g[memory_name(k)] = mem.data
+        mask = 0xFFFFFFFFFFFFFFFF if mem.type.address == I64 else 0xFFFFFFFF
+        g[grow_name(k)] = lambda n, _mem=mem, _mask=mask: _mem.grow(n) & _mask
     g["_ref"] = inst.func_ref
     g["_stk"] = 0
     g["_fuel"] = g["_granted"] = store.next_grant()
@@ -581,18 +596,20 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
                 fuel.copy(len(d.init))
             objects.memory_init(memories[d.memory].data, g["_D"], k, off, 0, len(d.init))
             g["_D"][k] = b""
+    for size in plan.image_copies:
+        fuel.copy(size)
     fuel.save(calls_start=m.start is not None)
     return inst.func_ref(m.start) if m.start is not None else None
 
 
-def host_memory(min_pages: int, max_pages: int | None = None) -> Memory:
-    """A memory made by the host, to offer as an import."""
-    return Memory(MemoryType(Limits(min_pages, max_pages)))
+def host_memory(min_pages: int, max_pages: int | None = None, address: str = "i32") -> Memory:
+    """A memory made by the host, to offer as an import (``address="i64"``: a 64-bit memory)."""
+    return Memory(MemoryType(Limits(min_pages, max_pages), address))
 
 
-def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None) -> Table:
-    """A table made by the host, to offer as an import."""
-    return Table(TableType(elem, Limits(min_size, max_size)))
+def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None, address: str = "i32") -> Table:
+    """A table made by the host, to offer as an import (``address="i64"``: a 64-bit table)."""
+    return Table(TableType(elem, Limits(min_size, max_size), address))
 
 
 def host_global(valtype: str, value: Any, mutable: bool = False) -> Global:
