@@ -140,14 +140,17 @@ class CompiledModule:
         return self.compiled.translate_all(progress)
 
     def func_name(self, index: int) -> str | None:
+        """The name section's name of function ``index``, if it has one."""
         return self.module.names.funcs.get(index)
 
     @property
     def imports(self) -> list[tuple[str, str, ExternKind]]:
+        """``(module, name, kind)`` of every import, in order (``kind``: func, table, memory, global, tag)."""
         return [(i.module, i.name, i.kind) for i in self.module.imports]
 
     @property
     def exports(self) -> list[tuple[str, ExternKind]]:
+        """``(name, kind)`` of every export, in order."""
         return [(e.name, e.kind) for e in self.module.exports]
 
 
@@ -167,10 +170,12 @@ class Caller:
 
     @property
     def memory(self) -> Memory | None:
+        """The calling instance's memory exported as ``memory`` (what WASI reads), or None."""
         m = self.instance.exports.get("memory")
         return m if isinstance(m, Memory) else None
 
     def get_export(self, name: str) -> Extern | None:
+        """The calling instance's export ``name``, or None."""
         return self.instance.exports.get(name)
 
 
@@ -224,6 +229,7 @@ class Instance:
 
     @property
     def weight(self) -> float:
+        """Its share of the CPU when many guests are runnable (2.0: twice the share of 1.0)."""
         return self.stats.weight
 
     @weight.setter
@@ -233,6 +239,7 @@ class Instance:
         self.stats.weight = value
 
     def func_ref(self, index: int) -> Func:
+        """Function ``index`` of the instance's function space (imports first) as a ``Func``."""
         f = self._refs.get(index)
         if f is None:
             fn = self.g[f"f{index}"]
@@ -241,6 +248,7 @@ class Instance:
         return f
 
     def get_func(self, name: str) -> Func:
+        """The exported function ``name``; ``KeyError`` if there is none."""
         f = self.exports.get(name)
         if not isinstance(f, Func):
             raise KeyError(f"no exported function named {name!r}")
@@ -259,6 +267,8 @@ class Instance:
         return _public_results(f.type, raw)
 
     async def call_raw(self, f: Func, args: list[Any]) -> Any:
+        """Call ``f`` with raw values (unsigned ints for i32/i64, no conversion): the fast path for hosts
+        that already hold raw values. Runs within the store's timeout; returns the raw result(s)."""
         if self.dead:
             raise InstanceDead(self.dead)
         timeout = self.store.timeout
@@ -274,6 +284,7 @@ class Instance:
         self.dead = "the instance was cancelled in the middle of a call"
 
     def call_raw_sync(self, f: Func, args: list[Any]) -> Any:
+        """``call_raw`` without an event loop: the guest may not call async host functions."""
         if self.dead:
             raise InstanceDead(self.dead)
         return run_guest_sync(f.fn, tuple(args), self.store)
@@ -341,6 +352,8 @@ class Linker:
         self._instances: dict[str, Instance] = {}
 
     def define(self, module: str, name: str, item: Extern | HostFunc) -> None:
+        """Offer ``item`` (a ``Func``, ``Memory``, ``Table``, ``Global`` or ``HostFunc``) as the import
+        ``module.name``. A ``Func`` is called with the raw convention, no conversion."""
         self._defs[(module, name)] = item
 
     def define_func(self, module: str, name: str, type: FuncType, fn: Callable[..., Any], *,
@@ -349,18 +362,23 @@ class Linker:
         self._defs[(module, name)] = HostFunc(type, fn, access_caller, name)
 
     def define_instance(self, name: str, instance: Instance) -> None:
+        """Offer every export of ``instance`` as the imports of module ``name``."""
         self._instances[name] = instance
 
     def get(self, module: str, name: str) -> Any:
+        """What import ``module.name`` resolves to, or None."""
         item = self._defs.get((module, name))
         if item is None and module in self._instances:
             item = self._instances[module].exports.get(name)
         return item
 
     def items(self) -> Iterator[tuple[tuple[str, str], Any]]:
+        """Every ``((module, name), item)`` defined one by one (not those of ``define_instance``)."""
         return iter(self._defs.items())
 
     def resolve(self, module: CompiledModule) -> list[Any]:
+        """The item for each import of ``module``, in order; ``LinkError`` naming one that is missing or
+        of the wrong type."""
         out = []
         for imp in module.module.imports:
             item = self.get(imp.module, imp.name)

@@ -84,11 +84,14 @@ class Memory:
 
     @classmethod
     def new(cls, min_pages: int, max_pages: int | None = None, address: str = "i32") -> Memory:
+        """A memory of ``min_pages`` 64 KiB pages (at most ``max_pages``), to offer as an import
+        (``address="i64"``: a 64-bit memory)."""
         """A memory of ``min_pages`` (at most ``max_pages``); ``address="i64"`` for a 64-bit one."""
         return cls(MemoryType(Limits(min_pages, max_pages), address))
 
     @property
     def pages(self) -> int:
+        """Its size in 64 KiB pages."""
         return len(self.data) // PAGE_SIZE
 
     def grow(self, delta: int) -> int:
@@ -118,43 +121,53 @@ class Memory:
             raise Trap(OOB)
 
     def read(self, ptr: int, n: int) -> bytes:
+        """``n`` bytes at ``ptr``, copied; ``Trap`` (out of bounds) past the end."""
         self._check(ptr, n)
         return bytes(self.data[ptr:ptr + n])
 
     def write(self, ptr: int, value: bytes | bytearray | memoryview) -> None:
+        """Write ``value`` at ``ptr``; ``Trap`` (out of bounds) if it does not fit, and then nothing is written."""
         n = len(value)
         self._check(ptr, n)
         self.data[ptr:ptr + n] = value
 
     def read_u8(self, ptr: int) -> int:
+        """The unsigned little-endian 8-bit value at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 1)
         return self.data[ptr]
 
     def read_u16(self, ptr: int) -> int:
+        """The unsigned little-endian 16-bit value at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 2)
         return _U16.unpack_from(self.data, ptr)[0]
 
     def read_u32(self, ptr: int) -> int:
+        """The unsigned little-endian 32-bit value at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 4)
         return _U32.unpack_from(self.data, ptr)[0]
 
     def read_u64(self, ptr: int) -> int:
+        """The unsigned little-endian 64-bit value at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 8)
         return _U64.unpack_from(self.data, ptr)[0]
 
     def write_u8(self, ptr: int, value: int) -> None:
+        """Store ``value`` (wrapped to 8 bits) little-endian at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 1)
         self.data[ptr] = value & 0xFF
 
     def write_u16(self, ptr: int, value: int) -> None:
+        """Store ``value`` (wrapped to 16 bits) little-endian at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 2)
         _U16.pack_into(self.data, ptr, value & 0xFFFF)
 
     def write_u32(self, ptr: int, value: int) -> None:
+        """Store ``value`` (wrapped to 32 bits) little-endian at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 4)
         _U32.pack_into(self.data, ptr, value & 0xFFFFFFFF)
 
     def write_u64(self, ptr: int, value: int) -> None:
+        """Store ``value`` (wrapped to 64 bits) little-endian at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 8)
         _U64.pack_into(self.data, ptr, value & 0xFFFFFFFFFFFFFFFF)
 

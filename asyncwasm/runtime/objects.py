@@ -77,6 +77,7 @@ class Table:
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return len(self.elems)
 
     def grow(self, delta: int, init: Any) -> int:
