@@ -287,8 +287,8 @@ def main() -> None:
 @click.option("--timeout", type=_Duration(), metavar="DURATION",
               help="Stop the guest with a trap after DURATION of wall-clock time (500ms, 2s, 1m).")
 @click.option("--max-memory", "max_memory", type=_Size(), metavar="SIZE",
-              help="Largest linear memory allowed, rounded down to 64 KiB pages (64MiB, 1GiB); "
-                   "memory.grow past it returns -1.")
+              help="Most linear memory allowed, all memories together, rounded down to 64 KiB pages "
+                   "(64MiB, 1GiB; default 4GiB); memory.grow past it returns -1.")
 @click.option("--max-table-elements", "max_table_elements", type=_Count(), metavar="N",
               help="Most elements all tables together may hold (default 10,000,000); table.grow past "
                    "it returns -1.")
@@ -356,6 +356,10 @@ def _run(dirs: tuple[tuple[str, str], ...], envs: tuple[tuple[str, str | None], 
             if mem.limits.min > pages:
                 raise CliError(f"{module}: memory {i} starts at {mem.limits.min} pages "
                                f"({mem.limits.min * PAGE_SIZE} bytes), more than --max-memory allows ({pages} pages)")
+        start = sum(mem.limits.min for mem in cm.module.memories)  # the limit is for all memories together
+        if start > pages:
+            raise CliError(f"{module}: its memories start at {start} pages together ({start * PAGE_SIZE} bytes), "
+                           f"more than --max-memory allows ({pages} pages)")
     store = Store(fuel=fuel, max_memory_pages=pages,
                   max_table_elements_total=DEFAULT_TABLE_ELEMENTS if max_table_elements is None else max_table_elements)
     uses_wasi = any(imp[0].startswith("wasi_") for imp in cm.imports)

@@ -53,22 +53,18 @@ class _Checker(Protocol):
 
     def pop(self, expect: str | None) -> str | None: ...
 
+    def memarg(self, imm: tuple[int, ...], natural: int) -> str: ...
+
 
 def simd_handlers(c: _Checker, error: type[Exception]) -> dict[int, Callable[[int, Any], None]]:
     """The vector instructions that are not uniformly typed, bound to checker ``c``; a broken rule
     raises ``error`` (the checker's own, to which it adds the function and offset)."""
 
     def memarg(op: int, imm: tuple[int, ...]) -> str:
-        """Check the memory, alignment and offset of an access; return the memory's address type."""
-        mem = imm[2] if len(imm) == 3 else 0
-        if mem >= c.memories:
-            raise error(f"unknown memory {mem}")
-        natural = SIMD_ACCESS[op]
-        if (1 << imm[0]) > natural:
-            raise error(f"alignment must not be larger than natural ({1 << imm[0]} > {natural})")
-        if imm[1] > 0xFFFFFFFF:
-            raise error(f"offset out of range: {imm[1]} does not fit a 32-bit memory")
-        return I32
+        """Check the memory, alignment and offset of an access as scalar ones are checked (the
+        offset of a 32-bit memory below 2^32); return the memory's address type (i64 for a 64-bit
+        memory)."""
+        return c.memarg(imm, SIMD_ACCESS[op].bit_length() - 1)
 
     def lane(op: int, x: int) -> None:
         if x >= LANES[op]:

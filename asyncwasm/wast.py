@@ -92,6 +92,7 @@ def spectest_linker() -> Linker:
     linker.define("spectest", "global_f32", Global(GlobalType(F32, False), f32_from_bits(0x4426A666)))
     linker.define("spectest", "global_f64", Global(GlobalType(F64, False), 666.6))
     linker.define("spectest", "table", Table(TableType(FUNCREF, Limits(10, 20))))
+    linker.define("spectest", "table64", Table(TableType(FUNCREF, Limits(10, 20), I64)))
     linker.define("spectest", "memory", Memory(MemoryType(Limits(1, 2))))
     return linker
 

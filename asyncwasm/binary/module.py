@@ -12,14 +12,17 @@ them (subtyping, canonical type identity). An instruction is a tuple ``(op, imm,
 * ``imm``: the decoded immediate (``None`` when there is none), shaped by the opcode's kind:
   block types are ``None`` (empty), a value-type string (one result) or an ``int`` type index;
   ``br_table`` is ``(labels_tuple, default)``; ``call_indirect`` is ``(typeidx, tableidx)``;
-  loads and stores are ``(align_log2, offset)``; ``i32.const``/``i64.const`` hold the value as an
-  unsigned canonical int (``v & mask``); ``f32.const``/``f64.const`` hold the raw IEEE bit pattern;
+  loads and stores are ``(align_log2, offset)`` for memory 0 and ``(align_log2, offset, memidx)``
+  for another memory (so code that knows one memory reads the common case unchanged; the offset
+  is up to 2^64-1 under memory64); ``i32.const``/``i64.const`` hold the value as an unsigned
+  canonical int (``v & mask``); ``f32.const``/``f64.const`` hold the raw IEEE bit pattern;
   typed ``select`` holds a tuple of value types; ``ref.null`` a reftype string (``ref null HEAP``);
   ``ref.test``/``ref.cast`` their target reftype string; ``br_on_cast``/``br_on_cast_fail``
   ``(label, reftype1, reftype2)``; ``call_ref`` a type index; GC instructions (``0xFB00 | sub``) their
   type index, or a tuple ``(typeidx, fieldidx | count | dataidx | elemidx | typeidx2)``;
-  ``memory.init`` is ``dataidx``; ``table.init`` ``(elemidx, tableidx)``; ``table.copy``
-  ``(dst, src)``; ``memory.size/grow/copy/fill`` have ``None``; SIMD opcodes are
+  ``table.init`` is ``(elemidx, tableidx)``; ``table.copy`` ``(dst, src)``; ``memory.size``,
+  ``memory.grow`` and ``memory.fill`` hold their memory index, ``memory.copy`` ``(dst, src)``
+  memory indices and ``memory.init`` ``(dataidx, memidx)``; SIMD opcodes are
   ``simd_opcodes.SIMD_BASE + sub``, their immediates as ``simd_opcodes`` describes;
 * ``offset``: the instruction's byte offset in the whole module, for errors and backtraces.
 
@@ -97,11 +100,13 @@ class Limits:
 class TableType:
     elem: str  # a reftype
     limits: Limits
+    address: str = I32  # the index type: "i64" for a 64-bit table (table64)
 
 
 @dataclass(frozen=True)
 class MemoryType:
     limits: Limits  # in 64 KiB pages
+    address: str = I32  # the address type: "i64" for a 64-bit memory (memory64)
 
 
 @dataclass(frozen=True)

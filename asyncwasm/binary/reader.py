@@ -1,11 +1,13 @@
 """The WebAssembly 2.0 binary decoder: bytes in, a plain ``Module`` out.
 
 Scope: MVP, sign extension, non-trapping float-to-int, multi-value, bulk memory and reference
-types; SIMD and relaxed SIMD when the feature set enables them (``simd_decode``), else refused with
-``UnsupportedFeature``. The reference types of typed function references and GC, the 3.0 type
-section and the 0xFB instructions are read by ``gc_reader``. Every other problem raises
-``MalformedModule`` whose message contains the text the spec test suite expects, with the absolute
-byte offset.
+types; memory64 and table64 (limits flags 4 and 5, u64 bounds and memarg offsets) and multiple
+memories (memory indices in memargs, flagged by bit 6, and in the memory instructions), each read
+only when the feature set enables it, else as 2.0 reads those bytes; SIMD and relaxed SIMD when
+the feature set enables them (``simd_decode``), else refused with ``UnsupportedFeature``. The
+reference types of typed function references and GC, the 3.0 type section and the 0xFB
+instructions are read by ``gc_reader``. Every other problem raises ``MalformedModule`` whose
+message contains the text the spec test suite expects, with the absolute byte offset.
 
 The reading model follows the spec's reference decoder: everything reads from the whole file and
 sizes are checked afterwards ("section size mismatch"), so a body that runs past its declared size
@@ -186,6 +188,41 @@ def _reftype_error(b: int, pos: int) -> MalformedModule:
     return MalformedModule(f"malformed reference type {b:#04x}", pos)
 
 
+def _memarg(data: bytes, pos: int, multi: bool, offset_bits: int) -> tuple[tuple[int, ...], int]:
+    """A memarg whose flags are not a plain one-byte alignment below 32 (the decoder's fast path).
+
+    With multiple memories, bit 6 of the flags says a memory index follows (flags must stay below
+    128); without, the flags are the alignment alone and must stay below 32, as 2.0 reads them.
+    The offset is a u64 under memory64, else a u32. Returns the immediate and the position after it.
+    """
+    start = pos
+    flags, pos = _u32(data, pos)
+    mem = 0
+    if not multi:
+        if flags >= 32:
+            hint = " (a memory index needs multi-memory)" if 0x40 <= flags < 0x80 else ""
+            raise MalformedModule(f"malformed memop flags{hint}", pos - 1)
+    else:
+        if flags >= 0x80:
+            raise MalformedModule("malformed memop flags", start)
+        if flags & 0x40:
+            mem, pos = _u32(data, pos)
+        flags &= 0x3F
+    b = data[pos]
+    if b < 0x80:
+        pos += 1
+    else:
+        b, pos = _uleb(data, pos, offset_bits)
+    return ((flags, b) if mem == 0 else (flags, b, mem)), pos
+
+
+def _memidx(data: bytes, pos: int, multi: bool) -> tuple[int, int]:
+    """A memory index: any u32 with multiple memories, else the reserved zero byte of 2.0."""
+    if multi:
+        return _u32(data, pos)
+    if data[pos] != 0:
+        raise MalformedModule("zero byte expected (a memory index needs multi-memory)", pos)
+    return 0, pos + 1
 def _gate(features: Features, name: str, as_2_0: str, offset: int) -> None:
     """Refuse what feature ``name`` brings when it is off: an ``UnsupportedFeature`` naming it, whose
     message also says what Wasm 2.0 calls the same bytes (the 2.0 spec tests expect those words)."""
@@ -264,6 +301,8 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
     ``memory.init`` or ``data.drop`` occurred (they require a data count section).
     """
     kinds = _KINDS
+    multi = features.multi_memory
+    offset_bits = 64 if features.memory64 else 32
     valtypes = _VALTYPES_SIMD if features.simd else _VALTYPES
     out: list[Instr] = []
     append = out.append
@@ -301,18 +340,17 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
             ctl.pop()
         elif k == K_MEMARG:
             align = data[pos]
-            if align < 0x80:
+            if align < 0x20:  # memory 0, a one-byte alignment: the common case
                 pos += 1
+                b = data[pos]
+                if b < 0x80:
+                    pos += 1
+                else:
+                    b, pos = _uleb(data, pos, offset_bits)
+                append((op, (align, b), start))
             else:
-                align, pos = _uleb(data, pos, 32)
-            if align >= 32:
-                raise MalformedModule("malformed memop flags", pos - 1)
-            b = data[pos]
-            if b < 0x80:
-                pos += 1
-            else:
-                b, pos = _uleb(data, pos, 32)
-            append((op, (align, b), start))
+                marg, pos = _memarg(data, pos, multi, offset_bits)
+                append((op, marg, start))
         elif k == K_BLOCK:
             b = data[pos]
             if b == 0x40:
@@ -372,11 +410,13 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
             typeidx, pos = _u32(data, pos)
             tableidx, pos = _u32(data, pos)
             append((op, (typeidx, tableidx), start))
-        elif k == K_ZERO:
-            if data[pos] != 0:
-                raise MalformedModule("zero byte expected", pos)
-            pos += 1
-            append((op, None, start))
+        elif k == K_ZERO:  # memory.size and memory.grow: a memory index
+            if data[pos] == 0:
+                pos += 1
+                append((op, 0, start))
+            else:
+                mem, pos = _memidx(data, pos, multi)
+                append((op, mem, start))
         elif k == K_REFTYPE:
             b = data[pos]
             t = _REFTYPES.get(b)
@@ -415,22 +455,16 @@ def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[l
                 if sub == 0x09:
                     uses_data = True
             elif kind == "memory_init":
-                imm, pos = _u32(data, pos)
-                if data[pos] != 0:
-                    raise MalformedModule("zero byte expected", pos)
-                pos += 1
+                x, pos = _u32(data, pos)
+                y, pos = _memidx(data, pos, multi)
+                imm = (x, y)
                 uses_data = True
             elif kind == "memory_copy":
-                for _ in range(2):
-                    if data[pos] != 0:
-                        raise MalformedModule("zero byte expected", pos)
-                    pos += 1
-                imm = None
+                x, pos = _memidx(data, pos, multi)
+                y, pos = _memidx(data, pos, multi)
+                imm = (x, y)
             elif kind == "memory":
-                if data[pos] != 0:
-                    raise MalformedModule("zero byte expected", pos)
-                pos += 1
-                imm = None
+                imm, pos = _memidx(data, pos, multi)
             else:  # table_init (elemidx, tableidx) and table_copy (dst, src): two indices
                 x, pos = _u32(data, pos)
                 y, pos = _u32(data, pos)
@@ -538,14 +572,38 @@ class _Decoder:
         self.pos += 1
         return t
 
-    def limits(self) -> Limits:
-        has_max = self.flag()
-        lo = self.u32()
-        return Limits(lo, self.u32() if has_max else None)
+    def limits(self) -> tuple[Limits, str]:
+        """Limits and the address type their flags give (bit 2: i64, memory64 and table64).
+
+        Under memory64 the flags are a byte with bits 0 (a maximum follows) and 2 (i64) and the
+        bounds are u64s, whatever the address type (validation bounds them); without it, 2.0's
+        one-bit flag and u32 bounds.
+        """
+        if not self.features.memory64:
+            b = self.data[self.pos]
+            if b in (0x04, 0x05):
+                self.features.require("memory64", self.pos)
+            has_max = self.flag()
+            lo = self.u32()
+            return Limits(lo, self.u32() if has_max else None), I32
+        pos = self.pos
+        flags = self.byte()
+        if flags & 0xFA:
+            raise MalformedModule("malformed limits flags", pos)
+        lo, self.pos = _uleb(self.data, self.pos, 64)
+        hi = None
+        if flags & 1:
+            hi, self.pos = _uleb(self.data, self.pos, 64)
+        return Limits(lo, hi), I64 if flags & 4 else I32
 
     def table_type(self) -> TableType:
         elem = self.reftype()
-        return TableType(elem, self.limits())
+        limits, address = self.limits()
+        return TableType(elem, limits, address)
+
+    def memory_type(self) -> MemoryType:
+        limits, address = self.limits()
+        return MemoryType(limits, address)
 
     def global_type(self) -> GlobalType:
         t = self.valtype()
@@ -653,7 +711,7 @@ class _Decoder:
             elif kind == 1:
                 desc = self.table_type()
             elif kind == 2:
-                desc = MemoryType(self.limits())
+                desc = self.memory_type()
             elif kind == 3:
                 desc = self.global_type()
             elif kind == 4:
@@ -683,7 +741,7 @@ class _Decoder:
             m.table_inits.append(init)
 
     def memory_section(self) -> None:
-        self.module.memories = [MemoryType(self.limits()) for _ in range(self.len32())]
+        self.module.memories = [self.memory_type() for _ in range(self.len32())]
 
     def global_section(self) -> None:
         globals_ = self.module.globals

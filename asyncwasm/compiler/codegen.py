@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, Protocol
 
-from ..binary.module import Code, FuncType, Module
+from ..binary.module import I64, Code, FuncType, MemoryType, Module
 from ..binary.types import REGISTRY, canonical_ids
 from .structured import translate_function
 from .translate import ModuleInfo
@@ -43,6 +43,13 @@ def canonical_type_id(ft: FuncType) -> int:
     """The canonical id of a function type on its own (final, no supertype): what a host function
     has, and what any 2.0 module's types get (``binary.types.canonical_ids`` for the general case)."""
     return REGISTRY.func_id(ft)
+
+
+def memory_bytes_max(mt: MemoryType) -> int:
+    """The most bytes a memory of type ``mt`` can ever have (its maximum, else the spec's limit:
+    4 GiB for a 32-bit memory, 2^48 pages for a 64-bit one)."""
+    pages = mt.limits.max if mt.limits.max is not None else (1 << 48 if mt.address == I64 else 1 << 16)
+    return pages * 65536
 
 
 def global_cells(module: Module) -> set[int]:
@@ -102,13 +109,13 @@ class CompiledCode:
         self.store = store
         self.n_imported = sum(1 for i in module.imports if i.kind == "func")
         self.func_types = module.func_types()
-        memories = module.memory_types()
-        memory_max = 1 << 32
-        if memories and memories[0].limits.max is not None:
-            memory_max = memories[0].limits.max * 65536
-        fixed = {k: t.limits.min for k, t in enumerate(module.table_types()) if t.limits.max == t.limits.min}
+        memories = [(mt.address, memory_bytes_max(mt)) for mt in module.memory_types()]
+        memory_max = memories[0][1] if memories else 1 << 32
+        tables = module.table_types()
+        fixed = {k: t.limits.min for k, t in enumerate(tables) if t.limits.max == t.limits.min}
         self.info = ModuleInfo(module.types, self.func_types, global_cells(module),
-                               canonical_ids(module), memory_max, fixed)
+                               canonical_ids(module), memory_max, fixed,
+                               memories or None, [t.address for t in tables])
         self.info.tag_types = [module.types[x].params for x in module.tag_types()]  # compiler/exceptions.py
         self.filename = f"<wasm {name} #{next(_counter)}>"
         self.codes: dict[int, CodeType] = {}

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..binary.simd_opcodes import SIMD_ACCESS, SIMD_OPCODES
+from .memories import memory_name
 from .simd_ops import HELPERS, HIGH, M128, REP
 
 __all__ = ["SIMD_HANDLERS"]
@@ -49,7 +50,7 @@ class _Translator(Protocol):
 
     def ea(self, addr: Any, offset: int) -> str: ...  # addr: an _Entry
 
-    def static_trap(self) -> None: ...
+    def static_trap(self, offset: int = 0) -> None: ...
 
 
 Handler = Callable[[_Translator, Any, int], None]
@@ -185,9 +186,9 @@ _WRITE = {1: "{m}[{ea}] = {v}", 2: "_su16({m}, {ea}, {v})", 4: "_su32({m}, {ea},
 
 def _memory(t: _Translator, memarg: tuple[int, ...]) -> tuple[int, str, int]:
     """(offset, the buffer's name, the most bytes the memory can ever have) of an access: memory 0 is
-    ``M``, memory k is ``M{k}``, as scalar accesses name them."""
+    ``M``, memory k is ``M{k}``, as scalar accesses name them (``compiler.memories``)."""
     k = memarg[2] if len(memarg) == 3 else 0
-    return memarg[1], ("M" if k == 0 else f"M{k}"), (t.info.memory_max if k == 0 else 1 << 64)
+    return memarg[1], memory_name(k), t.info.memory_limit(k)
 
 
 def _load_template(name: str) -> str:
@@ -210,7 +211,7 @@ def _load(name: str, op: int) -> Handler:
         offset, m, limit = _memory(t, imm)
         a = t.pop()
         if offset + size > limit:
-            t.static_trap()
+            t.static_trap(offset)
             return
         t.push_slot_value(template.format(ea=t.ea(a, offset), m=m, tmp=t.temp() if "{tmp}" in template else ""))
     return handler
@@ -221,7 +222,7 @@ def _store(t: _Translator, imm: Any, i: int) -> None:
     v = t.pop()
     a = t.pop()
     if offset + 16 > limit:
-        t.static_trap()
+        t.static_trap(offset)
         return
     t.emit(f"_s16s({m}, {t.ea(a, offset)}, ({v.code}).to_bytes(16, 'little'))")
 
@@ -236,7 +237,7 @@ def _load_lane(op: int) -> Handler:
         v = t.pop()
         a = t.pop()
         if offset + size > limit:
-            t.static_trap()
+            t.static_trap(offset)
             return
         sh = size * 8 * k
         clear = M128 ^ (((1 << (size * 8)) - 1) << sh)
@@ -255,7 +256,7 @@ def _store_lane(op: int) -> Handler:
         v = t.pop()
         a = t.pop()
         if offset + size > limit:
-            t.static_trap()
+            t.static_trap(offset)
             return
         sh = size * 8 * k
         part = f"((({v.code}) >> {sh}) & {(1 << (size * 8)) - 1:#x})"

@@ -22,6 +22,7 @@ import anyio
 
 from ..binary.module import (
     FUNCREF,
+    I64,
     ExternKind,
     FuncType,
     GlobalType,
@@ -36,6 +37,7 @@ from ..binary.simd_opcodes import SIMD_NAMES
 from ..binary.types import GLOBAL, REGISTRY, canon_valtype, canonical_ids
 from ..compiler import numeric, simd_ops
 from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, compile_module, global_cells
+from ..compiler.memories import grow_name, memory_name
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
@@ -74,6 +76,7 @@ _BASE_GLOBALS.update({
     # exceptions and tail calls (compiler/exceptions.py, compiler/tailcall.py)
     "_WExc": objects.WasmException, "_throw": objects.throw, "_rethrow": objects.rethrow,
     "_Tail": objects.TailCall,
+    "_mcopy2": objects.memory_copy2, "_tgrow64": objects.table_grow64,
 })
 _BASE_GLOBALS.update(simd_ops.HELPERS)
 _BASE_GLOBALS.update(gc.HELPERS)
@@ -140,14 +143,17 @@ class CompiledModule:
         return self.compiled.translate_all(progress)
 
     def func_name(self, index: int) -> str | None:
+        """The name section's name of function ``index``, if it has one."""
         return self.module.names.funcs.get(index)
 
     @property
     def imports(self) -> list[tuple[str, str, ExternKind]]:
+        """``(module, name, kind)`` of every import, in order (``kind``: func, table, memory, global, tag)."""
         return [(i.module, i.name, i.kind) for i in self.module.imports]
 
     @property
     def exports(self) -> list[tuple[str, ExternKind]]:
+        """``(name, kind)`` of every export, in order."""
         return [(e.name, e.kind) for e in self.module.exports]
 
 
@@ -167,10 +173,12 @@ class Caller:
 
     @property
     def memory(self) -> Memory | None:
+        """The calling instance's memory exported as ``memory`` (what WASI reads), or None."""
         m = self.instance.exports.get("memory")
         return m if isinstance(m, Memory) else None
 
     def get_export(self, name: str) -> Extern | None:
+        """The calling instance's export ``name``, or None."""
         return self.instance.exports.get(name)
 
 
@@ -224,6 +232,7 @@ class Instance:
 
     @property
     def weight(self) -> float:
+        """Its share of the CPU when many guests are runnable (2.0: twice the share of 1.0)."""
         return self.stats.weight
 
     @weight.setter
@@ -233,6 +242,7 @@ class Instance:
         self.stats.weight = value
 
     def func_ref(self, index: int) -> Func:
+        """Function ``index`` of the instance's function space (imports first) as a ``Func``."""
         f = self._refs.get(index)
         if f is None:
             fn = self.g[f"f{index}"]
@@ -241,6 +251,7 @@ class Instance:
         return f
 
     def get_func(self, name: str) -> Func:
+        """The exported function ``name``; ``KeyError`` if there is none."""
         f = self.exports.get(name)
         if not isinstance(f, Func):
             raise KeyError(f"no exported function named {name!r}")
@@ -259,6 +270,8 @@ class Instance:
         return _public_results(f.type, raw)
 
     async def call_raw(self, f: Func, args: list[Any]) -> Any:
+        """Call ``f`` with raw values (unsigned ints for i32/i64, no conversion): the fast path for hosts
+        that already hold raw values. Runs within the store's timeout; returns the raw result(s)."""
         if self.dead:
             raise InstanceDead(self.dead)
         timeout = self.store.timeout
@@ -274,6 +287,7 @@ class Instance:
         self.dead = "the instance was cancelled in the middle of a call"
 
     def call_raw_sync(self, f: Func, args: list[Any]) -> Any:
+        """``call_raw`` without an event loop: the guest may not call async host functions."""
         if self.dead:
             raise InstanceDead(self.dead)
         return run_guest_sync(f.fn, tuple(args), self.store)
@@ -315,12 +329,13 @@ def _check_import(kind: ExternKind, desc: Any, item: Any, cids: list[int], where
         if have != want and not REGISTRY.is_sub(have, want):
             raise bad
     elif kind == "table":
-        if not isinstance(item, Table) or item.type.elem != canon_valtype(desc.elem, cids):
+        if not isinstance(item, Table) or item.type.elem != canon_valtype(desc.elem, cids) \
+                or item.type.address != desc.address:
             raise bad
         if not _limits_match(len(item.elems), item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
     elif kind == "memory":
-        if not isinstance(item, Memory):
+        if not isinstance(item, Memory) or item.type.address != desc.address:
             raise bad
         if not _limits_match(item.pages, item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
@@ -343,6 +358,8 @@ class Linker:
         self._instances: dict[str, Instance] = {}
 
     def define(self, module: str, name: str, item: Extern | HostFunc) -> None:
+        """Offer ``item`` (a ``Func``, ``Memory``, ``Table``, ``Global`` or ``HostFunc``) as the import
+        ``module.name``. A ``Func`` is called with the raw convention, no conversion."""
         self._defs[(module, name)] = item
 
     def define_func(self, module: str, name: str, type: FuncType, fn: Callable[..., Any], *,
@@ -351,18 +368,23 @@ class Linker:
         self._defs[(module, name)] = HostFunc(type, fn, access_caller, name)
 
     def define_instance(self, name: str, instance: Instance) -> None:
+        """Offer every export of ``instance`` as the imports of module ``name``."""
         self._instances[name] = instance
 
     def get(self, module: str, name: str) -> Any:
+        """What import ``module.name`` resolves to, or None."""
         item = self._defs.get((module, name))
         if item is None and module in self._instances:
             item = self._instances[module].exports.get(name)
         return item
 
     def items(self) -> Iterator[tuple[tuple[str, str], Any]]:
+        """Every ``((module, name), item)`` defined one by one (not those of ``define_instance``)."""
         return iter(self._defs.items())
 
     def resolve(self, module: CompiledModule) -> list[Any]:
+        """The item for each import of ``module``, in order; ``LinkError`` naming one that is missing or
+        of the wrong type."""
         out = []
         for imp in module.module.imports:
             item = self.get(imp.module, imp.name)
@@ -406,6 +428,14 @@ class Linker:
         return inst, start
 
 
+_M32, _M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
+# extended-const: i32/i64 add, sub and mul, on unsigned canonical ints
+_EXTENDED_CONST: dict[int, Callable[[int, int], int]] = {
+    0x6A: lambda a, b: (a + b) & _M32, 0x6B: lambda a, b: (a - b) & _M32, 0x6C: lambda a, b: (a * b) & _M32,
+    0x7C: lambda a, b: (a + b) & _M64, 0x7D: lambda a, b: (a - b) & _M64, 0x7E: lambda a, b: (a * b) & _M64,
+}
+
+
 def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
     stack: list[Any] = []
     for op, imm, _off in expr:
@@ -424,6 +454,9 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
             stack.append(imm)
         elif op == 0xD2:
             stack.append(inst.func_ref(imm))
+        elif op in _EXTENDED_CONST:
+            b = stack.pop()
+            stack.append(_EXTENDED_CONST[op](stack.pop(), b))
         elif gc.eval_const(op, imm, stack, inst.module.module.types, inst.module._cids):
             pass
         else:  # validation admits nothing else
@@ -525,16 +558,16 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         tables.append(t)
         nt += 1
     for mt in m.memories:
-        memories.append(Memory(mt, store.max_memory_pages))
+        memories.append(Memory(mt, store.max_memory_pages, store.memory_budget))
     tag_names = {e.index: e.name for e in m.exports if e.kind == "tag"}
     for k, x in enumerate(m.tags, start=len(tags)):
         tags.append(Tag(m.types[x], tag_names.get(k), cm._cids[x]))
     for k, tag in enumerate(tags):
         g[f"X{k}"] = tag
-    if memories:
-        mem = memories[0]
-        g["M"] = mem.data
-        g["_grow"] = lambda n, _mem=mem: _mem.grow(n) & 0xFFFFFFFF
+    for k, mem in enumerate(memories):
+        g[memory_name(k)] = mem.data
+        mask = 0xFFFFFFFFFFFFFFFF if mem.type.address == I64 else 0xFFFFFFFF
+        g[grow_name(k)] = lambda n, _mem=mem, _mask=mask: _mem.grow(n) & _mask
     g["_ref"] = inst.func_ref
     g["_stk"] = 0
     g["_fuel"] = g["_granted"] = store.next_grant()
@@ -594,18 +627,20 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
                 fuel.copy(len(d.init))
             objects.memory_init(memories[d.memory].data, g["_D"], k, off, 0, len(d.init))
             g["_D"][k] = b""
+    for size in plan.image_copies:
+        fuel.copy(size)
     fuel.save(calls_start=m.start is not None)
     return inst.func_ref(m.start) if m.start is not None else None
 
 
-def host_memory(min_pages: int, max_pages: int | None = None) -> Memory:
-    """A memory made by the host, to offer as an import."""
-    return Memory(MemoryType(Limits(min_pages, max_pages)))
+def host_memory(min_pages: int, max_pages: int | None = None, address: str = "i32") -> Memory:
+    """A memory made by the host, to offer as an import (``address="i64"``: a 64-bit memory)."""
+    return Memory(MemoryType(Limits(min_pages, max_pages), address))
 
 
-def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None) -> Table:
-    """A table made by the host, to offer as an import."""
-    return Table(TableType(elem, Limits(min_size, max_size)))
+def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None, address: str = "i32") -> Table:
+    """A table made by the host, to offer as an import (``address="i64"``: a 64-bit table)."""
+    return Table(TableType(elem, Limits(min_size, max_size), address))
 
 
 def host_global(valtype: str, value: Any, mutable: bool = False) -> Global:

@@ -79,6 +79,7 @@ class Table:
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return len(self.elems)
 
     def grow(self, delta: int, init: Any) -> int:
@@ -137,6 +138,11 @@ def table_grow(t: Table, init: Any, n: int) -> int:
     return t.grow(n, init) & 0xFFFFFFFF
 
 
+def table_grow64(t: Table, init: Any, n: int) -> int:
+    """table.grow of a 64-bit table (table64): -1 is an i64."""
+    return t.grow(n, init) & 0xFFFFFFFFFFFFFFFF
+
+
 def check_table_range(t: Table, i: int, n: int) -> None:
     if i + n > len(t.elems):
         raise Trap(TABLE_OOB)
@@ -185,6 +191,13 @@ def memory_copy(mem: bytearray, d: int, s: int, n: int) -> None:
     if s + n > len(mem) or d + n > len(mem):
         raise Trap(MEMORY_OOB)
     mem[d:d + n] = mem[s:s + n]
+
+
+def memory_copy2(dst: bytearray, src: bytearray, d: int, s: int, n: int) -> None:
+    """memory.copy between two different memories (multi-memory)."""
+    if s + n > len(src) or d + n > len(dst):
+        raise Trap(MEMORY_OOB)
+    dst[d:d + n] = src[s:s + n]
 
 
 def memory_fill(mem: bytearray, d: int, v: int, n: int) -> None:
