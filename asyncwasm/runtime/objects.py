@@ -259,6 +259,7 @@ class WasmException(WasmError):
 
     @property
     def payload(self) -> tuple[Any, ...]:
+        """The values the exception carries, as Python sees them (i32 and i64 as signed ints)."""
         return tuple(from_raw(t, v) for t, v in zip(self.tag.type.params, self.values, strict=True))
 
     def __str__(self) -> str:
