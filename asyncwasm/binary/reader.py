@@ -223,6 +223,8 @@ def _memidx(data: bytes, pos: int, multi: bool) -> tuple[int, int]:
     if data[pos] != 0:
         raise MalformedModule("zero byte expected (a memory index needs multi-memory)", pos)
     return 0, pos + 1
+
+
 def _gate(features: Features, name: str, as_2_0: str, offset: int) -> None:
     """Refuse what feature ``name`` brings when it is off: an ``UnsupportedFeature`` naming it, whose
     message also says what Wasm 2.0 calls the same bytes (the 2.0 spec tests expect those words)."""
