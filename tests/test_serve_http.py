@@ -15,7 +15,7 @@ import pytest
 from serve_guests import CGI, ECHO_CMD
 from serve_helpers import guest_file, serving
 
-from asyncwasm.serve_http import BadRequest, parse_head
+from asyncwasm.serve.http import BadRequest, parse_head
 
 
 @pytest.fixture

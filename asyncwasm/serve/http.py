@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 import anyio
@@ -22,10 +22,9 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .serve_server import Outcome, log
+from wasi_async import Errno, WasiError
 
-if TYPE_CHECKING:
-    from .serve_server import Connection, CountingStream, Server
+from .connection import Connection, ConnectionHost, CountingStream, Outcome, linger_close, log
 
 MAX_HEAD = 16 * 1024  # request line and headers
 MAX_HEADERS = 100
@@ -324,8 +323,6 @@ class RequestBody(anyio.abc.ByteReceiveStream):
         self._after_chunk = False
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        from wasi_async import Errno, WasiError
-
         if self._on_first_read is not None:
             first, self._on_first_read = self._on_first_read, None
             await first()
@@ -593,11 +590,11 @@ def failure_status(outcome: Outcome, response: CgiResponse) -> tuple[int, str]:
 # ---- the connection loop ------------------------------------------------------------------------
 
 
-async def serve_http_connection(server: Server, conn: Connection, stream: CountingStream) -> None:
+async def serve_http_connection(server: ConnectionHost, conn: Connection, stream: CountingStream) -> None:
     """Serve requests on one connection until it closes, fails, idles or the server stops."""
     reader = BufferedByteReceiveStream(stream)
     outer = conn.scope
-    while not server._stopping:
+    while not server.stopping:
         conn.between_requests = True
         req_or_none = await _read_request(server, conn, reader, stream)
         conn.between_requests = False
@@ -605,7 +602,7 @@ async def serve_http_connection(server: Server, conn: Connection, stream: Counti
             return
         req = req_or_none
         conn.requests += 1
-        keep = req.keep_alive and not server._stopping
+        keep = req.keep_alive and not server.stopping
         max_body = server.options.max_body
         body = RequestBody(
             reader, req, _continue_sender(stream) if req.expect_continue else None, max_body=max_body
@@ -638,7 +635,7 @@ def _continue_sender(stream: CountingStream) -> Any:
 
 
 async def _read_request(
-    server: Server, conn: Connection, reader: BufferedByteReceiveStream, stream: CountingStream
+    server: ConnectionHost, conn: Connection, reader: BufferedByteReceiveStream, stream: CountingStream
 ) -> Request | None:
     """The next request head, or None when the client is done (or broke the protocol: then it was told)."""
     first = conn.requests == 0
@@ -679,9 +676,7 @@ async def _linger(stream: CountingStream) -> None:
     """After an error answer to a request whose body is left unread: half-close and read what the
     client still sends (bounded), so that closing does not reset the connection before the client
     has read the answer."""
-    from .serve_server import _linger_close
-
-    await _linger_close(stream)
+    await linger_close(stream)
 
 
 async def _send_error(stream: CountingStream, status: int, message: str) -> None:
