@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import unquote
 
 SERVER_NAME = "asyncwasm"
 MAX_CGI_HEAD = 16 * 1024  # the program's response header block
@@ -24,14 +23,14 @@ _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 
 
-def cgi_environ(*, method: str, path: str, query: str, request_uri: str, protocol: str,
+def cgi_environ(*, method: str, path_info: str, query: str, request_uri: str, protocol: str,
                 headers: Iterable[tuple[str, str]], base: dict[str, str] | None = None,
                 content_length: int | None = None, remote: tuple[str, int] | None = None,
                 local: tuple[str, int] | None = None, script_name: str = "") -> dict[str, str]:
     """The CGI meta-variables of one request (RFC 3875 section 4.1), over ``base`` (the server's env).
 
-    ``path`` is the request path as sent (percent-encoded; PATH_INFO gets it decoded), ``query``
-    the query string without ``?``, ``headers`` (lower-case name, value) pairs in order. Repeated
+    ``path_info`` is the request path, percent-decoded, below ``script_name`` (where the program is
+    mounted); ``query`` the query string as sent, without ``?``; ``headers`` (lower-case name, value) pairs in order. Repeated
     fields are joined with ", " ("; " for Cookie); Content-Type and Content-Length become
     CONTENT_TYPE and CONTENT_LENGTH, and a ``Proxy`` field is dropped (httpoxy)."""
     env = dict(base or {})
@@ -42,7 +41,7 @@ def cgi_environ(*, method: str, path: str, query: str, request_uri: str, protoco
         "REQUEST_METHOD": method,
         "REQUEST_URI": request_uri,
         "SCRIPT_NAME": script_name,
-        "PATH_INFO": unquote(path, errors="surrogateescape"),
+        "PATH_INFO": path_info,
         "QUERY_STRING": query,
     })
     if content_length is not None:

@@ -23,6 +23,7 @@ import re
 import time
 from email.utils import formatdate
 from typing import Any, NoReturn
+from urllib.parse import unquote
 
 import anyio
 import anyio.abc
@@ -197,7 +198,7 @@ def request_environ(req: Request, base: dict[str, str], stream: anyio.abc.Socket
     except anyio.TypedAttributeLookupError:
         remote = local = None
     return cgi_environ(
-        method=req.method, path=path, query=query, request_uri=req.target,
+        method=req.method, path_info=unquote(path, errors="surrogateescape"), query=query, request_uri=req.target,
         protocol=f"HTTP/{req.version[0]}.{req.version[1]}", headers=req.headers, base=base,
         content_length=req.content_length,
         remote=(str(remote[0]), int(remote[1])) if isinstance(remote, tuple) else None,
