@@ -30,7 +30,7 @@ import anyio.abc
 
 from asyncwasm import Func, Instance, Linker, Module, RunStats, Store, Trap, WasmError
 
-from .config import Preopen, ProcessStdio, StdinSource, StdoutSink, WasiConfig
+from .config import Preopen, ProcessStdio, SocketGrant, StdinSource, StdoutSink, WasiConfig
 from .context import WasiContext
 from .limits import DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_OUTPUT
 from .proc import WasiExit
@@ -178,7 +178,8 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
                       stdin: Input = None, stdout: Output = CAPTURE, stderr: Output = CAPTURE,
                       store: Store | None = None, linker: Linker | None = None,
                       max_output: int | None = DEFAULT_MAX_OUTPUT,
-                      max_open_files: int | None = DEFAULT_MAX_OPEN_FILES) -> CommandResult:
+                      max_open_files: int | None = DEFAULT_MAX_OPEN_FILES,
+                      sockets: Sequence[SocketGrant] = ()) -> CommandResult:
     """Instantiate ``module`` with WASI, call its ``_start``, and return how it ended.
 
     ``module``: a compiled ``asyncwasm.Module`` (compile once, run many times), or Wasm bytes or a
@@ -196,7 +197,8 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     and are dropped, so a guest that writes forever holds no more than this, and the result's
     ``stdout_truncated``/``stderr_truncated`` are set. Streams passed in are never capped.
     ``max_open_files``: ``WasiConfig.max_open_files``, the descriptors the guest may open itself
-    (1024 by default; one more is EMFILE).
+    (1024 by default; one more is EMFILE). ``sockets``: ``WasiConfig.sockets``, preopened sockets
+    (anyio listeners for ``sock_accept``, or connected streams), numbered after the preopens.
 
     Traps, including an exhausted fuel limit and the store's timeout (``Interrupted``), end up in
     ``result.trap``; cancellation from outside propagates as usual, after the guest is stopped.
@@ -208,7 +210,8 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     out_sink, out_cap = _sink(stdout, 1, max_output)
     err_sink, err_cap = _sink(stderr, 2, max_output)
     config = WasiConfig(args=argv, env=dict(env or {}), preopens=[_preopen(p) for p in preopens],
-                        stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink, max_open_files=max_open_files)
+                        stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink, max_open_files=max_open_files,
+                        sockets=list(sockets))
     store = store if store is not None else Store()
     fuel_before = store.fuel_used
     exit_code: int | None = 0

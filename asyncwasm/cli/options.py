@@ -1,10 +1,13 @@
 """The options every command that runs a WASI program shares, as click types and decorators.
 
 ``asyncwasm run`` and ``asyncwasm serve-stdin`` take the same limits (``--fuel``, ``--timeout``,
-``--max-memory``, ``--max-table-elements``) and the same WASI grants (``--dir``, ``--env``,
-``--max-open-files``); both get them by composition: ``@run_common`` adds the options to a command
-and hands it one ``RunCommon`` value, as wasmtime's ``serve`` reuses its ``RunCommon``. A bad value
-is a usage error (status 2) named by click, never a traceback later. This module imports no command.
+``--max-memory``, ``--max-table-elements``), the same WASI grants (``--dir``, ``--env``,
+``--max-open-files``) and wasmtime's option groups beside them: ``-W`` for the engine (the limits,
+``max-wasm-stack``, the Wasm feature names: ``-W fuel=1000,simd=n``) and ``-S`` for WASI
+(``inherit-env``, ``inherit-stdin``, ``tcplisten=HOST:PORT``). Both commands get them by
+composition: ``@run_common`` adds the options to a command and hands it one ``RunCommon`` value, as
+wasmtime's ``serve`` reuses its ``RunCommon``. A bad value is a usage error (status 2) named by
+click, never a traceback later. This module imports no command.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import functools
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import click
@@ -192,6 +195,11 @@ class RunCommon:
     dirs: tuple[tuple[str, str], ...] = ()
     envs: tuple[tuple[str, str | None], ...] = ()
     max_open_files: int | None = None
+    max_wasm_stack: int | None = None  # nested Wasm calls (Store.max_depth)
+    features: Features | None = None  # None: the default, all of Wasm 3.0
+    inherit_env: bool = False
+    inherit_stdin: bool | None = None  # None: the command's default
+    tcplisten: tuple[tuple[str, int], ...] = ()
 
     @property
     def max_memory_pages(self) -> int | None:
@@ -199,9 +207,12 @@ class RunCommon:
         return None if self.max_memory is None else self.max_memory // PAGE_SIZE
 
     def env(self, environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
-        """The guest's environment: ``NAME=VAL`` as given, a bare ``NAME`` with the host's value if set."""
-        return {name: environ[name] if val is None else val for name, val in self.envs
-                if val is not None or name in environ}
+        """The guest's environment: all of the host's with ``-S inherit-env``, then ``NAME=VAL`` as
+        given and a bare ``NAME`` with the host's value if it has one."""
+        env = dict(environ) if self.inherit_env else {}
+        env.update({name: environ[name] if val is None else val for name, val in self.envs
+                    if val is not None or name in environ})
+        return env
 
     def dir_problem(self) -> str | None:
         """Why a ``--dir`` host path cannot be granted (it is missing or not a directory), or None.
@@ -215,11 +226,98 @@ class RunCommon:
     def store(self) -> Store:
         """A fresh Store with these limits (one per run, connection or request)."""
         total = DEFAULT_TABLE_ELEMENTS if self.max_table_elements is None else self.max_table_elements
+        depth = {} if self.max_wasm_stack is None else {"max_depth": self.max_wasm_stack}
         return Store(fuel=self.fuel, timeout=self.timeout, max_memory_pages=self.max_memory_pages,
-                     max_table_elements_total=total)
+                     max_table_elements_total=total, **depth)
 
 
-_COMMON_NAMES = ("fuel", "timeout", "max_memory", "max_table_elements", "dirs", "envs", "max_open_files")
+_COMMON_NAMES = ("fuel", "timeout", "max_memory", "max_table_elements", "dirs", "envs", "max_open_files",
+                 "tcplisten")
+
+
+class KeyValues(click.ParamType):
+    """``-W``/``-S`` values: ``KEY[=VALUE]`` items, several per option when comma-separated."""
+
+    name = "KEY[=VAL,...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[tuple[str, str | None]]:
+        if isinstance(value, list):
+            return value
+        out: list[tuple[str, str | None]] = []
+        for item in (i.strip() for i in value.split(",")):
+            if item:
+                key, eq, val = item.partition("=")
+                out.append((key.strip().replace("_", "-"), val.strip() if eq else None))
+        if not out:
+            self.fail(f"{value!r} names no option", param, ctx)
+        return out
+
+
+class HostPort(click.ParamType):
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6; port 0 picks a free one)."""
+
+    name = "HOST:PORT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        host, sep, port = value.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            self.fail(f"{value!r} is not HOST:PORT", param, ctx)
+        return host, int(port)
+
+
+W_LIMITS = {"fuel": Count(), "timeout": Duration(), "max-memory-size": Size(), "max-table-elements": Count(),
+            "max-wasm-stack": Count()}
+S_KEYS = ("inherit-env", "inherit-stdin", "tcplisten")
+_YES, _NO = ("y", "yes", "true", "1"), ("n", "no", "false", "0")
+
+
+def _flag(key: str, value: str | None, opt: str) -> bool:
+    if value is None or value.lower() in _YES:
+        return True
+    if value.lower() in _NO:
+        return False
+    raise click.BadParameter(f"{key}: expected y or n, got {value!r}", param_hint=f"'{opt}'")
+
+
+def apply_groups(common: RunCommon, w: list[list[tuple[str, str | None]]],
+                 s: list[list[tuple[str, str | None]]]) -> RunCommon:
+    """``-W`` and ``-S`` items over the long options; a limit given both ways must agree."""
+    changes: dict[str, Any] = {}
+    features: list[str] = []
+    fields_of = {"fuel": "fuel", "timeout": "timeout", "max-memory-size": "max_memory",
+                 "max-table-elements": "max_table_elements", "max-wasm-stack": "max_wasm_stack"}
+    for key, value in (kv for group in w for kv in group):
+        if key in W_LIMITS:
+            if value is None:
+                raise click.BadParameter(f"{key} needs a value ({key}=...)", param_hint="'-W'")
+            converted = W_LIMITS[key].convert(value, None, None)
+            field_name = fields_of[key]
+            given = getattr(common, field_name)
+            if given is not None and given != converted:
+                raise click.BadParameter(f"{key}={value} contradicts the long option given for it", param_hint="'-W'")
+            changes[field_name] = converted
+        elif key in Features.names():
+            features.append(f"{key}={'y' if _flag(key, value, '-W') else 'n'}")
+        else:
+            known = ", ".join([*W_LIMITS, *Features.names()])
+            raise click.BadParameter(f"unknown option {key!r} (known: {known})", param_hint="'-W'")
+    if features:
+        changes["features"] = Features.parse(",".join(features))
+    listen = list(common.tcplisten)
+    for key, value in (kv for group in s for kv in group):
+        if key == "inherit-env":
+            changes["inherit_env"] = _flag(key, value, "-S")
+        elif key == "inherit-stdin":
+            changes["inherit_stdin"] = _flag(key, value, "-S")
+        elif key == "tcplisten":
+            listen.append(HostPort().convert(value or "", None, None))
+        else:
+            raise click.BadParameter(f"unknown option {key!r} (known: {', '.join(S_KEYS)})", param_hint="'-S'")
+    changes["tcplisten"] = tuple(listen)
+    return replace(common, **changes)
 
 
 def run_common(*, max_open_files: int, per: str = "run") -> Callable[[F], F]:
@@ -231,7 +329,10 @@ def run_common(*, max_open_files: int, per: str = "run") -> Callable[[F], F]:
     def decorate(f: F) -> F:
         def collect(*args: Any, **kwargs: Any) -> Any:
             values = {name: kwargs.pop(name) for name in _COMMON_NAMES}
-            return f(*args, common=RunCommon(**values), **kwargs)
+            values["tcplisten"] = tuple(values["tcplisten"])
+            w, s = kwargs.pop("w_options"), kwargs.pop("s_options")
+            common = apply_groups(RunCommon(**values), list(w), list(s))
+            return f(*args, common=common, **kwargs)
 
         functools.update_wrapper(collect, f)  # the name, the help text, and options added before
         options = [
@@ -254,6 +355,16 @@ def run_common(*, max_open_files: int, per: str = "run") -> Callable[[F], F]:
             click.option("--max-open-files", "max_open_files", type=Count(), metavar="N",
                          default=max_open_files, show_default=True,
                          help="Descriptors the guest may open itself; one more is EMFILE."),
+            click.option("--tcplisten", "tcplisten", multiple=True, type=HostPort(), metavar="HOST:PORT",
+                         help="Grant the guest a listening TCP socket (for sock_accept), numbered after "
+                              "the --dir descriptors. Repeatable."),
+            click.option("-W", "w_options", multiple=True, type=KeyValues(), metavar="OPT[=VAL,...]",
+                         help="Engine options, as wasmtime spells them: fuel=N, timeout=DURATION, "
+                              "max-memory-size=BYTES, max-table-elements=N, max-wasm-stack=N (nested "
+                              f"calls), and the Wasm features ({', '.join(Features.names())}) =y|n."),
+            click.option("-S", "s_options", multiple=True, type=KeyValues(), metavar="OPT[=VAL,...]",
+                         help="WASI options, as wasmtime spells them: inherit-env[=y|n] (the host's whole "
+                              "environment), inherit-stdin[=y|n], tcplisten=HOST:PORT."),
         ]
         decorated: Any = collect
         for option in reversed(options):

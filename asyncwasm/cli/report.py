@@ -11,6 +11,7 @@ from typing import NoReturn
 import click
 
 from ..errors import Trap, WasmError
+from ..features import Features
 from ..runtime.instance import CompiledModule
 
 TRAP_EXIT = 134  # what wasmtime returns on a trap (128 + SIGABRT)
@@ -28,10 +29,10 @@ def fail(message: str, code: int = ERROR_EXIT) -> NoReturn:
     sys.exit(code)
 
 
-def compile_module(path: str) -> CompiledModule:
+def compile_module(path: str, features: Features | None = None) -> CompiledModule:
     """Compile a module file; every way it can be wrong is a ``CliError`` of one line."""
     try:
-        return CompiledModule.from_file(path)
+        return CompiledModule.from_file(path, features=features)
     except FileNotFoundError:
         raise CliError(f"no such file: {path}") from None
     except IsADirectoryError:

@@ -77,21 +77,33 @@ def _show(valtype: str, value: Any) -> str:
 
 @click.command(cls=OneLineCommand, context_settings={"allow_interspersed_args": False})
 @run_common(max_open_files=1024)
+@click.option("--argv0", metavar="NAME", help="The guest's argv[0] (default: the module's file name).")
 @click.option("--invoke", metavar="NAME",
               help="Call this export instead of _start, with ARGS as its arguments, and print its results.")
 @click.option("--stats", is_flag=True, help="Print fuel used, slices and time to stderr when done.")
 @click.argument("module", metavar="MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(common: RunCommon, invoke: str | None, stats: bool, module: str, args: tuple[str, ...]) -> None:
+def run(common: RunCommon, argv0: str | None, invoke: str | None, stats: bool, module: str,
+        args: tuple[str, ...]) -> None:
     """Run a WebAssembly MODULE: a WASI command, or one export with --invoke.
 
     Options go before the module; everything after it is the guest's own arguments, passed as they
-    are (argv[0] is the module's file name). With --invoke, ARGS are the export's arguments: i32 and
+    are (argv[0] is the module's file name, or --argv0). `asyncwasm MODULE ARGS` without `run`
+    means the same. The guest sees only what it is granted: the --dir directories, the --env
+    variables (or the host's with -S inherit-env), stdin (unless -S inherit-stdin=n), stdout,
+    stderr, and the --tcplisten sockets. With --invoke, ARGS are the export's arguments: i32 and
     i64 in decimal or 0x hex, f32 and f64 as decimals; each result is printed on its own line.
+
+    Limits are the long options or wasmtime's -W spellings (both may be given if they agree):
+    --fuel N is -W fuel=N, --timeout 2s is -W timeout=2s, --max-memory 64MiB is
+    -W max-memory-size=64MiB; -W max-wasm-stack=N bounds nested calls; -W simd=n (or any
+    feature name) turns a Wasm feature off, so a module using it fails to load, naming it.
+
+    The exit statuses, compared with wasmtime's, are in docs/cli.md.
 
     \b
     Exit status:
-      N    the guest called proc_exit(N) (0 when _start returns)
+      N    the guest called proc_exit(N), 0-255 (0 when _start returns)
       134  the guest trapped, ran out of fuel, or ran past --timeout: stderr shows
            "error while executing at wasm backtrace:", numbered frames
            "N: 0xOFFSET - module!function", then the trap message
@@ -105,13 +117,18 @@ def run(common: RunCommon, invoke: str | None, stats: bool, module: str, args: t
     \b
     Examples:
       asyncwasm run hello.wasm
+      asyncwasm hello.wasm                                    # the same: run is the default
       asyncwasm run --dir ./data::/data --env LANG=C app.wasm --verbose in.txt
       asyncwasm run --fuel 1000000 --timeout 5s --max-memory 64MiB untrusted.wasm
-      asyncwasm run --max-open-files 64 --max-table-elements 100000 untrusted.wasm
+      asyncwasm run -W fuel=1000000,timeout=5s,max-memory-size=64MiB untrusted.wasm
+      asyncwasm run -W simd=n,gc=n app.wasm                   # refuse SIMD and GC modules
+      asyncwasm run -S inherit-env -S inherit-stdin=n app.wasm
+      asyncwasm run --tcplisten 127.0.0.1:8080 server.wasm    # a listening socket at fd 3
+      asyncwasm run --argv0 app app.wasm --version
       asyncwasm run --invoke add math.wasm 2 3
     """
     try:
-        code = execute(common, module, args, invoke=invoke, stats=stats)
+        code = execute(common, module, args, invoke=invoke, stats=stats, argv0=argv0)
     except CliError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -125,7 +142,7 @@ def execute(common: RunCommon, module: str, args: tuple[str, ...], *, invoke: st
     problem = common.dir_problem()
     if problem is not None:
         raise CliError(problem)
-    cm = compile_module(module)
+    cm = compile_module(module, common.features)
     pages = common.max_memory_pages
     if pages is not None:
         for i, mem in enumerate(cm.module.memories):
@@ -145,17 +162,25 @@ def execute(common: RunCommon, module: str, args: tuple[str, ...], *, invoke: st
 async def _main(cm: CompiledModule, store: Store, path: str, common: RunCommon, argv: list[str],
                 invoke: str | None) -> int:
     preopens = [Preopen(host=host, guest=guest) for host, guest in common.dirs]
+    stdin = INHERIT if common.inherit_stdin is not False else None
+    sockets = []
     try:
+        for host, port in common.tcplisten:
+            try:
+                sockets.append(await anyio.create_tcp_listener(local_host=host, local_port=port))
+            except OSError as exc:
+                raise CliError(f"--tcplisten {host}:{port}: {exc.strerror or exc}") from None
         if invoke is None:
-            result = await run_command(cm, argv, env=common.env(), preopens=preopens, stdin=INHERIT,
+            result = await run_command(cm, argv, env=common.env(), preopens=preopens, stdin=stdin,
                                        stdout=INHERIT, stderr=INHERIT, store=store,
-                                       max_open_files=common.max_open_files)
+                                       max_open_files=common.max_open_files, sockets=sockets)
             if result.trap is not None:
                 raise result.trap
             assert result.exit_code is not None
             return _exit_status(result.exit_code)
         config = WasiConfig.inherit_stdio(args=argv, env=common.env(), preopens=preopens,
-                                          max_open_files=common.max_open_files)
+                                          max_open_files=common.max_open_files, sockets=sockets,
+                                          **({} if stdin is INHERIT else {"stdin": None}))
         async with wasi_instance(cm, config, store=store) as inst:
             return await _invoke(cm, inst, invoke, argv[1:], path)
     except NotACommand:
@@ -169,6 +194,10 @@ async def _main(cm: CompiledModule, store: Store, path: str, common: RunCommon, 
         return TRAP_EXIT
     except WasiExit as exc:
         return _exit_status(exc.code)
+    finally:
+        for listener in sockets:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
 
 
 def _worded(trap: Trap, common: RunCommon) -> Trap:

@@ -16,6 +16,7 @@ import click
 from wasi_async import WasiContext
 
 from ..errors import LinkError, WasmError
+from ..features import Features
 from ..runtime.instance import CompiledModule, Linker
 from ..serve.config import (
     DEFAULT_EOF_IDLE_TIMEOUT,
@@ -46,10 +47,10 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def load_for_serving(path: str) -> CompiledModule:
+def load_for_serving(path: str, features: Features | None = None) -> CompiledModule:
     """Compile the module and check, once, that WASI is all it imports (so no connection fails to link)."""
     try:
-        module = CompiledModule.from_file(path)
+        module = CompiledModule.from_file(path, features=features)
     except FileNotFoundError:
         raise click.UsageError(f"no such file: {path}") from None
     except IsADirectoryError:
@@ -201,6 +202,9 @@ def serve_stdin(
     problem = common.dir_problem()
     if problem is not None:
         raise click.BadParameter(problem.removeprefix("--dir "), param_hint="'--dir'")
+    if common.inherit_stdin is not None or common.tcplisten:
+        raise click.UsageError("serve-stdin gives each instance its connection as stdin: "
+                               "-S inherit-stdin and tcplisten are for asyncwasm run")
     _setup_logging(log_level)
     nworkers = workers or default_workers()
     limit = max_connections
@@ -217,6 +221,7 @@ def serve_stdin(
         eof_idle_timeout=DEFAULT_EOF_IDLE_TIMEOUT if eof_idle_timeout is None else eof_idle_timeout or None,
         max_memory_pages=common.max_memory_pages,
         max_table_elements=common.max_table_elements,
+        max_depth=common.max_wasm_stack,
         max_connections=None if limit is None else _share(limit, nworkers),
         max_open_files=common.max_open_files,
         max_body=max_body or None,
@@ -228,7 +233,7 @@ def serve_stdin(
         options.keepalive_timeout = options.idle_timeout
     size_for_descriptors(options)
     log.info("%s", describe_limits(options))
-    compiled = load_for_serving(module)
+    compiled = load_for_serving(module, common.features)
     endpoint = Endpoint(host=host, port=port, unix=unix)
     try:
         if nworkers == 1:

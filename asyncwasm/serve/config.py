@@ -32,6 +32,7 @@ class ServeOptions:
     nofile: int | None = None  # the descriptor limit the connection limit was fitted to (for the log)
     max_memory_pages: int | None = None
     max_table_elements: int | None = None  # all tables of one instance together; None: the store's default
+    max_depth: int | None = None  # nested Wasm calls; None: the store's default
     max_connections: int | None = None
     overflow: str = "wait"  # or "refuse": what happens to a connection over max_connections
     grace: float = 10.0

@@ -231,8 +231,9 @@ async def run_instance(module: CompiledModule, options: ServeOptions, argv: list
     (the caller's scope owns it)."""
     stderr = GuestLog(conn)
     tables = DEFAULT_TABLE_ELEMENTS if options.max_table_elements is None else options.max_table_elements
+    depth = {} if options.max_depth is None else {"max_depth": options.max_depth}
     store = Store(fuel=options.fuel, timeout=options.timeout, max_memory_pages=options.max_memory_pages,
-                  max_table_elements_total=tables)
+                  max_table_elements_total=tables, **depth)
     conn.running = True
     try:
         result = await run_command(module, argv, env=env, preopens=preopens, stdin=stdin, stdout=stdout,
