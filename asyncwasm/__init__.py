@@ -5,7 +5,7 @@ anyio (asyncio or trio) and give the loop back when their fuel slice ends or the
 """
 
 from .binary.module import FuncType, GlobalType, Limits, MemoryType, TableType
-from .cpu import RunStats
+from .cpu import RunStats, SchedulerStats, cpu_turn, scheduler_stats
 from .errors import (
     Frame,
     FuelExhausted,
@@ -19,6 +19,7 @@ from .errors import (
     WasmError,
 )
 from .features import Features
+from .runtime.code_cache import CodeCache
 from .runtime.instance import Caller, CompiledModule, HostFunc, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
@@ -28,8 +29,8 @@ from .store import Store
 Module = CompiledModule
 
 __all__ = [
-    "Caller", "CompiledModule", "Features", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
-    "HostFunc", "Instance", "InstanceDead", "Interrupted", "RunStats", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
+    "Caller", "CodeCache", "CompiledModule", "Features", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
+    "HostFunc", "Instance", "InstanceDead", "Interrupted", "RunStats", "SchedulerStats", "cpu_turn", "scheduler_stats", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
     "MemoryType", "Module", "Store", "Table", "TableType", "Trap", "UnsupportedFeature", "WasmError",
     "Linker", "signed32", "signed64",
 ]

@@ -1,42 +1,123 @@
-"""The CPU token: at most one guest runs at a time on an event loop, and each turn goes to the
-runnable guest with the least virtual run time (CPU time used divided by its weight), the way
-Linux's CFS picks. Between two turns the loop polls I/O and runs its other tasks, so they wait about
-one slice however many guests are runnable; a guest that mostly waits on I/O is picked as soon as
-its input arrives, because it has used little CPU.
+"""The CPU token: at most one guest runs at a time on an event loop, and who runs next.
+
+Every guest stands at a **virtual time** ``vruntime``: it advances by the seconds the guest runs
+divided by its weight. The loop's virtual time ``V`` is the weighted average of the runnable guests'
+(those running or waiting for the token); ``V - vruntime`` is a guest's **lag**, the service it is
+owed (positive) or has had in advance (negative). This is the bookkeeping of Linux's EEVDF, and so is
+the placement of a new guest: it joins at ``V`` (lag 0: no debt, no credit). A guest that waited on
+I/O keeps its virtual time while it waits, so it comes back owed what the others ran meanwhile, at
+most one slice (``vruntime = max(vruntime, V - slice)``): sleeping earns at most a slice of credit,
+and a debt (having run ahead) is kept.
+
+Two queues hand out the token:
+
+- the **fresh lane** (first in, first out): a guest on its first turn, or back from a host call that
+  made it wait, that is not more than one slice ahead of ``V``. It runs within about one slice however
+  many CPU-bound guests are runnable: the interactive case.
+- the **main queue**: everyone else, least virtual time first (for equal slices this is also EEVDF's
+  earliest virtual deadline among the eligible).
+
+When both have guests waiting, turns alternate between them, so a stream of new or woken guests can
+take at most half the turns from the running ones: a fresh guest never waits a round of all the
+CPU-bound ones, and they are never starved. A guest that uses its whole slice goes to the main queue;
+one that keeps being woken but uses more than its share runs ahead of ``V`` and queues there too.
+What makes a guest *interactive* is exactly this: it gives the token back (waits on I/O) before it has
+used more than its share.
+
+A guest is billed only for its own execution: the seconds its Python code ran, less the garbage
+collector's pauses (measured with ``gc.callbacks``) and the translation of code (the first call of a
+lazily translated function, which any instance of the module may need); both are counted loop-wide
+instead (``scheduler_stats()``). The token's own bookkeeping happens outside the measured interval.
+
+The loop keeps ticking: a free token is taken without a pass through the event loop only while the
+loop has had a tick within the last slice; otherwise the taker holds it through one pass, so that a
+burst of guests that each run briefly and then wait (ten thousand instances starting at once) queue
+for it in order while timers and I/O run every slice or so.
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
+import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.lowlevel
 from anyio.lowlevel import RunVar
 
-from .store import DEFAULT_SLICE
+from .compiler import codegen
+
+DEFAULT_SLICE = 0.002  # seconds a guest runs before others (guests and tasks) get a turn
 
 
 @dataclass
 class RunStats:
-    """What the scheduler measured of one instance (readable while it runs)."""
+    """What the scheduler measured of one instance (readable while it runs). Times in seconds."""
 
     weight: float = 1.0
-    vruntime: float = 0.0  # seconds of CPU divided by weight
-    run_time: float = 0.0  # seconds running guest code
-    wait_time: float = 0.0  # seconds runnable but waiting for the CPU token
-    slices: int = 0  # turns taken
-    calls: int = 0
-    started: bool = False  # has had a turn: later turns come back from waiting, not new
+    vruntime: float = 0.0  # its virtual time: placement, then run_time / weight accumulated
+    run_time: float = 0.0  # billed execution: its guest code ran (GC pauses and translation excluded)
+    wait_time: float = 0.0  # runnable but waiting for the CPU token
+    slices: int = 0  # turns taken: slices, and resumptions after host calls that waited
+    calls: int = 0  # calls into the instance (the start function included)
+    started: bool = False  # has been placed once: later turns come back from waiting
 
 
-@dataclass(order=True)
+@dataclass
+class SchedulerStats:
+    """A loop-wide view of the scheduler (``asyncwasm.scheduler_stats()``)."""
+
+    running: int  # 0 or 1: a guest holds the token
+    runnable: int  # guests waiting for the token (both queues)
+    fresh: int  # of those, in the fresh lane
+    blocked: int  # guests inside a host call that made them wait (I/O, sleep)
+    turns: int  # turns handed out since the loop started
+    virtual_time: float  # V, the weighted average virtual time of the runnable guests
+    unbilled_gc: float  # seconds of garbage-collector pauses not billed to any guest
+    longest_gc_pause: float  # the longest single pause so far (it stops the whole loop)
+    unbilled_translation: float  # seconds of code translation not billed to any guest
+
+
+class _GcPauses:
+    """Seconds the garbage collector has paused the process (measured by ``gc.callbacks``)."""
+
+    seconds = 0.0
+    longest = 0.0
+    started = 0.0
+
+
+def _on_gc(phase: str, _info: dict[str, int]) -> None:
+    if phase == "start":
+        _GcPauses.started = time.perf_counter()
+    else:
+        pause = time.perf_counter() - _GcPauses.started
+        _GcPauses.seconds += pause
+        if pause > _GcPauses.longest:
+            _GcPauses.longest = pause
+
+
+gc.callbacks.append(_on_gc)
+
+
+def unbilled_seconds() -> float:
+    """Garbage-collector pauses and code translation so far: a guest's turn is billed its length
+    less what this grew by during it."""
+    return _GcPauses.seconds + codegen.TRANSLATION.seconds
+
+
+@dataclass(eq=False)
 class _Waiter:
-    vruntime: float
+    stats: RunStats
     seq: int
-    stats: RunStats = field(compare=False)
-    event: anyio.Event = field(compare=False, default_factory=anyio.Event)
-    cancelled: bool = field(compare=False, default=False)
+    event: anyio.Event = field(default_factory=anyio.Event)
+    cancelled: bool = False
+
+    def __lt__(self, other: _Waiter) -> bool:
+        a, b = self.stats.vruntime, other.stats.vruntime
+        return a < b or (a == b and self.seq < other.seq)
 
 
 class CpuScheduler:
@@ -45,34 +126,97 @@ class CpuScheduler:
     def __init__(self, slice_seconds: float = DEFAULT_SLICE) -> None:
         self.slice_seconds = slice_seconds
         self.owner: object | None = None  # the turn (a _Waiter, or a stats object) holding the token
-        self._queue: list[_Waiter] = []
+        self._owner_stats: RunStats | None = None
+        self._fresh: deque[_Waiter] = deque()
+        self._main: list[_Waiter] = []  # a heap: least virtual time first (fixed while a guest waits)
         self._seq = itertools.count()
-        self.min_vruntime = 0.0
+        self._load = 0.0  # total weight of the runnable guests
+        self._vsum = 0.0  # their weighted virtual times, summed
+        self._vclock = 0.0  # V when nobody is runnable: where the next guest joins
+        self._last_fresh = False  # the last turn handed out came from the fresh lane
+        self._last_tick = time.perf_counter()  # when a guest last came back from the event loop
         self.turns = 0
+        self.blocked = 0
+
+    # -- the virtual clock --------------------------------------------------------------------------
+
+    @property
+    def virtual_time(self) -> float:
+        """V: the weighted average virtual time of the runnable guests."""
+        return self._vsum / self._load if self._load > 0 else self._vclock
+
+    def _join(self, stats: RunStats) -> None:
+        """Place a guest that becomes runnable and count it in V."""
+        v = self.virtual_time
+        if not stats.started:
+            stats.started = True
+            stats.vruntime = v  # lag 0
+        elif stats.vruntime < v - self.slice_seconds:
+            stats.vruntime = v - self.slice_seconds  # at most one slice of credit for having waited
+        self._load += stats.weight
+        self._vsum += stats.weight * stats.vruntime
+
+    def leave(self, stats: RunStats) -> None:
+        """A guest stops being runnable (it waits on a host call, or its call ended)."""
+        v = self.virtual_time
+        self._load -= stats.weight
+        self._vsum -= stats.weight * stats.vruntime
+        if self._load <= 1e-12:
+            self._load = 0.0
+            self._vsum = 0.0
+            self._vclock = v
 
     @property
     def runnable(self) -> int:
-        return sum(1 for w in self._queue if not w.cancelled) + (self.owner is not None)
+        waiting = sum(1 for w in self._fresh if not w.cancelled) + sum(1 for w in self._main if not w.cancelled)
+        return waiting + (self.owner is not None)
 
-    async def acquire(self, stats: RunStats) -> object:
-        """Wait for the token; returns the turn object to hand back to ``release``."""
-        # A guest that waited on I/O joins at the current minimum less one slice of credit, so it
-        # runs soon but cannot hoard the CPU with time it did not use. A new one joins one slice
-        # after the minimum (CFS's start debit): a stream of newcomers entering below the minimum
-        # would hold it still and starve every guest that had run a little longer.
-        if stats.started:
-            floor = self.min_vruntime - self.slice_seconds
-        else:
-            stats.started = True
-            floor = self.min_vruntime + self.slice_seconds
-        if stats.vruntime < floor:
-            stats.vruntime = floor
-        if self.owner is None and not self._queue:
+    def stats(self) -> SchedulerStats:
+        return SchedulerStats(
+            running=int(self.owner is not None),
+            runnable=self.runnable - (self.owner is not None),
+            fresh=sum(1 for w in self._fresh if not w.cancelled),
+            blocked=self.blocked,
+            turns=self.turns,
+            virtual_time=self.virtual_time,
+            unbilled_gc=_GcPauses.seconds,
+            longest_gc_pause=_GcPauses.longest,
+            unbilled_translation=codegen.TRANSLATION.seconds,
+        )
+
+    # -- the token ----------------------------------------------------------------------------------
+
+    def ticked(self) -> None:
+        """A guest's driver came back from the event loop: the loop has had its turn."""
+        self._last_tick = time.perf_counter()
+
+    async def acquire(self, stats: RunStats, fresh: bool = True) -> object:
+        """Become runnable and wait for the token; returns the turn to hand back to ``release``.
+
+        ``fresh``: the guest starts or comes back from waiting (placed by its lag, and eligible for
+        the fresh lane); False for one that only gave the token up at the end of its slice."""
+        if fresh:
+            self._join(stats)
+        if self.owner is None and not self._has_waiters():
             self.owner = stats
+            self._owner_stats = stats
+            self.turns += 1
+            if time.perf_counter() - self._last_tick > self.slice_seconds:
+                # The loop has not had a tick for a slice: hold the token through one pass of it, so
+                # that whoever else wants it meanwhile queues in order instead of running at once.
+                try:
+                    await anyio.lowlevel.checkpoint()
+                except BaseException:
+                    self.release(stats)
+                    raise
+                self.ticked()
             return stats
-        w = _Waiter(stats.vruntime, next(self._seq), stats)
-        heapq.heappush(self._queue, w)
-        t0 = anyio.current_time()
+        w = _Waiter(stats, next(self._seq))
+        if fresh and stats.vruntime <= self.virtual_time + self.slice_seconds:
+            self._fresh.append(w)
+        else:
+            heapq.heappush(self._main, w)
+        t0 = time.perf_counter()
         try:
             await w.event.wait()
         except BaseException:
@@ -82,39 +226,86 @@ class CpuScheduler:
                 w.cancelled = True
             raise
         finally:
-            stats.wait_time += anyio.current_time() - t0
+            stats.wait_time += time.perf_counter() - t0
+        self.ticked()
         return w
 
     def charge(self, stats: RunStats, ran: float) -> None:
-        """Count ``ran`` seconds of guest code against its instance."""
+        """Bill ``ran`` seconds of guest code to its instance (and move V with it)."""
+        if ran < 0:
+            ran = 0.0
         stats.vruntime += ran / stats.weight
         stats.run_time += ran
         stats.slices += 1
-        self.turns += 1
-        low = stats.vruntime
-        if self._queue and self._queue[0].vruntime < low:
-            low = self._queue[0].vruntime
-        if low > self.min_vruntime:
-            self.min_vruntime = low
+        self._vsum += ran  # weight * (ran / weight)
 
     def should_yield(self, stats: RunStats) -> bool:
-        """Whether a waiting guest has used less CPU (by weight) than the running one."""
-        queue = self._queue
-        while queue and queue[0].cancelled:
-            heapq.heappop(queue)
-        return bool(queue) and queue[0].vruntime < stats.vruntime
+        """At the end of a slice: whether another guest should run now."""
+        self._drop_cancelled()
+        if self._fresh:
+            return True
+        return bool(self._main) and self._main[0].stats.vruntime < stats.vruntime
 
     def release(self, turn: object) -> None:
-        """Hand the token to the waiting guest with the least virtual run time, if any."""
+        """Hand the token to the next guest: alternately the fresh lane and the main queue."""
         if self.owner is not turn:
             return
         self.owner = None
-        while self._queue:
-            w = heapq.heappop(self._queue)
-            if not w.cancelled:
-                self.owner = w
-                w.event.set()
-                return
+        self._owner_stats = None
+        self._drop_cancelled()
+        use_fresh = bool(self._fresh) and (not self._main or not self._last_fresh)
+        if use_fresh:
+            w = self._fresh.popleft()
+        elif self._main:
+            w = heapq.heappop(self._main)
+        else:
+            return
+        self._last_fresh = use_fresh
+        self.owner = w
+        self._owner_stats = w.stats
+        self.turns += 1
+        w.event.set()
+
+    # -- queues -------------------------------------------------------------------------------------
+
+    def _has_waiters(self) -> bool:
+        self._drop_cancelled()
+        return bool(self._fresh or self._main)
+
+    def _drop_cancelled(self) -> None:
+        while self._fresh and self._fresh[0].cancelled:
+            self._fresh.popleft()
+        while self._main and self._main[0].cancelled:
+            heapq.heappop(self._main)
+
+
+class cpu_turn:  # noqa: N801 - used as ``async with asyncwasm.cpu_turn():``, like a function
+    """Run host-side work as a turn of the CPU token, ``async with cpu_turn(): ...``.
+
+    Setting up an instance costs host CPU outside any guest (a WASI context, defining imports): done
+    for thousands of instances started at once, it would run back to back before the loop gets a
+    tick. Inside ``cpu_turn`` it takes turns with the guests instead (it queues in the fresh lane).
+    Do not call guest code inside it: a guest call takes turns of its own.
+    """
+
+    def __init__(self, stats: RunStats | None = None) -> None:
+        self.stats = stats if stats is not None else RunStats()
+        self._turn: object | None = None
+        self._t0 = 0.0
+        self._u0 = 0.0
+
+    async def __aenter__(self) -> RunStats:
+        sched = current()
+        self._turn = await sched.acquire(self.stats)
+        self._t0 = time.perf_counter()
+        self._u0 = unbilled_seconds()
+        return self.stats
+
+    async def __aexit__(self, *exc: object) -> None:
+        sched = current()
+        sched.charge(self.stats, time.perf_counter() - self._t0 - (unbilled_seconds() - self._u0))
+        sched.release(self._turn)
+        sched.leave(self.stats)
 
 
 _current: RunVar[CpuScheduler] = RunVar("asyncwasm_cpu_scheduler")
@@ -128,3 +319,8 @@ def current() -> CpuScheduler:
         sched = CpuScheduler()
         _current.set(sched)
         return sched
+
+
+def scheduler_stats() -> SchedulerStats:
+    """The running event loop's scheduler, seen from outside: who runs, waits and sleeps."""
+    return current().stats()

@@ -65,6 +65,7 @@ class Frame:
     offset: int | None  # code offset of the instruction in the module's bytes
 
     def describe(self) -> str:
+        """One line of a backtrace: the function's name (or index), its module and the code offset."""
         name = self.func_name or f"<wasm function {self.func_index}>"
         mod = self.module_name or "<unknown>"
         off = f"{self.offset:#x}" if self.offset is not None else "0x?"
@@ -94,6 +95,7 @@ class Trap(WasmError):
         return out
 
     def backtrace(self) -> str:
+        """The frames as text, innermost first, numbered as wasmtime numbers them."""
         return "\n".join(f"  {'':>3}  {t}" if d is None else f"  {d:>3}: {t}" for d, t in self.numbered_frames())
 
     def __str__(self) -> str:

@@ -3,25 +3,33 @@ host call, the end of its time slice) it switches back to this driver with what 
 driver awaits it on the event loop and switches back in with the result or the exception.
 
 The guest holds the loop's CPU token (``cpu``) only while its Python code runs, so other guests
-and tasks take turns between its slices and while it waits on a host call.
+and tasks take turns between its slices and while it waits on a host call. Every point where a guest
+gives the loop back is here: ``await_in_guest`` (an async host call), ``end_slice_if_due`` (called
+by a frame's ``_refuel`` when the slice is over), and ``run_setup`` (an instance's set-up takes a
+turn like any slice).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 from greenlet import getcurrent, greenlet
 
 from . import cpu
-from .cpu import RunStats
+from .cpu import RunStats, unbilled_seconds
 from .errors import Frame
-from .store import SLICE_END, Store, slice_clock
 from .traps import as_trap, suspended_frames, wasm_frames
+
+if TYPE_CHECKING:
+    from .store import Store
+
+T = TypeVar("T")
 
 _HOST_HEADROOM = 200  # frames left for host functions called at the guest's deepest point
 
@@ -43,6 +51,41 @@ class NativeNesting:
 
 
 native = NativeNesting()
+
+
+class SliceEnd:
+    """What a guest greenlet hands its driver when its time slice is over."""
+
+
+SLICE_END = SliceEnd()
+
+
+class _Clock(threading.local):
+    """When the running guest's slice ends (one guest runs at a time on a thread)."""
+
+    deadline = float("inf")
+
+
+slice_clock = _Clock()
+
+
+def end_slice_if_due() -> bool:
+    """Called from guest code (a frame out of its fuel grant): if the slice is over, switch to the
+    driver, which lets others run; True once the guest is back from that."""
+    if time.perf_counter() < slice_clock.deadline:
+        return False
+    cur = getcurrent()
+    if not getattr(cur, "asyncwasm_guest", False):
+        return False
+    cur.parent.switch(SLICE_END)
+    return True
+
+
+async def run_setup(fn: Callable[[], T], stats: RunStats) -> T:
+    """Run ``fn`` (an instance's set-up: building it, its segments) as a turn of the CPU token, so that
+    starting thousands of instances at once takes turns with everyone else and the loop keeps ticking."""
+    async with cpu.cpu_turn(stats):
+        return fn()
 
 
 class _Suspend:
@@ -128,12 +171,15 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
     send: Callable[..., Any] = g.switch
     payload: tuple[Any, ...] = args
     turn: object | None = None  # the CPU token, while this call holds it
+    runnable = False  # counted in the scheduler's virtual time (running or waiting for the token)
     nesting = 0  # host calls this guest is inside (its greenlet's own count)
     try:
+        runnable = True
         turn = await sched.acquire(stats)
         slice_end = time.perf_counter() + store.slice_seconds
         while True:
             t0 = time.perf_counter()
+            u0 = unbilled_seconds()
             slice_clock.deadline = slice_end  # a quick host call does not start a new slice
             prev = _set_depth_limit(limit)
             outer, native.depth = native.depth, nesting
@@ -143,18 +189,19 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
                 nesting, native.depth = native.depth, outer
                 sys.setrecursionlimit(prev)
                 slice_clock.deadline = float("inf")
-                sched.charge(stats, time.perf_counter() - t0)
+                sched.charge(stats, time.perf_counter() - t0 - (unbilled_seconds() - u0))
             if g.dead:
                 return value
             if value is SLICE_END:
                 # Keep the token while the loop runs its other tasks, so every other runnable guest
-                # queues for it and the next turn goes by virtual run time, not by wake-up order.
+                # queues for it and the next turn goes by the scheduler's choice, not by wake-up order.
                 send, payload = g.switch, ()
                 await anyio.lowlevel.checkpoint()  # cancellation lands here too
+                sched.ticked()
                 if sched.should_yield(stats):
                     sched.release(turn)
                     turn = None
-                    turn = await sched.acquire(stats)
+                    turn = await sched.acquire(stats, fresh=False)
                 slice_end = time.perf_counter() + store.slice_seconds
                 continue
             if not isinstance(value, _Suspend):
@@ -173,12 +220,19 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
                 continue
             sched.release(turn)  # it must wait: nobody waits for a guest that waits on I/O
             turn = None
+            sched.leave(stats)
+            runnable = False
+            sched.blocked += 1
             try:
                 result = await _Resume(steps, first)
             except BaseException as exc:  # cancellation included: it unwinds the guest
                 send, payload = g.throw, (exc,)
             else:
                 send, payload = g.switch, (result,)
+            finally:
+                sched.blocked -= 1
+            sched.ticked()
+            runnable = True
             turn = await sched.acquire(stats)
             slice_end = time.perf_counter() + store.slice_seconds
     except BaseException as exc:
@@ -201,6 +255,8 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
     finally:
         if turn is not None:
             sched.release(turn)
+        if runnable:
+            sched.leave(stats)
         store.settle()
 
 

@@ -9,37 +9,18 @@ charged, checked and saved.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from greenlet import getcurrent
-
+from .cpu import DEFAULT_SLICE
 from .errors import FuelExhausted
 from .runtime.objects import ElementBudget
+from .scheduler import end_slice_if_due
 
 DEFAULT_MAX_DEPTH = 200_000
 DEFAULT_MAX_HOST_NESTING = 1_000  # host calls inside host calls (through calls back into Wasm)
 DEFAULT_TABLE_ELEMENTS = 10_000_000  # all the elements of all the tables of one store
 FUEL_CHUNK = 1_000  # fuel units between two looks at the clock (a fraction of a millisecond)
-DEFAULT_SLICE = 0.002  # seconds a guest runs before others (guests and tasks) get a turn
-
-
-class SliceEnd:
-    """What a guest greenlet hands its driver when its time slice is over."""
-
-
-SLICE_END = SliceEnd()
-
-
-class _Clock(threading.local):
-    """When the running guest's slice ends (one guest runs at a time on a thread)."""
-
-    deadline = float("inf")
-
-
-slice_clock = _Clock()
 
 
 class Store:
@@ -53,7 +34,8 @@ class Store:
     - ``max_memory_pages``: the most 64 KiB pages one linear memory may have (memory.grow gives -1).
     - ``max_table_elements``: the most elements one table may have (table.grow gives -1).
     - ``max_table_elements_total``: all tables of the store together (default 10 million).
-    - ``slice_seconds``: how long a guest runs before the loop and other guests get a turn.
+    - ``slice_seconds``: how long a guest runs before the loop and other guests get a turn
+      (default 2 ms; see docs/limits.md, "The scheduler").
     - ``weight``: the share of the CPU its instances get when many are runnable (2.0: twice).
     """
 
@@ -86,6 +68,7 @@ class Store:
     _slices = 0
 
     def fuel_remaining(self) -> int | None:
+        """Fuel left under the limit, or None when there is none (the same as ``get_fuel``)."""
         return None if self.fuel_limit is None else max(0, self.fuel_limit - self.fuel_used)
 
     def get_fuel(self) -> int | None:
@@ -104,6 +87,7 @@ class Store:
         self.settle()
 
     def next_grant(self) -> int:
+        """The fuel a frame may use before it next calls ``_refuel``: a chunk, or what is left."""
         left = self.fuel_remaining()
         return FUEL_CHUNK if left is None else min(FUEL_CHUNK, left)
 
@@ -125,11 +109,8 @@ class Store:
                 self.fuel_used = self.fuel_limit
                 g["_fuel"] = g["_granted"] = 0
                 raise FuelExhausted()
-            if time.perf_counter() >= slice_clock.deadline:
-                cur = getcurrent()
-                if getattr(cur, "asyncwasm_guest", False):
-                    self._slices += 1
-                    cur.parent.switch(SLICE_END)
+            if end_slice_if_due():
+                self._slices += 1
             grant = self.next_grant()
             g["_granted"] = grant
             g["_fuel"] = grant + unsaved

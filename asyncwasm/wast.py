@@ -296,8 +296,30 @@ class ScriptRunner:
         raise _Failure(f"expected trap {text!r}, got {message!r}")
 
 
+def failure_key(script: Path, where: str) -> str:
+    """The name a known-failures file gives the failing command ``where`` (``file:line``) of ``script``.
+
+    ``SUITE/NAME:LINE``: SUITE is the folder holding the suite's ``json/`` or ``wast/`` folder (``spec``,
+    ``simd``, ``spec3``), NAME the script's path below that without its extension (a JSON script's own
+    folder dropped: ``json/i32/i32.json`` and ``wast/i32.wast`` are both ``i32``), LINE the command's line
+    in the ``.wast``, which is also what the JSON form records. So one file covers every suite (their
+    scripts share names) and a known failure of the JSON form is the same entry in the text form. A
+    script outside such a layout is just ``NAME:LINE``.
+    """
+    line = where.rpartition(":")[2]
+    parts = Path(script).resolve().parts
+    for k in range(len(parts) - 2, 0, -1):
+        if parts[k] in ("json", "wast"):
+            rest = list(parts[k + 1:])
+            rest[-1] = Path(rest[-1]).stem
+            if parts[k] == "json" and len(rest) >= 2 and rest[-2] == rest[-1]:
+                del rest[-2]
+            return f"{parts[k - 1]}/{'/'.join(rest)}:{line}"
+    return f"{Path(script).stem}:{line}"
+
+
 def load_known_failures(path: Path | None) -> dict[str, str]:
-    """``file.json:line  reason`` per line; # starts a comment."""
+    """``SUITE/NAME:LINE reason`` per line (see ``failure_key``); # starts a comment."""
     known: dict[str, str] = {}
     if path is None or not path.exists():
         return known

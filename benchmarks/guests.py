@@ -953,9 +953,15 @@ def hostcalls_child(engine: str, n: int) -> dict[str, Any]:
 # ---- the parent: running children, engines taking turns ---------------------------------------------
 
 
-def child_env(pwasm_cache: str | None = "") -> dict[str, str]:
+def child_env(pwasm_cache: str | None = "", asyncwasm_cache: str | None = "") -> dict[str, str]:
+    """The environment of a child: each engine's code cache in the given directory, or off ("")."""
     env = dict(os.environ)
     env["PWASM_CACHE_DIR"] = pwasm_cache or ""  # never ~/.cache/pwasm: empty turns pwasm's cache off
+    if asyncwasm_cache:  # never ~/.cache/asyncwasm either
+        env["ASYNCWASM_CACHE_DIR"] = asyncwasm_cache
+        env.pop("ASYNCWASM_NO_CACHE", None)
+    else:
+        env["ASYNCWASM_NO_CACHE"] = "1"
     # $PYTHONPATH first: an asyncwasm elsewhere (a clean export of a revision) wins over the work tree
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(REPO)) if p)
     return env
@@ -1026,45 +1032,54 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-START_VARIANTS = ("asyncwasm", "pwasm, cache off", "pwasm, empty cache", "pwasm, warm cache")
+def _engine_env(engine: str, cache: str) -> dict[str, str]:
+    return child_env(pwasm_cache=cache) if engine == "pwasm" else child_env(asyncwasm_cache=cache)
+
+
+CACHE_STATES = ("cache off", "empty cache", "warm cache")
+START_VARIANTS = tuple(f"{engine}, {state}" for engine in ("asyncwasm", "pwasm") for state in CACHE_STATES)
 
 
 def bench_startup(repeat: int, guests: Sequence[str]) -> str:
+    """Spawn to first result, each engine with its code cache off, empty and warm (filled by one run
+    of the same script in another process)."""
     times: dict[tuple[str, str], list[float]] = {}
     inproc: dict[tuple[str, str], list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="guests-pwasm-cache-") as base:
+    with tempfile.TemporaryDirectory(prefix="guests-code-cache-") as base:
         for r in range(repeat):
             for guest in guests:
-                cache = os.path.join(base, f"{guest}-{r}")
                 for variant in turns(START_VARIANTS, r):
-                    if variant == "asyncwasm":
-                        engine, env = "asyncwasm", child_env()
+                    engine, state = variant.split(", ")
+                    cache = os.path.join(base, f"{engine}-{guest}-{r}")
+                    if state == "cache off":
+                        env = _engine_env(engine, "")
                     else:
-                        engine = "pwasm"
-                        env = child_env("" if variant.endswith("cache off") else cache)
-                        if variant.endswith("warm cache") and not os.path.isdir(cache):
-                            run_child("start", "pwasm", guest, env)  # its first run fills the cache
-                        if variant.endswith("empty cache"):
+                        if state == "warm cache" and not os.path.isdir(cache):
+                            os.makedirs(cache, mode=0o700)
+                            run_child("start", engine, guest, _engine_env(engine, cache))  # its first run fills the cache
+                        if state == "empty cache":
                             shutil.rmtree(cache, ignore_errors=True)
+                            os.makedirs(cache, mode=0o700)
+                        env = _engine_env(engine, cache)
                     elapsed, ans = run_child("start", engine, guest, env)
                     check(f"{variant} {guest} start-up", ans["value"], FIRST[guest][1])
                     times.setdefault((guest, variant), []).append(elapsed)
                     inproc.setdefault((guest, variant), []).append(ans["first"])
-                    print(f"  start-up {guest:12} {variant:20} {elapsed:7.3f} s", file=sys.stderr)
+                    print(f"  start-up {guest:12} {variant:24} {elapsed:7.3f} s", file=sys.stderr)
     rows = []
     for guest in guests:
         t = {v: median(times[(guest, v)]) for v in START_VARIANTS}
         rows.append(
             [GUEST_TITLE[guest], f"`{FIRST[guest][0]}`"]
             + [fmt_s(t[v]) for v in START_VARIANTS]
-            + [fmt_s(median(inproc[(guest, "asyncwasm")]))]
-            + [fmt_ratio(t["asyncwasm"], t[v]) for v in START_VARIANTS[1:]]
+            + [fmt_s(median(inproc[(guest, f"asyncwasm, {state}")])) for state in ("cache off", "warm cache")]
+            + [fmt_ratio(t[f"asyncwasm, {state}"], t[f"pwasm, {state}"]) for state in CACHE_STATES]
         )
     header = (
         ["guest", "first script"]
         + [f"{v} s" for v in START_VARIANTS]
-        + ["asyncwasm in-process s"]
-        + [f"asyncwasm / {v}" for v in START_VARIANTS[1:]]
+        + ["asyncwasm in-process, cache off s", "asyncwasm in-process, warm s"]
+        + [f"asyncwasm / pwasm, {state}" for state in CACHE_STATES]
     )
     return table(header, rows)
 
@@ -1381,10 +1396,10 @@ def main() -> None:
         )
         print(bench_startup(repeat, GUESTS))
         print(
-            "\nasyncwasm has no on-disk cache: every process decodes, validates and translates what it runs. "
-            "pwasm's cache (`PWASM_CACHE_DIR`): off (empty value), empty (a fresh directory: the process "
-            "generates the code and writes it), warm (a directory filled by one process that ran the same "
-            "script). 'asyncwasm in-process' is the time from the child's first line to its first result, "
+            "\nBoth engines keep translated code on disk: asyncwasm's code cache (`ASYNCWASM_CACHE_DIR`, "
+            "`ASYNCWASM_NO_CACHE`), pwasm's (`PWASM_CACHE_DIR`). Off: no cache; empty: a fresh directory (the "
+            "process generates the code and writes it); warm: a directory filled by one process that ran the same "
+            "script. 'in-process' is the time from the child's first line to its first result, "
             "interpreter start-up excluded."
         )
     if "rss" in sections:

@@ -8,6 +8,12 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_code_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The run's big modules are cached in a directory of its own, never the user's cache."""
+    os.environ["ASYNCWASM_CACHE_DIR"] = str(tmp_path_factory.mktemp("code-cache"))
+
+
 def shared_dir() -> Path | None:
     """The shared data folder: $ASYNCWASM_SHARED, else ../shared next to the repository."""
     env = os.environ.get("ASYNCWASM_SHARED")

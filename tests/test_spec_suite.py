@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from asyncwasm.features import Features
-from asyncwasm.wast import DEFAULT_KNOWN_FAILURES, ScriptRunner, load_known_failures
+from asyncwasm.wast import DEFAULT_KNOWN_FAILURES, ScriptRunner, failure_key, load_known_failures
 
 _SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", re.M)
 
@@ -27,15 +27,35 @@ def test_core_spec_suite_passes(shared: Path) -> None:
     assert passed / (passed + failed) >= 0.995
 
 
+SUITES = {"spec": (("spec",), Features.wasm2()), "simd": (("spec", "simd"), Features.parse("2.0,+simd")),
+          "spec3": (("spec3",), Features.wasm3())}
+
+
+def _script_for(shared: Path, key: str) -> tuple[Path, Features]:
+    """The script and feature set a known-failures key (``SUITE/NAME:LINE``) names."""
+    suite, _, name = key.rpartition(":")[0].partition("/")
+    parts, features = SUITES[suite]
+    root = shared.joinpath(*parts)
+    json = root / "json" / name / f"{name}.json"  # a script in a subfolder (legacy/) exists only as text
+    return (json if "/" not in name and json.exists() else root / "wast" / f"{name}.wast"), features
+
+
 def test_known_failures_still_fail(shared: Path) -> None:
     """The known-failures list only shrinks: an entry that passes now must be removed."""
     known = load_known_failures(DEFAULT_KNOWN_FAILURES)
-    files = {key.split(":")[0] for key in known}
+    scripts = {_script_for(shared, key) for key in known}
     failing: set[str] = set()
-    for name in files:
-        path = shared / "spec" / "json" / Path(name).stem / name
-        failing |= {where for where, _msg in ScriptRunner(path, Features.wasm2()).run().failures}
+    for path, features in scripts:
+        assert path.exists(), f"a known failure names a script that does not exist: {path}"
+        failing |= {failure_key(path, where) for where, _msg in ScriptRunner(path, features).run().failures}
     assert set(known) <= failing, f"now passing, remove from the list: {sorted(set(known) - failing)}"
+
+
+def test_failure_keys_name_the_suite_and_cover_both_forms(shared: Path) -> None:
+    assert failure_key(shared / "spec3" / "json" / "i32" / "i32.json", "i32.json:12") == "spec3/i32:12"
+    assert failure_key(shared / "spec3" / "wast" / "i32.wast", "i32.wast:12") == "spec3/i32:12"
+    assert failure_key(shared / "spec" / "simd" / "json" / "simd_lane" / "simd_lane.json", "x:7") == "simd/simd_lane:7"
+    assert failure_key(shared / "spec3" / "wast" / "legacy" / "rethrow.wast", "rethrow.wast:3") == "spec3/legacy/rethrow:3"
 
 
 def test_failures_are_reported_with_file_and_line(tmp_path: Path, shared: Path) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from asyncwasm import Func, Instance, Linker, Module, RunStats, Store, Trap, WasmError
+from asyncwasm import Func, Instance, Linker, Module, RunStats, Store, Trap, WasmError, cpu_turn
 
 from .config import Preopen, ProcessStdio, SocketGrant, StdinSource, StdoutSink, WasiConfig
 from .context import WasiContext
@@ -163,11 +163,20 @@ async def wasi_instance(module: Module, config: WasiConfig, *, store: Store | No
     The WASI context (its open descriptors, its streams) is closed when the block ends, whatever ends
     it. Raises ``OSError`` when a preopened directory cannot be opened and ``LinkError`` when an
     import is missing; a ``WasiExit`` or a trap from the start function passes through."""
-    ctx = WasiContext(config)
+    store = store if store is not None else Store()
+    # The host side of the set-up takes a turn of the CPU token: thousands of commands started at once
+    # then queue for it instead of all setting up before the event loop gets a tick.
+    async with cpu_turn(RunStats(weight=store.weight)):
+        ctx = WasiContext(config)
+        try:
+            overlay = _Overlay(linker if linker is not None else Linker())
+            ctx.add_to_linker(overlay)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await ctx.aclose()
+            raise
     try:
-        overlay = _Overlay(linker if linker is not None else Linker())
-        ctx.add_to_linker(overlay)
-        yield await overlay.instantiate(module, store if store is not None else Store())
+        yield await overlay.instantiate(module, store)
     finally:
         with anyio.CancelScope(shield=True):
             await ctx.aclose()
@@ -214,9 +223,9 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
                         sockets=list(sockets))
     store = store if store is not None else Store()
     fuel_before = store.fuel_used
+    stats = RunStats(weight=store.weight)
     exit_code: int | None = 0
     trap: Trap | None = None
-    stats = RunStats(weight=store.weight)
     try:
         async with wasi_instance(compiled, config, store=store, linker=linker) as instance:
             stats = instance.stats

@@ -19,8 +19,13 @@ class Clock(Protocol):
 
     resolution_ns: int
 
-    def realtime_ns(self) -> int: ...
-    def monotonic_ns(self) -> int: ...
+    def realtime_ns(self) -> int:
+        """Nanoseconds since the Unix epoch."""
+        ...
+
+    def monotonic_ns(self) -> int:
+        """Nanoseconds of a clock that never goes back."""
+        ...
 
 
 class SystemClock:
@@ -29,15 +34,19 @@ class SystemClock:
     resolution_ns = 1
 
     def realtime_ns(self) -> int:
+        """Nanoseconds since the Unix epoch (WASI's ``realtime``)."""
         return time.time_ns()
 
     def monotonic_ns(self) -> int:
+        """Nanoseconds of a clock that never goes back (WASI's ``monotonic``)."""
         return time.monotonic_ns()
 
     def process_cputime_ns(self) -> int:
+        """CPU nanoseconds of the host process: every instance on it shares this clock."""
         return time.process_time_ns()
 
     def thread_cputime_ns(self) -> int:
+        """CPU nanoseconds of the host thread (all instances on one event loop share it)."""
         return time.thread_time_ns()
 
 

@@ -108,6 +108,10 @@ class Code:
     body: list[Instr]
     offset: int  # byte offset of the function body's size field
 
+    def instruction_count(self) -> int:
+        """The number of instructions (without reading a body that is kept aside, see code_cache)."""
+        return len(self.body)
+
 
 @dataclass
 class Names:

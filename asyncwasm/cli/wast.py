@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..features import Features
-from ..wast import DEFAULT_KNOWN_FAILURES, ScriptRunner, load_known_failures
+from ..wast import DEFAULT_KNOWN_FAILURES, ScriptRunner, failure_key, load_known_failures
 from ..wast import Result as WastResult
 from .options import FeatureSet
 
@@ -16,7 +16,8 @@ from .options import FeatureSet
 @click.command()
 @click.argument("scripts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--known-failures", type=click.Path(dir_okay=False), default=str(DEFAULT_KNOWN_FAILURES),
-              show_default=True, help="File of `file.json:line reason` lines that are expected to fail.")
+              show_default=True, help="File of `SUITE/NAME:LINE reason` lines that are expected to fail "
+                   "(e.g. `spec3/simd_lane:42 reason`; one file serves the JSON and .wast forms).")
 @click.option("-v", "--verbose", is_flag=True, help="Print each script's counts as it runs.")
 @click.option("--features", type=FeatureSet(), default="3.0", show_default=True,
               help="The Wasm feature set the scripts run under: 2.0, 3.0, or a list such as 2.0,+simd "
@@ -38,18 +39,20 @@ def wast(scripts: tuple[str, ...], known_failures: str, verbose: bool, features:
     """
     known = load_known_failures(Path(known_failures))
     total = WastResult()
+    keys: list[str] = []
     for s in scripts:
         try:
             r = ScriptRunner(Path(s), features).run()
         except (OSError, ValueError, KeyError) as exc:
             r = WastResult(failed=1, failures=[(f"{Path(s).name}:0", f"cannot read script: {exc}")])
         total.add(r)
+        keys += [failure_key(Path(s), where) for where, _m in r.failures]
         if verbose:
             click.echo(f"{Path(s).name}: {r.passed} passed, {r.failed} failed, {r.skipped} skipped")
     unexpected = 0
-    for where, message in total.failures:
-        tag = "known failure" if where in known else "FAIL"
-        if where not in known:
+    for key, (where, message) in zip(keys, total.failures, strict=True):
+        tag = "known failure" if key in known else "FAIL"
+        if key not in known:
             unexpected += 1
         click.echo(f"{tag}: {where}: {message}")
     click.echo(f"{total.passed} passed, {total.failed} failed, {total.skipped} skipped")

@@ -10,8 +10,11 @@ from __future__ import annotations
 import itertools
 import marshal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType
+from typing import Protocol
 
 from ..binary.module import Code, FuncType, Module
 from .structured import translate_function
@@ -23,6 +26,14 @@ LAZY_THRESHOLD = 4_000  # instructions: above this, functions are translated whe
 # translated in a worker process instead, so the loop keeps running and a timeout can stop it.
 OFFLOAD_THRESHOLD = 5_000
 
+class _TranslationClock:
+    """Seconds this process has spent translating and compiling functions: the scheduler does not bill
+    them to the guest whose turn they happened in (any instance of the module needs the code)."""
+
+    seconds = 0.0
+
+
+TRANSLATION = _TranslationClock()
 _type_ids: dict[FuncType, int] = {}
 _counter = itertools.count()
 
@@ -65,11 +76,28 @@ def translate_alone(info: ModuleInfo, index: int, body: Code, ftype: FuncType, f
     raise AssertionError(f"no code object for f{index}")
 
 
+class FunctionStore(Protocol):
+    """Where translated functions are kept between processes (``runtime.code_cache.CacheEntry``)."""
+
+    def load_function(self, index: int) -> Translated | None: ...
+
+    def store_function(self, done: Translated) -> None: ...
+
+
+def _refile(code: CodeType, filename: str) -> CodeType:
+    """``code`` (and the code objects inside it) as if compiled from ``filename``: a cached function
+    was compiled under another process's file name, and backtraces find their module by it."""
+    consts = tuple(_refile(c, filename) if isinstance(c, CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
 class CompiledCode:
     """The code objects of one module's functions, made once and shared by all its instances."""
 
-    def __init__(self, module: Module, name: str, lazy: bool | None = None) -> None:
+    def __init__(self, module: Module, name: str, lazy: bool | None = None,
+                 store: FunctionStore | None = None) -> None:
         self.module = module
+        self.store = store
         self.n_imported = sum(1 for i in module.imports if i.kind == "func")
         self.func_types = module.func_types()
         memories = module.memory_types()
@@ -84,12 +112,19 @@ class CompiledCode:
         self.line_tables: dict[int, list[int]] = {}  # per function: Wasm offset of each line
         self.consts: dict[int, dict[str, float]] = {}  # per function: its NaN and infinity constants
         self._lock = threading.Lock()
-        size = sum(len(c.body) for c in module.codes)
+        size = sum(c.instruction_count() for c in module.codes)
         self.lazy = size > LAZY_THRESHOLD if lazy is None else lazy
         if not self.lazy:
             self._compile(range(self.n_imported, self.n_imported + len(module.codes)))
 
     def _compile(self, indices: range | list[int]) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._compile_now(indices)
+        finally:
+            TRANSLATION.seconds += time.perf_counter() - t0
+
+    def _compile_now(self, indices: range | list[int]) -> None:
         lines: list[str] = []
         tables: dict[int, list[int]] = {}
         consts: dict[int, dict[str, float]] = {}
@@ -106,10 +141,21 @@ class CompiledCode:
                 idx = int(const.co_name[1:])
                 self.codes[idx] = const
                 self.line_tables[idx] = tables[idx]
+                if self.store is not None:
+                    self.store.store_function(Translated(idx, marshal.dumps(const), tables[idx], consts[idx]))
+
+    def cached(self, idx: int) -> CodeType | None:
+        """Function ``idx`` from the persistent store, if it is there (then it is kept as translated)."""
+        if self.store is None:
+            return None
+        done = self.store.load_function(idx)
+        return None if done is None else self.install(done)
 
     def code_for(self, idx: int) -> CodeType:
         """The code object of function ``idx``, translating it now if it was not yet."""
         code = self.codes.get(idx)
+        if code is None:
+            code = self.cached(idx)
         if code is None:
             with self._lock:
                 if idx not in self.codes:
@@ -117,9 +163,28 @@ class CompiledCode:
             code = self.codes[idx]
         return code
 
+    def translate_all(self, progress: Callable[[int, int], None] | None = None, batch: int = 32) -> int:
+        """Translate every function not translated yet (found in the store counts as translated), in
+        batches, calling ``progress(done, total)`` after each; returns how many were translated here."""
+        todo = [i for i in range(self.n_imported, len(self.func_types)) if i not in self.codes]
+        total, done, made = len(todo), 0, 0
+        for start in range(0, total, batch):
+            chunk = [i for i in todo[start:start + batch] if i not in self.codes and self.cached(i) is None]
+            if chunk:
+                with self._lock:
+                    chunk = [i for i in chunk if i not in self.codes]
+                    self._compile(chunk)
+                made += len(chunk)
+            done = min(total, start + batch)
+            if progress is not None:
+                progress(done, total)
+        return made
+
     def wants_worker(self, idx: int) -> bool:
         """Whether function ``idx`` is big enough to be translated in a worker process."""
-        return idx not in self.codes and len(self.module.codes[idx - self.n_imported].body) > OFFLOAD_THRESHOLD
+        if idx in self.codes or self.module.codes[idx - self.n_imported].instruction_count() <= OFFLOAD_THRESHOLD:
+            return False
+        return self.cached(idx) is None
 
     def job(self, idx: int) -> tuple[ModuleInfo, int, Code, FuncType, str]:
         """The arguments of ``translate_alone`` for function ``idx``."""
@@ -129,9 +194,14 @@ class CompiledCode:
         """Keep a function translated elsewhere (the first translation of a function wins)."""
         with self._lock:
             if done.index not in self.codes:
+                code = marshal.loads(done.code)
+                if code.co_filename != self.filename:
+                    code = _refile(code, self.filename)
                 self.consts[done.index] = done.consts
                 self.line_tables[done.index] = done.line_table
-                self.codes[done.index] = marshal.loads(done.code)
+                self.codes[done.index] = code
+                if self.store is not None:
+                    self.store.store_function(done)
             return self.codes[done.index]
 
     def offset_of(self, code: CodeType, lineno: int) -> int | None:
@@ -153,5 +223,6 @@ class CompiledCode:
         return "\n".join(self.source_of(i) for i in range(self.n_imported, len(self.func_types)))
 
 
-def compile_module(module: Module, name: str = "module", lazy: bool | None = None) -> CompiledCode:
-    return CompiledCode(module, name, lazy)
+def compile_module(module: Module, name: str = "module", lazy: bool | None = None,
+                   store: FunctionStore | None = None) -> CompiledCode:
+    return CompiledCode(module, name, lazy, store)

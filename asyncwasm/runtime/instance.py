@@ -12,6 +12,7 @@ import inspect
 import math
 import struct
 from collections.abc import Callable, Iterator
+from os import PathLike
 from pathlib import Path
 from types import FunctionType
 from typing import Any
@@ -31,21 +32,22 @@ from ..binary.module import (
 )
 from ..binary.reader import decode_module
 from ..compiler import numeric
-from ..compiler.codegen import CompiledCode, compile_module, global_cells
+from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, compile_module, global_cells
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
-from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync
-from ..scheduler import native as nesting
+from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync, run_setup
 from ..store import Store
 from ..text import is_text, wat_to_wasm
 from ..traps import as_trap, register_code
 from ..validate import validate_module
-from . import objects, startup_fuel
+from . import code_cache, objects, startup_fuel
+from .code_cache import CacheEntry, CodeCache
+from .host_call import host_wrapper
 from .memory import Memory
 from .objects import Func, Global, Table
 from .offload import translate_in_worker
-from .values import FROM_RAW, TO_RAW, from_raw, to_raw
+from .values import from_raw, to_raw
 
 Extern = Func | Table | Memory | Global
 
@@ -75,28 +77,54 @@ _SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
 class CompiledModule:
     """A validated, compiled module: instantiate it as often as you like."""
 
-    def __init__(self, wasm: bytes | str, name: str | None = None, *, features: Features | None = None) -> None:
+    def __init__(self, wasm: bytes | str, name: str | None = None, *, features: Features | None = None,
+                 cache: CodeCache | str | PathLike[str] | bool | None = True) -> None:
         """Decode, validate and compile ``wasm`` (binary, or text as ``.wat``).
 
         ``features`` chooses the proposals the module may use (default: all of Wasm 3.0; see
-        ``asyncwasm.Features``). Raises ``MalformedModule``, ``UnsupportedFeature`` or ``InvalidModule``.
+        ``asyncwasm.Features``). ``cache`` is the persistent code cache a big module is kept in
+        (``asyncwasm.CodeCache``): ``True`` (the default) the user cache directory or
+        ``$ASYNCWASM_CACHE_DIR`` (off when ``$ASYNCWASM_NO_CACHE`` is set), a path or a ``CodeCache`` that
+        cache, ``False`` none. Raises ``MalformedModule``, ``UnsupportedFeature`` or ``InvalidModule``.
         """
         if isinstance(wasm, str) or is_text(wasm):  # the text format (.wat): encode it first
             wasm = wat_to_wasm(wasm)
+        wasm = bytes(wasm)
         self.features: Features = features if features is not None else WASM3
-        self.module: Module = decode_module(bytes(wasm), self.features)
-        validate_module(self.module, self.features)
+        self.cache_entry: CacheEntry | None = None
+        module = None
+        store = code_cache.resolve(cache) if len(wasm) >= code_cache.MIN_MODULE_BYTES else None
+        if store is not None:
+            self.cache_entry = store.entry(store.key(wasm, self.features))
+            if self.cache_entry is not None:
+                module = self.cache_entry.load_module()
+        if module is None:
+            module = decode_module(wasm, self.features)
+            validate_module(module, self.features)
+            if self.cache_entry is not None:
+                if sum(c.instruction_count() for c in module.codes) > LAZY_THRESHOLD:
+                    self.cache_entry.store_module(module)
+                else:  # small enough to compile faster than it reads back
+                    self.cache_entry = None
+        self.module: Module = module
         self.name = name or self.module.names.module or "module"
-        self.compiled: CompiledCode = compile_module(self.module, self.name)
+        self.compiled: CompiledCode = compile_module(self.module, self.name, store=self.cache_entry)
         self._func_types = self.module.func_types()
         self._cells = global_cells(self.module)
         register_code(self.compiled.filename, self)
 
     @classmethod
-    def from_file(cls, path: str | Path, *, features: Features | None = None) -> CompiledModule:
+    def from_file(cls, path: str | Path, *, features: Features | None = None,
+                  cache: CodeCache | str | PathLike[str] | bool | None = True) -> CompiledModule:
         """Compile the module in file ``path`` (``.wasm`` or ``.wat``), named after the file."""
         p = Path(path)
-        return cls(p.read_bytes(), name=p.stem, features=features)
+        return cls(p.read_bytes(), name=p.stem, features=features, cache=cache)
+
+    def precompile(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Translate every function now rather than on its first call, as ``wasmtime compile`` does;
+        with a code cache, the next process finds them all there. ``progress(done, total)`` is called
+        as it goes. Returns the number of functions translated (not found in the cache)."""
+        return self.compiled.translate_all(progress)
 
     def func_name(self, index: int) -> str | None:
         return self.module.names.funcs.get(index)
@@ -111,12 +139,18 @@ class CompiledModule:
 
 
 class Caller:
-    """What a host function defined with ``access_caller=True`` receives first."""
+    """What a host function defined with ``access_caller=True`` receives first: the calling instance
+    (``instance``), its store (``store``), its exported memory (``memory``) and other exports."""
 
     __slots__ = ("instance",)
 
     def __init__(self, instance: Instance) -> None:
         self.instance = instance
+
+    @property
+    def store(self) -> Store:
+        """The store of the calling instance (its limits and fuel)."""
+        return self.instance.store
 
     @property
     def memory(self) -> Memory | None:
@@ -152,36 +186,9 @@ class HostFunc:
         a host function that calls back into Wasm which calls it again must end in a trap, not in
         a C stack overflow.
         """
-        fn = self.fn
-        params = [FROM_RAW.get(t) for t in self.type.params]
-        results = [TO_RAW.get(t) for t in self.type.results]
-        nres = len(results)
-        is_async = self.is_async
-        plain = all(p is None for p in params)
-        pre = (caller,) if self.access_caller else ()
         limit = (store or Store()).max_host_nesting
-
-        def host(*args: Any) -> Any:
-            if not plain:
-                args = tuple(a if c is None else c(a) for c, a in zip(params, args, strict=True))
-            if nesting.depth >= limit:
-                raise Trap("call stack exhausted")
-            nesting.depth += 1
-            try:
-                r = fn(*pre, *args)
-                if is_async or inspect.isawaitable(r):
-                    r = await_in_guest(r)
-            finally:
-                nesting.depth -= 1
-            if nres == 0:
-                return None
-            if nres == 1:
-                if isinstance(r, (tuple, list)):
-                    r = r[0]
-                conv = results[0]
-                return r if conv is None else conv(r)
-            return tuple(v if c is None else c(v) for c, v in zip(results, r, strict=True))
-
+        host = host_wrapper(self.fn, self.type.params, self.type.results, is_async=self.is_async,
+                            caller=caller, with_caller=self.access_caller, limit=limit)
         host.__name__ = self.name or "host"
         return Func(host, self.type, self.name)
 
@@ -193,13 +200,13 @@ class Instance:
     may be half-updated, so later calls raise ``InstanceDead`` instead of running on it.
     """
 
-    def __init__(self, module: CompiledModule, store: Store) -> None:
+    def __init__(self, module: CompiledModule, store: Store, stats: RunStats | None = None) -> None:
         self.module = module
         self.store = store
         self.exports: dict[str, Extern] = {}
         self.g: dict[str, Any] = {}
         self._refs: dict[int, Func] = {}
-        self.stats = RunStats(weight=store.weight)
+        self.stats = stats if stats is not None else RunStats(weight=store.weight)
         self.dead: str | None = None  # why it may not run any more
         self._stopped_at: tuple[list[Any], int] = ([], 0)
 
@@ -339,7 +346,12 @@ class Linker:
         return out
 
     async def instantiate(self, module: CompiledModule, store: Store | None = None) -> Instance:
-        inst, start = self._build(module, store)
+        """Make an instance of ``module`` in ``store`` (a fresh one if None), linked to this linker's
+        definitions, and run its start function. The set-up takes a turn of the CPU token, as guest code
+        does, so thousands of instantiations at once share the loop with everyone else."""
+        store = store or Store()
+        stats = RunStats(weight=store.weight)
+        inst, start = await run_setup(lambda: self._build(module, store, stats), stats)
         if start is not None:
             await inst.call_raw(start, [])
         return inst
@@ -351,10 +363,11 @@ class Linker:
             inst.call_raw_sync(start, [])
         return inst
 
-    def _build(self, module: CompiledModule, store: Store | None) -> tuple[Instance, Func | None]:
+    def _build(self, module: CompiledModule, store: Store | None,
+               stats: RunStats | None = None) -> tuple[Instance, Func | None]:
         store = store or Store()
         resolved = self.resolve(module)
-        inst = Instance(module, store)
+        inst = Instance(module, store, stats)
         try:
             start = _initialize(inst, resolved)
         except BaseException as exc:

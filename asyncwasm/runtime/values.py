@@ -61,4 +61,5 @@ def signed32(v: int) -> int:
 
 
 def signed64(v: int) -> int:
+    """An i64 bit pattern as a signed int."""
     return _signed64(v)

@@ -8,7 +8,6 @@ goes through the same decoder and validator as any ``.wasm`` file. Errors are ``
 from __future__ import annotations
 
 from .errors import TextError
-from .parser import parse_module
 
 __all__ = ["TextError", "is_text", "wat_to_wasm"]
 
@@ -39,4 +38,8 @@ def wat_to_wasm(text: str | bytes, filename: str | None = None) -> bytes:
             raise TextError(
                 "malformed UTF-8 encoding", raw.decode("utf-8", "replace"), exc.start, filename
             ) from None
+    # The parser and its tables take a good part of ``import asyncwasm``: a program that only loads
+    # binary modules (every guest in production) never pays for them.
+    from .parser import parse_module
+
     return parse_module(text, filename)

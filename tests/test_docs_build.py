@@ -1,0 +1,38 @@
+"""The documentation: the site with its API reference builds with no warning (mkdocs --strict), every
+relative link in the guides resolves to a file of the repository."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_the_site_and_api_reference_build_without_warnings(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (tmp_path / "site" / "api" / "asyncwasm" / "index.html").read_text()
+    for name in ("Linker", "Store", "CompiledModule", "Features", "CodeCache", "scheduler_stats"):
+        assert f'id="asyncwasm.{name}"' in page, name
+
+
+@pytest.mark.parametrize("doc", sorted(p.relative_to(ROOT).as_posix() for p in
+                                       [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]))
+def test_relative_links_resolve(doc: str) -> None:
+    path = ROOT / doc
+    broken = []
+    prose = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)  # code blocks hold no links
+    for target in _LINK.findall(prose):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue
+        file = target.split("#", 1)[0]
+        if file and not (path.parent / file).exists():
+            broken.append(target)
+    assert not broken, f"{doc}: links to missing files: {broken}"

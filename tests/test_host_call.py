@@ -1,0 +1,75 @@
+"""The generated host-call wrappers: every value convention of define_func, for each shape."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from wat import wat
+
+import asyncwasm
+from asyncwasm import FuncType
+
+pytestmark = pytest.mark.anyio
+
+
+async def _call(params: tuple[str, ...], results: tuple[str, ...], fn, *args):
+    sig = " ".join(f"(param {p})" for p in params) + " " + " ".join(f"(result {r})" for r in results)
+    gets = " ".join(f"(local.get {k})" for k in range(len(params)))
+    module = asyncwasm.Module(wat(f'(module (import "env" "h" (func $h {sig})) '
+                                  f'(func (export "run") {sig} (call $h {gets})))'))
+    linker = asyncwasm.Linker()
+    linker.define_func("env", "h", FuncType(params, results), fn)
+    inst = await linker.instantiate(module)
+    return await inst.call("run", *args)
+
+
+async def test_integers_arrive_signed_and_go_back_wrapped() -> None:
+    seen = []
+
+    def h(a: int, b: int) -> int:
+        seen.append((a, b))
+        return a + b
+
+    assert await _call(("i32", "i64"), ("i64",), h, -1, -(2**63)) == -(2**63) - 1 + 2**64
+    assert seen == [(-1, -(2**63))]
+    assert await _call(("i32",), ("i32",), lambda a: a * 3, 2**30) == -(2**30)  # 3 * 2^30 wraps
+
+
+async def test_floats_and_several_results() -> None:
+    r = await _call(("f32", "f64"), ("f64", "f32", "i32"), lambda a, b: (b, a + 0.1, 7), 1.5, 2.25)
+    assert r == (2.25, pytest.approx(1.6, rel=1e-6), 7)
+    assert isinstance(r[1], float)
+
+
+async def test_a_single_result_given_as_a_tuple_and_a_bool() -> None:
+    assert await _call((), ("i32",), lambda: (5,)) == 5
+    assert await _call((), ("i32",), lambda: True) == 1
+
+
+async def test_async_functions_and_plain_functions_returning_awaitables() -> None:
+    async def slow(a: int) -> int:
+        await anyio.sleep(0.001)
+        return a + 1
+
+    assert await _call(("i32",), ("i32",), slow, 41) == 42
+    assert await _call(("i32",), ("i32",), lambda a: slow(a), 1) == 2  # a coroutine from a plain function
+
+
+async def test_no_result_and_errors_from_the_host_propagate() -> None:
+    got = []
+    assert await _call(("i32",), (), got.append, 9) is None and got == [9]
+
+    def boom() -> int:
+        raise KeyError("host failure")
+
+    with pytest.raises(KeyError, match="host failure"):
+        await _call((), ("i32",), boom)
+
+
+async def test_the_wrapper_is_shared_by_shape() -> None:
+    from asyncwasm.runtime import host_call
+
+    assert await _call(("i32", "i32"), ("i32",), lambda a, b: a, 1, 2) == 1
+    n = len(host_call._factories)  # noqa: SLF001
+    assert await _call(("i32", "i32"), ("i32",), lambda a, b: b, 1, 2) == 2
+    assert len(host_call._factories) == n  # noqa: SLF001
