@@ -1,6 +1,7 @@
 """HTTP serving benchmark: one CGI module under ``serve-stdin --http``, uvicorn and hypercorn.
 
-The same module (it reads its request body and answers ``hello`` plus the body's length) is served
+The same module (examples/hello_cgi.wat: it reads its request body and answers ``hello`` plus the
+body's length) is served
 by ``asyncwasm serve-stdin --http`` (one worker, asyncio), by ``asyncwasm.serve.asgi.WasmApp`` under
 uvicorn (asyncio) and under hypercorn (trio), each a subprocess on a 127.0.0.1 port. A client of
 ``--connections`` keep-alive connections sends requests back to back for ``--seconds`` and checks
