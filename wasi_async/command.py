@@ -123,7 +123,7 @@ def _module(source: ModuleSource) -> Module:
         return source
     if isinstance(source, bytes | bytearray):
         return Module(bytes(source))
-    return Module.from_file(source)
+    return Module.from_file(os.fspath(source))
 
 
 def _preopen(p: Preopen | tuple[str | os.PathLike[str], str]) -> Preopen:

@@ -239,7 +239,7 @@ class WasmApp:
         elif isinstance(module, bytes | bytearray):
             self.module = CompiledModule(bytes(module))
         else:
-            self.module = CompiledModule.from_file(module)
+            self.module = CompiledModule.from_file(os.fspath(module))
         self.argv = [self.module.name, *args]
         self.env = dict(env or {})
         self.preopens = list(preopens)

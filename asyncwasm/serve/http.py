@@ -192,11 +192,13 @@ def request_environ(req: Request, base: dict[str, str], stream: anyio.abc.Socket
         slash = rest.find("/")
         target = rest[slash:] if slash >= 0 else "/"
     path, _, query = target.partition("?")
+    remote: object = None
+    local: object = None
     try:
         remote = stream.extra(SocketAttribute.remote_address)
         local = stream.extra(SocketAttribute.local_address)
     except anyio.TypedAttributeLookupError:
-        remote = local = None
+        pass
     return cgi_environ(
         method=req.method, path_info=unquote(path, errors="surrogateescape"), query=query, request_uri=req.target,
         protocol=f"HTTP/{req.version[0]}.{req.version[1]}", headers=req.headers, base=base,

@@ -184,7 +184,7 @@ async def serve_worker(
 
 
 async def _watch_signals(server: Server, signals: tuple[int, ...]) -> None:
-    with anyio.open_signal_receiver(*signals) as received:
+    with anyio.open_signal_receiver(*(signal.Signals(s) for s in signals)) as received:
         async for signum in received:
             if signum == signal.SIGUSR1:
                 log.info("%s", server.summary())

@@ -135,7 +135,7 @@ class Server:
                 await self._slots.acquire()
             failure: OSError | None = None
             try:
-                stream = await listener.accept()
+                stream = await listener.accept()  # type: ignore[attr-defined]  # SocketListener or MultiListener of them
             except anyio.ClosedResourceError:
                 return
             except anyio.BrokenResourceError as exc:  # trio's listener wraps an accept's OSError in this
