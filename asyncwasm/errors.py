@@ -23,7 +23,7 @@ class MalformedModule(WasmError):
 
 
 class UnsupportedFeature(MalformedModule):
-    """The binary uses a feature this runtime does not implement (SIMD, for now)."""
+    """The binary uses a feature that the feature set in force does not enable."""
 
     def __init__(self, feature: str, offset: int | None = None) -> None:
         self.feature = feature

@@ -14,12 +14,14 @@ from typing import Any
 
 from .cpu import DEFAULT_SLICE
 from .errors import FuelExhausted
+from .runtime.memory import PageBudget
 from .runtime.objects import ElementBudget
 from .scheduler import end_slice_if_due
 
 DEFAULT_MAX_DEPTH = 200_000
 DEFAULT_MAX_HOST_NESTING = 1_000  # host calls inside host calls (through calls back into Wasm)
 DEFAULT_TABLE_ELEMENTS = 10_000_000  # all the elements of all the tables of one store
+DEFAULT_MEMORY_PAGES = 65_536  # all the pages of all the memories of one store: 4 GiB, what one 32-bit memory may have
 FUEL_CHUNK = 1_000  # fuel units between two looks at the clock (a fraction of a millisecond)
 
 
@@ -31,7 +33,8 @@ class Store:
     - ``max_depth``: nested Wasm calls (default 200,000) before "call stack exhausted".
     - ``max_host_nesting``: host calls nested inside each other through calls back into Wasm
       (default 1,000); each level costs native stack, so this is what keeps the C stack safe.
-    - ``max_memory_pages``: the most 64 KiB pages one linear memory may have (memory.grow gives -1).
+    - ``max_memory_pages``: the most 64 KiB pages the store's linear memories may have, all together
+      (default 65,536, 4 GiB: what one 32-bit memory may have); memory.grow past it gives -1.
     - ``max_table_elements``: the most elements one table may have (table.grow gives -1).
     - ``max_table_elements_total``: all tables of the store together (default 10 million).
     - ``slice_seconds``: how long a guest runs before the loop and other guests get a turn
@@ -54,6 +57,7 @@ class Store:
         self.max_host_nesting = max_host_nesting
         self.slice_seconds = slice_seconds
         self.max_memory_pages = max_memory_pages
+        self.memory_budget = PageBudget(DEFAULT_MEMORY_PAGES if max_memory_pages is None else max_memory_pages)
         self.max_table_elements = max_table_elements
         self.table_budget = ElementBudget(max_table_elements_total)
         self.timeout = timeout

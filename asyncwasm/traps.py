@@ -78,7 +78,8 @@ def as_trap(exc: BaseException) -> BaseException:
         return exc
     if isinstance(exc, RecursionError):
         return _trap("call stack exhausted", tb)
-    if isinstance(exc, (struct.error, IndexError)) and _raised_in_wasm(tb):
+    # OverflowError: a 64-bit memory's address past 2^63, which struct cannot even take
+    if isinstance(exc, (struct.error, IndexError, OverflowError)) and _raised_in_wasm(tb):
         return _trap(_OOB_MEMORY, tb)
     if isinstance(exc, ZeroDivisionError) and _raised_in_wasm(tb):
         return _trap("integer divide by zero", tb)

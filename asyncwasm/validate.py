@@ -1,9 +1,18 @@
-"""WebAssembly 2.0 validation of a decoded ``Module``.
+"""WebAssembly validation of a decoded ``Module``.
+
+Reference types beyond funcref/externref, subtyping, typed function references and GC are checked
+by ``validate_refs`` (hooked in here): a value that is not the expected type may still match it, and
+only that case pays for the subtyping test.
 
 Function bodies are checked with the operand/control stack algorithm of the spec's appendix
 ("Validation Algorithm"), where a value popped from the polymorphic stack of unreachable code has
 the unknown type (``None`` here). The features covered are those of Wasm 2.0: MVP, sign extension,
-non-trapping float-to-int, multi-value, bulk memory and reference types.
+non-trapping float-to-int, multi-value, bulk memory and reference types, and SIMD and relaxed SIMD
+(their rules in ``validate_simd``); and of 3.0 memory64 and table64 (i64 addresses and indices),
+multiple memories and extended constant expressions. Where 2.0 and 3.0 disagree the feature set
+decides: several memories need ``multi_memory``, arithmetic in a constant expression
+``extended_const``, and a constant expression reading a global the module defines ``gc`` (as
+wasmtime gates it).
 
 Validation runs on every module before instantiation, so the body checker is built for speed: the
 common instructions (constants, ``local.get``, numeric operators) are typed inline from a table keyed
@@ -17,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from asyncwasm import validate_refs
 from asyncwasm.binary.module import (
     EXTERNREF,
     F32,
@@ -30,16 +40,23 @@ from asyncwasm.binary.module import (
     GlobalType,
     Instr,
     Limits,
+    MemoryType,
     Module,
+    TableType,
 )
 from asyncwasm.binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NATURAL_ALIGN, OPCODES, name_of
+from asyncwasm.binary.simd_opcodes import SIMD_NAMES
+from asyncwasm.binary.types import Matcher, canonical_ids, defaultable, is_ref, parse_ref
 from asyncwasm.errors import InvalidModule
 from asyncwasm.features import WASM3, Features
+from asyncwasm.validate_simd import SIMD_SIGNATURES, simd_handlers
 
 __all__ = ["validate_module"]
 
 MAX_MEMORY_PAGES = 65536
+MAX_MEMORY64_PAGES = 2**48
 MAX_TABLE_SIZE = 2**32 - 1
+MAX_TABLE64_SIZE = 2**64 - 1
 
 # Opcodes the checker needs by number.
 _UNREACHABLE, _NOP, _BR, _BR_IF, _BR_TABLE, _RETURN, _CALL, _CALL_INDIRECT = 0x00, 0x01, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x11
@@ -52,7 +69,10 @@ _MEMORY_INIT, _DATA_DROP, _MEMORY_COPY, _MEMORY_FILL = 0xFC08, 0xFC09, 0xFC0A, 0
 _TABLE_INIT, _ELEM_DROP, _TABLE_COPY, _TABLE_GROW, _TABLE_SIZE, _TABLE_FILL = (
     0xFC0C, 0xFC0D, 0xFC0E, 0xFC0F, 0xFC10, 0xFC11)
 
+_V128_CONST = SIMD_NAMES["v128.const"]
 _CONST_TYPES = {_I32_CONST: I32, _I64_CONST: I64, _F32_CONST: F32, _F64_CONST: F64}
+# the arithmetic extended-const admits in constant expressions: i32/i64 add, sub, mul
+_EXTENDED_CONST = {0x6A: I32, 0x6B: I32, 0x6C: I32, 0x7C: I64, 0x7D: I64, 0x7E: I64}
 _REFTYPES = frozenset((FUNCREF, EXTERNREF))
 # ``select`` without a type accepts numeric (or vector) operands only; None is the unknown type.
 _NUM_OR_UNKNOWN = frozenset((*NUMTYPES, None))
@@ -94,6 +114,7 @@ def _simple_signatures() -> dict[int, tuple[int, str | None, str]]:
 
 
 _SIMPLE = _simple_signatures()
+_SIMPLE.update(SIMD_SIGNATURES)
 
 _LOADS: dict[int, str] = {}
 _STORES: dict[int, str] = {}
@@ -108,7 +129,7 @@ _SINGLE_BLOCKTYPE = {t: ((), (t,)) for t in (*NUMTYPES, V128, FUNCREF, EXTERNREF
 # A control frame is a list, indexed by these constants: the types a branch to it takes, the types
 # its end leaves, the operand-stack height at its start, whether the rest of it is unreachable, the
 # opcode that opened it, and its parameter types.
-_LABEL, _RESULTS, _HEIGHT, _DEAD, _OPCODE, _PARAMS = range(6)
+_LABEL, _RESULTS, _HEIGHT, _DEAD, _OPCODE, _PARAMS, _INITS = range(7)
 
 
 class _Invalid(Exception):
@@ -127,11 +148,22 @@ class _BodyChecker:
     """
 
     def __init__(self, module: Module, funcs: list[FuncType], tables: list[str], memories: int,
-                 globals_: list[GlobalType], refs: set[int]) -> None:
+                 globals_: list[GlobalType], refs: set[int], features: Features = WASM3,
+                 match: Matcher | None = None, func_tidx: list[int] | None = None) -> None:
         self.types = module.types
+        self.features = features
+        self.match = match or Matcher(canonical_ids(module))
+        self.sub = self.match.sub
+        self.func_tidx = func_tidx or []
+        self.inits = validate_refs.LocalInit(set())
+        self.locs: tuple[str, ...] = ()
         self.funcs = funcs
         self.tables = tables
         self.memories = memories
+        # address types (i32, or i64 under memory64/table64) of every memory and table
+        self.memory_addrs = [m.address for m in module.memory_types()]
+        self.table_addrs = [t.address for t in module.table_types()]
+        self.mem0 = self.memory_addrs[0] if self.memory_addrs else None  # loads' and stores' common case
         self.globals = globals_
         self.elems = [e.type for e in module.elems]
         self.datas = len(module.datas)
@@ -150,7 +182,7 @@ class _BodyChecker:
             _TABLE_SIZE: self._table_size, _TABLE_GROW: self._table_grow, _TABLE_FILL: self._table_fill,
             _TABLE_COPY: self._table_copy, _TABLE_INIT: self._table_init, _ELEM_DROP: self._elem_drop,
             _MEMORY_SIZE: self._memory_size, _MEMORY_GROW: self._memory_grow,
-            _MEMORY_FILL: self._memory_bulk, _MEMORY_COPY: self._memory_bulk,
+            _MEMORY_FILL: self._memory_fill, _MEMORY_COPY: self._memory_copy,
             _MEMORY_INIT: self._memory_init, _DATA_DROP: self._data_drop,
             _REF_NULL: self._ref_null, _REF_IS_NULL: self._ref_is_null, _REF_FUNC: self._ref_func,
         }
@@ -158,7 +190,12 @@ class _BodyChecker:
             handlers[op] = self._load
         for op in _STORES:
             handlers[op] = self._store
+        handlers.update(simd_handlers(self, _Invalid))
         self.handlers = handlers
+        validate_refs.install(self)
+
+    def invalid(self, message: str) -> Exception:
+        return _Invalid(message)
 
     # -- the function body loop ------------------------------------------------------------------
 
@@ -168,11 +205,17 @@ class _BodyChecker:
         vals: list[str | None] = []
         self.vals = vals
         results = ftype.results
-        frame: list[Any] = [results, results, 0, False, BLOCK, _EMPTY]
+        frame: list[Any] = [results, results, 0, False, BLOCK, _EMPTY, 0]
         ctrls = [frame]
         self.ctrls = ctrls
         locs = ftype.params + tuple(locals_)
         nlocs = len(locs)
+        self.locs = locs
+        sub = self.sub
+        nondef = {len(ftype.params) + k for k, t in enumerate(locals_) if t[0] == "(" and not defaultable(t)}
+        self.inits = validate_refs.LocalInit(nondef)
+        if nondef:  # their local.get/set/tee go through the handlers that track initialisation
+            body = validate_refs.rename_nondefaultable(body, nondef)
         self.results = results
         simple = _SIMPLE
         handlers = self.handlers  # everything but local.get/set/tee and numeric operators, typed inline
@@ -190,7 +233,7 @@ class _BodyChecker:
                     expect = locs[imm]
                     if len(vals) > frame[_HEIGHT]:
                         t = vals[-1]
-                        if t != expect and t is not None:
+                        if t != expect and t is not None and not sub(t, expect):
                             raise _Invalid(f"type mismatch: expected [{expect}] but found [{t}]")
                         if op == _LOCAL_SET:
                             vals.pop()
@@ -251,7 +294,7 @@ class _BodyChecker:
                 return None
             raise _Invalid(f"type mismatch: expected [{expect or 'a value'}] but the stack is empty")
         actual = vals.pop()
-        if actual != expect and actual is not None and expect is not None:
+        if actual != expect and actual is not None and expect is not None and not self.sub(actual, expect):
             raise _Invalid(f"type mismatch: expected [{expect}] but found [{actual}]")
         return actual
 
@@ -264,7 +307,7 @@ class _BodyChecker:
         if len(vals) - n >= self.ctrls[-1][_HEIGHT]:
             got = vals[-n:]
             for g, t in zip(got, types, strict=True):
-                if g != t and g is not None:
+                if g != t and g is not None and not self.sub(g, t):
                     raise _Invalid(f"type mismatch: expected {_show(types)} but found {_show(got)}")
             del vals[-n:]
             return got
@@ -274,7 +317,7 @@ class _BodyChecker:
 
     def push_ctrl(self, op: int, params: tuple[str, ...], results: tuple[str, ...]) -> None:
         label = params if op == LOOP else results
-        self.ctrls.append([label, results, len(self.vals), False, op, params])
+        self.ctrls.append([label, results, len(self.vals), False, op, params, len(self.inits.log)])
         self.vals.extend(params)
 
     def pop_ctrl(self) -> list[Any]:
@@ -285,6 +328,8 @@ class _BodyChecker:
             raise _Invalid(f"type mismatch: block must end with {_show(frame[_RESULTS])} "
                            f"but {_show(extra)} remain{'s' if len(extra) == 1 else ''} above them")
         self.ctrls.pop()
+        if self.inits.log:
+            self.inits.reset(frame[_INITS])
         return frame
 
     def set_unreachable(self) -> None:
@@ -301,22 +346,48 @@ class _BodyChecker:
         if bt is None:
             return _EMPTY_BLOCKTYPE
         if type(bt) is str:
-            return _SINGLE_BLOCKTYPE[bt]
+            single = _SINGLE_BLOCKTYPE.get(bt)
+            if single is None:
+                self.check_valtype(bt)
+                single = ((), (bt,))
+            return single
         if 0 <= bt < len(self.types):
             ft = self.types[bt]
+            if not isinstance(ft, FuncType):
+                raise _Invalid(f"type mismatch: block type {bt} is not a function type")
             return ft.params, ft.results
         raise _Invalid(f"unknown type {bt}")
 
     # -- context look-ups ------------------------------------------------------------------------
+
+    def check_valtype(self, t: str) -> None:
+        r = parse_ref(t)
+        if r is not None and isinstance(r[1], int) and r[1] >= len(self.types):
+            raise _Invalid(f"unknown type {r[1]}")
 
     def table(self, x: int) -> str:
         if x >= len(self.tables):
             raise _Invalid(f"unknown table {x}")
         return self.tables[x]
 
-    def memory(self) -> None:
-        if not self.memories:
-            raise _Invalid("unknown memory 0")
+    def memory(self, x: int = 0) -> str:
+        """Memory ``x``'s address type."""
+        if x >= len(self.memory_addrs):
+            raise _Invalid(f"unknown memory {x}")
+        return self.memory_addrs[x]
+
+    def table_addr(self, x: int) -> str:
+        """Table ``x``'s index type (after ``table(x)`` has checked that it exists)."""
+        return self.table_addrs[x]
+
+    def memarg(self, imm: tuple[int, ...], natural: int) -> str:
+        """Check a load's or store's memory, alignment and offset; return the address type."""
+        at = self.memory(imm[2] if len(imm) == 3 else 0)
+        if imm[0] > natural:
+            raise _Invalid(f"alignment must not be larger than natural ({1 << imm[0]} > {1 << natural})")
+        if at == I32 and imm[1] > 0xFFFFFFFF:
+            raise _Invalid(f"offset out of range: {imm[1]} does not fit a 32-bit memory")
+        return at
 
     def data(self, x: int) -> None:
         if x >= self.datas:
@@ -361,7 +432,8 @@ class _BodyChecker:
 
     def _end(self, op: int, imm: Any) -> None:
         frame = self.pop_ctrl()
-        if frame[_OPCODE] == IF and frame[_PARAMS] != frame[_RESULTS]:
+        if frame[_OPCODE] == IF and frame[_PARAMS] != frame[_RESULTS] and \
+                not self.match.subs(frame[_PARAMS], frame[_RESULTS]):
             # An if without else has an implicit empty else, which must turn params into results.
             raise _Invalid(f"type mismatch: if without else must have matching parameters and results, "
                            f"not {_show(frame[_PARAMS])} -> {_show(frame[_RESULTS])}")
@@ -406,13 +478,15 @@ class _BodyChecker:
 
     def _call_indirect(self, op: int, imm: tuple[int, int]) -> None:
         typeidx, tableidx = imm
-        if self.table(tableidx) != FUNCREF:
+        if self.table(tableidx) != FUNCREF and not self.sub(self.tables[tableidx], FUNCREF):
             raise _Invalid(f"type mismatch: call_indirect needs a funcref table, table {tableidx} "
                            f"holds {self.tables[tableidx]}")
         if typeidx >= len(self.types):
             raise _Invalid(f"unknown type {typeidx}")
         ft = self.types[typeidx]
-        self.pop(I32)
+        if not isinstance(ft, FuncType):
+            raise _Invalid(f"type mismatch: type {typeidx} is not a function type")
+        self.pop(self.table_addrs[tableidx])
         self.pop_vals(ft.params)
         self.vals.extend(ft.results)
 
@@ -437,6 +511,7 @@ class _BodyChecker:
         if len(imm) != 1:
             raise _Invalid(f"invalid result arity {len(imm)} for select (must be 1)")
         t = imm[0]
+        self.check_valtype(t)
         self.pop(I32)
         self.pop(t)
         self.pop(t)
@@ -457,104 +532,117 @@ class _BodyChecker:
 
     def _table_get(self, op: int, x: int) -> None:
         t = self.table(x)
-        self.pop(I32)
+        self.pop(self.table_addrs[x])
         self.vals.append(t)
 
     def _table_set(self, op: int, x: int) -> None:
         t = self.table(x)
         self.pop(t)
-        self.pop(I32)
+        self.pop(self.table_addrs[x])
 
     def _table_size(self, op: int, x: int) -> None:
         self.table(x)
-        self.vals.append(I32)
+        self.vals.append(self.table_addrs[x])
 
     def _table_grow(self, op: int, x: int) -> None:
         t = self.table(x)
-        self.pop(I32)
+        at = self.table_addrs[x]
+        self.pop(at)
         self.pop(t)
-        self.vals.append(I32)
+        self.vals.append(at)
 
     def _table_fill(self, op: int, x: int) -> None:
         t = self.table(x)
-        self.pop(I32)
+        at = self.table_addrs[x]
+        self.pop(at)
         self.pop(t)
-        self.pop(I32)
+        self.pop(at)
 
     def _table_copy(self, op: int, imm: tuple[int, int]) -> None:
         dst, src = imm
         t1 = self.table(dst)
         t2 = self.table(src)
-        if t1 != t2:
+        if t1 != t2 and not self.sub(t2, t1):
             raise _Invalid(f"type mismatch: table.copy from a {t2} table into a {t1} table")
-        self._pop_i32x3()
+        self._pop_sizes(self.table_addrs[dst], self.table_addrs[src])
 
     def _table_init(self, op: int, imm: tuple[int, int]) -> None:
         elemidx, tableidx = imm
         t1 = self.table(tableidx)
         t2 = self.elem(elemidx)
-        if t1 != t2:
+        if t1 != t2 and not self.sub(t2, t1):
             raise _Invalid(f"type mismatch: table.init of a {t1} table from a {t2} segment")
-        self._pop_i32x3()
+        self.pop(I32)
+        self.pop(I32)
+        self.pop(self.table_addrs[tableidx])
 
     def _elem_drop(self, op: int, x: int) -> None:
         self.elem(x)
 
     # -- memory instructions ---------------------------------------------------------------------
 
-    def _load(self, op: int, imm: tuple[int, int]) -> None:
-        if not self.memories:
-            raise _Invalid("unknown memory 0")
-        if imm[0] > NATURAL_ALIGN[op]:
-            raise _Invalid(f"alignment must not be larger than natural ({1 << imm[0]} > {1 << NATURAL_ALIGN[op]})")
+    def _load(self, op: int, imm: tuple[int, ...]) -> None:
+        at = self.mem0
+        if at is None or len(imm) == 3 or imm[0] > NATURAL_ALIGN[op] or imm[1] > 0xFFFFFFFF:
+            at = self.memarg(imm, NATURAL_ALIGN[op])
         vals = self.vals
-        if len(vals) > self.ctrls[-1][_HEIGHT] and vals[-1] == I32:
+        if len(vals) > self.ctrls[-1][_HEIGHT] and vals[-1] == at:
             vals[-1] = _LOADS[op]
         else:
-            self.pop(I32)
+            self.pop(at)
             vals.append(_LOADS[op])
 
-    def _store(self, op: int, imm: tuple[int, int]) -> None:
-        self.memory()
-        if imm[0] > NATURAL_ALIGN[op]:
-            raise _Invalid(f"alignment must not be larger than natural ({1 << imm[0]} > {1 << NATURAL_ALIGN[op]})")
+    def _store(self, op: int, imm: tuple[int, ...]) -> None:
+        at = self.mem0
+        if at is None or len(imm) == 3 or imm[0] > NATURAL_ALIGN[op] or imm[1] > 0xFFFFFFFF:
+            at = self.memarg(imm, NATURAL_ALIGN[op])
         self.pop(_STORES[op])
+        self.pop(at)
+
+    def _memory_size(self, op: int, x: int) -> None:
+        self.vals.append(self.memory(x))
+
+    def _memory_grow(self, op: int, x: int) -> None:
+        at = self.memory(x)
+        self.pop(at)
+        self.vals.append(at)
+
+    def _memory_fill(self, op: int, x: int) -> None:
+        at = self.memory(x)
+        self.pop(at)
         self.pop(I32)
+        self.pop(at)
 
-    def _memory_size(self, op: int, imm: Any) -> None:
-        self.memory()
-        self.vals.append(I32)
+    def _memory_copy(self, op: int, imm: tuple[int, int]) -> None:
+        self._pop_sizes(self.memory(imm[0]), self.memory(imm[1]))
 
-    def _memory_grow(self, op: int, imm: Any) -> None:
-        self.memory()
+    def _memory_init(self, op: int, imm: tuple[int, int]) -> None:
+        at = self.memory(imm[1])
+        self.data(imm[0])
         self.pop(I32)
-        self.vals.append(I32)
+        self.pop(I32)
+        self.pop(at)
 
-    def _memory_bulk(self, op: int, imm: Any) -> None:
-        self.memory()
-        self._pop_i32x3()
-
-    def _memory_init(self, op: int, x: int) -> None:
-        self.memory()
-        self.data(x)
-        self._pop_i32x3()
+    def _pop_sizes(self, dst: str, src: str) -> None:
+        """The operands of a copy between a ``dst`` and a ``src`` address space: the count has the
+        narrower of the two types (i32 unless both are i64)."""
+        self.pop(I64 if dst == I64 and src == I64 else I32)
+        self.pop(src)
+        self.pop(dst)
 
     def _data_drop(self, op: int, x: int) -> None:
         self.data(x)
 
-    def _pop_i32x3(self) -> None:
-        self.pop(I32)
-        self.pop(I32)
-        self.pop(I32)
-
     # -- reference instructions ------------------------------------------------------------------
 
     def _ref_null(self, op: int, t: str) -> None:
+        if t not in _REFTYPES:
+            self.check_valtype(t)
         self.vals.append(t)
 
     def _ref_is_null(self, op: int, imm: Any) -> None:
         t = self.pop(None)
-        if t not in _REF_OR_UNKNOWN:
+        if t not in _REF_OR_UNKNOWN and not is_ref(t):
             raise _Invalid(f"type mismatch: ref.is_null needs a reference, found [{t}]")
         self.vals.append(I32)
 
@@ -564,7 +652,7 @@ class _BodyChecker:
         if x not in self.refs:
             raise _Invalid(f"undeclared function reference {x}: it must appear in an element segment, "
                            f"an export or a global initializer")
-        self.vals.append(FUNCREF)
+        self.vals.append(f"(ref {self.func_tidx[x]})" if self.features.function_references else FUNCREF)
 
 
 # -- module level ------------------------------------------------------------------------------
@@ -578,13 +666,33 @@ def _check_limits(limits: Limits, bound: int, too_big: str) -> None:
         raise InvalidModule("size minimum must not be greater than maximum")
 
 
+def _check_memory_limits(mt: MemoryType) -> None:
+    if mt.address == I64:
+        _check_limits(mt.limits, MAX_MEMORY64_PAGES, "memory size must be at most 2^48 pages (256 TiB) for i64")
+    else:
+        _check_limits(mt.limits, MAX_MEMORY_PAGES, "memory size must be at most 65536 pages (4GiB)")
+
+
+def _check_table_limits(tt: TableType) -> None:
+    if tt.address == I64:
+        _check_limits(tt.limits, MAX_TABLE64_SIZE, "table size must be at most 2^64-1 for i64")
+    else:
+        _check_limits(tt.limits, MAX_TABLE_SIZE, "table size must be at most 2^32-1")
+
+
 def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: list[GlobalType],
-                 what: str) -> None:
+                 what: str, refs: validate_refs.ConstRefs | None = None, n_imported: int | None = None,
+                 features: Features = WASM3) -> None:
     """A constant expression of type ``expect``.
 
     Wasm 2.0 allows only ``t.const``, ``ref.null``, ``ref.func`` and ``global.get`` of an immutable
-    imported global (``globals_`` holds just the imported ones: later globals are not yet defined).
+    imported global. ``globals_`` holds the globals the expression can see (those before it: a
+    global's initializer sees only the globals defined before it), of which the first ``n_imported``
+    (default: all) are imported. Wasm 3.0 adds ``i32``/``i64`` ``add``, ``sub`` and ``mul``
+    (extended-const) and reading an immutable global the module defines (gc, as wasmtime gates it).
     """
+    if n_imported is None:
+        n_imported = len(globals_)
     expr = expr or []
     if expr and expr[-1][0] == END:  # tolerate a decoder that keeps the closing end
         expr = expr[:-1]
@@ -593,24 +701,35 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
         t = _CONST_TYPES.get(op)
         if t is not None:
             stack.append(t)
+        elif op == _V128_CONST:
+            stack.append(V128)
         elif op == _REF_NULL:
             stack.append(imm)
         elif op == _REF_FUNC:
             if imm >= funcs:
                 raise InvalidModule(f"unknown function {imm} in {what}", offset=off)
-            stack.append(FUNCREF)
+            stack.append(FUNCREF if refs is None else refs.func_ref(imm))
         elif op == _GLOBAL_GET:
-            if imm >= len(globals_):
-                raise InvalidModule(f"unknown global {imm} in {what} (only imported globals may be read)",
-                                    offset=off)
+            if imm >= len(globals_) or (imm >= n_imported and not features.gc):
+                why = "" if features.gc else " (only imported globals may be read without gc)"
+                raise InvalidModule(f"unknown global {imm} in {what}{why}", offset=off)
             if globals_[imm].mutable:
                 raise InvalidModule(f"constant expression required in {what}: global {imm} is mutable",
                                     offset=off)
             stack.append(globals_[imm].valtype)
+        elif op in _EXTENDED_CONST and features.extended_const:
+            t = _EXTENDED_CONST[op]
+            if stack[-2:] != [t, t]:
+                raise InvalidModule(f"type mismatch: {name_of(op)} in {what} needs [{t} {t}] "
+                                    f"but finds {_show(stack[-2:])}", offset=off)
+            stack.pop()
+        elif refs is not None and refs.step(op, imm, stack):
+            pass
         else:
-            raise InvalidModule(f"constant expression required in {what}: {name_of(op)} is not constant",
+            why = " (needs extended-const)" if op in _EXTENDED_CONST else ""
+            raise InvalidModule(f"constant expression required in {what}: {name_of(op)} is not constant{why}",
                                 offset=off)
-    if stack != [expect]:
+    if stack != [expect] and not (refs is not None and refs.matches(stack, expect)):
         raise InvalidModule(f"type mismatch: {what} must produce [{expect}] but produces {_show(stack)}",
                             offset=expr[0][2] if expr else None)
 
@@ -618,7 +737,7 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
 def _collect_refs(module: Module) -> set[int]:
     """C.refs: the functions a body may name with ``ref.func`` (declared outside function bodies)."""
     refs = {e.index for e in module.exports if e.kind == "func"}
-    exprs = [g.init for g in module.globals]
+    exprs = [g.init for g in module.globals] + [e for e in module.table_inits if e]
     for elem in module.elems:
         exprs.extend(elem.init)
     for expr in exprs:
@@ -631,21 +750,38 @@ def _collect_refs(module: Module) -> set[int]:
 def validate_module(module: Module, features: Features = WASM3) -> None:
     """Check ``module`` against the validation rules of ``features``; raise InvalidModule on the first break."""
     ntypes = len(module.types)
+    match = validate_refs.check_types(module)
+    func_tidx: list[int] = []
+
+    def valtype(t: str, where: str) -> None:
+        if t[0] == "(":
+            validate_refs.valid_valtype(t, ntypes, where)
+
     funcs: list[FuncType] = []
     tables: list[str] = []
     memories = 0
     imported_globals: list[GlobalType] = []
+    table_types = module.table_types()
+    memory_types = module.memory_types()
     for imp in module.imports:
         if imp.kind == "func":
             if not 0 <= imp.desc < ntypes:
                 raise InvalidModule(f"unknown type {imp.desc} for imported function {imp.module}.{imp.name}")
+            if not isinstance(module.types[imp.desc], FuncType):
+                raise InvalidModule(f"type mismatch: imported function {imp.module}.{imp.name} "
+                                    f"has type {imp.desc}, not a function type")
             funcs.append(module.types[imp.desc])
+            func_tidx.append(imp.desc)
         elif imp.kind == "table":
-            _check_limits(imp.desc.limits, MAX_TABLE_SIZE, "table size must be at most 2^32-1")
+            _check_table_limits(imp.desc)
+            valtype(imp.desc.elem, " in an imported table")
             tables.append(imp.desc.elem)
         elif imp.kind == "memory":
-            _check_limits(imp.desc.limits, MAX_MEMORY_PAGES, "memory size must be at most 65536 pages (4GiB)")
+            _check_memory_limits(imp.desc)
             memories += 1
+        elif imp.kind == "global":
+            valtype(imp.desc.valtype, " in an imported global")
+            imported_globals.append(imp.desc)
         else:
             imported_globals.append(imp.desc)
     nimported_funcs = len(funcs)
@@ -653,43 +789,68 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
         if not 0 <= typeidx < ntypes:
             raise InvalidModule(f"unknown type {typeidx}", func=nimported_funcs + i,
                                 func_name=module.func_name(nimported_funcs + i))
+        if not isinstance(module.types[typeidx], FuncType):
+            raise InvalidModule(f"type mismatch: function {nimported_funcs + i} has type {typeidx}, "
+                                f"not a function type")
         funcs.append(module.types[typeidx])
+        func_tidx.append(typeidx)
     for table in module.tables:
-        _check_limits(table.limits, MAX_TABLE_SIZE, "table size must be at most 2^32-1")
+        _check_table_limits(table)
+        valtype(table.elem, " in a table")
         tables.append(table.elem)
     for memory in module.memories:
-        _check_limits(memory.limits, MAX_MEMORY_PAGES, "memory size must be at most 65536 pages (4GiB)")
+        _check_memory_limits(memory)
         memories += 1
-    if memories > 1:
-        raise InvalidModule(f"multiple memories are not allowed in Wasm 2.0 (found {memories})")
+    if memories > 1 and not features.multi_memory:
+        raise InvalidModule(f"multiple memories need multi-memory, as Wasm 2.0 allows one (found {memories})")
     nfuncs = len(funcs)
+    refs = validate_refs.ConstRefs(module, match, func_tidx, features.function_references) \
+        if features.function_references or features.gc else None
 
+    nig = len(imported_globals)
+    all_globals = imported_globals + [g.type for g in module.globals]
+    nimported_tables = len(tables) - len(module.tables)
+    for i, table in enumerate(module.tables):
+        init = module.table_inits[i] if i < len(module.table_inits) else None
+        if init is not None:
+            _check_const(init, table.elem, nfuncs, imported_globals,
+                         f"the initializer of table {nimported_tables + i}", refs)
+        elif not defaultable(table.elem):
+            raise InvalidModule(f"type mismatch: table {nimported_tables + i} of non-nullable "
+                                f"{table.elem} needs an initializer")
     for i, glob in enumerate(module.globals):
-        _check_const(glob.init, glob.type.valtype, nfuncs, imported_globals,
-                     f"the initializer of global {len(imported_globals) + i}")
+        valtype(glob.type.valtype, f" in global {nig + i}")
+        _check_const(glob.init, glob.type.valtype, nfuncs, all_globals[:nig + i],
+                     f"the initializer of global {nig + i}", refs, nig, features)
     for i, elem in enumerate(module.elems):
+        valtype(elem.type, f" in element segment {i}")
         for expr in elem.init:
-            _check_const(expr, elem.type, nfuncs, imported_globals, f"element segment {i}")
+            _check_const(expr, elem.type, nfuncs, all_globals, f"element segment {i}", refs, nig, features)
         if elem.mode == "active":
             if elem.table >= len(tables):
                 raise InvalidModule(f"unknown table {elem.table} in element segment {i}")
-            if tables[elem.table] != elem.type:
+            if tables[elem.table] != elem.type and not match.sub(elem.type, tables[elem.table]):
                 raise InvalidModule(f"type mismatch: element segment {i} of {elem.type} "
                                     f"for a {tables[elem.table]} table")
-            _check_const(elem.offset, I32, nfuncs, imported_globals, f"the offset of element segment {i}")
+            _check_const(elem.offset, table_types[elem.table].address, nfuncs, all_globals,
+                         f"the offset of element segment {i}", refs, nig, features)
     for i, data in enumerate(module.datas):
         if data.mode == "active":
             if data.memory >= memories:
                 raise InvalidModule(f"unknown memory {data.memory} in data segment {i}")
-            _check_const(data.offset, I32, nfuncs, imported_globals, f"the offset of data segment {i}")
+            _check_const(data.offset, memory_types[data.memory].address, nfuncs, all_globals,
+                         f"the offset of data segment {i}", refs, nig, features)
 
     if len(module.codes) != len(module.funcs):
         raise InvalidModule(f"{len(module.funcs)} functions declared but {len(module.codes)} bodies given")
-    all_globals = imported_globals + [g.type for g in module.globals]
-    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module))
+    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module),
+                           features, match, func_tidx)
     names = module.names.funcs
     for i, code in enumerate(module.codes):
         index = nimported_funcs + i
+        for t in code.locals:
+            if t[0] == "(":
+                valtype(t, f" in the locals of function {index}")
         checker.check(index, funcs[index], code.locals, code.body, code.offset, names.get(index))
 
     if module.start is not None:

@@ -22,6 +22,7 @@ from .binary.module import (
     FUNCREF,
     I32,
     I64,
+    V128,
     FuncType,
     GlobalType,
     Limits,
@@ -29,8 +30,10 @@ from .binary.module import (
     TableType,
 )
 from .compiler.numeric import f32_from_bits, f32_to_bits, f64_from_bits, f64_to_bits
+from .compiler.simd_ops import M128
 from .errors import InvalidModule, LinkError, MalformedModule, Trap, WasmError
 from .features import WASM3, Features
+from .runtime.gc import Array, HostAny, Struct
 from .runtime.instance import CompiledModule, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table
@@ -89,6 +92,7 @@ def spectest_linker() -> Linker:
     linker.define("spectest", "global_f32", Global(GlobalType(F32, False), f32_from_bits(0x4426A666)))
     linker.define("spectest", "global_f64", Global(GlobalType(F64, False), 666.6))
     linker.define("spectest", "table", Table(TableType(FUNCREF, Limits(10, 20))))
+    linker.define("spectest", "table64", Table(TableType(FUNCREF, Limits(10, 20), I64)))
     linker.define("spectest", "memory", Memory(MemoryType(Limits(1, 2))))
     return linker
 
@@ -103,36 +107,96 @@ def _parse_value(v: dict[str, Any]) -> Any:
         return f64_from_bits(int(s) & 0xFFFFFFFFFFFFFFFF)
     if t in (EXTERNREF, FUNCREF):
         return None if s == "null" else HostRef(int(s))
+    if t == V128:
+        return _v128_of(v["lane_type"], s)
+    if t == "anyref" and s != "null":
+        return HostAny(HostRef(int(s)))  # ``ref.host N``: a host value seen as an anyref
+    if t in _NULLABLE_RESULTS:
+        if s == "null":
+            return None
     raise _Failure(f"unsupported value type {t}")
 
 
+_LANE_BITS = {"i8": 8, "i16": 16, "i32": 32, "i64": 64, "f32": 32, "f64": 64}
+
+
+def _v128_of(lane_type: str, lanes: list[str]) -> int:
+    """A v128 argument from its lanes, each the decimal text of the lane's bits (signed or not)."""
+    bits = _LANE_BITS[lane_type]
+    mask = (1 << bits) - 1
+    out = 0
+    for k, text in enumerate(lanes):
+        out |= (int(text) & mask) << (bits * k)
+    return out
+
+
+def _float_bits_match(bits: int, text: str, width: int) -> bool:
+    """One float's bits against an expected value: exact bits, or a NaN pattern."""
+    if width == 32:
+        canon, quiet, exp, mag = 0x7FC00000, 0x00400000, 0x7F800000, bits & 0x7FFFFFFF
+    else:
+        canon, quiet, exp, mag = 0x7FF8000000000000, 0x0008000000000000, 0x7FF0000000000000, bits & 0x7FFFFFFFFFFFFFFF
+    if text == "nan:canonical":
+        return mag == canon
+    if text == "nan:arithmetic":
+        return mag & exp == exp and bits & quiet != 0
+    return bits == int(text) & ((1 << width) - 1)
+
+
+def _v128_matches(expected: dict[str, Any], got: Any) -> bool:
+    """A v128 result lane by lane: integer lanes by their bits, float lanes with NaN patterns."""
+    if not isinstance(got, int) or isinstance(got, bool) or not 0 <= got <= M128:
+        return False
+    lane_type = expected["lane_type"]
+    bits = _LANE_BITS[lane_type]
+    mask = (1 << bits) - 1
+    for k, text in enumerate(expected["value"]):
+        lane = (got >> (bits * k)) & mask
+        if lane_type[0] == "f":
+            if not _float_bits_match(lane, text, bits):
+                return False
+        elif lane != int(text) & mask:
+            return False
+    return True
+
+
 def _matches(expected: dict[str, Any], got: Any) -> bool:
-    t, s = expected["type"], expected.get("value")
+    t: str = expected["type"]
+    s: Any = expected.get("value")
+    if t == "either":
+        return any(_matches(e, got) for e in expected["values"])
+    if t == V128:
+        return _v128_matches(expected, got)
     if t in _MASK:
         return isinstance(got, int) and (int(s) & _MASK[t]) == (int(got) & _MASK[t])
     if t in (F32, F64):
         if not isinstance(got, float):
             return False
         bits = f32_to_bits(got) if t == F32 else f64_to_bits(got)
-        if t == F32:
-            canon, quiet, exp = 0x7FC00000, 0x00400000, 0x7F800000
-            mag = bits & 0x7FFFFFFF
-        else:
-            canon, quiet, exp = 0x7FF8000000000000, 0x0008000000000000, 0x7FF0000000000000
-            mag = bits & 0x7FFFFFFFFFFFFFFF
-        if s == "nan:canonical":
-            return mag == canon
-        if s == "nan:arithmetic":
-            return mag & exp == exp and bits & quiet != 0
-        return bits == int(s) & (0xFFFFFFFF if t == F32 else 0xFFFFFFFFFFFFFFFF)
+        return _float_bits_match(bits, s, 32 if t == F32 else 64)
+    if t == "refnull" or s == "null" or t in _NULL_TYPES:  # (ref.null), (ref.null none), ...
+        return got is None
     if t == EXTERNREF:
-        return got is None if s == "null" else got == HostRef(int(s))
-    if t == FUNCREF:
-        return got is None if s == "null" else isinstance(got, Func)
-    return False
+        return got is not None if s is None else got == HostRef(int(s))
+    if t == "anyref" and s is not None:
+        return isinstance(got, HostAny) and got.value == HostRef(int(s))
+    test = _NON_NULL_RESULTS.get(t)
+    return test is not None and got is not None and test(got)
+
+
+# Reference results without a value: a non-null reference of that heap type (``(ref.func)``, ...).
+_NON_NULL_RESULTS: dict[str, Any] = {
+    FUNCREF: lambda v: isinstance(v, Func), "anyref": lambda v: True, "exnref": lambda v: True,
+    "eqref": lambda v: type(v) in (int, Struct, Array), "i31ref": lambda v: type(v) is int,
+    "structref": lambda v: type(v) is Struct, "arrayref": lambda v: type(v) is Array,
+}
+_NULL_TYPES = frozenset(("nullref", "nullfuncref", "nullexternref", "nullexnref"))
+_NULLABLE_RESULTS = frozenset((*_NON_NULL_RESULTS, *_NULL_TYPES, "refnull"))
 
 
 def _show(got: Any) -> str:
+    if isinstance(got, int) and got.bit_length() > 64:
+        return f"v128 {got:#034x}"
     if isinstance(got, float):
         return f"{got!r} (f32 bits {f32_to_bits(got):#x}, f64 bits {f64_to_bits(got):#x})"
     return repr(got)

@@ -953,9 +953,24 @@ def hostcalls_child(engine: str, n: int) -> dict[str, Any]:
 # ---- the parent: running children, engines taking turns ---------------------------------------------
 
 
+PYC_PREFIX = tempfile.mkdtemp(prefix="guests-pyc-")
+
+
+def precompile_sources() -> None:
+    """Byte-compile asyncwasm and wasi_async for the children, as pip does for an installed package (pwasm
+    is one): an environment with PYTHONDONTWRITEBYTECODE would make every child compile the engine's
+    source again, which no installed engine does. The .pyc files go to a temporary prefix, not the tree."""
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=PYC_PREFIX)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "asyncwasm"), str(REPO / "wasi_async")],
+                   env=env, check=True)
+
+
 def child_env(pwasm_cache: str | None = "", asyncwasm_cache: str | None = "") -> dict[str, str]:
     """The environment of a child: each engine's code cache in the given directory, or off ("")."""
     env = dict(os.environ)
+    env["PYTHONPYCACHEPREFIX"] = PYC_PREFIX
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PWASM_CACHE_DIR"] = pwasm_cache or ""  # never ~/.cache/pwasm: empty turns pwasm's cache off
     if asyncwasm_cache:  # never ~/.cache/asyncwasm either
         env["ASYNCWASM_CACHE_DIR"] = asyncwasm_cache
@@ -1367,6 +1382,7 @@ def main() -> None:
         profile(args.profile, args.engine, args.quick, args.top)
         return
     repeat = args.repeat or (2 if args.quick else 5)
+    precompile_sources()
     loads = workloads(args.quick)
     sections = ["startup", "rss", "hostcalls", "workloads"]
     only = [x.strip() for x in args.only.split(",") if x.strip()]

@@ -82,7 +82,6 @@ INVALID = bytes.fromhex("0061736d01000000" "0105016000017f" "03020100" "0a040102
     ("malformed", b"this is not wasm", ["malformed module", "magic header"]),
     ("truncated", b"\0asm\x01\0\0\0\x01\x05", ["malformed module"]),
     ("invalid", INVALID, ["invalid module", "type mismatch"]),
-    ("simd", '(module (func (export "f") (result v128) v128.const i32x4 1 2 3 4))', ["SIMD"]),
     ("missing_import", '(module (import "env" "nothere" (func)) (func (export "_start")))',
      ["failed to link", "env::nothere"]),
     ("missing_wasi_import", '(module (import "wasi_snapshot_preview1" "no_such_call" (func)))',

@@ -27,6 +27,36 @@ def test_core_spec_suite_passes(shared: Path) -> None:
     assert passed / (passed + failed) >= 0.995
 
 
+def _wast(features: str, scripts: list[Path]) -> tuple[int, int, int, subprocess.CompletedProcess[str]]:
+    proc = subprocess.run([sys.executable, "-m", "asyncwasm", "wast", "--features", features, *map(str, scripts)],
+                          capture_output=True, text=True, timeout=900)
+    m = _SUMMARY.search(proc.stdout)
+    assert m, proc.stdout[-2000:] + proc.stderr[-2000:]
+    passed, failed, skipped = map(int, m.groups())
+    return passed, failed, skipped, proc
+
+
+def test_core_spec_suite_text_form_runs_every_command(shared: Path) -> None:
+    """The .wast scripts themselves: every command, text modules included, under the 2.0 rules."""
+    scripts = sorted((shared / "spec" / "core").glob("*.wast"))
+    assert len(scripts) == 90
+    passed, failed, skipped, proc = _wast("2.0", scripts)
+    print(f"core spec suite (.wast): {passed} passed, {failed} failed, {skipped} skipped")
+    assert proc.returncode == 0, [line for line in proc.stdout.splitlines() if line.startswith("FAIL")][:50]
+    assert (passed, failed, skipped) == (28018, 0, 0)
+
+
+def test_simd_spec_suite_passes_under_2_0_with_simd(shared: Path) -> None:
+    """../shared/spec/simd, JSON and text forms, under the 2.0 preset with SIMD enabled."""
+    json_scripts = sorted((shared / "spec" / "simd" / "json").glob("*/*.json"))
+    passed, failed, skipped, proc = _wast("2.0,+simd", json_scripts)
+    assert proc.returncode == 0 and failed == 0 and passed + skipped == 25988, proc.stdout[-2000:]
+    text_scripts = sorted((shared / "spec" / "simd" / "wast").glob("*.wast"))
+    passed, failed, skipped, proc = _wast("2.0,+simd", text_scripts)
+    print(f"SIMD spec suite (.wast): {passed} passed, {failed} failed, {skipped} skipped")
+    assert proc.returncode == 0 and (passed, failed, skipped) == (25988, 0, 0), proc.stdout[-2000:]
+
+
 SUITES = {"spec": (("spec",), Features.wasm2()), "simd": (("spec", "simd"), Features.parse("2.0,+simd")),
           "spec3": (("spec3",), Features.wasm3())}
 

@@ -30,6 +30,7 @@ from asyncwasm.binary.module import (
 )
 from asyncwasm.binary.opcodes import NAMES
 from asyncwasm.errors import InvalidModule
+from asyncwasm.features import WASM2, WASM3, Features
 from asyncwasm.validate import validate_module
 
 # Commands whose module must be valid: unlinkable and uninstantiable modules fail only later.
@@ -65,7 +66,7 @@ def test_spec_valid_modules(shared: Path) -> None:
                 continue
             count += 1
             try:
-                validate_module(decode_module(wasm.read_bytes()))
+                validate_module(decode_module(wasm.read_bytes(), WASM2), WASM2)
             except InvalidModule as e:
                 failures.append(f"{wasm.name} (line {cmd['line']}, {cmd['type']}): {e}")
     assert count > 1200
@@ -83,9 +84,9 @@ def test_spec_assert_invalid(shared: Path) -> None:
             assert wasm is not None, f"{path.name} line {cmd['line']}: not a binary module"
             count += 1
             where = f"{wasm.name} (line {cmd['line']}, expected {cmd['text']!r})"
-            module = decode_module(wasm.read_bytes())  # assert_invalid modules are well-formed
+            module = decode_module(wasm.read_bytes(), WASM2)  # assert_invalid modules are well-formed
             try:
-                validate_module(module)
+                validate_module(module, WASM2)  # the 2.0 suite's rules: 3.0 accepts some of these
             except InvalidModule as e:
                 if cmd["text"] not in e.message:
                     failures.append(f"{where}: wrong message {e.message!r}")
@@ -114,9 +115,9 @@ def _module(body: list[Instr], params: tuple[str, ...] = (), results: tuple[str,
     return module
 
 
-def _invalid(module: Module) -> InvalidModule:
+def _invalid(module: Module, features: Features = WASM3) -> InvalidModule:
     with pytest.raises(InvalidModule) as info:
-        validate_module(module)
+        validate_module(module, features)
     return info.value
 
 
@@ -178,7 +179,8 @@ def test_ref_func_needs_declaration() -> None:
 def test_module_level_rules() -> None:
     empty = _body()
     two = [MemoryType(Limits(1)), MemoryType(Limits(1))]
-    assert "multiple memories" in _invalid(_module(empty, memories=two)).message
+    assert "multiple memories" in _invalid(_module(empty, memories=two), WASM2).message
+    validate_module(_module(empty, memories=two))  # 3.0: multi-memory
     assert "size minimum must not be greater than maximum" in _invalid(
         _module(empty, memories=[MemoryType(Limits(2, 1))])).message
     assert "memory size must be at most 65536 pages (4GiB)" in _invalid(
@@ -195,8 +197,11 @@ def test_module_level_rules() -> None:
 
 def test_constant_expressions() -> None:
     own = [Global(GlobalType(I32, False), [(0x41, 0, 0)]), Global(GlobalType(I32, False), [(0x23, 0, 5)])]
-    err = _invalid(_module(_body(), globals=own))
+    err = _invalid(_module(_body(), globals=own), WASM2)
     assert "unknown global" in err.message and err.offset == 5
+    validate_module(_module(_body(), globals=own))  # 3.0 reads a global defined before
+    later = [Global(GlobalType(I32, False), [(0x23, 1, 5)]), Global(GlobalType(I32, False), [(0x41, 0, 0)])]
+    assert "unknown global" in _invalid(_module(_body(), globals=later)).message
     mut = _module(_body(), imports=[Import("env", "g", "global", GlobalType(I32, True))],
                   globals=[Global(GlobalType(I32, False), [(0x23, 0, 0)])])
     assert "constant expression required" in _invalid(mut).message

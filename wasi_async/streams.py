@@ -423,7 +423,8 @@ class CollectStream(anyio.abc.ByteSendStream):
                 self.truncated = True
                 if room <= 0:
                     return
-                item = memoryview(item)[:room]
+                self._kept.write(memoryview(item)[:room])
+                return
         self._kept.write(item)
 
     async def send_eof(self) -> None:

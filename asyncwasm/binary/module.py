@@ -1,16 +1,29 @@
 """The plain description of a decoded module, shared by the validator and the compiler.
 
-Value types are the strings in ``VALTYPES``. An instruction is a tuple ``(op, imm, offset)``:
+Value types are strings: the numeric and vector ones (``VALTYPES``, ``"v128"``), the abstract nullable
+reference types by their short names (``"funcref"``, ``"externref"``, ``"anyref"``, ``"eqref"``,
+``"i31ref"``, ``"structref"``, ``"arrayref"``, ``"exnref"``, ``"nullref"``, ``"nullfuncref"``,
+``"nullexternref"``, ``"nullexnref"``) and every other reference type as ``"(ref HEAP)"`` or
+``"(ref null HEAP)"``, HEAP an abstract heap type name (func, extern, exn, any, eq, i31, struct, array,
+none, nofunc, noextern, noexn) or a decimal index into ``Module.types``. ``types`` reads and compares
+them (subtyping, canonical type identity). An instruction is a tuple ``(op, imm, offset)``:
 
 * ``op``: the opcode byte, or ``0xFC00 | sub`` for the 0xFC-prefixed ones (see ``opcodes``);
 * ``imm``: the decoded immediate (``None`` when there is none), shaped by the opcode's kind:
   block types are ``None`` (empty), a value-type string (one result) or an ``int`` type index;
   ``br_table`` is ``(labels_tuple, default)``; ``call_indirect`` is ``(typeidx, tableidx)``;
-  loads and stores are ``(align_log2, offset)``; ``i32.const``/``i64.const`` hold the value as an
-  unsigned canonical int (``v & mask``); ``f32.const``/``f64.const`` hold the raw IEEE bit pattern;
-  typed ``select`` holds a tuple of value types; ``ref.null`` a reftype string;
-  ``memory.init`` is ``dataidx``; ``table.init`` ``(elemidx, tableidx)``; ``table.copy``
-  ``(dst, src)``; ``memory.size/grow/copy/fill`` have ``None``;
+  loads and stores are ``(align_log2, offset)`` for memory 0 and ``(align_log2, offset, memidx)``
+  for another memory (so code that knows one memory reads the common case unchanged; the offset
+  is up to 2^64-1 under memory64); ``i32.const``/``i64.const`` hold the value as an unsigned
+  canonical int (``v & mask``); ``f32.const``/``f64.const`` hold the raw IEEE bit pattern;
+  typed ``select`` holds a tuple of value types; ``ref.null`` a reftype string (``ref null HEAP``);
+  ``ref.test``/``ref.cast`` their target reftype string; ``br_on_cast``/``br_on_cast_fail``
+  ``(label, reftype1, reftype2)``; ``call_ref`` a type index; GC instructions (``0xFB00 | sub``) their
+  type index, or a tuple ``(typeidx, fieldidx | count | dataidx | elemidx | typeidx2)``;
+  ``table.init`` is ``(elemidx, tableidx)``; ``table.copy`` ``(dst, src)``; ``memory.size``,
+  ``memory.grow`` and ``memory.fill`` hold their memory index, ``memory.copy`` ``(dst, src)``
+  memory indices and ``memory.init`` ``(dataidx, memidx)``; SIMD opcodes are
+  ``simd_opcodes.SIMD_BASE + sub``, their immediates as ``simd_opcodes`` describes;
 * ``offset``: the instruction's byte offset in the whole module, for errors and backtraces.
 
 A function body's list ends with its final ``end`` (op 0x0B). Constant expressions omit the final ``end``.
@@ -41,6 +54,42 @@ class FuncType:
 
 
 @dataclass(frozen=True)
+class FieldType:
+    """A struct field or array element: a value type or a packed ``"i8"``/``"i16"``, and mutability."""
+
+    storage: str
+    mutable: bool
+
+
+@dataclass(frozen=True)
+class StructType:
+    fields: tuple[FieldType, ...]
+
+    def __str__(self) -> str:
+        return f"(struct {' '.join(('(mut ' + f.storage + ')') if f.mutable else f.storage for f in self.fields)})"
+
+
+@dataclass(frozen=True)
+class ArrayType:
+    field: FieldType
+
+    def __str__(self) -> str:
+        f = self.field
+        return f"(array {('(mut ' + f.storage + ')') if f.mutable else f.storage})"
+
+
+CompType = FuncType | StructType | ArrayType
+
+
+@dataclass(frozen=True)
+class SubType:
+    """A defined type's place in the subtype hierarchy: final or not, and its declared supertypes."""
+
+    final: bool
+    supers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Limits:
     min: int
     max: int | None = None
@@ -50,11 +99,13 @@ class Limits:
 class TableType:
     elem: str  # a reftype
     limits: Limits
+    address: str = I32  # the index type: "i64" for a 64-bit table (table64)
 
 
 @dataclass(frozen=True)
 class MemoryType:
     limits: Limits  # in 64 KiB pages
+    address: str = I32  # the address type: "i64" for a 64-bit memory (memory64)
 
 
 @dataclass(frozen=True)
@@ -122,10 +173,22 @@ class Names:
 
 @dataclass
 class Module:
-    types: list[FuncType] = field(default_factory=list)
+    """A decoded module.
+
+    ``types`` holds each defined type's composite type: a ``FuncType`` (all of them in a 2.0 module),
+    ``StructType`` or ``ArrayType``. ``subtypes`` is parallel to it (finality and declared supertypes)
+    and ``rec_groups`` lists each recursion group as (first type index, count); both may be empty, which
+    means every type is a final singleton group (the 2.0 case). ``table_inits`` is parallel to
+    ``tables``: a table's initializer expression (table type prefix 0x40 0x00), or None for null.
+    """
+
+    types: list[Any] = field(default_factory=list)  # CompType per type index
+    subtypes: list[SubType] = field(default_factory=list)
+    rec_groups: list[tuple[int, int]] = field(default_factory=list)
     imports: list[Import] = field(default_factory=list)
     funcs: list[int] = field(default_factory=list)  # type index of each defined function
     tables: list[TableType] = field(default_factory=list)
+    table_inits: list[list[Instr] | None] = field(default_factory=list)
     memories: list[MemoryType] = field(default_factory=list)
     globals: list[Global] = field(default_factory=list)
     exports: list[Export] = field(default_factory=list)

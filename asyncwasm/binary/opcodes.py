@@ -1,4 +1,4 @@
-"""Every WebAssembly 2.0 opcode (SIMD aside): its text name and the kind of its immediate.
+"""Every WebAssembly 2.0 opcode (SIMD aside: ``simd_opcodes``): its text name and the kind of its immediate.
 
 ``OPCODES[op] = (name, kind)``; 0xFC-prefixed opcodes are keyed ``0xFC00 | sub``.
 Immediate kinds: none, block, label, br_table, func, call_indirect, local, global, table,
@@ -7,6 +7,8 @@ memory_init, data, memory_copy, table_init, elem, table_copy.
 """
 
 from __future__ import annotations
+
+from .simd_opcodes import SIMD_OPCODES
 
 _LOADS_STORES = [
     (0x28, "i32.load"), (0x29, "i64.load"), (0x2A, "f32.load"), (0x2B, "f64.load"),
@@ -55,6 +57,9 @@ OPCODES: dict[int, tuple[str, str]] = {
     0x41: ("i32.const", "i32"), 0x42: ("i64.const", "i64"),
     0x43: ("f32.const", "f32"), 0x44: ("f64.const", "f64"),
     0xD0: ("ref.null", "reftype"), 0xD1: ("ref.is_null", "none"), 0xD2: ("ref.func", "func"),
+    # typed function references
+    0x14: ("call_ref", "type"), 0xD3: ("ref.eq", "none"), 0xD4: ("ref.as_non_null", "none"),
+    0xD5: ("br_on_null", "label"), 0xD6: ("br_on_non_null", "label"),
     0xFC08: ("memory.init", "memory_init"), 0xFC09: ("data.drop", "data"),
     0xFC0A: ("memory.copy", "memory_copy"), 0xFC0B: ("memory.fill", "memory"),
     0xFC0C: ("table.init", "table_init"), 0xFC0D: ("elem.drop", "elem"),
@@ -81,4 +86,13 @@ END, ELSE, BLOCK, LOOP, IF = 0x0B, 0x05, 0x02, 0x03, 0x04
 
 
 def name_of(op: int) -> str:
-    return OPCODES[op][0] if op in OPCODES else f"<opcode {op:#x}>"
+    if op in OPCODES:
+        return OPCODES[op][0]
+    if op in SIMD_OPCODES:
+        return SIMD_OPCODES[op][0]
+    if op >> 16 == 1:  # the validator's renamed local.get/set/tee of a non-defaultable local
+        return name_of(op & 0xFFFF)
+    if op >> 8 == 0xFB:
+        from .gc_reader import GC_NAMES
+        return GC_NAMES.get(op, f"<opcode {op:#x}>")
+    return f"<opcode {op:#x}>"

@@ -1,8 +1,13 @@
 """The WebAssembly 2.0 binary decoder: bytes in, a plain ``Module`` out.
 
 Scope: MVP, sign extension, non-trapping float-to-int, multi-value, bulk memory and reference
-types. SIMD is refused with ``UnsupportedFeature``. Every other problem raises ``MalformedModule``
-whose message contains the text the spec test suite expects, with the absolute byte offset.
+types; memory64 and table64 (limits flags 4 and 5, u64 bounds and memarg offsets) and multiple
+memories (memory indices in memargs, flagged by bit 6, and in the memory instructions), each read
+only when the feature set enables it, else as 2.0 reads those bytes; SIMD and relaxed SIMD when
+the feature set enables them (``simd_decode``), else refused with ``UnsupportedFeature``. The
+reference types of typed function references and GC, the 3.0 type section and the 0xFB
+instructions are read by ``gc_reader``. Every other problem raises ``MalformedModule`` whose
+message contains the text the spec test suite expects, with the absolute byte offset.
 
 The reading model follows the spec's reference decoder: everything reads from the whole file and
 sizes are checked afterwards ("section size mismatch"), so a body that runs past its declared size
@@ -20,6 +25,7 @@ from typing import Any, Literal
 
 from ..errors import MalformedModule, UnsupportedFeature
 from ..features import WASM3, Features
+from .gc_reader import decode_gc_instr, read_null_heap, read_reftype, rec_type
 from .module import (
     EXTERNREF,
     F32,
@@ -27,6 +33,7 @@ from .module import (
     FUNCREF,
     I32,
     I64,
+    V128,
     Code,
     Data,
     Elem,
@@ -41,9 +48,11 @@ from .module import (
     MemoryType,
     Module,
     Names,
+    SubType,
     TableType,
 )
 from .opcodes import OPCODES
+from .simd_decode import decode_simd
 
 __all__ = ["decode_module", "MAX_LOCALS"]
 
@@ -56,7 +65,9 @@ EOS = "unexpected end of section or function"
 _VALTYPES = {0x7F: I32, 0x7E: I64, 0x7D: F32, 0x7C: F64, 0x70: FUNCREF, 0x6F: EXTERNREF}
 _REFTYPES = {0x70: FUNCREF, 0x6F: EXTERNREF}
 _V128 = 0x7B
+_VALTYPES_SIMD = {**_VALTYPES, _V128: V128}  # with SIMD enabled
 _EXTERN_KINDS: tuple[ExternKind, ...] = ("func", "table", "memory", "global")
+_FINAL = SubType(True, ())
 
 # Where each known section may appear: a section must come strictly after the previous one.
 # The data count section (12) sits between element (9) and code (10).
@@ -69,14 +80,14 @@ _U64 = struct.Struct("<Q")
 # --- immediate kinds --------------------------------------------------------------------------
 
 (K_ILLEGAL, K_NONE, K_IDX, K_BLOCK, K_END, K_ELSE, K_I32, K_I64, K_F32, K_F64, K_MEMARG,
- K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD) = range(18)
+ K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD, K_PREFIX_FB) = range(19)
 
 _KIND_CODES = {
     "none": K_NONE, "label": K_IDX, "func": K_IDX, "local": K_IDX, "global": K_IDX,
     "table": K_IDX, "elem": K_IDX, "data": K_IDX, "block": K_BLOCK, "i32": K_I32,
     "i64": K_I64, "f32": K_F32, "f64": K_F64, "memarg": K_MEMARG, "br_table": K_BR_TABLE,
     "call_indirect": K_CALL_INDIRECT, "memory": K_ZERO, "reftype": K_REFTYPE,
-    "select_t": K_SELECT_T,
+    "select_t": K_SELECT_T, "type": K_IDX,
 }
 
 
@@ -89,6 +100,7 @@ def _build_kinds() -> list[int]:
     kinds[0x05] = K_ELSE
     kinds[0xFC] = K_PREFIX_FC
     kinds[0xFD] = K_SIMD
+    kinds[0xFB] = K_PREFIX_FB
     return kinds
 
 
@@ -152,7 +164,7 @@ def _u32(data: bytes, pos: int) -> tuple[int, int]:
 
 def _valtype_error(b: int, pos: int) -> MalformedModule:
     if b == _V128:
-        return UnsupportedFeature("SIMD", pos)
+        return UnsupportedFeature("simd (not enabled in this feature set)", pos)
     if b & 0x80:  # read by the spec as a 7-bit signed LEB: a continuation byte is too long
         return MalformedModule("integer representation too long", pos + 1)
     return MalformedModule(f"malformed value type {b:#04x}", pos)
@@ -164,13 +176,53 @@ def _reftype_error(b: int, pos: int) -> MalformedModule:
     return MalformedModule(f"malformed reference type {b:#04x}", pos)
 
 
-def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
+def _memarg(data: bytes, pos: int, multi: bool, offset_bits: int) -> tuple[tuple[int, ...], int]:
+    """A memarg whose flags are not a plain one-byte alignment below 32 (the decoder's fast path).
+
+    With multiple memories, bit 6 of the flags says a memory index follows (flags must stay below
+    128); without, the flags are the alignment alone and must stay below 32, as 2.0 reads them.
+    The offset is a u64 under memory64, else a u32. Returns the immediate and the position after it.
+    """
+    start = pos
+    flags, pos = _u32(data, pos)
+    mem = 0
+    if not multi:
+        if flags >= 32:
+            hint = " (a memory index needs multi-memory)" if 0x40 <= flags < 0x80 else ""
+            raise MalformedModule(f"malformed memop flags{hint}", pos - 1)
+    else:
+        if flags >= 0x80:
+            raise MalformedModule("malformed memop flags", start)
+        if flags & 0x40:
+            mem, pos = _u32(data, pos)
+        flags &= 0x3F
+    b = data[pos]
+    if b < 0x80:
+        pos += 1
+    else:
+        b, pos = _uleb(data, pos, offset_bits)
+    return ((flags, b) if mem == 0 else (flags, b, mem)), pos
+
+
+def _memidx(data: bytes, pos: int, multi: bool) -> tuple[int, int]:
+    """A memory index: any u32 with multiple memories, else the reserved zero byte of 2.0."""
+    if multi:
+        return _u32(data, pos)
+    if data[pos] != 0:
+        raise MalformedModule("zero byte expected (a memory index needs multi-memory)", pos)
+    return 0, pos + 1
+
+
+def _decode_instrs(data: bytes, pos: int, features: Features = WASM3) -> tuple[list[Instr], int, bool]:
     """Decode instructions up to and including the ``end`` that closes the sequence.
 
     Returns the instructions (ending with that ``end``), the position after it, and whether
     ``memory.init`` or ``data.drop`` occurred (they require a data count section).
     """
     kinds = _KINDS
+    multi = features.multi_memory
+    offset_bits = 64 if features.memory64 else 32
+    valtypes = _VALTYPES_SIMD if features.simd else _VALTYPES
     out: list[Instr] = []
     append = out.append
     ctl: list[int] = []  # open blocks: 0 block/loop, 1 if, 2 if after its else
@@ -207,29 +259,32 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
             ctl.pop()
         elif k == K_MEMARG:
             align = data[pos]
-            if align < 0x80:
+            if align < 0x20:  # memory 0, a one-byte alignment: the common case
                 pos += 1
+                b = data[pos]
+                if b < 0x80:
+                    pos += 1
+                else:
+                    b, pos = _uleb(data, pos, offset_bits)
+                append((op, (align, b), start))
             else:
-                align, pos = _uleb(data, pos, 32)
-            if align >= 32:
-                raise MalformedModule("malformed memop flags", pos - 1)
-            b = data[pos]
-            if b < 0x80:
-                pos += 1
-            else:
-                b, pos = _uleb(data, pos, 32)
-            append((op, (align, b), start))
+                marg, pos = _memarg(data, pos, multi, offset_bits)
+                append((op, marg, start))
         elif k == K_BLOCK:
             b = data[pos]
             if b == 0x40:
                 append((op, None, start))
                 pos += 1
             elif b & 0xC0 == 0x40:
-                t = _VALTYPES.get(b)
+                t = valtypes.get(b)
                 if t is None:
-                    raise _valtype_error(b, pos)
+                    ref = read_reftype(b, data, pos, features)
+                    if ref is None:
+                        raise _valtype_error(b, pos)
+                    t, pos = ref
+                else:
+                    pos += 1
                 append((op, t, start))
-                pos += 1
             else:  # a type index, encoded as a positive s33
                 b, pos = _sleb(data, pos, 33)
                 if b < 0:
@@ -274,27 +329,36 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
             typeidx, pos = _u32(data, pos)
             tableidx, pos = _u32(data, pos)
             append((op, (typeidx, tableidx), start))
-        elif k == K_ZERO:
-            if data[pos] != 0:
-                raise MalformedModule("zero byte expected", pos)
-            pos += 1
-            append((op, None, start))
+        elif k == K_ZERO:  # memory.size and memory.grow: a memory index
+            if data[pos] == 0:
+                pos += 1
+                append((op, 0, start))
+            else:
+                mem, pos = _memidx(data, pos, multi)
+                append((op, mem, start))
         elif k == K_REFTYPE:
             b = data[pos]
             t = _REFTYPES.get(b)
             if t is None:
-                raise _reftype_error(b, pos)
-            pos += 1
+                if not (features.function_references or features.gc):
+                    raise _reftype_error(b, pos)
+                t, pos = read_null_heap(data, pos, features)
+            else:
+                pos += 1
             append((op, t, start))
         elif k == K_SELECT_T:
             count, pos = _len32(data, pos)
             types = []
             for _ in range(count):
                 b = data[pos]
-                t = _VALTYPES.get(b)
+                t = valtypes.get(b)
                 if t is None:
-                    raise _valtype_error(b, pos)
-                pos += 1
+                    ref = read_reftype(b, data, pos, features)
+                    if ref is None:
+                        raise _valtype_error(b, pos)
+                    t, pos = ref
+                else:
+                    pos += 1
                 types.append(t)
             append((op, tuple(types), start))
         elif k == K_PREFIX_FC:
@@ -310,29 +374,29 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[Instr], int, bool]:
                 if sub == 0x09:
                     uses_data = True
             elif kind == "memory_init":
-                imm, pos = _u32(data, pos)
-                if data[pos] != 0:
-                    raise MalformedModule("zero byte expected", pos)
-                pos += 1
+                x, pos = _u32(data, pos)
+                y, pos = _memidx(data, pos, multi)
+                imm = (x, y)
                 uses_data = True
             elif kind == "memory_copy":
-                for _ in range(2):
-                    if data[pos] != 0:
-                        raise MalformedModule("zero byte expected", pos)
-                    pos += 1
-                imm = None
+                x, pos = _memidx(data, pos, multi)
+                y, pos = _memidx(data, pos, multi)
+                imm = (x, y)
             elif kind == "memory":
-                if data[pos] != 0:
-                    raise MalformedModule("zero byte expected", pos)
-                pos += 1
-                imm = None
+                imm, pos = _memidx(data, pos, multi)
             else:  # table_init (elemidx, tableidx) and table_copy (dst, src): two indices
                 x, pos = _u32(data, pos)
                 y, pos = _u32(data, pos)
                 imm = (x, y)
             append((full, imm, start))
         elif k == K_SIMD:
-            raise UnsupportedFeature("SIMD", start)
+            features.require("simd", start)
+            instr, pos = decode_simd(data, pos, start, features, _u32)
+            append(instr)
+        elif k == K_PREFIX_FB:
+            op, imm, pos, gc_data = decode_gc_instr(data, pos, start, features)
+            uses_data = uses_data or gc_data
+            append((op, imm, start))
         else:
             raise MalformedModule(f"illegal opcode {op:#04x}", start)
 
@@ -356,6 +420,7 @@ class _Decoder:
         self.pos = 0
         self.module = Module()
         self.uses_data = False  # memory.init / data.drop seen in a function body
+        self.valtypes = _VALTYPES_SIMD if features.simd else _VALTYPES
 
     # primitives
 
@@ -401,9 +466,13 @@ class _Decoder:
 
     def valtype(self) -> str:
         b = self.data[self.pos]
-        t = _VALTYPES.get(b)
+        t = self.valtypes.get(b)
         if t is None:
-            raise _valtype_error(b, self.pos)
+            ref = read_reftype(b, self.data, self.pos, self.features)
+            if ref is None:
+                raise _valtype_error(b, self.pos)
+            t, self.pos = ref
+            return t
         self.pos += 1
         return t
 
@@ -411,18 +480,46 @@ class _Decoder:
         b = self.data[self.pos]
         t = _REFTYPES.get(b)
         if t is None:
-            raise _reftype_error(b, self.pos)
+            ref = read_reftype(b, self.data, self.pos, self.features)
+            if ref is None:
+                raise _reftype_error(b, self.pos)
+            t, self.pos = ref
+            return t
         self.pos += 1
         return t
 
-    def limits(self) -> Limits:
-        has_max = self.flag()
-        lo = self.u32()
-        return Limits(lo, self.u32() if has_max else None)
+    def limits(self) -> tuple[Limits, str]:
+        """Limits and the address type their flags give (bit 2: i64, memory64 and table64).
+
+        Under memory64 the flags are a byte with bits 0 (a maximum follows) and 2 (i64) and the
+        bounds are u64s, whatever the address type (validation bounds them); without it, 2.0's
+        one-bit flag and u32 bounds.
+        """
+        if not self.features.memory64:
+            b = self.data[self.pos]
+            if b in (0x04, 0x05):
+                self.features.require("memory64", self.pos)
+            has_max = self.flag()
+            lo = self.u32()
+            return Limits(lo, self.u32() if has_max else None), I32
+        pos = self.pos
+        flags = self.byte()
+        if flags & 0xFA:
+            raise MalformedModule("malformed limits flags", pos)
+        lo, self.pos = _uleb(self.data, self.pos, 64)
+        hi = None
+        if flags & 1:
+            hi, self.pos = _uleb(self.data, self.pos, 64)
+        return Limits(lo, hi), I64 if flags & 4 else I32
 
     def table_type(self) -> TableType:
         elem = self.reftype()
-        return TableType(elem, self.limits())
+        limits, address = self.limits()
+        return TableType(elem, limits, address)
+
+    def memory_type(self) -> MemoryType:
+        limits, address = self.limits()
+        return MemoryType(limits, address)
 
     def global_type(self) -> GlobalType:
         t = self.valtype()
@@ -433,7 +530,7 @@ class _Decoder:
         return GlobalType(t, m == 1)
 
     def const_expr(self) -> list[Instr]:
-        instrs, self.pos, _ = _decode_instrs(self.data, self.pos)
+        instrs, self.pos, _ = _decode_instrs(self.data, self.pos, self.features)
         instrs.pop()  # the final end
         return instrs
 
@@ -499,17 +596,20 @@ class _Decoder:
             self.module.names = _decode_names(payload)
 
     def type_section(self) -> None:
-        types = self.module.types
+        m = self.module
+        types, subtypes, groups = m.types, m.subtypes, m.rec_groups
         for _ in range(self.len32()):
             pos = self.pos
-            form = self.byte()
-            if form != 0x60:
-                if form & 0x80:
-                    raise MalformedModule("integer representation too long", pos + 1)
-                raise MalformedModule(f"malformed function type {form:#04x}", pos)
+            form = self.data[pos]
+            if form != 0x60:  # a recursion group, a subtype, a struct or an array (GC)
+                rec_type(self)
+                continue
+            self.pos += 1
             params = tuple(self.valtype() for _ in range(self.len32()))
             results = tuple(self.valtype() for _ in range(self.len32()))
+            groups.append((len(types), 1))
             types.append(FuncType(params, results))
+            subtypes.append(_FINAL)
 
     def import_section(self) -> None:
         imports = self.module.imports
@@ -524,7 +624,7 @@ class _Decoder:
             elif kind == 1:
                 desc = self.table_type()
             elif kind == 2:
-                desc = MemoryType(self.limits())
+                desc = self.memory_type()
             elif kind == 3:
                 desc = self.global_type()
             else:
@@ -535,10 +635,23 @@ class _Decoder:
         self.module.funcs = [self.u32() for _ in range(self.len32())]
 
     def table_section(self) -> None:
-        self.module.tables = [self.table_type() for _ in range(self.len32())]
+        m = self.module
+        for _ in range(self.len32()):
+            pos = self.pos
+            init = None
+            if self.data[pos] == 0x40:  # a table with an initializer expression (typed references)
+                self.features.require("function_references", pos)
+                if self.data[pos + 1] != 0x00:
+                    raise MalformedModule("malformed table type", pos + 1)
+                self.pos += 2
+                m.tables.append(self.table_type())
+                init = self.const_expr()
+            else:
+                m.tables.append(self.table_type())
+            m.table_inits.append(init)
 
     def memory_section(self) -> None:
-        self.module.memories = [MemoryType(self.limits()) for _ in range(self.len32())]
+        self.module.memories = [self.memory_type() for _ in range(self.len32())]
 
     def global_section(self) -> None:
         globals_ = self.module.globals
@@ -596,6 +709,8 @@ class _Decoder:
                     table = self.u32()
                 offset = self.const_expr()
             t = (self.reftype() if exprs else self.elem_kind()) if flags & 3 else FUNCREF
+            if not exprs and self.features.function_references:
+                t = "(ref func)"  # function indices are never null (3.0 types such a segment so)
             init = self.const_exprs() if exprs else self.func_indices()
             elems.append(Elem(mode, t, init, table, offset, bool(exprs)))
 
@@ -620,7 +735,7 @@ class _Decoder:
                 raise MalformedModule("too many locals", start)
             for count, t in entries:
                 locals_ += [t] * count
-            body, self.pos, uses_data = _decode_instrs(data, self.pos)
+            body, self.pos, uses_data = _decode_instrs(data, self.pos, self.features)
             if uses_data:
                 self.uses_data = True
             if self.pos != start + size:

@@ -347,8 +347,8 @@ def run_common(*, max_open_files: int, per: str = "run") -> Callable[[F], F]:
             click.option("--timeout", type=Duration(), metavar="DURATION",
                          help=f"Wall-clock limit per {per}: a trap after DURATION (500ms, 2s, 1m)."),
             click.option("--max-memory", "max_memory", type=Size(), metavar="SIZE",
-                         help="Largest linear memory, rounded down to 64 KiB pages (64MiB, 1GiB); "
-                              "memory.grow past it returns -1."),
+                         help="Most linear memory, all memories together, rounded down to 64 KiB pages "
+                              "(64MiB, 1GiB; default 4GiB); memory.grow past it returns -1."),
             click.option("--max-table-elements", "max_table_elements", type=Count(), metavar="N",
                          help="Most elements all tables together may hold (default 10,000,000); "
                               "table.grow past it returns -1."),

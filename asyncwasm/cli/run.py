@@ -149,6 +149,10 @@ def execute(common: RunCommon, module: str, args: tuple[str, ...], *, invoke: st
             if mem.limits.min > pages:
                 raise CliError(f"{module}: memory {i} starts at {mem.limits.min} pages "
                                f"({mem.limits.min * 65536} bytes), more than --max-memory allows ({pages} pages)")
+        start = sum(mem.limits.min for mem in cm.module.memories)  # the limit is for all memories together
+        if start > pages:
+            raise CliError(f"{module}: its memories start at {start} pages together ({start * 65536} bytes), "
+                           f"more than --max-memory allows ({pages} pages)")
     store = common.store()
     argv = [argv0 if argv0 is not None else os.path.basename(module), *args]
     started = time.perf_counter()

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Protocol
 
-from ..binary.module import Code, FuncType, Module
+from ..binary.module import I64, Code, FuncType, MemoryType, Module
+from ..binary.types import REGISTRY, canonical_ids
 from .structured import translate_function
 from .translate import ModuleInfo
 
@@ -26,6 +27,7 @@ LAZY_THRESHOLD = 4_000  # instructions: above this, functions are translated whe
 # translated in a worker process instead, so the loop keeps running and a timeout can stop it.
 OFFLOAD_THRESHOLD = 5_000
 
+
 class _TranslationClock:
     """Seconds this process has spent translating and compiling functions: the scheduler does not bill
     them to the guest whose turn they happened in (any instance of the module needs the code)."""
@@ -34,16 +36,20 @@ class _TranslationClock:
 
 
 TRANSLATION = _TranslationClock()
-_type_ids: dict[FuncType, int] = {}
 _counter = itertools.count()
 
 
 def canonical_type_id(ft: FuncType) -> int:
-    """Structurally equal function types share one id across all modules (call_indirect checks)."""
-    tid = _type_ids.get(ft)
-    if tid is None:
-        tid = _type_ids[ft] = len(_type_ids)
-    return tid
+    """The canonical id of a function type on its own (final, no supertype): what a host function
+    has, and what any 2.0 module's types get (``binary.types.canonical_ids`` for the general case)."""
+    return REGISTRY.func_id(ft)
+
+
+def memory_bytes_max(mt: MemoryType) -> int:
+    """The most bytes a memory of type ``mt`` can ever have (its maximum, else the spec's limit:
+    4 GiB for a 32-bit memory, 2^48 pages for a 64-bit one)."""
+    pages = mt.limits.max if mt.limits.max is not None else (1 << 48 if mt.address == I64 else 1 << 16)
+    return pages * 65536
 
 
 def global_cells(module: Module) -> set[int]:
@@ -100,13 +106,13 @@ class CompiledCode:
         self.store = store
         self.n_imported = sum(1 for i in module.imports if i.kind == "func")
         self.func_types = module.func_types()
-        memories = module.memory_types()
-        memory_max = 1 << 32
-        if memories and memories[0].limits.max is not None:
-            memory_max = memories[0].limits.max * 65536
-        fixed = {k: t.limits.min for k, t in enumerate(module.table_types()) if t.limits.max == t.limits.min}
+        memories = [(mt.address, memory_bytes_max(mt)) for mt in module.memory_types()]
+        memory_max = memories[0][1] if memories else 1 << 32
+        tables = module.table_types()
+        fixed = {k: t.limits.min for k, t in enumerate(tables) if t.limits.max == t.limits.min}
         self.info = ModuleInfo(module.types, self.func_types, global_cells(module),
-                               [canonical_type_id(t) for t in module.types], memory_max, fixed)
+                               canonical_ids(module), memory_max, fixed,
+                               memories or None, [t.address for t in tables])
         self.filename = f"<wasm {name} #{next(_counter)}>"
         self.codes: dict[int, CodeType] = {}
         self.line_tables: dict[int, list[int]] = {}  # per function: Wasm offset of each line

@@ -381,7 +381,7 @@ def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str]
     offs.append(t.code.offset)
     pre = []
     if t.code.locals:
-        zeros = [{"i32": "0", "i64": "0", "f32": "0.0", "f64": "0.0"}.get(ty, "None") for ty in t.code.locals]
+        zeros = [{"i32": "0", "i64": "0", "f32": "0.0", "f64": "0.0", "v128": "0"}.get(ty, "None") for ty in t.code.locals]
         pre.append("; ".join(f"l{nparams + k} = {z}" for k, z in enumerate(zeros)))
     if t.uses_b:
         pre.append("_b = 0")

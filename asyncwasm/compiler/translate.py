@@ -24,12 +24,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..binary.module import F32, F64, I32, I64, Code, FuncType
+from ..binary.module import F32, F64, I32, I64, V128, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
 from ..errors import MEMORY_OOB, TABLE_OOB
 from .fastops import FAST_BINARY
+from .gc import HANDLERS as GC_HANDLERS
+from .memories import copy_call, grow_fail, grow_name, load_template, memarg, memory_name, store_template
 from .numeric import f32_from_bits, f64_from_bits
 from .ops import FREE_OPS, LOADS, OPERATORS, STORES
+from .simd import SIMD_HANDLERS
 
 _MAX_FOLD_DEPTH = 24
 # bytes each load and store opcode touches
@@ -47,7 +50,7 @@ BIG_FRAME = 64
 GROUP = 8  # flat segments tested one after another at a leaf of the dispatch tree
 STACK_BUDGET = 4_000_000
 _SLOT = re.compile(r"\bs(\d+)\b")
-_ZERO = {I32: "0", I64: "0", F32: "0.0", F64: "0.0"}
+_ZERO = {I32: "0", I64: "0", F32: "0.0", F64: "0.0", V128: "0"}
 
 
 @dataclass
@@ -92,13 +95,27 @@ class ModuleInfo:
     """What a function translator needs to know about the rest of the module."""
 
     def __init__(self, types: list[FuncType], func_types: list[FuncType], global_cells: set[int],
-                 type_ids: list[int], memory_max: int = 1 << 32, fixed_tables: dict[int, int] | None = None) -> None:
+                 type_ids: list[int], memory_max: int = 1 << 32, fixed_tables: dict[int, int] | None = None,
+                 memories: list[tuple[str, int]] | None = None, table_addrs: list[str] | None = None) -> None:
         self.types = types
         self.func_types = func_types
         self.global_cells = global_cells  # globals shared through a cell object (``g3.value``)
         self.type_ids = type_ids  # canonical id of each type index, for call_indirect checks
         self.memory_max = memory_max  # bytes memory 0 can ever have: an access past it always traps
         self.fixed_tables = fixed_tables or {}  # table -> its size, for tables that cannot change size
+        # (address type, the most bytes it can ever have) of each memory; the index type of each table
+        self.memories = memories or [(I32, memory_max)]
+        self.table_addrs = table_addrs or []
+
+    def memory_limit(self, k: int) -> int:
+        """The most bytes memory ``k`` can ever have: an access past it always traps."""
+        return self.memory_max if k == 0 else self.memories[k][1]
+
+    def memory_address(self, k: int) -> str:
+        return self.memories[k][0] if k < len(self.memories) else I32
+
+    def table_address(self, k: int) -> str:
+        return self.table_addrs[k] if k < len(self.table_addrs) else I32
 
 
 class FunctionTranslator:
@@ -331,8 +348,10 @@ class FunctionTranslator:
             elif op == ELSE:
                 if stack:
                     self.ifs_with_else.add(stack[-1][1])
-            elif op in (0x0C, 0x0D):
+            elif op in (0x0C, 0x0D, 0xD5, 0xD6):  # br, br_if, br_on_null, br_on_non_null
                 self._mark(stack, imm)
+            elif op in (0xFB18, 0xFB19):  # br_on_cast, br_on_cast_fail
+                self._mark(stack, imm[0])
             elif op == 0x0E:
                 for d in set(imm[0]) | {imm[1]}:
                     self._mark(stack, d)
@@ -635,26 +654,31 @@ class FunctionTranslator:
         return f"{addr.code} + {offset}" if offset else addr.code
 
     def do_load(self, imm: object, i: int, op: int = 0) -> None:
-        _align, offset = imm  # type: ignore[misc]
+        _align, offset, k = memarg(imm)  # type: ignore[arg-type]
         a = self.pop()
-        if offset + ACCESS_SIZE[op] > self.info.memory_max:
-            self.static_trap()
+        if offset + ACCESS_SIZE[op] > self.info.memory_limit(k):
+            self.static_trap(offset)
             return
-        self.push_slot_value(LOADS[op].format(ea=self.ea(a, offset)))
+        self.push_slot_value((load_template(op, k) if k else LOADS[op]).format(ea=self.ea(a, offset)))
 
     def do_store(self, imm: object, i: int, op: int = 0) -> None:
-        _align, offset = imm  # type: ignore[misc]
+        _align, offset, k = memarg(imm)  # type: ignore[arg-type]
         v = self.pop()
         a = self.pop()
-        if offset + ACCESS_SIZE[op] > self.info.memory_max:
-            self.static_trap()
+        if offset + ACCESS_SIZE[op] > self.info.memory_limit(k):
+            self.static_trap(offset)
             return
-        self.emit(STORES[op].format(ea=self.ea(a, offset), v=v.code))
+        self.emit((store_template(op, k) if k else STORES[op]).format(ea=self.ea(a, offset), v=v.code))
 
-    def static_trap(self) -> None:
+    def static_trap(self, offset: int = 0) -> None:
         """An access whose offset alone passes the most memory there can ever be: it always traps,
-        and wasmtime compiles it as a trap that saves the fuel first (like ``unreachable``)."""
-        self.emit(f"{SAVE}; raise _trap({MEMORY_OOB!r})")
+        and wasmtime compiles it as a trap that saves the fuel first (like ``unreachable``), when
+        the offset fits 32 bits; a larger one (a 64-bit memory's) is checked as any other address,
+        so its trap loses what the frame used since its last save."""
+        if offset > 0xFFFFFFFF:
+            self.emit(f"raise _trap({MEMORY_OOB!r})")
+        else:
+            self.emit(f"{SAVE}; raise _trap({MEMORY_OOB!r})")
         self.close_segment_dead()
 
     def do_table_size(self, imm: object, i: int) -> None:
@@ -665,12 +689,19 @@ class FunctionTranslator:
             self.push_slot_value(f"_tsize(T{imm})")
 
     def do_memory_size(self, imm: object, i: int) -> None:
-        self.push_slot_value("(len(M) >> 16)")
+        self.push_slot_value(f"(len({memory_name(imm or 0)}) >> 16)")  # type: ignore[arg-type]
 
     def do_memory_grow(self, imm: object, i: int) -> None:
-        self.grow_op("_grow({args})", 1)
+        k: int = imm or 0  # type: ignore[assignment]
+        self.grow_op(f"{grow_name(k)}({{args}})", 1, grow_fail(self.info.memory_address(k)))
 
-    def grow_op(self, call: str, nargs: int) -> None:
+    def do_table_grow(self, imm: object, i: int) -> None:
+        if self.info.table_address(imm) == I64:  # type: ignore[arg-type]
+            self.grow_op(f"_tgrow64(T{imm}, {{args}})", 2, grow_fail(I64))
+        else:
+            self.grow_op(f"_tgrow(T{imm}, {{args}})", 2)
+
+    def grow_op(self, call: str, nargs: int, fail: int = U32_FAIL) -> None:
         """memory.grow or table.grow (the delta on top): one unit per page or element, as wasmtime
         charges it. A constant delta of at most SMALL_BULK joins the chunk (charged even when the
         grow fails); any other is charged after a grow that succeeded, and then checked."""
@@ -683,7 +714,7 @@ class FunctionTranslator:
         self.stack[-1] = Entry("_d", frozenset(("_d",)))
         self.close_chunk()
         self.push_slot_value(call.format(args=self.call_args(nargs)))
-        self.emit(f"if {self.stack[-1].code} != {U32_FAIL}:")
+        self.emit(f"if {self.stack[-1].code} != {fail}:")
         self.emit("fu -= _d", 1)
         self.emit(CHECK, 1)
         self.open_chunk()
@@ -761,15 +792,15 @@ _HANDLERS = {
     0x25: _bind("table_get", "_tget", 1, True, "T{imm}"),
     0x26: _bind("table_set", "_tset", 2, False, "T{imm}"),
     NAMES["table.size"]: FunctionTranslator.do_table_size,
-    NAMES["table.grow"]: lambda t, imm, i: t.grow_op(f"_tgrow(T{imm}, {{args}})", 2),
+    NAMES["table.grow"]: FunctionTranslator.do_table_grow,
     NAMES["table.fill"]: _bind("table_fill", "_tfill", 3, False, "T{imm}"),
     NAMES["table.copy"]: _bind("table_copy", "_tcopy", 3, False, "T{a}, T{b}"),
     NAMES["table.init"]: _bind("table_init", "_tinit", 3, False, "T{b}, _E, {a}"),
     NAMES["elem.drop"]: _bind("elem_drop", "_edrop", 0, False, "_E, {imm}"),
-    NAMES["memory.init"]: _bind("memory_init", "_minit", 3, False, "M, _D, {imm}"),
+    NAMES["memory.init"]: lambda t, imm, i: t.helper_call("_minit", 3, f"{memory_name(imm[1])}, _D, {imm[0]}"),
     NAMES["data.drop"]: _bind("data_drop", "_ddrop", 0, False, "_D, {imm}"),
-    NAMES["memory.copy"]: _bind("memory_copy", "_mcopy", 3, False, "M"),
-    NAMES["memory.fill"]: _bind("memory_fill", "_mfill", 3, False, "M"),
+    NAMES["memory.copy"]: lambda t, imm, i: t.helper_call(copy_call(*imm)[0], 3, copy_call(*imm)[1]),
+    NAMES["memory.fill"]: lambda t, imm, i: t.helper_call("_mfill", 3, memory_name(imm or 0)),
 }
 _BULK = [NAMES[name] for name in ("table.fill", "table.copy", "table.init", "memory.init", "memory.copy", "memory.fill")]
 for _op in _BULK:
@@ -780,11 +811,12 @@ def _bulk_out_of_bounds(op: int, imm: Any, a: str, b: str, n: str) -> str:
     """The condition under which a bulk operation traps, from its operands (the runtime helpers
     check the same before they act)."""
     if op == NAMES["memory.fill"]:
-        return f"{a} + {n} > len(M)"
+        return f"{a} + {n} > len({memory_name(imm or 0)})"
     if op == NAMES["memory.copy"]:
-        return f"{b} + {n} > len(M) or {a} + {n} > len(M)"
+        dst, src = (memory_name(k) for k in imm)
+        return f"{b} + {n} > len({src}) or {a} + {n} > len({dst})"
     if op == NAMES["memory.init"]:
-        return f"{b} + {n} > len(_D[{imm}]) or {a} + {n} > len(M)"
+        return f"{b} + {n} > len(_D[{imm[0]}]) or {a} + {n} > len({memory_name(imm[1])})"
     if op == NAMES["table.fill"]:
         return f"{a} + {n} > len(T{imm}.elems)"
     if op == NAMES["table.copy"]:
@@ -799,10 +831,12 @@ def _bulk_trap(op: int) -> str:
     return MEMORY_OOB if memory else TABLE_OOB
 
 
+_HANDLERS.update(GC_HANDLERS)  # typed function references and GC (compiler/gc.py)
 for _op in LOADS:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_load(imm, i, op))(_op)
 for _op in STORES:
     _HANDLERS[_op] = (lambda op: lambda t, imm, i: t.do_store(imm, i, op))(_op)
+_HANDLERS.update(SIMD_HANDLERS)
 
 
 SMALL_SWITCH = 8  # br_table targets tested one after another; more go through a tree of ranges

@@ -55,7 +55,8 @@ ENV_OFF = "ASYNCWASM_NO_CACHE"  # any non-empty value but "0" turns the default 
 _MAGIC = b"AWCACHE1"
 _DIGEST = 32
 # The packages whose source decides what a cache entry holds: decoding, validation and translation.
-_VERSIONED = ("binary", "compiler", "validate.py", "features.py", "runtime/code_cache.py")
+_VERSIONED = ("binary", "compiler", "validate.py", "validate_simd.py", "validate_refs.py", "features.py",
+              "runtime/code_cache.py")
 
 _version: str | None = None
 

@@ -16,19 +16,29 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ..binary.module import F32, F64, I32, I64
+from ..binary.module import F32, F64, I32, I64, V128
 from ..compiler.numeric import fround
 from ..errors import Trap
 from ..scheduler import await_in_guest
 from ..scheduler import native as nesting
+from .gc import host_check
 
 # raw (unsigned) to the host's value, and back: expressions over the name in braces
 _FROM_RAW = {I32: "({v} - (({v} & 0x80000000) << 1))", I64: "({v} - (({v} & 0x8000000000000000) << 1))"}
 _TO_RAW = {I32: "(int({v}) & 0xFFFFFFFF)", I64: "(int({v}) & 0xFFFFFFFFFFFFFFFF)", F32: "fround(float({v}))",
-           F64: "float({v})"}
+           F64: "float({v})", V128: f"(int({{v}}) & {(1 << 128) - 1:#x})"}
 _PLAIN = frozenset((int, float, bool, tuple, list, type(None)))
 
 _factories: dict[tuple[Any, ...], Callable[..., Callable[..., Any]]] = {}
+
+
+def _result(t: str, k: int) -> str:
+    """The expression that turns the host's ``k``-th result of type ``t`` into a raw value: numbers
+    converted, references other than externref/anyref checked (``gc.host_check``, as ``_rc<k>``)."""
+    conv = _TO_RAW.get(t)
+    if conv is not None:
+        return conv
+    return f"_rc{k}({{v}})" if host_check(t) is not None else "{v}"
 
 
 def _source(params: tuple[str, ...], results: tuple[str, ...], is_async: bool, with_caller: bool) -> str:
@@ -59,11 +69,12 @@ def _source(params: tuple[str, ...], results: tuple[str, ...], is_async: bool, w
             lines.append(f"            return r & {mask}")
         lines.append("        if isinstance(r, (tuple, list)):")
         lines.append("            r = r[0]")
-        lines.append(f"        return {_TO_RAW.get(results[0], '{v}').format(v='r')}")
+        lines.append(f"        return {_result(results[0], 0).format(v='r')}")
     else:
         outs = [f"r{k}" for k in range(len(results))]
         lines.append(f"        {', '.join(outs)}, = r")
-        lines.append(f"        return ({', '.join(_TO_RAW.get(t, '{v}').format(v=o) for t, o in zip(results, outs, strict=True))},)")
+        conv = [_result(t, k).format(v=o) for k, (t, o) in enumerate(zip(results, outs, strict=True))]
+        lines.append(f"        return ({', '.join(conv)},)")
     lines.append("    return host")
     return "\n".join(lines) + "\n"
 
@@ -76,6 +87,7 @@ def host_wrapper(fn: Callable[..., Any], params: tuple[str, ...], results: tuple
     if make is None:
         scope: dict[str, Any] = {"nesting": nesting, "Trap": Trap, "await_in_guest": await_in_guest,
                                  "isawaitable": inspect.isawaitable, "fround": fround, "_PLAIN": _PLAIN}
+        scope.update({f"_rc{k}": host_check(t) for k, t in enumerate(results)})
         exec(compile(_source(params, results, is_async, with_caller), "<asyncwasm host call>", "exec"), scope)
         make = _factories[key] = scope["make"]
     return make(fn, caller, limit)

@@ -12,6 +12,7 @@ import inspect
 import math
 import struct
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from types import FunctionType
@@ -21,6 +22,7 @@ import anyio
 
 from ..binary.module import (
     FUNCREF,
+    I64,
     ExternKind,
     FuncType,
     GlobalType,
@@ -31,8 +33,11 @@ from ..binary.module import (
     TableType,
 )
 from ..binary.reader import decode_module
-from ..compiler import numeric
-from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, compile_module, global_cells
+from ..binary.simd_opcodes import SIMD_NAMES
+from ..binary.types import GLOBAL, REGISTRY, canon_valtype, canonical_ids
+from ..compiler import numeric, simd_ops
+from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, compile_module, global_cells
+from ..compiler.memories import grow_name, memory_name
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
@@ -41,7 +46,7 @@ from ..store import Store
 from ..text import is_text, wat_to_wasm
 from ..traps import as_trap, register_code
 from ..validate import validate_module
-from . import code_cache, objects, startup_fuel
+from . import code_cache, gc, objects, startup_fuel
 from .code_cache import CacheEntry, CodeCache
 from .host_call import host_wrapper
 from .memory import Memory
@@ -68,7 +73,11 @@ _BASE_GLOBALS.update({
     "_tgrow": objects.table_grow, "_tfill": objects.table_fill, "_tcopy": objects.table_copy,
     "_tinit": objects.table_init, "_edrop": objects.elem_drop, "_minit": objects.memory_init,
     "_ddrop": objects.data_drop, "_mcopy": objects.memory_copy, "_mfill": objects.memory_fill,
+    "_mcopy2": objects.memory_copy2, "_tgrow64": objects.table_grow64,
 })
+_BASE_GLOBALS.update(simd_ops.HELPERS)
+_BASE_GLOBALS.update(gc.HELPERS)
+V128_CONST = SIMD_NAMES["v128.const"]
 # Compiled code finds its helpers as builtins: one shared dict, so an instance's own globals hold
 # only what is its own (functions, memory, tables, globals, fuel).
 _SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
@@ -110,6 +119,10 @@ class CompiledModule:
         self.name = name or self.module.names.module or "module"
         self.compiled: CompiledCode = compile_module(self.module, self.name, store=self.cache_entry)
         self._func_types = self.module.func_types()
+        cids = canonical_ids(self.module)
+        self._cids = cids
+        self._func_tids = [cids[i.desc] for i in self.module.imports if i.kind == "func"] + \
+            [cids[t] for t in self.module.funcs]
         self._cells = global_cells(self.module)
         register_code(self.compiled.filename, self)
 
@@ -127,14 +140,17 @@ class CompiledModule:
         return self.compiled.translate_all(progress)
 
     def func_name(self, index: int) -> str | None:
+        """The name section's name of function ``index``, if it has one."""
         return self.module.names.funcs.get(index)
 
     @property
     def imports(self) -> list[tuple[str, str, ExternKind]]:
+        """``(module, name, kind)`` of every import, in order (``kind``: func, table, memory, global, tag)."""
         return [(i.module, i.name, i.kind) for i in self.module.imports]
 
     @property
     def exports(self) -> list[tuple[str, ExternKind]]:
+        """``(name, kind)`` of every export, in order."""
         return [(e.name, e.kind) for e in self.module.exports]
 
 
@@ -154,10 +170,12 @@ class Caller:
 
     @property
     def memory(self) -> Memory | None:
+        """The calling instance's memory exported as ``memory`` (what WASI reads), or None."""
         m = self.instance.exports.get("memory")
         return m if isinstance(m, Memory) else None
 
     def get_export(self, name: str) -> Extern | None:
+        """The calling instance's export ``name``, or None."""
         return self.instance.exports.get(name)
 
 
@@ -212,6 +230,7 @@ class Instance:
 
     @property
     def weight(self) -> float:
+        """Its share of the CPU when many guests are runnable (2.0: twice the share of 1.0)."""
         return self.stats.weight
 
     @weight.setter
@@ -221,13 +240,16 @@ class Instance:
         self.stats.weight = value
 
     def func_ref(self, index: int) -> Func:
+        """Function ``index`` of the instance's function space (imports first) as a ``Func``."""
         f = self._refs.get(index)
         if f is None:
             fn = self.g[f"f{index}"]
-            f = self._refs[index] = Func(fn, self.module._func_types[index], self.module.func_name(index))
+            f = self._refs[index] = Func(fn, self.module._func_types[index], self.module.func_name(index),
+                                         self.module._func_tids[index])
         return f
 
     def get_func(self, name: str) -> Func:
+        """The exported function ``name``; ``KeyError`` if there is none."""
         f = self.exports.get(name)
         if not isinstance(f, Func):
             raise KeyError(f"no exported function named {name!r}")
@@ -236,10 +258,18 @@ class Instance:
     async def call(self, name: str, *args: Any) -> Any:
         """Call an exported function with Python values; returns None, a value, or a tuple."""
         f = self.get_func(name)
-        raw = await self.call_raw(f, [to_raw(t, a) for t, a in zip(f.type.params, _check_arity(f, args), strict=True)])
+        raw_args = [to_raw(t, a) for t, a in zip(f.type.params, _check_arity(f, args), strict=True)]
+        checks = gc.arg_checks(f.tid)
+        if checks is not None:  # reference parameters: a value of the wrong kind is refused here
+            for check, a in zip(checks, raw_args, strict=True):
+                if check is not None:
+                    check(a)
+        raw = await self.call_raw(f, raw_args)
         return _public_results(f.type, raw)
 
     async def call_raw(self, f: Func, args: list[Any]) -> Any:
+        """Call ``f`` with raw values (unsigned ints for i32/i64, no conversion): the fast path for hosts
+        that already hold raw values. Runs within the store's timeout; returns the raw result(s)."""
         if self.dead:
             raise InstanceDead(self.dead)
         timeout = self.store.timeout
@@ -258,6 +288,7 @@ class Instance:
         self._stopped_at = where  # the frames it was stopped in: a timeout's backtrace
 
     def call_raw_sync(self, f: Func, args: list[Any]) -> Any:
+        """``call_raw`` without an event loop: the guest may not call async host functions."""
         if self.dead:
             raise InstanceDead(self.dead)
         return run_guest_sync(f.fn, tuple(args), self.store)
@@ -287,23 +318,33 @@ def _limits_match(have_min: int, have_max: int | None, want_min: int, want_max: 
     return have_max is not None and have_max <= want_max
 
 
-def _check_import(kind: ExternKind, desc: Any, item: Any, types: list[FuncType], where: str) -> None:
+def _check_import(kind: ExternKind, desc: Any, item: Any, cids: list[int], where: str) -> None:
+    """An import's type check: functions and immutable globals by subtyping, tables and mutable
+    globals by equality, on canonical types (so types of different modules compare)."""
     bad = LinkError(f"incompatible import type for {where}")
     if kind == "func":
-        if not isinstance(item, (Func, HostFunc)) or item.type != types[desc]:
+        if not isinstance(item, (Func, HostFunc)):
+            raise bad
+        have = item.tid if isinstance(item, Func) else canonical_type_id(item.type)
+        want = cids[desc]
+        if have != want and not REGISTRY.is_sub(have, want):
             raise bad
     elif kind == "table":
-        if not isinstance(item, Table) or item.type.elem != desc.elem:
+        if not isinstance(item, Table) or item.type.elem != canon_valtype(desc.elem, cids) \
+                or item.type.address != desc.address:
             raise bad
         if not _limits_match(len(item.elems), item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
     elif kind == "memory":
-        if not isinstance(item, Memory):
+        if not isinstance(item, Memory) or item.type.address != desc.address:
             raise bad
         if not _limits_match(item.pages, item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
     elif kind == "global":
-        if not isinstance(item, Global) or item.type != desc:
+        if not isinstance(item, Global) or item.type.mutable != desc.mutable:
+            raise bad
+        want = canon_valtype(desc.valtype, cids)
+        if item.type.valtype != want and (desc.mutable or not GLOBAL.sub(item.type.valtype, want)):
             raise bad
 
 
@@ -315,6 +356,8 @@ class Linker:
         self._instances: dict[str, Instance] = {}
 
     def define(self, module: str, name: str, item: Extern | HostFunc) -> None:
+        """Offer ``item`` (a ``Func``, ``Memory``, ``Table``, ``Global`` or ``HostFunc``) as the import
+        ``module.name``. A ``Func`` is called with the raw convention, no conversion."""
         self._defs[(module, name)] = item
 
     def define_func(self, module: str, name: str, type: FuncType, fn: Callable[..., Any], *,
@@ -323,25 +366,30 @@ class Linker:
         self._defs[(module, name)] = HostFunc(type, fn, access_caller, name)
 
     def define_instance(self, name: str, instance: Instance) -> None:
+        """Offer every export of ``instance`` as the imports of module ``name``."""
         self._instances[name] = instance
 
     def get(self, module: str, name: str) -> Any:
+        """What import ``module.name`` resolves to, or None."""
         item = self._defs.get((module, name))
         if item is None and module in self._instances:
             item = self._instances[module].exports.get(name)
         return item
 
     def items(self) -> Iterator[tuple[tuple[str, str], Any]]:
+        """Every ``((module, name), item)`` defined one by one (not those of ``define_instance``)."""
         return iter(self._defs.items())
 
     def resolve(self, module: CompiledModule) -> list[Any]:
+        """The item for each import of ``module``, in order; ``LinkError`` naming one that is missing or
+        of the wrong type."""
         out = []
         for imp in module.module.imports:
             item = self.get(imp.module, imp.name)
             where = f"{imp.module}::{imp.name}"
             if item is None:
                 raise LinkError(f"unknown import: {where} has not been defined")
-            _check_import(imp.kind, imp.desc, item, module.module.types, where)
+            _check_import(imp.kind, imp.desc, item, module._cids, where)
             out.append(item)
         return out
 
@@ -378,6 +426,14 @@ class Linker:
         return inst, start
 
 
+_M32, _M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
+# extended-const: i32/i64 add, sub and mul, on unsigned canonical ints
+_EXTENDED_CONST: dict[int, Callable[[int, int], int]] = {
+    0x6A: lambda a, b: (a + b) & _M32, 0x6B: lambda a, b: (a - b) & _M32, 0x6C: lambda a, b: (a * b) & _M32,
+    0x7C: lambda a, b: (a + b) & _M64, 0x7D: lambda a, b: (a - b) & _M64, 0x7E: lambda a, b: (a * b) & _M64,
+}
+
+
 def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
     stack: list[Any] = []
     for op, imm, _off in expr:
@@ -392,8 +448,15 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
             stack.append(v.value if isinstance(v, Global) else v)
         elif op == 0xD0:
             stack.append(None)
+        elif op == V128_CONST:
+            stack.append(imm)
         elif op == 0xD2:
             stack.append(inst.func_ref(imm))
+        elif op in _EXTENDED_CONST:
+            b = stack.pop()
+            stack.append(_EXTENDED_CONST[op](stack.pop(), b))
+        elif gc.eval_const(op, imm, stack, inst.module.module.types, inst.module._cids):
+            pass
         else:  # validation admits nothing else
             raise Trap(f"unsupported constant instruction {op:#x}")
     return stack[-1]
@@ -466,6 +529,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     nf = nt = nm = ng = 0
     memories: list[Memory] = []
     tables: list[Table] = []
+    table_inits: list[tuple[Table, list[Instr]]] = []
     for imp, item in zip(m.imports, resolved, strict=True):
         if imp.kind == "func":
             f = item.bind(caller if item.access_caller else None, store) if isinstance(item, HostFunc) else item
@@ -482,17 +546,21 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         else:
             g[f"g{ng}"] = item
             ng += 1
-    for tt in m.tables:
-        t = Table(tt, None, store.max_table_elements, store.table_budget)
+    for k, tt in enumerate(m.tables):
+        init = m.table_inits[k] if k < len(m.table_inits) else None
+        ctt = replace(tt, elem=canon_valtype(tt.elem, cm._cids)) if tt.elem[0] == "(" else tt
+        t = Table(ctt, None, store.max_table_elements, store.table_budget)
+        if init is not None:  # after the globals: the initializer may read them
+            table_inits.append((t, init))
         g[f"T{nt}"] = t
         tables.append(t)
         nt += 1
     for mt in m.memories:
-        memories.append(Memory(mt, store.max_memory_pages))
-    if memories:
-        mem = memories[0]
-        g["M"] = mem.data
-        g["_grow"] = lambda n, _mem=mem: _mem.grow(n) & 0xFFFFFFFF
+        memories.append(Memory(mt, store.max_memory_pages, store.memory_budget))
+    for k, mem in enumerate(memories):
+        g[memory_name(k)] = mem.data
+        mask = 0xFFFFFFFFFFFFFFFF if mem.type.address == I64 else 0xFFFFFFFF
+        g[grow_name(k)] = lambda n, _mem=mem, _mask=mask: _mem.grow(n) & _mask
     g["_ref"] = inst.func_ref
     g["_stk"] = 0
     g["_fuel"] = g["_granted"] = store.next_grant()
@@ -503,10 +571,16 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
     fuel = startup_fuel.StartupFuel(store, needed=plan.needed, free=plan.free)
     for gl in m.globals:
         value = _eval_const(gl.init, g, inst)
-        g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
+        if ng in cm._cells and gl.type.valtype[0] == "(":
+            g[f"g{ng}"] = Global(replace(gl.type, valtype=canon_valtype(gl.type.valtype, cm._cids)), value)
+        else:
+            g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
         if not startup_fuel.simple_global(gl.init):
             fuel.charge(len(gl.init))
         ng += 1
+    for t, init in table_inits:
+        value = _eval_const(init, g, inst)
+        t.elems[:] = [value] * len(t.elems)
     g["_D"] = [d.init for d in m.datas]
     elems: list[list[Any]] = []
     for seg in m.elems:
@@ -544,18 +618,20 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
                 fuel.copy(len(d.init))
             objects.memory_init(memories[d.memory].data, g["_D"], k, off, 0, len(d.init))
             g["_D"][k] = b""
+    for size in plan.image_copies:
+        fuel.copy(size)
     fuel.save(calls_start=m.start is not None)
     return inst.func_ref(m.start) if m.start is not None else None
 
 
-def host_memory(min_pages: int, max_pages: int | None = None) -> Memory:
-    """A memory made by the host, to offer as an import."""
-    return Memory(MemoryType(Limits(min_pages, max_pages)))
+def host_memory(min_pages: int, max_pages: int | None = None, address: str = "i32") -> Memory:
+    """A memory made by the host, to offer as an import (``address="i64"``: a 64-bit memory)."""
+    return Memory(MemoryType(Limits(min_pages, max_pages), address))
 
 
-def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None) -> Table:
-    """A table made by the host, to offer as an import."""
-    return Table(TableType(elem, Limits(min_size, max_size)))
+def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None, address: str = "i32") -> Table:
+    """A table made by the host, to offer as an import (``address="i64"``: a 64-bit table)."""
+    return Table(TableType(elem, Limits(min_size, max_size), address))
 
 
 def host_global(valtype: str, value: Any, mutable: bool = False) -> Global:

@@ -5,6 +5,9 @@ code. An empty memory starts as a bytearray, since a map cannot be empty.
 Compiled code reads and writes ``data`` directly with precompiled ``struct`` objects: an access past
 the end raises ``struct.error``, which the function's frame turns into an out-of-bounds trap.
 Host functions use the checked helpers below, which raise ``Trap`` the same way.
+
+A 64-bit memory (memory64) is the same object with a larger spec limit (2^48 pages); what it can
+really reach is bounded by the store's page budget, shared by all the memories made in the store.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import mmap
 import struct
 
-from ..binary.module import Limits, MemoryType
+from ..binary.module import I64, Limits, MemoryType
 from ..errors import MEMORY_OOB, Trap
 
 PAGE_SIZE = 65536
 MAX_PAGES = 65536  # 4 GiB, the wasm32 limit
+MAX_PAGES64 = 1 << 48  # the memory64 limit
 
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
@@ -26,43 +30,88 @@ _U64 = struct.Struct("<Q")
 OOB = MEMORY_OOB
 
 
+class PageBudget:
+    """The 64 KiB pages a store's memories may still have, all together.
+
+    A per-memory cap alone lets a module declare many memories (multi-memory) and grow each to the
+    cap, or a 64-bit memory far past 4 GiB; the store as a whole is what must be bounded.
+    """
+
+    __slots__ = ("remaining", "total")
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.remaining = total
+
+    def take(self, n: int) -> bool:
+        """Reserve ``n`` pages; False (and nothing reserved) when that would pass the budget."""
+        if n > self.remaining:
+            return False
+        self.remaining -= n
+        return True
+
+    def give(self, n: int) -> None:
+        """Return ``n`` reserved pages that were not used after all."""
+        self.remaining += n
+
+
 class Memory:
-    """One linear memory; ``limit_pages`` is the embedder's cap on top of the module's own maximum."""
+    """One linear memory; ``limit_pages`` is the embedder's cap on top of the module's own maximum,
+    and every page is charged to ``budget`` (the owning store's, for all its memories)."""
 
-    __slots__ = ("data", "type", "max_pages", "__weakref__")
+    __slots__ = ("data", "type", "max_pages", "budget", "__weakref__")
 
-    def __init__(self, type: MemoryType, limit_pages: int | None = None) -> None:
+    def __init__(self, type: MemoryType, limit_pages: int | None = None, budget: PageBudget | None = None) -> None:
         self.type = type
-        cap = MAX_PAGES if type.limits.max is None else type.limits.max
+        spec_max = MAX_PAGES64 if type.address == I64 else MAX_PAGES
+        cap = spec_max if type.limits.max is None else min(type.limits.max, spec_max)
         if limit_pages is not None:
             cap = min(cap, limit_pages)
         self.max_pages = cap
+        self.budget = budget
         if type.limits.min > cap:
             raise Trap(f"memory of {type.limits.min} pages exceeds the limit of {cap} pages")
+        if budget is not None and not budget.take(type.limits.min):
+            raise Trap(f"memory of {type.limits.min} pages exceeds the store's budget of {budget.total} "
+                       f"pages for all its memories ({budget.remaining} left)")
         size = type.limits.min * PAGE_SIZE
-        self.data: mmap.mmap | bytearray = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size else bytearray()
+        try:
+            self.data: mmap.mmap | bytearray = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size else bytearray()
+        except BaseException:
+            if budget is not None:
+                budget.give(type.limits.min)
+            raise
 
     @classmethod
-    def new(cls, min_pages: int, max_pages: int | None = None) -> Memory:
-        return cls(MemoryType(Limits(min_pages, max_pages)))
+    def new(cls, min_pages: int, max_pages: int | None = None, address: str = "i32") -> Memory:
+        """A memory of ``min_pages`` 64 KiB pages (at most ``max_pages``), to offer as an import
+        (``address="i64"``: a 64-bit memory)."""
+        """A memory of ``min_pages`` (at most ``max_pages``); ``address="i64"`` for a 64-bit one."""
+        return cls(MemoryType(Limits(min_pages, max_pages), address))
 
     @property
     def pages(self) -> int:
+        """Its size in 64 KiB pages."""
         return len(self.data) // PAGE_SIZE
 
     def grow(self, delta: int) -> int:
-        """memory.grow: the old size in pages, or -1 (as 0xFFFFFFFF for the guest) when refused."""
+        """memory.grow: the old size in pages, or -1 (as all ones for the guest) when refused."""
         old = len(self.data) // PAGE_SIZE
         new = old + delta
         if new > self.max_pages:
             return -1
         if delta:
+            budget = self.budget
+            if budget is not None and not budget.take(delta):
+                return -1
             try:
                 if isinstance(self.data, bytearray):
                     self.data.extend(bytes(delta * PAGE_SIZE))
                 else:
                     self.data.resize(new * PAGE_SIZE)
-            except (MemoryError, BufferError, OSError, ValueError):  # out of memory, or a view is held
+            except (MemoryError, BufferError, OSError, ValueError, OverflowError):  # out of memory, or a view is held
+                if budget is not None:
+                    budget.give(delta)
                 return -1
         return old
 
@@ -72,43 +121,53 @@ class Memory:
             raise Trap(OOB)
 
     def read(self, ptr: int, n: int) -> bytes:
+        """``n`` bytes at ``ptr``, copied; ``Trap`` (out of bounds) past the end."""
         self._check(ptr, n)
         return bytes(self.data[ptr:ptr + n])
 
     def write(self, ptr: int, value: bytes | bytearray | memoryview) -> None:
+        """Write ``value`` at ``ptr``; ``Trap`` (out of bounds) if it does not fit, and then nothing is written."""
         n = len(value)
         self._check(ptr, n)
         self.data[ptr:ptr + n] = value
 
     def read_u8(self, ptr: int) -> int:
+        """The unsigned little-endian 8-bit value at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 1)
         return self.data[ptr]
 
     def read_u16(self, ptr: int) -> int:
+        """The unsigned little-endian 16-bit value at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 2)
         return _U16.unpack_from(self.data, ptr)[0]
 
     def read_u32(self, ptr: int) -> int:
+        """The unsigned little-endian 32-bit value at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 4)
         return _U32.unpack_from(self.data, ptr)[0]
 
     def read_u64(self, ptr: int) -> int:
+        """The unsigned little-endian 64-bit value at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 8)
         return _U64.unpack_from(self.data, ptr)[0]
 
     def write_u8(self, ptr: int, value: int) -> None:
+        """Store ``value`` (wrapped to 8 bits) little-endian at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 1)
         self.data[ptr] = value & 0xFF
 
     def write_u16(self, ptr: int, value: int) -> None:
+        """Store ``value`` (wrapped to 16 bits) little-endian at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 2)
         _U16.pack_into(self.data, ptr, value & 0xFFFF)
 
     def write_u32(self, ptr: int, value: int) -> None:
+        """Store ``value`` (wrapped to 32 bits) little-endian at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 4)
         _U32.pack_into(self.data, ptr, value & 0xFFFFFFFF)
 
     def write_u64(self, ptr: int, value: int) -> None:
+        """Store ``value`` (wrapped to 64 bits) little-endian at ``ptr``; ``Trap`` past the end."""
         self._check(ptr, 8)
         _U64.pack_into(self.data, ptr, value & 0xFFFFFFFFFFFFFFFF)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..binary.module import FuncType, GlobalType, TableType
+from ..binary.types import REGISTRY
 from ..compiler.codegen import canonical_type_id
 from ..errors import MEMORY_OOB, TABLE_OOB, Trap
 
@@ -21,10 +22,10 @@ class Func:
 
     __slots__ = ("fn", "type", "tid", "name", "__weakref__")
 
-    def __init__(self, fn: Any, type: FuncType, name: str | None = None) -> None:
+    def __init__(self, fn: Any, type: FuncType, name: str | None = None, tid: int | None = None) -> None:
         self.fn = fn
         self.type = type
-        self.tid = canonical_type_id(type)
+        self.tid = canonical_type_id(type) if tid is None else tid  # its canonical type id
         self.name = name
 
     def __repr__(self) -> str:
@@ -76,6 +77,7 @@ class Table:
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return len(self.elems)
 
     def grow(self, delta: int, init: Any) -> int:
@@ -109,7 +111,7 @@ def callee(table: Table, i: int, tid: int) -> Any:
     f = elems[i]
     if f is None:
         raise Trap("uninitialized element")
-    if f.tid != tid:
+    if f.tid != tid and not REGISTRY.is_sub(f.tid, tid):
         raise Trap("indirect call type mismatch")
     return f.fn
 
@@ -132,6 +134,11 @@ def table_size(t: Table) -> int:
 
 def table_grow(t: Table, init: Any, n: int) -> int:
     return t.grow(n, init) & 0xFFFFFFFF
+
+
+def table_grow64(t: Table, init: Any, n: int) -> int:
+    """table.grow of a 64-bit table (table64): -1 is an i64."""
+    return t.grow(n, init) & 0xFFFFFFFFFFFFFFFF
 
 
 def check_table_range(t: Table, i: int, n: int) -> None:
@@ -182,6 +189,13 @@ def memory_copy(mem: bytearray, d: int, s: int, n: int) -> None:
     if s + n > len(mem) or d + n > len(mem):
         raise Trap(MEMORY_OOB)
     mem[d:d + n] = mem[s:s + n]
+
+
+def memory_copy2(dst: bytearray, src: bytearray, d: int, s: int, n: int) -> None:
+    """memory.copy between two different memories (multi-memory)."""
+    if s + n > len(src) or d + n > len(dst):
+        raise Trap(MEMORY_OOB)
+    dst[d:d + n] = src[s:s + n]
 
 
 def memory_fill(mem: bytearray, d: int, v: int, n: int) -> None:

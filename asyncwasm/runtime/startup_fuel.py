@@ -15,7 +15,11 @@ nothing and makes no start-up function at all:
   and charged, in order.
 
 When the module has such a data image, the start-up code is charged only its entry and the start
-function's call, whatever else it computes (measured against wasmtime 50).
+function's call, whatever else it computes (measured against wasmtime 50). The image is mapped
+into each memory that has data; wasmtime still runs its start-up code (one unit) when some memory
+the module defines has no data of its own (multi-memory). A module that imports a memory gets no
+mapped image at all: its start-up code copies each memory's image, padded out to whole 4 KiB host
+pages, and is charged for everything as without an image.
 
 A trap on the way (a segment out of bounds) loses the start-up's fuel, since nothing saved it; running
 out of fuel keeps it. The start function's call saves it first.
@@ -24,12 +28,13 @@ out of fuel keeps it. The start function's call saves it first.
 from __future__ import annotations
 
 from ..binary.module import Module
+from ..binary.simd_opcodes import SIMD_NAMES
 from ..errors import FuelExhausted
 from ..store import Store
 
-_NUMERIC_CONSTS = frozenset({0x41, 0x42, 0x43, 0x44})  # i32/i64/f32/f64.const
+_NUMERIC_CONSTS = frozenset({0x41, 0x42, 0x43, 0x44, SIMD_NAMES["v128.const"]})  # i32/i64/f32/f64/v128.const
 _ALWAYS_DENSE = 16 << 20  # an image spanning no more than this is always made
-_PAGE = 4096
+_PAGE = 4096  # the host page size wasmtime pads images to
 SMALL_BULK = 128  # a copy costing at most this is not checked (as in compiled code)
 
 
@@ -49,8 +54,41 @@ def static_elem(module: Module, k: int, n_imported_tables: int) -> bool:
     return not seg.exprs and seg.table >= n_imported_tables and _const_offset(seg.offset) is not None
 
 
+def image_sizes(module: Module) -> list[int]:
+    """The bytes of each data image wasmtime builds, for the memories that have data, in memory
+    order: the span of their non-empty segments with leading and trailing zero bytes cut (when
+    there is a nonzero one), widened to whole host pages. Call only when ``static_data`` holds."""
+    images: dict[int, bytearray] = {}
+    starts: dict[int, int] = {}
+    for d in module.datas:
+        if d.mode != "active" or not d.init:
+            continue
+        off = _const_offset(d.offset)
+        assert off is not None
+        lo = min(starts.get(d.memory, off), off)
+        image = images.setdefault(d.memory, bytearray())
+        if lo < starts.get(d.memory, lo):
+            image[:0] = bytes(starts[d.memory] - lo)
+        starts[d.memory] = lo
+        at = off - lo
+        if len(image) < at + len(d.init):
+            image.extend(bytes(at + len(d.init) - len(image)))
+        image[at:at + len(d.init)] = d.init
+    sizes = []
+    for mem in sorted(images):
+        image, start = images[mem], starts[mem]
+        end = start + len(image)
+        lead = len(image) - len(image.lstrip(b"\0"))
+        if lead < len(image):  # some byte is nonzero: cut the zeros at both ends
+            end -= len(image) - len(image.rstrip(b"\0"))
+            start += lead
+        sizes.append(-(-end // _PAGE) * _PAGE - start // _PAGE * _PAGE)
+    return sizes
+
+
 def static_data(module: Module, n_imported_memories: int, pages: list[int]) -> bool:
-    """Whether the module's data goes in as one image (``pages``: each memory's initial size)."""
+    """Whether the module's data goes in as one image (``pages``: the initial size of each memory
+    the module defines, which come after the imported ones in the index space)."""
     spans: dict[int, list[int]] = {}  # memory -> [lowest start, highest end, bytes]
     for d in module.datas:
         if d.mode != "active":
@@ -59,7 +97,7 @@ def static_data(module: Module, n_imported_memories: int, pages: list[int]) -> b
         if d.memory < n_imported_memories or off is None:
             return False
         end = off + len(d.init)
-        if end > pages[d.memory] * 65536:
+        if end > pages[d.memory - n_imported_memories] * 65536:
             return False
         if not d.init:
             continue
@@ -86,11 +124,20 @@ class Plan:
                 ahead = ahead and static_elem(module, k, n_imported_tables)
             self.elem_static.append(seg.mode == "active" and ahead)
         self.data_static = static_data(module, n_imported_memories, [mt.limits.min for mt in module.memories])
+        with_data = {d.memory for d in module.datas if d.mode == "active" and d.init}
         # With a memory image (some static data), wasmtime charges the start-up code its entry
-        # and the start function's call, and nothing for constant expressions and segments.
-        self.free = self.data_static and any(d.mode == "active" and d.init for d in module.datas)
+        # and the start function's call, and nothing for constant expressions and segments ...
+        self.free = self.data_static and bool(with_data)
+        # ... unless the module imports a memory: then no image is mapped, and the start-up code
+        # copies each image (so ``image_copies``, instead of the segments one by one)
+        self.image_copies: list[int] = []
+        if self.free and n_imported_memories:
+            self.free = False
+            self.image_copies = image_sizes(module)
         self.needed = (
-            module.start is not None
+            bool(self.image_copies)
+            or (self.free and len(with_data) < len(module.memories))  # a memory without an image
+            or module.start is not None
             or not all(simple_global(gl.init) for gl in module.globals)
             or any(seg.mode == "passive" or (seg.mode == "active" and not static)
                    for seg, static in zip(module.elems, self.elem_static, strict=True))

@@ -167,8 +167,8 @@ def _build() -> dict[str, tuple[bytes, str]]:
                 table[name] = (bytes((prefix,)) + uleb(int(code, 16)), kind[0] if kind else "none")
     for sub, word in enumerate(_FD.split()[1:]):
         if word != "-":
-            name, _, kind = word.partition(":")
-            table[name] = (b"\xfd" + uleb(sub), kind or "none")
+            name, _, simd_kind = word.partition(":")
+            table[name] = (b"\xfd" + uleb(sub), simd_kind or "none")
     return table
 
 

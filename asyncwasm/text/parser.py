@@ -266,11 +266,11 @@ class Parser:
         if k == NUM:
             return self.u32()
         if k == ID:
-            name = self.vals[self.i]
+            name = str(self.vals[self.i])
             pos = self.offs[self.i]
             self.i += 1
-            idx = self.m.names[space].get(name)  # type: ignore[arg-type]
-            return idx if idx is not None else Ref(name, pos)  # type: ignore[arg-type]
+            idx = self.m.names[space].get(name)
+            return idx if idx is not None else Ref(name, pos)
         raise self.unexpected(f"a {space} index")
 
     def raw_index(self) -> int | Ref:
@@ -598,7 +598,7 @@ class Parser:
             self.buf += uleb(self.u32())
             return
         if k == ID:
-            x = self.locals.get(self.vals[self.i])  # type: ignore[arg-type]
+            x = self.locals.get(str(self.vals[self.i]))
             if x is None:
                 raise self.error(f"unknown local ${self.vals[self.i]}")
             self.i += 1
@@ -827,7 +827,7 @@ class Parser:
             catches.append(bytes((flag,)))
             if flag < 2:
                 x = self.index("tag")
-                catches.append(uleb(x) if isinstance(x, int) else (lambda x=x: uleb(self.resolve("tag", x))))
+                catches.append(uleb(x) if isinstance(x, int) else self.later_index("tag", x))
             catches.append(uleb(self.label()))
             self.expect_rpar()
         self.buf += opcode
@@ -853,14 +853,14 @@ class Parser:
             mem = self.index("memory")
         offset = 0
         align = natural
-        if self.kinds[self.i] == KEYWORD and self.vals[self.i].startswith("offset="):  # type: ignore[union-attr]
-            n = parse_uint(self.vals[self.i][7:])  # type: ignore[index]
+        if self.kinds[self.i] == KEYWORD and str(self.vals[self.i]).startswith("offset="):
+            n = parse_uint(str(self.vals[self.i])[7:])
             if n is None or n >> 64:
                 raise self.error("malformed memory offset")
             offset = n
             self.i += 1
-        if self.kinds[self.i] == KEYWORD and self.vals[self.i].startswith("align="):  # type: ignore[union-attr]
-            n = parse_uint(self.vals[self.i][6:])  # type: ignore[index]
+        if self.kinds[self.i] == KEYWORD and str(self.vals[self.i]).startswith("align="):
+            n = parse_uint(str(self.vals[self.i])[6:])
             if n is None or n >> 64:
                 raise self.error("malformed memory alignment")
             if n == 0 or n & (n - 1):
@@ -1018,7 +1018,7 @@ class Parser:
             n2, h2 = self.reftype()
             buf += code + bytes((int(n1) | (int(n2) << 1),)) + uleb(lab)
             for h in (h1, h2):
-                self.emit(self.enc_heap(h) if not isinstance(h, Ref) else (lambda h=h: self.enc_heap(h)))
+                self.emit(self.enc_heap(h) if not isinstance(h, Ref) else self.later_heap(h))
         elif kind == "field":
             buf += code
             t = self.index("type")
@@ -1049,6 +1049,14 @@ class Parser:
             self.memarg(int(kind[7:]), lane=True)
         else:  # block-structured instructions are handled by instrs() and folded()
             raise self.error(f"unsupported instruction {name}", self.i - 1)
+
+    def later_index(self, space: str, x: Ref) -> Callable[[], bytes]:
+        """The encoding of index ``x`` once every name is known (a forward reference)."""
+        return lambda: uleb(self.resolve(space, x))
+
+    def later_heap(self, h: Ref) -> Callable[[], bytes]:
+        """The encoding of heap type ``h`` once every type name is known."""
+        return lambda: self.enc_heap(h)
 
     def emit_late_index(self, space: str, x: int | Ref) -> None:
         if isinstance(x, int):

@@ -217,8 +217,8 @@ class ScriptParser(Parser):
             self.script.commands.append(cmd)
             return
         definition = self.kinds[j] == KEYWORD and self.vals[j] == "definition"
-        mod = self.script_module()
-        self.add_module_command("module_definition" if definition else "module", mod, {})
+        module = self.script_module()
+        self.add_module_command("module_definition" if definition else "module", module, {})
 
     # --- actions and values ----------------------------------------------------------------------
 
