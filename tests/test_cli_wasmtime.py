@@ -74,18 +74,21 @@ def test_w_limits_are_the_long_options(tmp_path: Path) -> None:
     usage_error(cli("run", "-W", "fuel=lots", spin), "not a whole number")
 
 
-def test_w_features_choose_the_feature_set(tmp_path: Path) -> None:
-    """-W NAME=y|n builds the asyncwasm.Features the module is compiled under (a module using a
-    feature turned off then fails to load, naming it, wherever the decoder gates that feature)."""
+def test_w_features_turn_a_proposal_off(tmp_path: Path) -> None:
+    """-W NAME=y|n builds the asyncwasm.Features the module is compiled under: a module using a
+    feature turned off fails to load (status 1), naming it."""
     from asyncwasm import Features
     from asyncwasm.cli.options import RunCommon, apply_groups
 
     common = apply_groups(RunCommon(), [[("simd", "n"), ("gc", None)], [("tail-call", "no")]], [])
     assert common.features == Features(simd=False, tail_call=False)
     assert apply_groups(RunCommon(), [], []).features is None  # the default: all of Wasm 3.0
-    hello = str(EXAMPLES / "hello.wasm")
-    assert cli("run", "-W", "simd=n,gc=n,relaxed_simd=n", hello).stdout == "Hello from asyncwasm!\n"
-    usage_error(cli("run", "-W", "simd=maybe", hello), "expected y or n")
+    simd = module(tmp_path, "simd.wasm", '(module (func (export "_start") (drop (i32x4.splat (i32.const 1)))))')
+    assert cli("run", simd).returncode == 0
+    off = cli("run", "-W", "simd=n", simd)
+    assert off.returncode == 1 and "simd" in off.stderr and "not enabled" in off.stderr, off.stderr
+    assert cli("run", "-W", "simd=y,gc=n", simd).returncode == 0
+    usage_error(cli("run", "-W", "simd=maybe", simd), "expected y or n")
 
 
 def test_timeout_trap_prints_its_backtrace() -> None:
