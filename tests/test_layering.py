@@ -2,6 +2,7 @@
 
 - No engine module (everything in asyncwasm/ outside cli/, serve/ and __main__) imports ``wasi_async`` or an
   application subpackage: the engine knows nothing of WASI, the command line or the server.
+- wasi_async imports no application either.
 - No import cycle among the application modules (asyncwasm.cli.*, asyncwasm.serve.*).
 - The application modules import at module level only: a function-level import is how a cycle
   hides, so there are none.
@@ -72,6 +73,13 @@ def test_the_engine_imports_neither_wasi_nor_the_applications() -> None:
         for target in targets
         if within(target, ("wasi_async", *APPLICATIONS))
     )
+    assert not wrong, wrong
+
+
+def test_wasi_imports_no_application() -> None:
+    """wasi_async sits on the engine's facade, beneath the applications that use it."""
+    wrong = sorted(f"{name} imports {target}" for name, targets in graph().items()
+                   if within(name, ("wasi_async",)) for target in targets if within(target, APPLICATIONS))
     assert not wrong, wrong
 
 
