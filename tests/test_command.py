@@ -16,6 +16,7 @@ from wasi_async import (
     INHERIT,
     CommandFailed,
     CommandResult,
+    NotACommand,
     Preopen,
     run_command,
 )
@@ -109,8 +110,10 @@ async def test_env_and_stderr_captured_separately() -> None:
 
 
 async def test_discard_gives_none() -> None:
-    result = await run_command(wat(ENV), env={"A": "1"}, stdout=DISCARD, stderr=None)
+    result = await run_command(wat(ENV), env={"A": "1"}, stdout=DISCARD, stderr=CAPTURE)
     assert result.stdout is None and result.stderr == b"err"
+    result = await run_command(wat(ENV), env={"A": "1"}, stdout=None, stderr=None)  # None: as in WasiConfig
+    assert result.stdout is None and result.stderr is None and result.ok
 
 
 async def test_inherit_writes_to_the_process_stdout(capfd: pytest.CaptureFixture[str]) -> None:
@@ -207,7 +210,8 @@ async def test_cancel_scope_stops_a_command_blocked_on_stdin(corpus: Path) -> No
 
 
 async def test_not_a_command() -> None:
-    with pytest.raises(ValueError, match="_start"):
+    with pytest.raises(NotACommand, match="_start") as exc:
         await run_command(wat(REACTOR))
+    assert isinstance(exc.value, asyncwasm.WasmError)
     with pytest.raises(ValueError, match="stdin"):
         await run_command(EXAMPLES / "hello.wasm", stdin=CAPTURE)

@@ -1,5 +1,5 @@
-"""The documentation's examples run: every ```python block of docs/embedding.md, docs/limits.md and
-of the README's embedding section is executed from the repository's root, on asyncio and on trio (``anyio.run``
+"""The documentation's examples run: every ```python block of docs/embedding.md, docs/limits.md,
+wasi_async/README.md and of the README's embedding section is executed from the repository's root, on asyncio and on trio (``anyio.run``
 is pointed at the backend under test), so the docs cannot rot unnoticed."""
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def cases() -> list[Any]:
             out.append(pytest.param(code, id=f"{doc}-{i}"))
     for i, code in enumerate(python_blocks(readme_embedding_section()), 1):
         out.append(pytest.param(code, id=f"README-embed-{i}"))
+    for i, code in enumerate(python_blocks((ROOT / "wasi_async" / "README.md").read_text(encoding="utf-8")), 1):
+        out.append(pytest.param(code, id=f"wasi_async-README-{i}"))
     return out
 
 

@@ -45,7 +45,7 @@ def get_timeout_seconds() -> float:
 def _cli() -> list[str]:
     """The ``asyncwasm`` command of the checkout this adapter lives in; the installed one if it was
     copied elsewhere."""
-    if (REPO / "asyncwasm" / "cli.py").is_file():
+    if (REPO / "asyncwasm" / "cli" / "__init__.py").is_file():
         return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); "
                 "from asyncwasm.cli import main; main(prog_name='asyncwasm')"]
     script = shutil.which("asyncwasm")

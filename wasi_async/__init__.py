@@ -6,7 +6,16 @@
         ...
 """
 
-from .command import CAPTURE, DISCARD, INHERIT, CommandFailed, CommandResult, run_command
+from .command import (
+    CAPTURE,
+    DISCARD,
+    INHERIT,
+    CommandFailed,
+    CommandResult,
+    NotACommand,
+    run_command,
+    wasi_instance,
+)
 from .config import Clock, Preopen, ProcessStdio, SystemClock, WasiConfig
 from .context import WasiContext
 from .errno import Errno, WasiError
@@ -18,7 +27,9 @@ __all__ = [
     "INHERIT",
     "CommandFailed",
     "CommandResult",
+    "NotACommand",
     "run_command",
+    "wasi_instance",
     "Clock",
     "Errno",
     "Preopen",

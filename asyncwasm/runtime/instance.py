@@ -231,6 +231,7 @@ class Instance:
         self.memories: list[Memory] = []  # its memory index space (imports first), set as it is built
         self.tables: list[Table] = []  # its table index space
         self.dead: str | None = None  # why it may not run any more
+        self._stopped_at: tuple[list[Any], int] = ([], 0)
 
     @property
     def weight(self) -> float:
@@ -289,10 +290,13 @@ class Instance:
             return await run_guest(f.fn, tuple(args), self.store, self.stats, self._aborted)
         assert scope.cancelled_caught
         self.dead = f"the instance ran past its {timeout:g}s time limit"
-        raise Interrupted(f"interrupt: the call ran longer than the {timeout:g}s time limit")
+        trap = Interrupted(f"interrupt: the call ran longer than the {timeout:g}s time limit")
+        trap.frames, trap.omitted = self._stopped_at
+        raise trap
 
-    def _aborted(self) -> None:
+    def _aborted(self, where: tuple[list[Any], int] = ([], 0)) -> None:
         self.dead = "the instance was cancelled in the middle of a call"
+        self._stopped_at = where  # the frames it was stopped in: a timeout's backtrace
 
     def call_raw_sync(self, f: Func, args: list[Any]) -> Any:
         """``call_raw`` without an event loop: the guest may not call async host functions."""
