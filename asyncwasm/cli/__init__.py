@@ -1,6 +1,7 @@
 """The ``asyncwasm`` command line: one group, one module per command, one options module they share.
 
-``run`` (cli/run.py), ``wast`` (cli/wast.py) and ``serve-stdin`` (cli/serve.py) each import
+``run`` (cli/run.py), ``wast`` (cli/wast.py), ``serve-stdin`` (cli/serve.py) and ``compile``
+(cli/compile.py) each import
 ``cli/options.py`` and ``cli/report.py``; nothing here is imported back by them.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import click
 
 from ..errors import MalformedModule
+from .compile import compile_command
 from .report import fail
 from .run import run
 from .serve import serve_stdin
@@ -43,12 +45,14 @@ def main() -> None:
       asyncwasm run --invoke fib math.wasm 25       call an export and print its results
       asyncwasm wast ../shared/spec/json/*/*.json   run spec test scripts
       asyncwasm serve-stdin --http app.wasm         serve a CGI program over HTTP
+      asyncwasm compile python.wasm                 translate a big module into the code cache
     """
 
 
 main.add_command(run)
 main.add_command(wast)
 main.add_command(serve_stdin)
+main.add_command(compile_command)
 
 
 def main_guard() -> None:  # pragma: no cover - for `python -m asyncwasm`

@@ -200,6 +200,15 @@ class RunCommon:
     inherit_env: bool = False
     inherit_stdin: bool | None = None  # None: the command's default
     tcplisten: tuple[tuple[str, int], ...] = ()
+    cache_dir: str | None = None  # None: $ASYNCWASM_CACHE_DIR, else the user cache directory
+    no_cache: bool = False
+
+    @property
+    def cache(self) -> str | bool:
+        """The ``cache=`` argument of ``Module``: off, a directory, or the default (True)."""
+        if self.no_cache:
+            return False
+        return self.cache_dir if self.cache_dir is not None else True
 
     @property
     def max_memory_pages(self) -> int | None:
@@ -232,7 +241,7 @@ class RunCommon:
 
 
 _COMMON_NAMES = ("fuel", "timeout", "max_memory", "max_table_elements", "dirs", "envs", "max_open_files",
-                 "tcplisten")
+                 "tcplisten", "cache_dir", "no_cache")
 
 
 class KeyValues(click.ParamType):
@@ -358,6 +367,12 @@ def run_common(*, max_open_files: int, per: str = "run") -> Callable[[F], F]:
             click.option("--tcplisten", "tcplisten", multiple=True, type=HostPort(), metavar="HOST:PORT",
                          help="Grant the guest a listening TCP socket (for sock_accept), numbered after "
                               "the --dir descriptors. Repeatable."),
+            click.option("--cache-dir", "cache_dir", type=click.Path(file_okay=False), metavar="DIR",
+                         help="The code cache big modules are kept in between runs (default: "
+                              "$ASYNCWASM_CACHE_DIR, else the user cache directory; `asyncwasm compile` "
+                              "fills it ahead of time)."),
+            click.option("--no-cache", "no_cache", is_flag=True,
+                         help="Neither read nor write the code cache (also: ASYNCWASM_NO_CACHE=1)."),
             click.option("-W", "w_options", multiple=True, type=KeyValues(), metavar="OPT[=VAL,...]",
                          help="Engine options, as wasmtime spells them: fuel=N, timeout=DURATION, "
                               "max-memory-size=BYTES, max-table-elements=N, max-wasm-stack=N (nested "

@@ -6,7 +6,7 @@ failure apart (docs/cli.md lists them beside wasmtime's)."""
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -29,10 +29,11 @@ def fail(message: str, code: int = ERROR_EXIT) -> NoReturn:
     sys.exit(code)
 
 
-def compile_module(path: str, features: Features | None = None) -> CompiledModule:
-    """Compile a module file; every way it can be wrong is a ``CliError`` of one line."""
+def compile_module(path: str, features: Features | None = None, cache: Any = True) -> CompiledModule:
+    """Compile a module file (``cache``: as ``Module(cache=)``); every way it can be wrong is a
+    ``CliError`` of one line."""
     try:
-        return CompiledModule.from_file(path, features=features)
+        return CompiledModule.from_file(path, features=features, cache=cache)
     except FileNotFoundError:
         raise CliError(f"no such file: {path}") from None
     except IsADirectoryError:

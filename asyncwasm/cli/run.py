@@ -64,7 +64,10 @@ def _f32_text(value: float) -> str:
 
 
 def _show(valtype: str, value: Any) -> str:
-    """A result as --invoke prints it: integers signed, floats in their shortest exact form."""
+    """A result as --invoke prints it: integers signed, floats in their shortest exact form, a v128 as
+    32 hex digits (as wasmtime prints it)."""
+    if valtype == "v128":
+        return f"0x{value:032x}"
     if valtype == F32:
         return _f32_text(value)
     if isinstance(value, float):
@@ -142,7 +145,7 @@ def execute(common: RunCommon, module: str, args: tuple[str, ...], *, invoke: st
     problem = common.dir_problem()
     if problem is not None:
         raise CliError(problem)
-    cm = compile_module(module, common.features)
+    cm = compile_module(module, common.features, common.cache)
     pages = common.max_memory_pages
     if pages is not None:
         for i, mem in enumerate(cm.module.memories):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -47,10 +48,10 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def load_for_serving(path: str, features: Features | None = None) -> CompiledModule:
+def load_for_serving(path: str, features: Features | None = None, cache: Any = True) -> CompiledModule:
     """Compile the module and check, once, that WASI is all it imports (so no connection fails to link)."""
     try:
-        module = CompiledModule.from_file(path, features=features)
+        module = CompiledModule.from_file(path, features=features, cache=cache)
     except FileNotFoundError:
         raise click.UsageError(f"no such file: {path}") from None
     except IsADirectoryError:
@@ -233,7 +234,7 @@ def serve_stdin(
         options.keepalive_timeout = options.idle_timeout
     size_for_descriptors(options)
     log.info("%s", describe_limits(options))
-    compiled = load_for_serving(module, common.features)
+    compiled = load_for_serving(module, common.features, common.cache)
     endpoint = Endpoint(host=host, port=port, unix=unix)
     try:
         if nworkers == 1:
