@@ -149,9 +149,13 @@ def _set_depth_limit(limit: int) -> int:
     return prev
 
 
-async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
-                    stats: RunStats | None = None,
-                    on_abort: Callable[[tuple[list[Frame], int]], None] | None = None) -> Any:
+async def run_guest(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    store: Store,
+    stats: RunStats | None = None,
+    on_abort: Callable[[tuple[list[Frame], int]], None] | None = None,
+) -> Any:
     """Call ``fn(*args)`` in a fresh greenlet, serving its suspensions until it returns.
 
     ``on_abort`` is called when a guest that had started is stopped from outside (cancelled), with

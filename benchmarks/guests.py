@@ -974,8 +974,11 @@ def precompile_sources() -> None:
     source again, which no installed engine does. The .pyc files go to a temporary prefix, not the tree."""
     env = dict(os.environ, PYTHONPYCACHEPREFIX=PYC_PREFIX)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "asyncwasm"), str(REPO / "wasi_async")],
-                   env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "asyncwasm"), str(REPO / "wasi_async")],
+        env=env,
+        check=True,
+    )
 
 
 def child_env(pwasm_cache: str | None = "", asyncwasm_cache: str | None = "") -> dict[str, str]:
@@ -1083,7 +1086,9 @@ def bench_startup(repeat: int, guests: Sequence[str]) -> str:
                     else:
                         if state == "warm cache" and not os.path.isdir(cache):
                             os.makedirs(cache, mode=0o700)
-                            run_child("start", engine, guest, _engine_env(engine, cache))  # its first run fills the cache
+                            run_child(
+                                "start", engine, guest, _engine_env(engine, cache)
+                            )  # its first run fills the cache
                         if state == "empty cache":
                             shutil.rmtree(cache, ignore_errors=True)
                             os.makedirs(cache, mode=0o700)
@@ -1135,13 +1140,29 @@ def bench_snapshot(repeat: int, guests: Sequence[str]) -> str:
             check(f"{guest} from a snapshot", await g.run(FIRST[guest][0]), FIRST[guest][1])
             ready.append(t1 - t0)
             first.append(time.perf_counter() - t0)
-        return [GUEST_TITLE[guest], f"{base.mem.pages * 64:,}", f"{snap.memory_bytes >> 10:,}",
-                f"{1e3 * initialised:.1f}", f"{1e3 * taken:.1f}", f"{1e3 * median(ready):.2f}",
-                f"{1e3 * median(first):.2f}"]
+        return [
+            GUEST_TITLE[guest],
+            f"{base.mem.pages * 64:,}",
+            f"{snap.memory_bytes >> 10:,}",
+            f"{1e3 * initialised:.1f}",
+            f"{1e3 * taken:.1f}",
+            f"{1e3 * median(ready):.2f}",
+            f"{1e3 * median(first):.2f}",
+        ]
 
     rows = [anyio.run(measure, guest) for guest in guests]
-    return table(["guest", "memory KiB", "snapshot KiB (non-zero pages)", "fresh start + init ms",
-                  "snapshot taken ms", "new instance from it ms", "... to first result ms"], rows)
+    return table(
+        [
+            "guest",
+            "memory KiB",
+            "snapshot KiB (non-zero pages)",
+            "fresh start + init ms",
+            "snapshot taken ms",
+            "new instance from it ms",
+            "... to first result ms",
+        ],
+        rows,
+    )
 
 
 def bench_rss(repeat: int, guests: Sequence[str], loads: list[Workload]) -> str:
@@ -1464,7 +1485,9 @@ def main() -> None:
             "interpreter start-up excluded."
         )
     if "snapshot" in sections:
-        print("\n### A new instance from a snapshot of an initialised one (asyncwasm, in one process, warm)\n")
+        print(
+            "\n### A new instance from a snapshot of an initialised one (asyncwasm, in one process, warm)\n"
+        )
         print(bench_snapshot(repeat, GUESTS))
         print(
             "\n`instance.snapshot()` after the guest's own initialisation (MicroPython's heap and modules, "

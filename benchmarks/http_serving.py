@@ -81,16 +81,53 @@ def free_port() -> int:
 def start(server: str, wasm: Path, work: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Start one server; return it and its port once it accepts connections."""
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(work), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(work), os.environ.get("PYTHONPATH", "")])
+    )
     if server == "serve-stdin":
-        cmd = [sys.executable, "-m", "asyncwasm", "serve-stdin", "--http", "--workers", "1",
-               "--port", str(port), "--log-level", "warning", str(wasm)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "asyncwasm",
+            "serve-stdin",
+            "--http",
+            "--workers",
+            "1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            str(wasm),
+        ]
     elif server == "uvicorn":
-        cmd = [sys.executable, "-m", "uvicorn", "bench_app:app", "--port", str(port), "--log-level", "warning",
-               "--no-access-log", "--loop", "asyncio", "--http", "h11"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--loop",
+            "asyncio",
+            "--http",
+            "h11",
+        ]
     elif server == "hypercorn":
-        cmd = [sys.executable, "-m", "hypercorn", "bench_app:app", "--bind", f"127.0.0.1:{port}",
-               "--worker-class", "trio", "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "bench_app:app",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "trio",
+            "--log-level",
+            "warning",
+        ]
     else:
         raise SystemExit(f"unknown server {server!r}")
     proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -129,8 +166,10 @@ async def read_response(reader: asyncio.StreamReader) -> bytes:
 
 async def client(port: int, until: float, latencies: list[float]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = (b"POST /bench HTTP/1.1\r\nHost: bench\r\nContent-Type: text/plain\r\n"
-               b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+    request = (
+        b"POST /bench HTTP/1.1\r\nHost: bench\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+    )
     try:
         while time.perf_counter() < until:
             t0 = time.perf_counter()
@@ -170,7 +209,9 @@ def main() -> None:
         wasm = work / "hello_cgi.wasm"
         wasm.write_bytes(wat_to_wasm(CGI_WAT))
         (work / "bench_app.py").write_text(APP.format(path=str(wasm)))
-        print(f"{opts.connections} keep-alive connections, {opts.seconds:g}s per run, median of {opts.repeat}")
+        print(
+            f"{opts.connections} keep-alive connections, {opts.seconds:g}s per run, median of {opts.repeat}"
+        )
         print(f"{'server':<28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}   runs (req/s)")
         for server in opts.servers.split(","):
             runs = []
@@ -184,10 +225,16 @@ def main() -> None:
                 runs.append((rps, percentile(latencies, 0.5), percentile(latencies, 0.99)))
             rps = statistics.median(r[0] for r in runs)
             mid = min(runs, key=lambda r: abs(r[0] - rps))
-            label = {"serve-stdin": "serve-stdin --http (asyncio)", "uvicorn": "WasmApp on uvicorn (asyncio)",
-                     "hypercorn": "WasmApp on hypercorn (trio)"}[server]
-            print(f"{label:<28} {rps:>8.0f} {mid[1] * 1e3:>8.1f} {mid[2] * 1e3:>8.1f}   "
-                  + ", ".join(f"{r[0]:.0f}" for r in runs), flush=True)
+            label = {
+                "serve-stdin": "serve-stdin --http (asyncio)",
+                "uvicorn": "WasmApp on uvicorn (asyncio)",
+                "hypercorn": "WasmApp on hypercorn (trio)",
+            }[server]
+            print(
+                f"{label:<28} {rps:>8.0f} {mid[1] * 1e3:>8.1f} {mid[2] * 1e3:>8.1f}   "
+                + ", ".join(f"{r[0]:.0f}" for r in runs),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

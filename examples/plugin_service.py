@@ -76,8 +76,16 @@ class PluginStats:
 
 async def respond(send: Send, status: int, body: bytes | str, content_type: str = "text/plain") -> None:
     data = body.encode() if isinstance(body, str) else body
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
@@ -103,9 +111,15 @@ class PluginService:
 
     def add(self, name: str, module: asyncwasm.Module) -> None:
         stats = self.stats.setdefault(name, PluginStats())
-        self.plugins[name] = WasmApp(module, cgi=False, fuel=self.limits.fuel, timeout=self.limits.timeout,
-                                     max_memory=self.limits.max_memory, max_body=self.limits.max_body,
-                                     on_result=stats.add)
+        self.plugins[name] = WasmApp(
+            module,
+            cgi=False,
+            fuel=self.limits.fuel,
+            timeout=self.limits.timeout,
+            max_memory=self.limits.max_memory,
+            max_body=self.limits.max_body,
+            on_result=stats.add,
+        )
 
     def load_dir(self, directory: Path) -> None:
         """Load every ``plugin_NAME.wasm`` (or ``NAME.wasm``) in a directory."""
@@ -160,7 +174,9 @@ async def serve(service: PluginService, host: str, port: int, backend: str) -> N
     if backend == "asyncio":
         import uvicorn
 
-        server = uvicorn.Server(uvicorn.Config(service, host=host, port=port, log_level="warning", lifespan="off"))
+        server = uvicorn.Server(
+            uvicorn.Config(service, host=host, port=port, log_level="warning", lifespan="off")
+        )
         await server.serve()
     else:
         from hypercorn.config import Config
@@ -194,8 +210,10 @@ async def selftest(service: PluginService, backend: str) -> int:
     async with anyio.create_task_group() as tg:
         tg.start_soon(serve, service, "127.0.0.1", port, backend)
         limits = service.limits
-        print(f"serving on 127.0.0.1:{port} ({'uvicorn' if backend == 'asyncio' else 'hypercorn'}, {backend}; "
-              f"fuel {limits.fuel:,}, timeout {limits.timeout:g}s, memory {limits.max_memory >> 20} MiB)")
+        print(
+            f"serving on 127.0.0.1:{port} ({'uvicorn' if backend == 'asyncio' else 'hypercorn'}, {backend}; "
+            f"fuel {limits.fuel:,}, timeout {limits.timeout:g}s, memory {limits.max_memory >> 20} MiB)"
+        )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             with anyio.fail_after(30):
                 while True:
@@ -208,7 +226,11 @@ async def selftest(service: PluginService, backend: str) -> int:
             check("GET /plugins", r.status_code == 200 and "upper" in r.json(), r.text.strip())
 
             r = await client.post("/run/upper", content=b"hello, plugins")
-            check("POST /run/upper", r.status_code == 200 and r.content == b"HELLO, PLUGINS", f"{r.status_code} {r.content!r}")
+            check(
+                "POST /run/upper",
+                r.status_code == 200 and r.content == b"HELLO, PLUGINS",
+                f"{r.status_code} {r.content!r}",
+            )
 
             # The runaway burns its fuel (or time) while other requests are answered as usual.
             runaway: list[tuple[int, str, float]] = []
@@ -227,22 +249,40 @@ async def selftest(service: PluginService, backend: str) -> int:
                 latencies.append(time.perf_counter() - t0)
                 if r.status_code != 200 or r.content != b"REQUEST %d" % i:
                     check("upper beside the runaway", False, f"{r.status_code} {r.content!r}")
-            check("5 requests while the runaway spins", max(latencies) < 0.5,
-                  "answered in " + ", ".join(f"{x * 1e3:.1f}" for x in latencies) + " ms")
+            check(
+                "5 requests while the runaway spins",
+                max(latencies) < 0.5,
+                "answered in " + ", ".join(f"{x * 1e3:.1f}" for x in latencies) + " ms",
+            )
             with anyio.fail_after(limits.timeout + 10):
                 while not runaway:
                     await anyio.sleep(0.05)
             status, text, took = runaway[0]
-            check("POST /run/runaway", status in (500, 504) and ("fuel" in text or "time" in text),
-                  f"{status} after {took:.2f}s: {text.strip()}")
+            check(
+                "POST /run/runaway",
+                status in (500, 504) and ("fuel" in text or "time" in text),
+                f"{status} after {took:.2f}s: {text.strip()}",
+            )
 
             r = await client.post("/run/hog")
-            check("POST /run/hog", r.status_code == 200 and "refused" in r.text, f"{r.status_code} {r.text.strip()}")
+            check(
+                "POST /run/hog",
+                r.status_code == 200 and "refused" in r.text,
+                f"{r.status_code} {r.text.strip()}",
+            )
 
             r = await client.put("/plugins/echo", content=(HERE / "echo.wasm").read_bytes())
-            check("PUT /plugins/echo (a user-supplied module)", r.status_code == 201, f"{r.status_code} {r.text.strip()}")
+            check(
+                "PUT /plugins/echo (a user-supplied module)",
+                r.status_code == 201,
+                f"{r.status_code} {r.text.strip()}",
+            )
             r = await client.post("/run/echo", content=b"echo this")
-            check("POST /run/echo", r.status_code == 200 and r.content == b"echo this", f"{r.status_code} {r.content!r}")
+            check(
+                "POST /run/echo",
+                r.status_code == 200 and r.content == b"echo this",
+                f"{r.status_code} {r.content!r}",
+            )
 
             r = await client.put("/plugins/bad", content=b"\0asm not really")
             check("PUT /plugins/bad (not Wasm)", r.status_code == 400, f"{r.status_code} {r.text.strip()}")
@@ -254,8 +294,10 @@ async def selftest(service: PluginService, backend: str) -> int:
             check("GET /stats", r.status_code == 200 and stats["upper"]["runs"] == 6, f"{len(stats)} plugins")
         print("plugin       runs  ok traps      fuel  slices  run ms  waiting ms")
         for name, st in stats.items():
-            print(f"{name:<10} {st['runs']:>6} {st['ok']:>3} {st['traps']:>5} {st['fuel']:>9,} {st['slices']:>7} "
-                  f"{st['run_seconds'] * 1e3:>7.1f} {st['wait_seconds'] * 1e3:>11.1f}")
+            print(
+                f"{name:<10} {st['runs']:>6} {st['ok']:>3} {st['traps']:>5} {st['fuel']:>9,} {st['slices']:>7} "
+                f"{st['run_seconds'] * 1e3:>7.1f} {st['wait_seconds'] * 1e3:>11.1f}"
+            )
         tg.cancel_scope.cancel()
     print("selftest passed" if not failures else f"selftest: {failures} check(s) failed")
     return 1 if failures else 0
@@ -268,13 +310,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--plugins", type=Path, default=HERE, help="a directory of plugin .wasm files")
     parser.add_argument("--fuel", type=int, default=Limits.fuel, help="fuel per request")
     parser.add_argument("--timeout", type=float, default=Limits.timeout, help="seconds per request")
-    parser.add_argument("--max-memory-mib", type=int, default=Limits.max_memory >> 20,
-                        help="largest linear memory per request, in MiB")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio",
-                        help="asyncio: uvicorn; trio: hypercorn")
+    parser.add_argument(
+        "--max-memory-mib",
+        type=int,
+        default=Limits.max_memory >> 20,
+        help="largest linear memory per request, in MiB",
+    )
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help="asyncio: uvicorn; trio: hypercorn"
+    )
     parser.add_argument("--selftest", action="store_true", help="start, send a few requests, print, exit")
     opts = parser.parse_args(argv)
-    service = PluginService(Limits(fuel=opts.fuel, timeout=opts.timeout, max_memory=opts.max_memory_mib << 20))
+    service = PluginService(
+        Limits(fuel=opts.fuel, timeout=opts.timeout, max_memory=opts.max_memory_mib << 20)
+    )
     service.load_dir(opts.plugins)
     if opts.selftest:
         sys.exit(anyio.run(selftest, service, opts.backend, backend=opts.backend))

@@ -16,7 +16,7 @@ import pytest
 from serve_guests import CGI, ECHO_CMD
 from serve_helpers import ROOT, guest_file
 
-APP = '''
+APP = """
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
@@ -32,7 +32,7 @@ async def hello(request):
 
 
 site = Starlette(routes=[Route("/", hello), Mount("/cgi", app=cgi), Mount("/echo", app=echo)])
-'''
+"""
 
 
 def _free_port() -> int:
@@ -43,10 +43,30 @@ def _free_port() -> int:
 
 def _command(server: str, port: int) -> list[str]:
     if server == "uvicorn":
-        return [sys.executable, "-m", "uvicorn", "asgi_app:site", "--port", str(port), "--loop", "asyncio",
-                "--log-level", "warning"]
-    return [sys.executable, "-m", "hypercorn", "asgi_app:site", "--bind", f"127.0.0.1:{port}",
-            "--worker-class", "trio", "--log-level", "warning"]
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "asgi_app:site",
+            "--port",
+            str(port),
+            "--loop",
+            "asyncio",
+            "--log-level",
+            "warning",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "asgi_app:site",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        "trio",
+        "--log-level",
+        "warning",
+    ]
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "hypercorn"])
@@ -87,14 +107,19 @@ def environ_of(text: str) -> dict[str, str]:
 def test_cgi_environment_and_body_through_a_mount(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=10) as client:
         assert client.get("/").text == "python route"  # the Starlette app around it
-        r = client.post("/cgi/a%20b/c?x=1", content=b"the body", headers={"X-Custom": "yes",
-                                                                           "Content-Type": "text/plain"})
+        r = client.post(
+            "/cgi/a%20b/c?x=1", content=b"the body", headers={"X-Custom": "yes", "Content-Type": "text/plain"}
+        )
     assert r.status_code == 200 and r.headers["x-guest"] == "cgi"
     env = environ_of(r.text)
     assert env["REQUEST_METHOD"] == "POST"
     assert env["SCRIPT_NAME"] == "/cgi" and env["PATH_INFO"] == "/a b/c"
-    assert env["QUERY_STRING"] == "x=1" and env["CONTENT_LENGTH"] == "8" and env["CONTENT_TYPE"] == "text/plain"
-    assert env["HTTP_X_CUSTOM"] == "yes" and env["BASE"] == "from the app" and env["REMOTE_ADDR"] == "127.0.0.1"
+    assert (
+        env["QUERY_STRING"] == "x=1" and env["CONTENT_LENGTH"] == "8" and env["CONTENT_TYPE"] == "text/plain"
+    )
+    assert (
+        env["HTTP_X_CUSTOM"] == "yes" and env["BASE"] == "from the app" and env["REMOTE_ADDR"] == "127.0.0.1"
+    )
     assert r.text.endswith("--\nthe body")
 
 
@@ -106,7 +131,7 @@ def test_bodies_stream_both_ways(base_url: str) -> None:
     def chunks() -> Iterator[bytes]:
         yield b"Content-Type: application/octet-stream\r\n\r\n"
         for i in range(0, len(payload), 65536):
-            yield payload[i:i + 65536]
+            yield payload[i : i + 65536]
 
     with httpx.Client(base_url=base_url, timeout=20) as client:
         for _ in range(3):
@@ -116,8 +141,13 @@ def test_bodies_stream_both_ways(base_url: str) -> None:
 
 def test_failures_and_limits(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=10) as client:
-        cases = [(b"trap", 500), (b"exit", 502), (b"not a cgi response", 502), (b"spin", 504),
-                 (b"x" * 2_000_001, 413)]
+        cases = [
+            (b"trap", 500),
+            (b"exit", 502),
+            (b"not a cgi response", 502),
+            (b"spin", 504),
+            (b"x" * 2_000_001, 413),
+        ]
         for body, status in cases:
             r = client.post("/echo/", content=body)
             assert r.status_code == status, (body[:20], r.text)
@@ -159,7 +189,11 @@ def test_the_app_alone_with_an_in_process_transport(tmp_path: Path) -> None:
 def test_the_plugin_service_example(backend: str) -> None:
     """examples/plugin_service.py, built on WasmApp(cgi=False), passes its own selftest on uvicorn
     (asyncio) and hypercorn (trio): plugins, an upload, a runaway beside quick requests, limits."""
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "plugin_service.py"), "--selftest",
-                           "--backend", backend], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "plugin_service.py"), "--selftest", "--backend", backend],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     assert done.returncode == 0 and "selftest passed" in done.stdout, done.stdout + done.stderr

@@ -12,17 +12,21 @@ N = 50
 
 
 def _big(tmp_path: Path) -> Path:
-    funcs = [f'(func $f{k} (export "f{k}") (param $x i32) (result i32) '
-             + " ".join(["(local.set $x (i32.add (local.get $x) (i32.const 1)))"] * 25) + " (local.get $x))"
-             for k in range(N)]
+    funcs = [
+        f'(func $f{k} (export "f{k}") (param $x i32) (result i32) '
+        + " ".join(["(local.set $x (i32.add (local.get $x) (i32.const 1)))"] * 25)
+        + " (local.get $x))"
+        for k in range(N)
+    ]
     path = tmp_path / "big.wasm"
     path.write_bytes(wat("(module " + " ".join(funcs) + ")"))
     return path
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "asyncwasm", *args], capture_output=True, text=True, timeout=120,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "asyncwasm", *args], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_compile_fills_the_cache_and_run_uses_it(tmp_path: Path) -> None:

@@ -26,10 +26,18 @@ def corpus() -> Path:
     return shared / "corpus" / "wasm"
 
 
-def cli(*args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "asyncwasm", *args], input=stdin, capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "asyncwasm", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 def module(tmp_path: Path, name: str, text: str) -> str:
@@ -83,7 +91,9 @@ def test_w_features_turn_a_proposal_off(tmp_path: Path) -> None:
     common = apply_groups(RunCommon(), [[("simd", "n"), ("gc", None)], [("tail-call", "no")]], [])
     assert common.features == Features(simd=False, tail_call=False)
     assert apply_groups(RunCommon(), [], []).features is None  # the default: all of Wasm 3.0
-    simd = module(tmp_path, "simd.wasm", '(module (func (export "_start") (drop (i32x4.splat (i32.const 1)))))')
+    simd = module(
+        tmp_path, "simd.wasm", '(module (func (export "_start") (drop (i32x4.splat (i32.const 1)))))'
+    )
     assert cli("run", simd).returncode == 0
     off = cli("run", "-W", "simd=n", simd)
     assert off.returncode == 1 and "simd" in off.stderr and "not enabled" in off.stderr, off.stderr
@@ -141,9 +151,13 @@ def test_tcplisten_preopens_a_listening_socket(tmp_path: Path, spelling: str) ->
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     value = f"127.0.0.1:{port}" if spelling == "--tcplisten" else f"tcplisten=127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "asyncwasm", "run", spelling, value, guest],
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asyncwasm", "run", spelling, value, guest],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -26,7 +26,6 @@ pytestmark = pytest.mark.anyio
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-
 @pytest.fixture
 def corpus(shared: Path) -> Path:
     return shared / "corpus"
@@ -72,7 +71,7 @@ SPIN = f"""
     (loop $l (br $l))))
 """
 
-REACTOR = "(module (memory (export \"memory\") 1) (func (export \"_initialize\")))"
+REACTOR = '(module (memory (export "memory") 1) (func (export "_initialize")))'
 
 
 async def test_hello_captures_stdout_and_exit_code() -> None:
@@ -129,6 +128,7 @@ async def test_stream_stdout_while_the_guest_runs(corpus: Path) -> None:
     stdout, from_guest = anyio.create_memory_object_stream[bytes](10)
     results: list[CommandResult] = []
     async with anyio.create_task_group() as tg:
+
         async def run() -> None:
             results.append(await run_command(module, ["cat.wasm"], stdin=stdin, stdout=stdout))
 
@@ -157,7 +157,10 @@ async def test_default_argv0_is_the_module_name(corpus: Path) -> None:
 async def test_preopens_as_pairs_or_preopen(corpus: Path) -> None:
     module = asyncwasm.Module.from_file(corpus / "wasm" / "fsread.wasm")
     argv = ["fsread.wasm", "/sandbox/input.txt", "/sandbox/nested/note.txt"]
-    for grant in ((corpus / "data" / "sandbox", "/sandbox"), Preopen(corpus / "data" / "sandbox", "/sandbox")):
+    for grant in (
+        (corpus / "data" / "sandbox", "/sandbox"),
+        Preopen(corpus / "data" / "sandbox", "/sandbox"),
+    ):
         result = await run_command(module, argv, preopens=[grant])
         assert result.stdout == b"sandbox input file\nnested file\n" and result.exit_code == 0
     denied = await run_command(module, argv)
@@ -196,7 +199,9 @@ async def test_extra_host_functions_and_the_linker_is_not_modified() -> None:
 
     linker = asyncwasm.Linker()
     linker.define_func("env", "report", asyncwasm.FuncType(("i32",), ()), report)
-    result = await run_command(wat(SPIN), ["spin", "a", "b"], store=asyncwasm.Store(fuel=10_000), linker=linker)
+    result = await run_command(
+        wat(SPIN), ["spin", "a", "b"], store=asyncwasm.Store(fuel=10_000), linker=linker
+    )
     assert seen == [3] and isinstance(result.trap, asyncwasm.FuelExhausted)
     assert linker.get("wasi_snapshot_preview1", "args_sizes_get") is None
 

@@ -78,8 +78,13 @@ def test_the_engine_imports_neither_wasi_nor_the_applications() -> None:
 
 def test_wasi_imports_no_application() -> None:
     """wasi_async sits on the engine's facade, beneath the applications that use it."""
-    wrong = sorted(f"{name} imports {target}" for name, targets in graph().items()
-                   if within(name, ("wasi_async",)) for target in targets if within(target, APPLICATIONS))
+    wrong = sorted(
+        f"{name} imports {target}"
+        for name, targets in graph().items()
+        if within(name, ("wasi_async",))
+        for target in targets
+        if within(target, APPLICATIONS)
+    )
     assert not wrong, wrong
 
 
@@ -121,7 +126,9 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycle_among_the_applications() -> None:
     full = graph()
-    apps = {n: {t for t in ts if within(t, APPLICATIONS)} for n, ts in full.items() if within(n, APPLICATIONS)}
+    apps = {
+        n: {t for t in ts if within(t, APPLICATIONS)} for n, ts in full.items() if within(n, APPLICATIONS)
+    }
     assert len(apps) >= 8, sorted(apps)  # the layout is there: cli/ and serve/ hold the applications
     assert cycles(apps) == []
 

@@ -272,7 +272,9 @@ async def test_expect_100_continue_then_the_body(cgi: Path) -> None:
     async with serving(cgi, http=True) as run:
         with anyio.fail_after(10):
             async with await run.connect() as s:
-                await s.send(b"POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+                await s.send(
+                    b"POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+                )
                 interim = b""
                 while b"\r\n\r\n" not in interim:
                     interim += await s.receive()
@@ -287,15 +289,21 @@ async def test_expect_100_continue_then_the_body(cgi: Path) -> None:
 @pytest.mark.anyio
 async def test_pipelined_requests_with_bodies_and_a_smuggling_attempt(cgi: Path) -> None:
     async with serving(cgi, http=True) as run:
-        two = (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-               b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-               b"2\r\nde\r\n0\r\n\r\n")
+        two = (
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"2\r\nde\r\n0\r\n\r\n"
+        )
         both = await anyio.to_thread.run_sync(raw_request, run.port, two)
         assert both.count(b"HTTP/1.1 200 OK") == 2
         assert both.index(b"PATH_INFO=/a") < both.index(b"\r\nabc\r\n") < both.index(b"PATH_INFO=/b")
         assert both.index(b"PATH_INFO=/b") < both.index(b"\r\nde\r\n")
         # Content-Length and Transfer-Encoding together could split one request in two: refused
-        smuggle = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
-                   b"0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n")
+        smuggle = (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         answer = await anyio.to_thread.run_sync(raw_request, run.port, smuggle)
-        assert answer.startswith(b"HTTP/1.1 400 ") and b"hidden" not in answer and answer.count(b"HTTP/1.1") == 1
+        assert (
+            answer.startswith(b"HTTP/1.1 400 ") and b"hidden" not in answer and answer.count(b"HTTP/1.1") == 1
+        )

@@ -79,9 +79,11 @@ async def test_only_pages_that_are_not_zero_are_kept() -> None:
 
 
 async def test_state_an_independent_instance_cannot_share_is_refused() -> None:
-    gc_module = Module(wat("""(module (type $s (struct (field (mut i32))))
+    gc_module = Module(
+        wat("""(module (type $s (struct (field (mut i32))))
         (global $g (mut (ref null $s)) (ref.null $s))
-        (func (export "init") (global.set $g (struct.new $s (i32.const 1)))))"""))
+        (func (export "init") (global.set $g (struct.new $s (i32.const 1)))))""")
+    )
     inst = await Linker().instantiate(gc_module)
     inst.snapshot()  # a null reference is fine
     await inst.call("init")
@@ -105,10 +107,12 @@ async def test_a_snapshot_belongs_to_its_module_and_its_store_limits() -> None:
 
 async def test_imports_are_the_new_instance_s_own() -> None:
     seen: list[str] = []
-    module = Module(wat("""(module (import "env" "log" (func $log (param i32)))
+    module = Module(
+        wat("""(module (import "env" "log" (func $log (param i32)))
         (global $x (mut i32) (i32.const 0))
         (func (export "init") (global.set $x (i32.const 7)))
-        (func (export "run") (call $log (global.get $x))))"""))
+        (func (export "run") (call $log (global.get $x))))""")
+    )
     first = Linker()
     first.define_func("env", "log", asyncwasm.FuncType(("i32",), ()), lambda v: seen.append(f"first {v}"))
     inst = await first.instantiate(module)

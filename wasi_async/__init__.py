@@ -1,9 +1,9 @@
 """wasi_async: WASI preview 1 (wasi_snapshot_preview1) for asyncwasm, over anyio async I/O.
 
-    cfg = WasiConfig(args=["app.wasm"], preopens=[Preopen(host="/tmp/d", guest="/sandbox")])
-    with WasiContext(cfg) as ctx:
-        ctx.add_to_linker(linker)
-        ...
+cfg = WasiConfig(args=["app.wasm"], preopens=[Preopen(host="/tmp/d", guest="/sandbox")])
+with WasiContext(cfg) as ctx:
+    ctx.add_to_linker(linker)
+    ...
 """
 
 from .command import (

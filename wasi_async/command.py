@@ -56,8 +56,16 @@ DISCARD = _Mode("DISCARD")
 
 ModuleSource = Module | bytes | bytearray | str | os.PathLike[str]
 Output = _Mode | anyio.abc.ByteSendStream | anyio.abc.ObjectSendStream[bytes] | ProcessStdio | None
-Input = _Mode | bytes | bytearray | memoryview | anyio.abc.ByteReceiveStream | \
-    anyio.abc.ObjectReceiveStream[bytes] | ProcessStdio | None
+Input = (
+    _Mode
+    | bytes
+    | bytearray
+    | memoryview
+    | anyio.abc.ByteReceiveStream
+    | anyio.abc.ObjectReceiveStream[bytes]
+    | ProcessStdio
+    | None
+)
 
 
 class NotACommand(WasmError):
@@ -155,8 +163,9 @@ def _sink(target: Output, fd: int, limit: int | None) -> tuple[StdoutSink, Colle
 
 
 @asynccontextmanager
-async def wasi_instance(module: Module, config: WasiConfig, *, store: Store | None = None,
-                        linker: Linker | None = None) -> AsyncIterator[Instance]:
+async def wasi_instance(
+    module: Module, config: WasiConfig, *, store: Store | None = None, linker: Linker | None = None
+) -> AsyncIterator[Instance]:
     """An instance of ``module`` with WASI as ``config`` describes it, for the length of the block.
 
     ``linker`` supplies further imports and is not modified; ``store`` defaults to a fresh ``Store()``.
@@ -182,13 +191,21 @@ async def wasi_instance(module: Module, config: WasiConfig, *, store: Store | No
             await ctx.aclose()
 
 
-async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
-                      preopens: Sequence[Preopen | tuple[str | os.PathLike[str], str]] = (),
-                      stdin: Input = None, stdout: Output = CAPTURE, stderr: Output = CAPTURE,
-                      store: Store | None = None, linker: Linker | None = None,
-                      max_output: int | None = DEFAULT_MAX_OUTPUT,
-                      max_open_files: int | None = DEFAULT_MAX_OPEN_FILES,
-                      sockets: Sequence[SocketGrant] = ()) -> CommandResult:
+async def run_command(
+    module: ModuleSource,
+    args: Sequence[str] = (),
+    *,
+    env: Mapping[str, str] | None = None,
+    preopens: Sequence[Preopen | tuple[str | os.PathLike[str], str]] = (),
+    stdin: Input = None,
+    stdout: Output = CAPTURE,
+    stderr: Output = CAPTURE,
+    store: Store | None = None,
+    linker: Linker | None = None,
+    max_output: int | None = DEFAULT_MAX_OUTPUT,
+    max_open_files: int | None = DEFAULT_MAX_OPEN_FILES,
+    sockets: Sequence[SocketGrant] = (),
+) -> CommandResult:
     """Instantiate ``module`` with WASI, call its ``_start``, and return how it ended.
 
     ``module``: a compiled ``asyncwasm.Module`` (compile once, run many times), or Wasm bytes or a
@@ -218,9 +235,16 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     argv = list(args) if args else [compiled.name]
     out_sink, out_cap = _sink(stdout, 1, max_output)
     err_sink, err_cap = _sink(stderr, 2, max_output)
-    config = WasiConfig(args=argv, env=dict(env or {}), preopens=[_preopen(p) for p in preopens],
-                        stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink, max_open_files=max_open_files,
-                        sockets=list(sockets))
+    config = WasiConfig(
+        args=argv,
+        env=dict(env or {}),
+        preopens=[_preopen(p) for p in preopens],
+        stdin=_stdin(stdin),
+        stdout=out_sink,
+        stderr=err_sink,
+        max_open_files=max_open_files,
+        sockets=list(sockets),
+    )
     store = store if store is not None else Store()
     fuel_before = store.fuel_used
     stats = RunStats(weight=store.weight)
@@ -229,7 +253,9 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     try:
         async with wasi_instance(compiled, config, store=store, linker=linker) as instance:
             stats = instance.stats
-            if not isinstance(instance.exports.get("_start"), Func):  # (after linking: a missing import says more)
+            if not isinstance(
+                instance.exports.get("_start"), Func
+            ):  # (after linking: a missing import says more)
                 raise NotACommand(f"{compiled.name} exports no _start function: it is not a WASI command")
             await instance.call("_start")
     except WasiExit as exc:
@@ -248,5 +274,13 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     )
 
 
-__all__ = ["CAPTURE", "DISCARD", "INHERIT", "CommandFailed", "CommandResult", "NotACommand", "run_command",
-           "wasi_instance"]
+__all__ = [
+    "CAPTURE",
+    "DISCARD",
+    "INHERIT",
+    "CommandFailed",
+    "CommandResult",
+    "NotACommand",
+    "run_command",
+    "wasi_instance",
+]

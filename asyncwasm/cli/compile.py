@@ -19,12 +19,22 @@ from .report import fail
 
 @click.command("compile")
 @click.argument("module", type=click.Path(exists=True, dir_okay=False))
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="The code cache to fill (default: $ASYNCWASM_CACHE_DIR, else the user cache directory).")
-@click.option("--features", type=FeatureSet(), default="3.0", show_default=True,
-              help="The Wasm feature set the module is validated under (as `run -W` would choose it).")
-@click.option("--progress/--no-progress", default=None,
-              help="Show a progress bar (default: when stderr is a terminal).")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The code cache to fill (default: $ASYNCWASM_CACHE_DIR, else the user cache directory).",
+)
+@click.option(
+    "--features",
+    type=FeatureSet(),
+    default="3.0",
+    show_default=True,
+    help="The Wasm feature set the module is validated under (as `run -W` would choose it).",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Show a progress bar (default: when stderr is a terminal)."
+)
 def compile_command(module: str, cache_dir: str | None, features: Features, progress: bool | None) -> None:
     """Translate every function of MODULE into the code cache, ahead of its first run.
 
@@ -45,13 +55,17 @@ def compile_command(module: str, cache_dir: str | None, features: Features, prog
     except WasmError as exc:
         fail(f"{module}: {exc}")
     if cm.cache_entry is None:
-        click.echo(f"{module}: not cached (too small to be worth it, or the cache at {cache.path} is unusable)",
-                   err=True)
+        click.echo(
+            f"{module}: not cached (too small to be worth it, or the cache at {cache.path} is unusable)",
+            err=True,
+        )
         return
     show = sys.stderr.isatty() if progress is None else progress
     total = len(cm.module.codes)
     if show:
-        with click.progressbar(length=total, label=f"translating {Path(module).name}", file=sys.stderr) as bar:
+        with click.progressbar(
+            length=total, label=f"translating {Path(module).name}", file=sys.stderr
+        ) as bar:
             done = [0]
 
             def step(n: int, _total: int) -> None:
@@ -61,5 +75,8 @@ def compile_command(module: str, cache_dir: str | None, features: Features, prog
             made = cm.precompile(step)
     else:
         made = cm.precompile()
-    click.echo(f"{module}: {made} of {total} functions translated ({total - made} were cached) into "
-               f"{cm.cache_entry.path} in {time.perf_counter() - t0:.1f} s", err=True)
+    click.echo(
+        f"{module}: {made} of {total} functions translated ({total - made} were cached) into "
+        f"{cm.cache_entry.path} in {time.perf_counter() - t0:.1f} s",
+        err=True,
+    )

@@ -29,8 +29,19 @@ PAGE_SIZE = 65536
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.I)
-_SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20,
-               "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+_SIZE_UNITS = {
+    None: 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1 << 30,
+    "gib": 1 << 30,
+}
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -126,7 +137,9 @@ class DirSpec(click.ParamType):
 
     name = "HOST[::GUEST]"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
         if isinstance(value, tuple):
             return value
         host, sep, guest = value.partition("::")
@@ -140,7 +153,9 @@ class EnvSpec(click.ParamType):
 
     name = "NAME[=VAL]"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str | None]:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str | None]:
         if isinstance(value, tuple):
             return value
         name, eq, val = value.partition("=")
@@ -219,8 +234,13 @@ class RunCommon:
         """The guest's environment: all of the host's with ``-S inherit-env``, then ``NAME=VAL`` as
         given and a bare ``NAME`` with the host's value if it has one."""
         env = dict(environ) if self.inherit_env else {}
-        env.update({name: environ[name] if val is None else val for name, val in self.envs
-                    if val is not None or name in environ})
+        env.update(
+            {
+                name: environ[name] if val is None else val
+                for name, val in self.envs
+                if val is not None or name in environ
+            }
+        )
         return env
 
     def dir_problem(self) -> str | None:
@@ -229,19 +249,36 @@ class RunCommon:
         Not a usage error: the command line is well formed, what it names cannot be used."""
         for host, _guest in self.dirs:
             if not os.path.isdir(host):
-                return f"--dir {host}: {'no such directory' if not os.path.exists(host) else 'not a directory'}"
+                return (
+                    f"--dir {host}: {'no such directory' if not os.path.exists(host) else 'not a directory'}"
+                )
         return None
 
     def store(self) -> Store:
         """A fresh Store with these limits (one per run, connection or request)."""
         total = DEFAULT_TABLE_ELEMENTS if self.max_table_elements is None else self.max_table_elements
         depth = {} if self.max_wasm_stack is None else {"max_depth": self.max_wasm_stack}
-        return Store(fuel=self.fuel, timeout=self.timeout, max_memory_pages=self.max_memory_pages,
-                     max_table_elements_total=total, **depth)
+        return Store(
+            fuel=self.fuel,
+            timeout=self.timeout,
+            max_memory_pages=self.max_memory_pages,
+            max_table_elements_total=total,
+            **depth,
+        )
 
 
-_COMMON_NAMES = ("fuel", "timeout", "max_memory", "max_table_elements", "dirs", "envs", "max_open_files",
-                 "tcplisten", "cache_dir", "no_cache")
+_COMMON_NAMES = (
+    "fuel",
+    "timeout",
+    "max_memory",
+    "max_table_elements",
+    "dirs",
+    "envs",
+    "max_open_files",
+    "tcplisten",
+    "cache_dir",
+    "no_cache",
+)
 
 
 class KeyValues(click.ParamType):
@@ -249,7 +286,9 @@ class KeyValues(click.ParamType):
 
     name = "KEY[=VAL,...]"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[tuple[str, str | None]]:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> list[tuple[str, str | None]]:
         if isinstance(value, list):
             return value
         out: list[tuple[str, str | None]] = []
@@ -267,7 +306,9 @@ class HostPort(click.ParamType):
 
     name = "HOST:PORT"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int]:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int]:
         if isinstance(value, tuple):
             return value
         host, sep, port = value.rpartition(":")
@@ -277,8 +318,13 @@ class HostPort(click.ParamType):
         return host, int(port)
 
 
-W_LIMITS = {"fuel": Count(), "timeout": Duration(), "max-memory-size": Size(), "max-table-elements": Count(),
-            "max-wasm-stack": Count()}
+W_LIMITS = {
+    "fuel": Count(),
+    "timeout": Duration(),
+    "max-memory-size": Size(),
+    "max-table-elements": Count(),
+    "max-wasm-stack": Count(),
+}
 S_KEYS = ("inherit-env", "inherit-stdin", "tcplisten")
 _YES, _NO = ("y", "yes", "true", "1"), ("n", "no", "false", "0")
 
@@ -291,13 +337,19 @@ def _flag(key: str, value: str | None, opt: str) -> bool:
     raise click.BadParameter(f"{key}: expected y or n, got {value!r}", param_hint=f"'{opt}'")
 
 
-def apply_groups(common: RunCommon, w: list[list[tuple[str, str | None]]],
-                 s: list[list[tuple[str, str | None]]]) -> RunCommon:
+def apply_groups(
+    common: RunCommon, w: list[list[tuple[str, str | None]]], s: list[list[tuple[str, str | None]]]
+) -> RunCommon:
     """``-W`` and ``-S`` items over the long options; a limit given both ways must agree."""
     changes: dict[str, Any] = {}
     features: list[str] = []
-    fields_of = {"fuel": "fuel", "timeout": "timeout", "max-memory-size": "max_memory",
-                 "max-table-elements": "max_table_elements", "max-wasm-stack": "max_wasm_stack"}
+    fields_of = {
+        "fuel": "fuel",
+        "timeout": "timeout",
+        "max-memory-size": "max_memory",
+        "max-table-elements": "max_table_elements",
+        "max-wasm-stack": "max_wasm_stack",
+    }
     for key, value in (kv for group in w for kv in group):
         if key in W_LIMITS:
             if value is None:
@@ -306,7 +358,9 @@ def apply_groups(common: RunCommon, w: list[list[tuple[str, str | None]]],
             field_name = fields_of[key]
             given = getattr(common, field_name)
             if given is not None and given != converted:
-                raise click.BadParameter(f"{key}={value} contradicts the long option given for it", param_hint="'-W'")
+                raise click.BadParameter(
+                    f"{key}={value} contradicts the long option given for it", param_hint="'-W'"
+                )
             changes[field_name] = converted
         elif key in Features.names():
             features.append(f"{key}={'y' if _flag(key, value, '-W') else 'n'}")
@@ -324,7 +378,9 @@ def apply_groups(common: RunCommon, w: list[list[tuple[str, str | None]]],
         elif key == "tcplisten":
             listen.append(HostPort().convert(value or "", None, None))
         else:
-            raise click.BadParameter(f"unknown option {key!r} (known: {', '.join(S_KEYS)})", param_hint="'-S'")
+            raise click.BadParameter(
+                f"unknown option {key!r} (known: {', '.join(S_KEYS)})", param_hint="'-S'"
+            )
     changes["tcplisten"] = tuple(listen)
     return replace(common, **changes)
 
@@ -345,41 +401,103 @@ def run_common(*, max_open_files: int, per: str = "run") -> Callable[[F], F]:
 
         functools.update_wrapper(collect, f)  # the name, the help text, and options added before
         options = [
-            click.option("--dir", "dirs", multiple=True, type=DirSpec(), metavar="HOST[::GUEST]",
-                         help="Grant the guest a host directory, seen at GUEST (default: the same path). "
-                              "Repeatable."),
-            click.option("--env", "envs", multiple=True, type=EnvSpec(), metavar="NAME[=VAL]",
-                         help="Set a guest environment variable; NAME alone passes the host's value. "
-                              "Repeatable. The guest sees only these."),
-            click.option("--fuel", type=Count(), metavar="N",
-                         help=f"Fuel per {per}: a trap after N units (about one per instruction)."),
-            click.option("--timeout", type=Duration(), metavar="DURATION",
-                         help=f"Wall-clock limit per {per}: a trap after DURATION (500ms, 2s, 1m)."),
-            click.option("--max-memory", "max_memory", type=Size(), metavar="SIZE",
-                         help="Most linear memory, all memories together, rounded down to 64 KiB pages "
-                              "(64MiB, 1GiB; default 4GiB); memory.grow past it returns -1."),
-            click.option("--max-table-elements", "max_table_elements", type=Count(), metavar="N",
-                         help="Most elements all tables together may hold (default 10,000,000); "
-                              "table.grow past it returns -1."),
-            click.option("--max-open-files", "max_open_files", type=Count(), metavar="N",
-                         default=max_open_files, show_default=True,
-                         help="Descriptors the guest may open itself; one more is EMFILE."),
-            click.option("--tcplisten", "tcplisten", multiple=True, type=HostPort(), metavar="HOST:PORT",
-                         help="Grant the guest a listening TCP socket (for sock_accept), numbered after "
-                              "the --dir descriptors. Repeatable."),
-            click.option("--cache-dir", "cache_dir", type=click.Path(file_okay=False), metavar="DIR",
-                         help="The code cache big modules are kept in between runs (default: "
-                              "$ASYNCWASM_CACHE_DIR, else the user cache directory; `asyncwasm compile` "
-                              "fills it ahead of time)."),
-            click.option("--no-cache", "no_cache", is_flag=True,
-                         help="Neither read nor write the code cache (also: ASYNCWASM_NO_CACHE=1)."),
-            click.option("-W", "w_options", multiple=True, type=KeyValues(), metavar="OPT[=VAL,...]",
-                         help="Engine options, as wasmtime spells them: fuel=N, timeout=DURATION, "
-                              "max-memory-size=BYTES, max-table-elements=N, max-wasm-stack=N (nested "
-                              f"calls), and the Wasm features ({', '.join(Features.names())}) =y|n."),
-            click.option("-S", "s_options", multiple=True, type=KeyValues(), metavar="OPT[=VAL,...]",
-                         help="WASI options, as wasmtime spells them: inherit-env[=y|n] (the host's whole "
-                              "environment), inherit-stdin[=y|n], tcplisten=HOST:PORT."),
+            click.option(
+                "--dir",
+                "dirs",
+                multiple=True,
+                type=DirSpec(),
+                metavar="HOST[::GUEST]",
+                help="Grant the guest a host directory, seen at GUEST (default: the same path). Repeatable.",
+            ),
+            click.option(
+                "--env",
+                "envs",
+                multiple=True,
+                type=EnvSpec(),
+                metavar="NAME[=VAL]",
+                help="Set a guest environment variable; NAME alone passes the host's value. "
+                "Repeatable. The guest sees only these.",
+            ),
+            click.option(
+                "--fuel",
+                type=Count(),
+                metavar="N",
+                help=f"Fuel per {per}: a trap after N units (about one per instruction).",
+            ),
+            click.option(
+                "--timeout",
+                type=Duration(),
+                metavar="DURATION",
+                help=f"Wall-clock limit per {per}: a trap after DURATION (500ms, 2s, 1m).",
+            ),
+            click.option(
+                "--max-memory",
+                "max_memory",
+                type=Size(),
+                metavar="SIZE",
+                help="Most linear memory, all memories together, rounded down to 64 KiB pages "
+                "(64MiB, 1GiB; default 4GiB); memory.grow past it returns -1.",
+            ),
+            click.option(
+                "--max-table-elements",
+                "max_table_elements",
+                type=Count(),
+                metavar="N",
+                help="Most elements all tables together may hold (default 10,000,000); "
+                "table.grow past it returns -1.",
+            ),
+            click.option(
+                "--max-open-files",
+                "max_open_files",
+                type=Count(),
+                metavar="N",
+                default=max_open_files,
+                show_default=True,
+                help="Descriptors the guest may open itself; one more is EMFILE.",
+            ),
+            click.option(
+                "--tcplisten",
+                "tcplisten",
+                multiple=True,
+                type=HostPort(),
+                metavar="HOST:PORT",
+                help="Grant the guest a listening TCP socket (for sock_accept), numbered after "
+                "the --dir descriptors. Repeatable.",
+            ),
+            click.option(
+                "--cache-dir",
+                "cache_dir",
+                type=click.Path(file_okay=False),
+                metavar="DIR",
+                help="The code cache big modules are kept in between runs (default: "
+                "$ASYNCWASM_CACHE_DIR, else the user cache directory; `asyncwasm compile` "
+                "fills it ahead of time).",
+            ),
+            click.option(
+                "--no-cache",
+                "no_cache",
+                is_flag=True,
+                help="Neither read nor write the code cache (also: ASYNCWASM_NO_CACHE=1).",
+            ),
+            click.option(
+                "-W",
+                "w_options",
+                multiple=True,
+                type=KeyValues(),
+                metavar="OPT[=VAL,...]",
+                help="Engine options, as wasmtime spells them: fuel=N, timeout=DURATION, "
+                "max-memory-size=BYTES, max-table-elements=N, max-wasm-stack=N (nested "
+                f"calls), and the Wasm features ({', '.join(Features.names())}) =y|n.",
+            ),
+            click.option(
+                "-S",
+                "s_options",
+                multiple=True,
+                type=KeyValues(),
+                metavar="OPT[=VAL,...]",
+                help="WASI options, as wasmtime spells them: inherit-env[=y|n] (the host's whole "
+                "environment), inherit-stdin[=y|n], tcplisten=HOST:PORT.",
+            ),
         ]
         decorated: Any = collect
         for option in reversed(options):

@@ -77,17 +77,20 @@ def _show(valtype: str, value: Any) -> str:
     return str(value)
 
 
-
 @click.command(cls=OneLineCommand, context_settings={"allow_interspersed_args": False})
 @run_common(max_open_files=1024)
 @click.option("--argv0", metavar="NAME", help="The guest's argv[0] (default: the module's file name).")
-@click.option("--invoke", metavar="NAME",
-              help="Call this export instead of _start, with ARGS as its arguments, and print its results.")
+@click.option(
+    "--invoke",
+    metavar="NAME",
+    help="Call this export instead of _start, with ARGS as its arguments, and print its results.",
+)
 @click.option("--stats", is_flag=True, help="Print fuel used, slices and time to stderr when done.")
 @click.argument("module", metavar="MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(common: RunCommon, argv0: str | None, invoke: str | None, stats: bool, module: str,
-        args: tuple[str, ...]) -> None:
+def run(
+    common: RunCommon, argv0: str | None, invoke: str | None, stats: bool, module: str, args: tuple[str, ...]
+) -> None:
     """Run a WebAssembly MODULE: a WASI command, or one export with --invoke.
 
     Options go before the module; everything after it is the guest's own arguments, passed as they
@@ -139,8 +142,15 @@ def run(common: RunCommon, argv0: str | None, invoke: str | None, stats: bool, m
     sys.exit(code)
 
 
-def execute(common: RunCommon, module: str, args: tuple[str, ...], *, invoke: str | None = None,
-            stats: bool = False, argv0: str | None = None) -> int:
+def execute(
+    common: RunCommon,
+    module: str,
+    args: tuple[str, ...],
+    *,
+    invoke: str | None = None,
+    stats: bool = False,
+    argv0: str | None = None,
+) -> int:
     """Compile and run ``module`` as the command line asked; the process's exit status."""
     problem = common.dir_problem()
     if problem is not None:
@@ -150,24 +160,32 @@ def execute(common: RunCommon, module: str, args: tuple[str, ...], *, invoke: st
     if pages is not None:
         for i, mem in enumerate(cm.module.memories):
             if mem.limits.min > pages:
-                raise CliError(f"{module}: memory {i} starts at {mem.limits.min} pages "
-                               f"({mem.limits.min * 65536} bytes), more than --max-memory allows ({pages} pages)")
+                raise CliError(
+                    f"{module}: memory {i} starts at {mem.limits.min} pages "
+                    f"({mem.limits.min * 65536} bytes), more than --max-memory allows ({pages} pages)"
+                )
         start = sum(mem.limits.min for mem in cm.module.memories)  # the limit is for all memories together
         if start > pages:
-            raise CliError(f"{module}: its memories start at {start} pages together ({start * 65536} bytes), "
-                           f"more than --max-memory allows ({pages} pages)")
+            raise CliError(
+                f"{module}: its memories start at {start} pages together ({start * 65536} bytes), "
+                f"more than --max-memory allows ({pages} pages)"
+            )
     store = common.store()
     argv = [argv0 if argv0 is not None else os.path.basename(module), *args]
     started = time.perf_counter()
     code = anyio.run(_main, cm, store, module, common, argv, invoke)
     if stats:
-        click.echo(f"fuel used: {store.fuel_used}, slices: {store.slices}, "
-                   f"time: {time.perf_counter() - started:.3f}s", err=True)
+        click.echo(
+            f"fuel used: {store.fuel_used}, slices: {store.slices}, "
+            f"time: {time.perf_counter() - started:.3f}s",
+            err=True,
+        )
     return code
 
 
-async def _main(cm: CompiledModule, store: Store, path: str, common: RunCommon, argv: list[str],
-                invoke: str | None) -> int:
+async def _main(
+    cm: CompiledModule, store: Store, path: str, common: RunCommon, argv: list[str], invoke: str | None
+) -> int:
     preopens = [Preopen(host=host, guest=guest) for host, guest in common.dirs]
     stdin = INHERIT if common.inherit_stdin is not False else None
     sockets = []
@@ -178,21 +196,37 @@ async def _main(cm: CompiledModule, store: Store, path: str, common: RunCommon, 
             except OSError as exc:
                 raise CliError(f"--tcplisten {host}:{port}: {exc.strerror or exc}") from None
         if invoke is None:
-            result = await run_command(cm, argv, env=common.env(), preopens=preopens, stdin=stdin,
-                                       stdout=INHERIT, stderr=INHERIT, store=store,
-                                       max_open_files=common.max_open_files, sockets=sockets)
+            result = await run_command(
+                cm,
+                argv,
+                env=common.env(),
+                preopens=preopens,
+                stdin=stdin,
+                stdout=INHERIT,
+                stderr=INHERIT,
+                store=store,
+                max_open_files=common.max_open_files,
+                sockets=sockets,
+            )
             if result.trap is not None:
                 raise result.trap
             assert result.exit_code is not None
             return _exit_status(result.exit_code)
-        config = WasiConfig.inherit_stdio(args=argv, env=common.env(), preopens=preopens,
-                                          max_open_files=common.max_open_files, sockets=sockets,
-                                          **({} if stdin is INHERIT else {"stdin": None}))
+        config = WasiConfig.inherit_stdio(
+            args=argv,
+            env=common.env(),
+            preopens=preopens,
+            max_open_files=common.max_open_files,
+            sockets=sockets,
+            **({} if stdin is INHERIT else {"stdin": None}),
+        )
         async with wasi_instance(cm, config, store=store) as inst:
             return await _invoke(cm, inst, invoke, argv[1:], path)
     except NotACommand:
         funcs = ", ".join(n for n, k in cm.exports if k == "func") or "none"
-        raise CliError(f"{path} has no _start export; name one to call with --invoke (exports: {funcs})") from None
+        raise CliError(
+            f"{path} has no _start export; name one to call with --invoke (exports: {funcs})"
+        ) from None
     except LinkError as exc:
         raise CliError(f"failed to link {path}: {exc}") from None
     except Trap as trap:
@@ -220,7 +254,9 @@ def _exit_status(code: int) -> int:
     """A proc_exit code as the process's status: 0-255 as they are; a process cannot carry more."""
     if 0 <= code <= 255:
         return code
-    raise CliError(f"the guest exited with status {code}, which does not fit in a process exit status (0-255)")
+    raise CliError(
+        f"the guest exited with status {code}, which does not fit in a process exit status (0-255)"
+    )
 
 
 async def _invoke(cm: CompiledModule, inst: Instance, name: str, args: list[str], path: str) -> int:
@@ -232,8 +268,9 @@ async def _invoke(cm: CompiledModule, inst: Instance, name: str, args: list[str]
         raise CliError(f"{path} exports no function named {name!r} (exports: {funcs})") from None
     params = f.type.params
     if len(args) != len(params):
-        raise CliError(f"{name} takes {len(params)} argument{'s' * (len(params) != 1)} "
-                       f"({f.type}), {len(args)} given")
+        raise CliError(
+            f"{name} takes {len(params)} argument{'s' * (len(params) != 1)} ({f.type}), {len(args)} given"
+        )
     values = [_parse_arg(t, a) for t, a in zip(params, args, strict=True)]
     if name != "_initialize" and "_initialize" in inst.exports:
         await inst.call("_initialize")

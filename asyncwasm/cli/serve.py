@@ -204,8 +204,10 @@ def serve_stdin(
     if problem is not None:
         raise click.BadParameter(problem.removeprefix("--dir "), param_hint="'--dir'")
     if common.inherit_stdin is not None or common.tcplisten:
-        raise click.UsageError("serve-stdin gives each instance its connection as stdin: "
-                               "-S inherit-stdin and tcplisten are for asyncwasm run")
+        raise click.UsageError(
+            "serve-stdin gives each instance its connection as stdin: "
+            "-S inherit-stdin and tcplisten are for asyncwasm run"
+        )
     _setup_logging(log_level)
     nworkers = workers or default_workers()
     limit = max_connections

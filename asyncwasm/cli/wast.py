@@ -15,13 +15,23 @@ from .options import FeatureSet
 
 @click.command()
 @click.argument("scripts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--known-failures", type=click.Path(dir_okay=False), default=str(DEFAULT_KNOWN_FAILURES),
-              show_default=True, help="File of `SUITE/NAME:LINE reason` lines that are expected to fail "
-                   "(e.g. `spec3/simd_lane:42 reason`; one file serves the JSON and .wast forms).")
+@click.option(
+    "--known-failures",
+    type=click.Path(dir_okay=False),
+    default=str(DEFAULT_KNOWN_FAILURES),
+    show_default=True,
+    help="File of `SUITE/NAME:LINE reason` lines that are expected to fail "
+    "(e.g. `spec3/simd_lane:42 reason`; one file serves the JSON and .wast forms).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Print each script's counts as it runs.")
-@click.option("--features", type=FeatureSet(), default="3.0", show_default=True,
-              help="The Wasm feature set the scripts run under: 2.0, 3.0, or a list such as 2.0,+simd "
-                   f"or 3.0,-gc. Names: {', '.join(Features.names())}.")
+@click.option(
+    "--features",
+    type=FeatureSet(),
+    default="3.0",
+    show_default=True,
+    help="The Wasm feature set the scripts run under: 2.0, 3.0, or a list such as 2.0,+simd "
+    f"or 3.0,-gc. Names: {', '.join(Features.names())}.",
+)
 def wast(scripts: tuple[str, ...], known_failures: str, verbose: bool, features: Features) -> None:
     """Run spec test SCRIPTS: `.wast` text, or JSON from wasm-tools json-from-wast or wabt's wast2json.
 

@@ -63,8 +63,11 @@ class Snapshot:
 
 def _counts(inst: Instance) -> tuple[int, int, int]:
     imports = inst.module.module.imports
-    return (sum(1 for i in imports if i.kind == "memory"), sum(1 for i in imports if i.kind == "table"),
-            sum(1 for i in imports if i.kind == "global"))
+    return (
+        sum(1 for i in imports if i.kind == "memory"),
+        sum(1 for i in imports if i.kind == "table"),
+        sum(1 for i in imports if i.kind == "global"),
+    )
 
 
 def _encoder(inst: Instance) -> Any:
@@ -78,8 +81,10 @@ def _encoder(inst: Instance) -> Any:
             return _OwnFunc(k) if k is not None else value
         module = type(value).__module__
         if module.startswith("asyncwasm."):  # GC objects, exception references: they belong to this instance
-            raise SnapshotError(f"cannot snapshot {where}: it holds a {type(value).__name__}, which an "
-                                "independent instance cannot share")
+            raise SnapshotError(
+                f"cannot snapshot {where}: it holds a {type(value).__name__}, which an "
+                "independent instance cannot share"
+            )
         return value  # an externref: a host object, shared as the host gave it
 
     return encode
@@ -91,7 +96,7 @@ def _runs(data: Any) -> tuple[tuple[int, bytes], ...]:
     start = None
     size = len(data)
     for off in range(0, size, PAGE_SIZE):
-        if data[off:off + PAGE_SIZE] != _ZERO_PAGE:
+        if data[off : off + PAGE_SIZE] != _ZERO_PAGE:
             if start is None:
                 start = off
         elif start is not None:
@@ -109,7 +114,9 @@ def capture(inst: Instance) -> Snapshot:
     n_mem, n_tab, n_glob = _counts(inst)
     m = inst.module.module
     if n_mem or n_tab:
-        raise SnapshotError("cannot snapshot an instance that imports a memory or a table: its owner holds that state")
+        raise SnapshotError(
+            "cannot snapshot an instance that imports a memory or a table: its owner holds that state"
+        )
     encode = _encoder(inst)
     g = inst.g
     memories = tuple((mem.pages, _runs(mem.data)) for mem in inst.memories[n_mem:])
@@ -136,7 +143,7 @@ def restore(inst: Instance, snap: Snapshot) -> None:
             raise SnapshotError(f"the snapshot's memory of {pages} pages exceeds this store's limit")
         data = mem.data
         for off, blob in runs:
-            data[off:off + len(blob)] = blob
+            data[off : off + len(blob)] = blob
     g = inst.g
     for k, value in enumerate(snap.globals, start=n_glob):
         cell = g[f"g{k}"]

@@ -17,4 +17,13 @@ from .connection import Connection, Outcome
 from .net import Endpoint, serve_worker
 from .server import Server, run_server
 
-__all__ = ["Connection", "Endpoint", "Outcome", "ServeOptions", "Server", "Stats", "run_server", "serve_worker"]
+__all__ = [
+    "Connection",
+    "Endpoint",
+    "Outcome",
+    "ServeOptions",
+    "Server",
+    "Stats",
+    "run_server",
+    "serve_worker",
+]

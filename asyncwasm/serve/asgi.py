@@ -196,12 +196,22 @@ class _StderrLog(anyio.abc.ByteSendStream):
 
 
 def _error(status: int, message: str) -> tuple[Message, Message]:
-    reasons = {413: "Content Too Large", 500: "Internal Server Error", 502: "Bad Gateway",
-               504: "Gateway Timeout"}
+    reasons = {
+        413: "Content Too Large",
+        500: "Internal Server Error",
+        502: "Bad Gateway",
+        504: "Gateway Timeout",
+    }
     body = f"{status} {reasons.get(status, 'Error')}: {message}\n".encode()
-    start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                         (b"server", SERVER_NAME.encode())]}
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"server", SERVER_NAME.encode()),
+        ],
+    }
     return start, {"type": "http.response.body", "body": body, "more_body": False}
 
 
@@ -226,14 +236,23 @@ class WasmApp:
     (at the first request) when it exports no ``_start``.
     """
 
-    def __init__(self, module: CompiledModule | bytes | str | os.PathLike[str], *, args: Sequence[str] = (),
-                 env: dict[str, str] | None = None,
-                 preopens: Sequence[Preopen | tuple[str | os.PathLike[str], str]] = (),
-                 fuel: int | None = None, timeout: float | None = None, max_memory: int | None = None,
-                 max_table_elements: int | None = None, max_open_files: int | None = DEFAULT_MAX_OPEN_FILES,
-                 max_body: int | None = DEFAULT_MAX_BODY, cgi: bool = True,
-                 content_type: str = "application/octet-stream",
-                 on_result: Callable[[CommandResult], None] | None = None) -> None:
+    def __init__(
+        self,
+        module: CompiledModule | bytes | str | os.PathLike[str],
+        *,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        preopens: Sequence[Preopen | tuple[str | os.PathLike[str], str]] = (),
+        fuel: int | None = None,
+        timeout: float | None = None,
+        max_memory: int | None = None,
+        max_table_elements: int | None = None,
+        max_open_files: int | None = DEFAULT_MAX_OPEN_FILES,
+        max_body: int | None = DEFAULT_MAX_BODY,
+        cgi: bool = True,
+        content_type: str = "application/octet-stream",
+        on_result: Callable[[CommandResult], None] | None = None,
+    ) -> None:
         if isinstance(module, CompiledModule):
             self.module = module
         elif isinstance(module, bytes | bytearray):
@@ -254,26 +273,39 @@ class WasmApp:
 
     def store(self) -> Store:
         """A fresh Store with the per-request limits."""
-        return Store(fuel=self.fuel, timeout=self.timeout, max_memory_pages=self.max_memory_pages,
-                     max_table_elements_total=self.max_table_elements)
+        return Store(
+            fuel=self.fuel,
+            timeout=self.timeout,
+            max_memory_pages=self.max_memory_pages,
+            max_table_elements_total=self.max_table_elements,
+        )
 
     def environ(self, scope: Scope) -> dict[str, str]:
         """The CGI meta-variables of an ASGI HTTP request."""
         root = scope.get("root_path", "") or ""
         path = scope.get("path", "/")
-        path_info = path[len(root):] if root and path.startswith(root) else path
+        path_info = path[len(root) :] if root and path.startswith(root) else path
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
         raw = scope.get("raw_path") or path.encode("utf-8", "surrogateescape")
         uri = bytes(raw).decode("latin-1") + (f"?{query}" if query else "")
-        headers = [(bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1")) for k, v in scope.get("headers", ())]
+        headers = [
+            (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
+            for k, v in scope.get("headers", ())
+        ]
         lengths = [v for k, v in headers if k == "content-length"]
         client, server = scope.get("client"), scope.get("server")
         return cgi_environ(
-            method=scope.get("method", "GET"), path_info=path_info, query=query, request_uri=uri,
-            protocol=f"HTTP/{scope.get('http_version', '1.1')}", headers=headers, base=self.env,
+            method=scope.get("method", "GET"),
+            path_info=path_info,
+            query=query,
+            request_uri=uri,
+            protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+            headers=headers,
+            base=self.env,
             content_length=int(lengths[0]) if lengths and lengths[0].isdigit() else None,
             remote=(str(client[0]), int(client[1])) if client else None,
-            local=(str(server[0]), int(server[1] or 0)) if server else None, script_name=root,
+            local=(str(server[0]), int(server[1] or 0)) if server else None,
+            script_name=root,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -285,9 +317,17 @@ class WasmApp:
         body = _Body(receive, self.max_body)
         response = _Response(send, head_only=scope.get("method") == "HEAD", plain=self.plain)
         stderr = _StderrLog(f"[{scope.get('method')} {scope.get('path')}]")
-        result = await run_command(self.module, self.argv, env=self.environ(scope), preopens=self.preopens,
-                                   stdin=body, stdout=response, stderr=stderr, store=self.store(),
-                                   max_open_files=self.max_open_files)
+        result = await run_command(
+            self.module,
+            self.argv,
+            env=self.environ(scope),
+            preopens=self.preopens,
+            stdin=body,
+            stdout=response,
+            stderr=stderr,
+            store=self.store(),
+            max_open_files=self.max_open_files,
+        )
         stderr.flush()
         if self.on_result is not None:
             self.on_result(result)
@@ -303,7 +343,9 @@ class WasmApp:
             await send(start)
             await send(end)
         elif failure is not None or not response.complete:
-            raise ResponseCutShort(failure[1] if failure else "the program wrote less than its Content-Length")
+            raise ResponseCutShort(
+                failure[1] if failure else "the program wrote less than its Content-Length"
+            )
         else:
             await response.finish()
 

@@ -16,17 +16,28 @@ from dataclasses import dataclass, field
 SERVER_NAME = "asyncwasm"
 MAX_CGI_HEAD = 16 * 1024  # the program's response header block
 # Fields the program may not set: they describe the connection, which the server frames itself.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-                        "proxy-connection"})
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+)
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 
 
-def cgi_environ(*, method: str, path_info: str, query: str, request_uri: str, protocol: str,
-                headers: Iterable[tuple[str, str]], base: dict[str, str] | None = None,
-                content_length: int | None = None, remote: tuple[str, int] | None = None,
-                local: tuple[str, int] | None = None, script_name: str = "") -> dict[str, str]:
+def cgi_environ(
+    *,
+    method: str,
+    path_info: str,
+    query: str,
+    request_uri: str,
+    protocol: str,
+    headers: Iterable[tuple[str, str]],
+    base: dict[str, str] | None = None,
+    content_length: int | None = None,
+    remote: tuple[str, int] | None = None,
+    local: tuple[str, int] | None = None,
+    script_name: str = "",
+) -> dict[str, str]:
     """The CGI meta-variables of one request (RFC 3875 section 4.1), over ``base`` (the server's env).
 
     ``path_info`` is the request path, percent-decoded, below ``script_name`` (where the program is
@@ -34,16 +45,18 @@ def cgi_environ(*, method: str, path_info: str, query: str, request_uri: str, pr
     fields are joined with ", " ("; " for Cookie); Content-Type and Content-Length become
     CONTENT_TYPE and CONTENT_LENGTH, and a ``Proxy`` field is dropped (httpoxy)."""
     env = dict(base or {})
-    env.update({
-        "GATEWAY_INTERFACE": "CGI/1.1",
-        "SERVER_SOFTWARE": SERVER_NAME,
-        "SERVER_PROTOCOL": protocol,
-        "REQUEST_METHOD": method,
-        "REQUEST_URI": request_uri,
-        "SCRIPT_NAME": script_name,
-        "PATH_INFO": path_info,
-        "QUERY_STRING": query,
-    })
+    env.update(
+        {
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SERVER_SOFTWARE": SERVER_NAME,
+            "SERVER_PROTOCOL": protocol,
+            "REQUEST_METHOD": method,
+            "REQUEST_URI": request_uri,
+            "SCRIPT_NAME": script_name,
+            "PATH_INFO": path_info,
+            "QUERY_STRING": query,
+        }
+    )
     if content_length is not None:
         env["CONTENT_LENGTH"] = str(content_length)
     if remote is not None:
@@ -140,6 +153,6 @@ class CgiHeadReader:
             if len(self._buf) > self.limit:
                 raise CgiError(f"no end of the CGI header block in the first {self.limit} bytes")
             return None
-        block, rest = bytes(self._buf[: m.start()]), bytes(self._buf[m.end():])
+        block, rest = bytes(self._buf[: m.start()]), bytes(self._buf[m.end() :])
         self._buf.clear()
         return parse_cgi_head(block), rest

@@ -221,8 +221,16 @@ class ConnectionHost(Protocol):
         ...
 
 
-async def run_instance(module: CompiledModule, options: ServeOptions, argv: list[str], preopens: list[Preopen],
-                       conn: Connection, stdin: Any, stdout: Any, env: dict[str, str]) -> Outcome:
+async def run_instance(
+    module: CompiledModule,
+    options: ServeOptions,
+    argv: list[str],
+    preopens: list[Preopen],
+    conn: Connection,
+    stdin: Any,
+    stdout: Any,
+    env: dict[str, str],
+) -> Outcome:
     """Instantiate the module for one connection (or request) and run ``_start`` to its end.
 
     The guest runs through ``wasi_async.run_command`` with a fresh Store carrying the limits (the
@@ -232,12 +240,26 @@ async def run_instance(module: CompiledModule, options: ServeOptions, argv: list
     stderr = GuestLog(conn)
     tables = DEFAULT_TABLE_ELEMENTS if options.max_table_elements is None else options.max_table_elements
     depth = {} if options.max_depth is None else {"max_depth": options.max_depth}
-    store = Store(fuel=options.fuel, timeout=options.timeout, max_memory_pages=options.max_memory_pages,
-                  max_table_elements_total=tables, **depth)
+    store = Store(
+        fuel=options.fuel,
+        timeout=options.timeout,
+        max_memory_pages=options.max_memory_pages,
+        max_table_elements_total=tables,
+        **depth,
+    )
     conn.running = True
     try:
-        result = await run_command(module, argv, env=env, preopens=preopens, stdin=stdin, stdout=stdout,
-                                   stderr=stderr, store=store, max_open_files=options.max_open_files)
+        result = await run_command(
+            module,
+            argv,
+            env=env,
+            preopens=preopens,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            store=store,
+            max_open_files=options.max_open_files,
+        )
     except OSError as exc:  # a preopened directory could not be opened
         return Outcome(error=f"cannot start an instance: {exc.strerror or exc}")
     finally:

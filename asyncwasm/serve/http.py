@@ -44,15 +44,39 @@ MAX_CHUNK_DIGITS = 15  # hex digits of a chunk size (2**60); more is 413
 HOLD_MAX = 64 * 1024  # response bytes held back while the request body is still being read
 
 REASONS = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
-    301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
-    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized",
-    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-    409: "Conflict", 411: "Length Required", 413: "Content Too Large", 414: "URI Too Long",
-    415: "Unsupported Media Type", 417: "Expectation Failed", 418: "I'm a teapot",
-    422: "Unprocessable Content", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    206: "Partial Content",
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    304: "Not Modified",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    415: "Unsupported Media Type",
+    417: "Expectation Failed",
+    418: "I'm a teapot",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
 }
 
 _HEAD_END = re.compile(rb"\n\r?\n")  # where h11 ends a head: it takes bare LF line ends too
@@ -80,14 +104,21 @@ class BadRequest(Exception):
         self.message = message
 
 
-def error_response(status: int, message: str, *, retry_after: int | None = None,
-                   head_only: bool = False) -> bytes:
+def error_response(
+    status: int, message: str, *, retry_after: int | None = None, head_only: bool = False
+) -> bytes:
     """A complete plain-text error response that closes the connection (sent outside h11: also to a
     client that sent no request at all, or one h11 refused)."""
     reason = REASONS.get(status, "Error")
     body = f"{status} {reason}: {message}\n".encode()
-    lines = [f"HTTP/1.1 {status} {reason}", f"Server: {SERVER_NAME}", f"Date: {_http_date()}",
-             "Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(body)}", "Connection: close"]
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        f"Server: {SERVER_NAME}",
+        f"Date: {_http_date()}",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
     if retry_after is not None:
         lines.append(f"Retry-After: {retry_after}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -181,7 +212,9 @@ def parse_head(raw: bytes) -> Request:
 def check_body_size(req: Request, max_body: int | None) -> None:
     """413 for a declared body over --max-body (a chunked one is counted as it arrives)."""
     if max_body and req.content_length is not None and req.content_length > max_body:
-        raise BadRequest(413, f"request body of {req.content_length} bytes, more than the limit of {max_body}")
+        raise BadRequest(
+            413, f"request body of {req.content_length} bytes, more than the limit of {max_body}"
+        )
 
 
 def request_environ(req: Request, base: dict[str, str], stream: anyio.abc.SocketStream) -> dict[str, str]:
@@ -200,8 +233,13 @@ def request_environ(req: Request, base: dict[str, str], stream: anyio.abc.Socket
     except anyio.TypedAttributeLookupError:
         pass
     return cgi_environ(
-        method=req.method, path_info=unquote(path, errors="surrogateescape"), query=query, request_uri=req.target,
-        protocol=f"HTTP/{req.version[0]}.{req.version[1]}", headers=req.headers, base=base,
+        method=req.method,
+        path_info=unquote(path, errors="surrogateescape"),
+        query=query,
+        request_uri=req.target,
+        protocol=f"HTTP/{req.version[0]}.{req.version[1]}",
+        headers=req.headers,
+        base=base,
         content_length=req.content_length,
         remote=(str(remote[0]), int(remote[1])) if isinstance(remote, tuple) else None,
         local=(str(local[0]), int(local[1])) if isinstance(local, tuple) else None,
@@ -218,8 +256,9 @@ class RequestBody(anyio.abc.ByteReceiveStream):
     in ``broken`` and ``broken_status`` (400, 413) and reaches the guest as EIO, so that it never
     takes a cut-short body for the whole one. The first read answers ``Expect: 100-continue``."""
 
-    def __init__(self, h: h11.Connection, stream: CountingStream, req: Request, *,
-                 max_body: int | None = None) -> None:
+    def __init__(
+        self, h: h11.Connection, stream: CountingStream, req: Request, *, max_body: int | None = None
+    ) -> None:
         self.h = h
         self.stream = stream
         self.done = not req.chunked and not req.content_length
@@ -271,7 +310,9 @@ class RequestBody(anyio.abc.ByteReceiveStream):
             if isinstance(event, h11.Data):
                 self.total += len(event.data)
                 if self.max_body and self.total > self.max_body:
-                    self._break(BadRequest(413, f"request body of more than {self.max_body} bytes (the limit)"))
+                    self._break(
+                        BadRequest(413, f"request body of more than {self.max_body} bytes (the limit)")
+                    )
                     break
                 if event.data:
                     return bytes(event.data)
@@ -330,8 +371,9 @@ class CgiResponse(anyio.abc.ByteSendStream):
     with a 400 or 413 instead of a response that began as a 200; past HOLD_MAX, or once the body
     is complete, it streams."""
 
-    def __init__(self, h: h11.Connection, stream: CountingStream, req: Request, keep_alive: bool, *,
-                 hold: bool = False) -> None:
+    def __init__(
+        self, h: h11.Connection, stream: CountingStream, req: Request, keep_alive: bool, *, hold: bool = False
+    ) -> None:
         self.h = h
         self.stream = stream
         self.req = req
@@ -392,7 +434,9 @@ class CgiResponse(anyio.abc.ByteSendStream):
             fields.append((b"Connection", b"close"))
         reason = head.reason or REASONS.get(head.status, "Unknown")
         try:
-            data = self.h.send(h11.Response(status_code=head.status, headers=fields, reason=reason.encode("latin-1")))
+            data = self.h.send(
+                h11.Response(status_code=head.status, headers=fields, reason=reason.encode("latin-1"))
+            )
         except (h11.LocalProtocolError, UnicodeEncodeError) as exc:
             self._fail(f"the CGI header block cannot be sent: {exc}")
         self.state = "body"
@@ -479,14 +523,17 @@ async def serve_http_connection(server: ConnectionHost, conn: Connection, stream
         if not outcome.ok:
             conn.failed_requests += 1
         again = await _complete(conn, req, body, response, outcome)
-        log.debug("%s %s %s -> %s (%s)", conn.tag, req.method, req.target, conn.last_status, outcome.describe())
+        log.debug(
+            "%s %s %s -> %s (%s)", conn.tag, req.method, req.target, conn.last_status, outcome.describe()
+        )
         if not again or work.cancelled_caught:
             return
         leftover = h.trailing_data[0]
 
 
-async def _read_request(server: ConnectionHost, conn: Connection, stream: CountingStream,
-                        leftover: bytes) -> tuple[Request, h11.Connection] | None:
+async def _read_request(
+    server: ConnectionHost, conn: Connection, stream: CountingStream, leftover: bytes
+) -> tuple[Request, h11.Connection] | None:
     """The next request, or None when the client is done (or broke the protocol: then it was told)."""
     first = conn.requests == 0
     buf = bytearray(leftover)
@@ -508,7 +555,7 @@ async def _read_request(server: ConnectionHost, conn: Connection, stream: Counti
                     return None
             req, h = start_request(bytes(buf[: m.start()]).rstrip(b"\r"))
             if len(buf) > m.end():  # (h11 takes b"" for the end of the stream)
-                h.receive_data(bytes(buf[m.end():]))
+                h.receive_data(bytes(buf[m.end() :]))
             check_body_size(req, server.options.max_body)
             return req, h
         if first:
@@ -532,8 +579,9 @@ async def _send_error(stream: CountingStream, status: int, message: str) -> None
         pass
 
 
-async def _complete(conn: Connection, req: Request, body: RequestBody, response: CgiResponse,
-                    outcome: Outcome) -> bool:
+async def _complete(
+    conn: Connection, req: Request, body: RequestBody, response: CgiResponse, outcome: Outcome
+) -> bool:
     """Finish the response after the instance; whether the connection carries on."""
     if conn.stop_reason == "client gone":
         return False  # nobody to answer

@@ -368,7 +368,9 @@ class Server:
 
     async def run_instance(self, conn: Connection, stdin: Any, stdout: Any, env: dict[str, str]) -> Outcome:
         """Run one instance of the module for ``conn`` (``connection.run_instance``) to its end."""
-        return await run_instance(self.module, self.options, self.argv, self.preopens, conn, stdin, stdout, env)
+        return await run_instance(
+            self.module, self.options, self.argv, self.preopens, conn, stdin, stdout, env
+        )
 
 
 class AcceptTrouble:
