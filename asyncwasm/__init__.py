@@ -23,6 +23,7 @@ from .runtime.code_cache import CodeCache
 from .runtime.instance import Caller, CompiledModule, HostFunc, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table, Tag, WasmException
+from .runtime.snapshot import Snapshot, SnapshotError
 from .runtime.values import signed32, signed64
 from .store import Store
 
@@ -30,7 +31,7 @@ Module = CompiledModule
 
 __all__ = [
     "Caller", "CodeCache", "CompiledModule", "Features", "Frame", "FuelExhausted", "Func", "FuncType", "Global", "GlobalType",
-    "HostFunc", "Instance", "InstanceDead", "Interrupted", "RunStats", "SchedulerStats", "cpu_turn", "scheduler_stats", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
+    "HostFunc", "Instance", "InstanceDead", "Interrupted", "RunStats", "SchedulerStats", "Snapshot", "SnapshotError", "cpu_turn", "scheduler_stats", "InvalidModule", "Limits", "LinkError", "MalformedModule", "Memory",
     "MemoryType", "Module", "Store", "Table", "TableType", "Trap", "UnsupportedFeature", "WasmError",
     "Linker", "signed32", "signed64", "Tag", "WasmException",
 ]

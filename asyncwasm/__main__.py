@@ -1,5 +1,5 @@
 """``python -m asyncwasm``: the same as the ``asyncwasm`` command."""
 
-from .cli import main
+from .cli import main_guard
 
-main()
+main_guard()

@@ -168,7 +168,9 @@ class CpuScheduler:
 
     @property
     def runnable(self) -> int:
-        waiting = sum(1 for w in self._fresh if not w.cancelled) + sum(1 for w in self._main if not w.cancelled)
+        waiting = sum(1 for w in self._fresh if not w.cancelled) + sum(
+            1 for w in self._main if not w.cancelled
+        )
         return waiting + (self.owner is not None)
 
     def stats(self) -> SchedulerStats:

@@ -37,8 +37,9 @@ class UnsupportedFeature(MalformedModule):
 class InvalidModule(WasmError):
     """The module decodes but breaks a validation rule: names the function and instruction."""
 
-    def __init__(self, message: str, func: int | None = None, offset: int | None = None,
-                 func_name: str | None = None) -> None:
+    def __init__(
+        self, message: str, func: int | None = None, offset: int | None = None, func_name: str | None = None
+    ) -> None:
         self.message = message
         self.func = func
         self.offset = offset
@@ -96,7 +97,9 @@ class Trap(WasmError):
 
     def backtrace(self) -> str:
         """The frames as text, innermost first, numbered as wasmtime numbers them."""
-        return "\n".join(f"  {'':>3}  {t}" if d is None else f"  {d:>3}: {t}" for d, t in self.numbered_frames())
+        return "\n".join(
+            f"  {'':>3}  {t}" if d is None else f"  {d:>3}: {t}" for d, t in self.numbered_frames()
+        )
 
     def __str__(self) -> str:
         if not self.frames:

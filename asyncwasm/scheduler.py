@@ -23,7 +23,8 @@ from greenlet import getcurrent, greenlet
 
 from . import cpu
 from .cpu import RunStats, unbilled_seconds
-from .traps import as_trap
+from .errors import Frame
+from .traps import as_trap, suspended_frames, wasm_frames
 
 if TYPE_CHECKING:
     from .store import Store
@@ -148,11 +149,17 @@ def _set_depth_limit(limit: int) -> int:
     return prev
 
 
-async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
-                    stats: RunStats | None = None, on_abort: Callable[[], None] | None = None) -> Any:
+async def run_guest(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    store: Store,
+    stats: RunStats | None = None,
+    on_abort: Callable[[tuple[list[Frame], int]], None] | None = None,
+) -> Any:
     """Call ``fn(*args)`` in a fresh greenlet, serving its suspensions until it returns.
 
-    ``on_abort`` is called when a guest that had started is stopped from outside (cancelled).
+    ``on_abort`` is called when a guest that had started is stopped from outside (cancelled), with
+    the Wasm frames it was stopped in (for the backtrace of a timeout).
 
     A fresh greenlet starts at recursion depth zero, so the recursion limit set while it runs is
     exactly the store's call-depth bound (plus room for the host functions it calls).
@@ -233,14 +240,18 @@ async def run_guest(fn: Callable[..., Any], args: tuple[Any, ...], store: Store,
             turn = await sched.acquire(stats)
             slice_end = time.perf_counter() + store.slice_seconds
     except BaseException as exc:
+        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        where = ([], 0)
+        if cancelled and on_abort is not None:  # where the guest was: suspended, or unwound by the cancel
+            where = suspended_frames(g.gr_frame) if g and not g.dead else wasm_frames(exc.__traceback__)
         if g and not g.dead:  # cancelled between turns: unwind the guest's frames now
             prev = _set_depth_limit(limit)
             try:
                 _kill(g)
             finally:
                 sys.setrecursionlimit(prev)
-        if on_abort is not None and g.dead and isinstance(exc, anyio.get_cancelled_exc_class()):
-            on_abort()
+        if on_abort is not None and g.dead and cancelled:
+            on_abort(where)
         mapped = as_trap(exc)
         if mapped is exc:
             raise

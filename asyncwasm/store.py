@@ -21,7 +21,9 @@ from .scheduler import end_slice_if_due
 DEFAULT_MAX_DEPTH = 200_000
 DEFAULT_MAX_HOST_NESTING = 1_000  # host calls inside host calls (through calls back into Wasm)
 DEFAULT_TABLE_ELEMENTS = 10_000_000  # all the elements of all the tables of one store
-DEFAULT_MEMORY_PAGES = 65_536  # all the pages of all the memories of one store: 4 GiB, what one 32-bit memory may have
+DEFAULT_MEMORY_PAGES = (
+    65_536  # all the pages of all the memories of one store: 4 GiB, what one 32-bit memory may have
+)
 FUEL_CHUNK = 1_000  # fuel units between two looks at the clock (a fraction of a millisecond)
 
 
@@ -42,11 +44,19 @@ class Store:
     - ``weight``: the share of the CPU its instances get when many are runnable (2.0: twice).
     """
 
-    def __init__(self, *, fuel: int | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
-                 slice_seconds: float = DEFAULT_SLICE, max_memory_pages: int | None = None,
-                 max_table_elements: int | None = None, timeout: float | None = None,
-                 weight: float = 1.0, max_host_nesting: int = DEFAULT_MAX_HOST_NESTING,
-                 max_table_elements_total: int = DEFAULT_TABLE_ELEMENTS) -> None:
+    def __init__(
+        self,
+        *,
+        fuel: int | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        slice_seconds: float = DEFAULT_SLICE,
+        max_memory_pages: int | None = None,
+        max_table_elements: int | None = None,
+        timeout: float | None = None,
+        weight: float = 1.0,
+        max_host_nesting: int = DEFAULT_MAX_HOST_NESTING,
+        max_table_elements_total: int = DEFAULT_TABLE_ELEMENTS,
+    ) -> None:
         if fuel is not None and fuel < 0:
             raise ValueError("fuel must not be negative")
         if weight <= 0:
@@ -57,7 +67,9 @@ class Store:
         self.max_host_nesting = max_host_nesting
         self.slice_seconds = slice_seconds
         self.max_memory_pages = max_memory_pages
-        self.memory_budget = PageBudget(DEFAULT_MEMORY_PAGES if max_memory_pages is None else max_memory_pages)
+        self.memory_budget = PageBudget(
+            DEFAULT_MEMORY_PAGES if max_memory_pages is None else max_memory_pages
+        )
         self.max_table_elements = max_table_elements
         self.table_budget = ElementBudget(max_table_elements_total)
         self.timeout = timeout

@@ -38,6 +38,23 @@ def wasm_frames(tb: Any) -> tuple[list[Frame], int]:
     return frames[:keep_inner] + frames[-keep_outer:], len(frames) - keep_inner - keep_outer
 
 
+def suspended_frames(frame: Any) -> tuple[list[Frame], int]:
+    """The Wasm frames of a suspended guest's stack from its innermost Python frame (a greenlet's
+    ``gr_frame``), trimmed as ``wasm_frames`` trims: where a guest was when it was stopped."""
+    frames: list[Frame] = []
+    while frame is not None:
+        code = frame.f_code
+        cm = _registry.get(code.co_filename)
+        if cm is not None and code.co_name.startswith("f"):
+            idx = int(code.co_name[1:])
+            frames.append(Frame(idx, cm.func_name(idx), cm.name, cm.compiled.offset_of(code, frame.f_lineno)))
+        frame = frame.f_back
+    keep_inner, keep_outer = Trap.KEEP_INNER, 10
+    if len(frames) <= keep_inner + keep_outer:
+        return frames, 0
+    return frames[:keep_inner] + frames[-keep_outer:], len(frames) - keep_inner - keep_outer
+
+
 def _trap(message: str, tb: Any) -> Trap:
     trap = Trap(message)
     trap.frames, trap.omitted = wasm_frames(tb)

@@ -45,7 +45,9 @@ def _show(types: Any) -> str:
     return "[" + " ".join("unknown" if t is None else t for t in types) + "]"
 
 
-def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[int, Callable[[int, Any], None]]:
+def handlers(
+    c: Any, tags: list[FuncType], _Invalid: type[Exception]
+) -> dict[int, Callable[[int, Any], None]]:
     """The instruction handlers of these proposals for body checker ``c`` (``_Invalid``: its error;
     ``c.sub``: the module's subtyping of value types)."""
 
@@ -53,7 +55,9 @@ def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[in
         return actual == expected or actual is None or expected is None or c.sub(actual, expected)
 
     def _match_all(actual: tuple[str, ...], expected: tuple[str, ...]) -> bool:
-        return len(actual) == len(expected) and all(matches(a, e) for a, e in zip(actual, expected, strict=True))
+        return len(actual) == len(expected) and all(
+            matches(a, e) for a, e in zip(actual, expected, strict=True)
+        )
 
     def tag(x: int) -> FuncType:
         if x >= len(tags):
@@ -68,8 +72,10 @@ def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[in
 
     def tail_results(ft: FuncType) -> None:
         if not _match_all(ft.results, c.results):
-            raise _Invalid(f"type mismatch: tail call returns {_show(ft.results)} "
-                           f"where the function returns {_show(c.results)}")
+            raise _Invalid(
+                f"type mismatch: tail call returns {_show(ft.results)} "
+                f"where the function returns {_show(c.results)}"
+            )
 
     def return_call(op: int, x: int) -> None:
         if x >= len(c.funcs):
@@ -82,8 +88,10 @@ def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[in
     def return_call_indirect(op: int, imm: tuple[int, int]) -> None:
         typeidx, tableidx = imm
         if not matches(c.table(tableidx), FUNCREF):
-            raise _Invalid(f"type mismatch: return_call_indirect needs a funcref table, table {tableidx} "
-                           f"holds {c.tables[tableidx]}")
+            raise _Invalid(
+                f"type mismatch: return_call_indirect needs a funcref table, table {tableidx} "
+                f"holds {c.tables[tableidx]}"
+            )
         if typeidx >= len(c.types):
             raise _Invalid(f"unknown type {typeidx}")
         ft = c.types[typeidx]
@@ -120,7 +128,9 @@ def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[in
                 passed = (*passed, REF_EXN)
             want = c.label(label)
             if not _match_all(passed, want):
-                raise _Invalid(f"type mismatch: catch clause passes {_show(passed)} to a label of {_show(want)}")
+                raise _Invalid(
+                    f"type mismatch: catch clause passes {_show(passed)} to a label of {_show(want)}"
+                )
         if params:
             pop_matching(params)
         c.push_ctrl(TRY_TABLE, params, results)
@@ -153,9 +163,17 @@ def handlers(c: Any, tags: list[FuncType], _Invalid: type[Exception]) -> dict[in
         c.set_unreachable()
 
     return {
-        RETURN_CALL: return_call, RETURN_CALL_INDIRECT: return_call_indirect, RETURN_CALL_REF: return_call_ref,
-        THROW: throw, THROW_REF: throw_ref, TRY_TABLE: try_table,
-        TRY: try_, CATCH: catch, CATCH_ALL: catch, DELEGATE: delegate, RETHROW: rethrow,
+        RETURN_CALL: return_call,
+        RETURN_CALL_INDIRECT: return_call_indirect,
+        RETURN_CALL_REF: return_call_ref,
+        THROW: throw,
+        THROW_REF: throw_ref,
+        TRY_TABLE: try_table,
+        TRY: try_,
+        CATCH: catch,
+        CATCH_ALL: catch,
+        DELEGATE: delegate,
+        RETHROW: rethrow,
     }
 
 

@@ -252,8 +252,10 @@ def install(c: Any) -> None:
     def getter(op: int, kind: str, storage: str) -> None:
         packed = storage in PACKED
         if (op in (0xFB02, 0xFB0B)) == packed:
-            raise invalid(f"type mismatch: {kind}.get{'_s/_u' if not packed else ''} of a "
-                          f"{'packed' if packed else 'unpacked'} {storage} field")
+            raise invalid(
+                f"type mismatch: {kind}.get{'_s/_u' if not packed else ''} of a "
+                f"{'packed' if packed else 'unpacked'} {storage} field"
+            )
 
     def struct_get(op: int, imm: tuple[int, int]) -> None:
         x, i = imm
@@ -354,8 +356,11 @@ def install(c: Any) -> None:
         x, y = imm
         fd = mutable(x)
         fs = array(y)
-        ok = fs.storage == fd.storage if (fs.storage in PACKED or fd.storage in PACKED) else \
-            c.match.sub(fs.storage, fd.storage)
+        ok = (
+            fs.storage == fd.storage
+            if (fs.storage in PACKED or fd.storage in PACKED)
+            else c.match.sub(fs.storage, fd.storage)
+        )
         if not ok:
             raise invalid(f"array types do not match: copy from {fs.storage} into {fd.storage}")
         c.pop(I32)
@@ -394,18 +399,49 @@ def install(c: Any) -> None:
         if op == LOCAL_TEE_NN:
             c.vals.append(t)
 
-    h.update({
-        0x14: call_ref, 0xD3: ref_eq, 0xD4: ref_as_non_null, 0xD5: br_on_null, 0xD6: br_on_non_null,
-        0xFB00: struct_new, 0xFB01: struct_new_default, 0xFB02: struct_get, 0xFB03: struct_get,
-        0xFB04: struct_get, 0xFB05: struct_set,
-        0xFB06: array_new, 0xFB07: array_new_default, 0xFB08: array_new_fixed, 0xFB09: array_new_data,
-        0xFB0A: array_new_elem, 0xFB0B: array_get, 0xFB0C: array_get, 0xFB0D: array_get, 0xFB0E: array_set,
-        0xFB0F: array_len, 0xFB10: array_fill, 0xFB11: array_copy, 0xFB12: array_init, 0xFB13: array_init,
-        0xFB14: ref_test, 0xFB15: ref_test, 0xFB16: ref_cast, 0xFB17: ref_cast,
-        0xFB18: br_on_cast, 0xFB19: br_on_cast, 0xFB1A: convert, 0xFB1B: convert,
-        0xFB1C: ref_i31, 0xFB1D: i31_get, 0xFB1E: i31_get,
-        LOCAL_GET_NN: local_get_nn, LOCAL_SET_NN: local_set_nn, LOCAL_TEE_NN: local_set_nn,
-    })
+    h.update(
+        {
+            0x14: call_ref,
+            0xD3: ref_eq,
+            0xD4: ref_as_non_null,
+            0xD5: br_on_null,
+            0xD6: br_on_non_null,
+            0xFB00: struct_new,
+            0xFB01: struct_new_default,
+            0xFB02: struct_get,
+            0xFB03: struct_get,
+            0xFB04: struct_get,
+            0xFB05: struct_set,
+            0xFB06: array_new,
+            0xFB07: array_new_default,
+            0xFB08: array_new_fixed,
+            0xFB09: array_new_data,
+            0xFB0A: array_new_elem,
+            0xFB0B: array_get,
+            0xFB0C: array_get,
+            0xFB0D: array_get,
+            0xFB0E: array_set,
+            0xFB0F: array_len,
+            0xFB10: array_fill,
+            0xFB11: array_copy,
+            0xFB12: array_init,
+            0xFB13: array_init,
+            0xFB14: ref_test,
+            0xFB15: ref_test,
+            0xFB16: ref_cast,
+            0xFB17: ref_cast,
+            0xFB18: br_on_cast,
+            0xFB19: br_on_cast,
+            0xFB1A: convert,
+            0xFB1B: convert,
+            0xFB1C: ref_i31,
+            0xFB1D: i31_get,
+            0xFB1E: i31_get,
+            LOCAL_GET_NN: local_get_nn,
+            LOCAL_SET_NN: local_set_nn,
+            LOCAL_TEE_NN: local_set_nn,
+        }
+    )
 
 
 def rename_nondefaultable(body: list[Any], nondef: set[int]) -> list[Any]:

@@ -16,10 +16,32 @@ from .binary.simd_opcodes import LANES, SIMD_ACCESS, SIMD_OPCODES
 __all__ = ["SIMD_SIGNATURES", "simd_handlers"]
 
 _LANE_TYPE = {"i8x16": I32, "i16x8": I32, "i32x4": I32, "i64x2": I64, "f32x4": F32, "f64x2": F64}
-_TERNARY = ("bitselect", "relaxed_madd", "relaxed_nmadd", "relaxed_laneselect", "relaxed_dot_i8x16_i7x16_add_s")
+_TERNARY = (
+    "bitselect",
+    "relaxed_madd",
+    "relaxed_nmadd",
+    "relaxed_laneselect",
+    "relaxed_dot_i8x16_i7x16_add_s",
+)
 _TO_I32 = ("any_true", "all_true", "bitmask")
-_UNARY = ("not", "abs", "neg", "popcnt", "ceil", "floor", "trunc", "nearest", "sqrt", "extend_", "extadd_",
-          "convert_", "trunc_sat_", "demote_", "promote_", "relaxed_trunc_")
+_UNARY = (
+    "not",
+    "abs",
+    "neg",
+    "popcnt",
+    "ceil",
+    "floor",
+    "trunc",
+    "nearest",
+    "sqrt",
+    "extend_",
+    "extadd_",
+    "convert_",
+    "trunc_sat_",
+    "demote_",
+    "promote_",
+    "relaxed_trunc_",
+)
 
 
 def _signatures() -> dict[int, tuple[int, str | None, str]]:

@@ -142,16 +142,53 @@ class Workload:
 
 WORKLOADS: list[Workload] = [
     Workload("fib", "fib", py_fib, 32, (28,), (20,), (22,), (13,), lambda a: f"fib({a[0]})"),
-    Workload("loop", "loop", py_loop, 32, (3_000_000,), (20_000,), (300_000,), (3_000,),
-             lambda a: f"{a[0]:,} iterations"),
-    Workload("mem", "fill_sum", py_fill_sum, 32, (262_144,), (8_192,), (65_536,), (2_048,),
-             lambda a: f"{a[0] * 4 // 1024} KiB"),
-    Workload("mandel", "mandel", py_mandel, 32, (200, 200, 100), (16, 16, 100), (64, 64, 100),
-             (8, 8, 100), lambda a: f"{a[0]}x{a[1]}, {a[2]} iter"),
-    Workload("xorshift", "xorshift", py_xorshift, 64, (1_000_000,), (8_000,), (100_000,), (1_500,),
-             lambda a: f"{a[0]:,} steps"),
-    Workload("sieve", "sieve", py_sieve, 32, (1_000_000,), (10_000,), (100_000,), (2_000,),
-             lambda a: f"n={a[0]:,}"),
+    Workload(
+        "loop",
+        "loop",
+        py_loop,
+        32,
+        (3_000_000,),
+        (20_000,),
+        (300_000,),
+        (3_000,),
+        lambda a: f"{a[0]:,} iterations",
+    ),
+    Workload(
+        "mem",
+        "fill_sum",
+        py_fill_sum,
+        32,
+        (262_144,),
+        (8_192,),
+        (65_536,),
+        (2_048,),
+        lambda a: f"{a[0] * 4 // 1024} KiB",
+    ),
+    Workload(
+        "mandel",
+        "mandel",
+        py_mandel,
+        32,
+        (200, 200, 100),
+        (16, 16, 100),
+        (64, 64, 100),
+        (8, 8, 100),
+        lambda a: f"{a[0]}x{a[1]}, {a[2]} iter",
+    ),
+    Workload(
+        "xorshift",
+        "xorshift",
+        py_xorshift,
+        64,
+        (1_000_000,),
+        (8_000,),
+        (100_000,),
+        (1_500,),
+        lambda a: f"{a[0]:,} steps",
+    ),
+    Workload(
+        "sieve", "sieve", py_sieve, 32, (1_000_000,), (10_000,), (100_000,), (2_000,), lambda a: f"n={a[0]:,}"
+    ),
 ]
 
 
@@ -169,8 +206,10 @@ def wat_to_wasm(path: Path) -> bytes:
     try:
         import wasmtime
     except ImportError:
-        sys.exit("wat2wasm not found: install wabt (Debian/Ubuntu: `apt-get install wabt`; macOS: "
-                 "`brew install wabt`) or the wasmtime package (`pip install wasmtime`)")
+        sys.exit(
+            "wat2wasm not found: install wabt (Debian/Ubuntu: `apt-get install wabt`; macOS: "
+            "`brew install wabt`) or the wasmtime package (`pip install wasmtime`)"
+        )
     return bytes(wasmtime.wat2wasm(path.read_text()))
 
 
@@ -242,10 +281,18 @@ def source_revision() -> str:
     """The git commit the asyncwasm package was imported from, and whether its files are modified."""
     root = Path(asyncwasm.__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "asyncwasm"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "asyncwasm"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown revision"
     return f"git {head}" + (" with uncommitted changes in asyncwasm/" if dirty else "")
@@ -275,7 +322,9 @@ def as_async(call: SyncCall) -> AsyncCall:
     return acall
 
 
-async def time_engines(engines: dict[str, AsyncCall], args: Args, repeat: int) -> dict[str, tuple[float, Any]]:
+async def time_engines(
+    engines: dict[str, AsyncCall], args: Args, repeat: int
+) -> dict[str, tuple[float, Any]]:
     """Median seconds of ``repeat`` calls per engine, and its result; the engines take turns, so that
     a change in the machine's load hits all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in engines}
@@ -332,23 +381,32 @@ async def measure(w: Workload, quick: bool, repeat: int, pywasm_repeat: int) -> 
     rows = []
     for args, runs in ((full, repeat), (small, max(repeat, SMALL_REPEAT))):
         timed = await time_engines(engines, args, runs)
-        row = Row(w, args, fuel[0], timed["asyncwasm"][0], timed["python"][0],
-                  results={name: res for name, (_, res) in timed.items()})
+        row = Row(
+            w,
+            args,
+            fuel[0],
+            timed["asyncwasm"][0],
+            timed["python"][0],
+            results={name: res for name, (_, res) in timed.items()},
+        )
         if "wasmtime" in timed:
             row.wasmtime = timed["wasmtime"][0]
             row.wasmtime_fuel = wasmtime_fuel(wasm, w.export, args)
         if not row.instructions:  # no fuel counter on this asyncwasm: count with wasmtime's
             if row.wasmtime_fuel is None:
-                sys.exit("cannot count Wasm instructions: asyncwasm.Store has no fuel_used and wasmtime "
-                         "is not installed")
+                sys.exit(
+                    "cannot count Wasm instructions: asyncwasm.Store has no fuel_used and wasmtime "
+                    "is not installed"
+                )
             row.instructions = row.wasmtime_fuel
         rows.append(row)
     full_row, small_row = rows
 
     pw = pywasm_runner(wasm, w.export)
     if pw is not None:
-        small_row.pywasm, small_row.results["pywasm"] = (await time_engines({"pywasm": as_async(pw)}, small,
-                                                                            pywasm_repeat))["pywasm"]
+        small_row.pywasm, small_row.results["pywasm"] = (
+            await time_engines({"pywasm": as_async(pw)}, small, pywasm_repeat)
+        )["pywasm"]
         full_row.pywasm_scale = full_row.instructions / small_row.instructions
         full_row.pywasm = small_row.pywasm * full_row.pywasm_scale
         full_row.pywasm_args = small
@@ -389,13 +447,32 @@ def fmt_ratio(a: float | None, b: float | None) -> str:
 def table(rows: Sequence[Row], scaled: bool) -> list[str]:
     """A markdown table of rows; with ``scaled``, the pywasm column is the scaled estimate."""
     pw_head = "pywasm s (scaled)" if scaled else "pywasm s"
-    head = ["workload", "size", "Wasm instrs", "asyncwasm s", "M instr/s", pw_head, "python s",
-            "wasmtime s", "pywasm/asyncwasm", "asyncwasm/python"]
+    head = [
+        "workload",
+        "size",
+        "Wasm instrs",
+        "asyncwasm s",
+        "M instr/s",
+        pw_head,
+        "python s",
+        "wasmtime s",
+        "pywasm/asyncwasm",
+        "asyncwasm/python",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r.workload.name, r.workload.describe(r.args), f"{r.instructions:,}", fmt_secs(r.asyncwasm),
-                 f"{r.instructions / r.asyncwasm / 1e6:.1f}", fmt_secs(r.pywasm), fmt_secs(r.python),
-                 fmt_secs(r.wasmtime), fmt_ratio(r.pywasm, r.asyncwasm), fmt_ratio(r.asyncwasm, r.python)]
+        cells = [
+            r.workload.name,
+            r.workload.describe(r.args),
+            f"{r.instructions:,}",
+            fmt_secs(r.asyncwasm),
+            f"{r.instructions / r.asyncwasm / 1e6:.1f}",
+            fmt_secs(r.pywasm),
+            fmt_secs(r.python),
+            fmt_secs(r.wasmtime),
+            fmt_ratio(r.pywasm, r.asyncwasm),
+            fmt_ratio(r.asyncwasm, r.python),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -404,14 +481,24 @@ def summary(rows: Sequence[Row]) -> list[str]:
     """One line per target: on how many workloads it is met, and the misses."""
     out = []
     pw = [r for r in rows if r.pywasm is not None]
-    miss = [f"{r.workload.name} {r.pywasm / r.asyncwasm:.0f}x" for r in pw
-            if r.pywasm / r.asyncwasm < PYWASM_TARGET]
-    out.append(f"pywasm/asyncwasm >= {PYWASM_TARGET:.0f}x: met on {len(pw) - len(miss)} of {len(pw)}"
-               + (f" (missed: {', '.join(miss)})" if miss else ""))
-    miss = [f"{r.workload.name} {r.asyncwasm / r.python:.1f}x" for r in rows
-            if r.asyncwasm / r.python > PYTHON_TARGET]
-    out.append(f"asyncwasm/python <= {PYTHON_TARGET:.0f}x: met on {len(rows) - len(miss)} of {len(rows)}"
-               + (f" (missed: {', '.join(miss)})" if miss else ""))
+    miss = [
+        f"{r.workload.name} {r.pywasm / r.asyncwasm:.0f}x"
+        for r in pw
+        if r.pywasm / r.asyncwasm < PYWASM_TARGET
+    ]
+    out.append(
+        f"pywasm/asyncwasm >= {PYWASM_TARGET:.0f}x: met on {len(pw) - len(miss)} of {len(pw)}"
+        + (f" (missed: {', '.join(miss)})" if miss else "")
+    )
+    miss = [
+        f"{r.workload.name} {r.asyncwasm / r.python:.1f}x"
+        for r in rows
+        if r.asyncwasm / r.python > PYTHON_TARGET
+    ]
+    out.append(
+        f"asyncwasm/python <= {PYTHON_TARGET:.0f}x: met on {len(rows) - len(miss)} of {len(rows)}"
+        + (f" (missed: {', '.join(miss)})" if miss else "")
+    )
     return out
 
 
@@ -419,13 +506,19 @@ async def run(workloads: Sequence[Workload], quick: bool, repeat: int, pywasm_re
     """Measure every workload and print the report."""
     print(f"# asyncwasm compute benchmarks, {datetime.date.today().isoformat()}")
     print()
-    print(f"- Python {platform.python_version()} ({platform.python_implementation()}), "
-          f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"- asyncwasm {version_of('asyncwasm')} ({source_revision()}), pywasm {version_of('pywasm')}, "
-          f"wasmtime {version_of('wasmtime')}, {wat_tool()}")
-    print(f"- {'quick' if quick else 'full'} sizes; median of {repeat} runs (pywasm: {pywasm_repeat}; "
-          f"the others at pywasm's size: {max(repeat, SMALL_REPEAT)}), engines taking turns, after one "
-          "untimed warm-up call (none for pywasm)")
+    print(
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"- asyncwasm {version_of('asyncwasm')} ({source_revision()}), pywasm {version_of('pywasm')}, "
+        f"wasmtime {version_of('wasmtime')}, {wat_tool()}"
+    )
+    print(
+        f"- {'quick' if quick else 'full'} sizes; median of {repeat} runs (pywasm: {pywasm_repeat}; "
+        f"the others at pywasm's size: {max(repeat, SMALL_REPEAT)}), engines taking turns, after one "
+        "untimed warm-up call (none for pywasm)"
+    )
     print(f"- load average before the run: {load_average()}")
     print()
     pairs = []
@@ -441,19 +534,25 @@ async def run(workloads: Sequence[Workload], quick: bool, repeat: int, pywasm_re
     print()
     for r in full_rows:
         if r.pywasm is not None:
-            print(f"- {r.workload.name}: pywasm ran {r.workload.describe(r.pywasm_args)} "
-                  f"x {r.pywasm_scale:,.1f} (instruction ratio)")
+            print(
+                f"- {r.workload.name}: pywasm ran {r.workload.describe(r.pywasm_args)} "
+                f"x {r.pywasm_scale:,.1f} (instruction ratio)"
+            )
     print()
     print("Targets: " + "; ".join(summary(full_rows)))
     print()
-    print("Wasm instrs is asyncwasm's fuel used by one call (one unit per instruction executed; none for "
-          "nop, drop, block, loop, end, else, return, unreachable)", end="")
+    print(
+        "Wasm instrs is asyncwasm's fuel used by one call (one unit per instruction executed; none for "
+        "nop, drop, block, loop, end, else, return, unreachable)",
+        end="",
+    )
     differ = [r for r in full_rows if r.wasmtime_fuel is not None and r.wasmtime_fuel != r.instructions]
     if differ:
         print("; wasmtime's own fuel count differs on:")
         for r in differ:
-            print(f"- {r.workload.name}: wasmtime {r.wasmtime_fuel:,} "
-                  f"({r.wasmtime_fuel - r.instructions:+,})")
+            print(
+                f"- {r.workload.name}: wasmtime {r.wasmtime_fuel:,} ({r.wasmtime_fuel - r.instructions:+,})"
+            )
     else:
         print(".")
     print()
@@ -471,12 +570,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     names = [w.name for w in WORKLOADS]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (the whole run takes < 20 s)")
-    parser.add_argument("--repeat", type=int, default=None, help="runs per measurement (median); "
-                        "default 5, or 3 with --quick")
-    parser.add_argument("--pywasm-repeat", type=int, default=None,
-                        help="runs per pywasm measurement; default: --repeat")
-    parser.add_argument("--only", default=None, metavar="NAME[,NAME...]",
-                        help=f"run only these workloads: {', '.join(names)}")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs per measurement (median); default 5, or 3 with --quick"
+    )
+    parser.add_argument(
+        "--pywasm-repeat", type=int, default=None, help="runs per pywasm measurement; default: --repeat"
+    )
+    parser.add_argument(
+        "--only", default=None, metavar="NAME[,NAME...]", help=f"run only these workloads: {', '.join(names)}"
+    )
     opts = parser.parse_args(argv)
     repeat = opts.repeat if opts.repeat is not None else 3 if opts.quick else 5
     if repeat < 1:

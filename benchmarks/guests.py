@@ -105,6 +105,9 @@ def make(sj, tid, zero):
 """
 
 
+_TRAMPOLINES: dict[str, Callable[..., Callable[..., Any]]] = {}
+
+
 class SjLj:
     """Emscripten-style setjmp/longjmp on asyncwasm: the ``invoke_<sig>(index, args...)`` trampolines.
 
@@ -167,10 +170,13 @@ class SjLj:
             save="saved = sj.sp.value" if self._uses_sp else "saved = sj.stack_save()",
             restore="sj.sp.value = saved" if self._uses_sp else "sj.stack_restore(saved)",
         )
-        scope: dict[str, Any] = {"Trap": asyncwasm.Trap, "LongjmpUnwind": LongjmpUnwind}
-        exec(compile(source, f"<guests.py {name}>", "exec"), scope)
+        make = _TRAMPOLINES.get(source)  # compiled once per shape, as pwasm's glue does
+        if make is None:
+            scope: dict[str, Any] = {"Trap": asyncwasm.Trap, "LongjmpUnwind": LongjmpUnwind}
+            exec(compile(source, f"<guests.py {name}>", "exec"), scope)
+            make = _TRAMPOLINES[source] = scope["make"]
         tid = asyncwasm.Func(None, callee).tid  # the canonical type id call_indirect compares
-        return scope["make"](self, tid, 0 if callee.results else None)
+        return make(self, tid, 0 if callee.results else None)
 
     def bind(self, instance: Any) -> None:
         """Look up the exports the trampolines use, once the instance exists."""
@@ -281,7 +287,7 @@ class AsyncwasmGuest:
 class AsyncwasmMicroPython(AsyncwasmGuest):
     wasm = "micropython.wasm"
 
-    async def start(self) -> None:
+    async def start(self, snapshot: Any = None) -> None:
         import asyncwasm
 
         linker = asyncwasm.Linker()
@@ -290,9 +296,11 @@ class AsyncwasmMicroPython(AsyncwasmGuest):
         self.define_env(
             linker, {"host_write": self.host_write, "host_call": self.host_call, "host_take": self.host_take}
         )
-        self.inst = await linker.instantiate(self.module, self.store())
+        self.inst = await linker.instantiate(self.module, self.store(), snapshot=snapshot)
         self.mem = self.inst.exports["memory"]
         self.sjlj.bind(self.inst)
+        if snapshot is not None:  # initialised already
+            return
         await self.inst.call("_initialize")
         status = await self.inst.call("mp_sandbox_init", MP_HEAP)
         if status != 0:
@@ -318,7 +326,7 @@ class AsyncwasmQuickJS(AsyncwasmGuest):
 
     wasm = "quickjs.wasm"
 
-    async def start(self) -> None:
+    async def start(self, snapshot: Any = None) -> None:
         import asyncwasm
         from wasi_async import WasiConfig, WasiContext
 
@@ -336,8 +344,10 @@ class AsyncwasmQuickJS(AsyncwasmGuest):
                 "host_interrupt": self.host_interrupt,
             },
         )
-        self.inst = await linker.instantiate(self.module, self.store())
+        self.inst = await linker.instantiate(self.module, self.store(), snapshot=snapshot)
         self.mem = self.inst.exports["memory"]
+        if snapshot is not None:  # initialised already
+            return
         await self.inst.call("_initialize")
         status = await self.inst.call("qjs_init", 0, QJS_STACK)
         if status != 0:
@@ -374,7 +384,7 @@ class AsyncwasmMQuickJS(AsyncwasmGuest):
 
     wasm = "mquickjs.wasm"
 
-    async def start(self) -> None:
+    async def start(self, snapshot: Any = None) -> None:
         import asyncwasm
 
         self.temp_ret0 = 0
@@ -392,9 +402,11 @@ class AsyncwasmMQuickJS(AsyncwasmGuest):
                 "emscripten_memcpy_big": self.memcpy_big,
             },
         )
-        self.inst = await linker.instantiate(self.module, self.store())
+        self.inst = await linker.instantiate(self.module, self.store(), snapshot=snapshot)
         self.mem = self.inst.exports["memory"]
         self.sjlj.bind(self.inst)
+        if snapshot is not None:  # initialised already
+            return
         await self.inst.call("__wasm_call_ctors")
         if not await self.inst.call("sandbox_init", MQJS_HEAP):
             raise RuntimeError("sandbox_init failed")
@@ -962,8 +974,11 @@ def precompile_sources() -> None:
     source again, which no installed engine does. The .pyc files go to a temporary prefix, not the tree."""
     env = dict(os.environ, PYTHONPYCACHEPREFIX=PYC_PREFIX)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "asyncwasm"), str(REPO / "wasi_async")],
-                   env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "asyncwasm"), str(REPO / "wasi_async")],
+        env=env,
+        check=True,
+    )
 
 
 def child_env(pwasm_cache: str | None = "", asyncwasm_cache: str | None = "") -> dict[str, str]:
@@ -1071,7 +1086,9 @@ def bench_startup(repeat: int, guests: Sequence[str]) -> str:
                     else:
                         if state == "warm cache" and not os.path.isdir(cache):
                             os.makedirs(cache, mode=0o700)
-                            run_child("start", engine, guest, _engine_env(engine, cache))  # its first run fills the cache
+                            run_child(
+                                "start", engine, guest, _engine_env(engine, cache)
+                            )  # its first run fills the cache
                         if state == "empty cache":
                             shutil.rmtree(cache, ignore_errors=True)
                             os.makedirs(cache, mode=0o700)
@@ -1097,6 +1114,55 @@ def bench_startup(repeat: int, guests: Sequence[str]) -> str:
         + [f"asyncwasm / pwasm, {state}" for state in CACHE_STATES]
     )
     return table(header, rows)
+
+
+def bench_snapshot(repeat: int, guests: Sequence[str]) -> str:
+    """A new instance from a snapshot of an initialised one, in this process: to ready, to first result."""
+    import anyio
+
+    async def measure(guest: str) -> list[str]:
+        cls = ASYNCWASM_GUESTS[guest]
+        module = cls.compile()
+        t0 = time.perf_counter()
+        base = cls(module)
+        await base.start()
+        initialised = time.perf_counter() - t0
+        check(f"{guest} before the snapshot", await base.run(FIRST[guest][0]), FIRST[guest][1])
+        t0 = time.perf_counter()
+        snap = base.inst.snapshot()
+        taken = time.perf_counter() - t0
+        ready, first = [], []
+        for _ in range(max(repeat, 5)):
+            t0 = time.perf_counter()
+            g = cls(module)
+            await g.start(snapshot=snap)
+            t1 = time.perf_counter()
+            check(f"{guest} from a snapshot", await g.run(FIRST[guest][0]), FIRST[guest][1])
+            ready.append(t1 - t0)
+            first.append(time.perf_counter() - t0)
+        return [
+            GUEST_TITLE[guest],
+            f"{base.mem.pages * 64:,}",
+            f"{snap.memory_bytes >> 10:,}",
+            f"{1e3 * initialised:.1f}",
+            f"{1e3 * taken:.1f}",
+            f"{1e3 * median(ready):.2f}",
+            f"{1e3 * median(first):.2f}",
+        ]
+
+    rows = [anyio.run(measure, guest) for guest in guests]
+    return table(
+        [
+            "guest",
+            "memory KiB",
+            "snapshot KiB (non-zero pages)",
+            "fresh start + init ms",
+            "snapshot taken ms",
+            "new instance from it ms",
+            "... to first result ms",
+        ],
+        rows,
+    )
 
 
 def bench_rss(repeat: int, guests: Sequence[str], loads: list[Workload]) -> str:
@@ -1365,7 +1431,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="sections (startup, rss, hostcalls, workloads) or "
+        help="sections (startup, snapshot, rss, hostcalls, workloads) or "
         "workloads (mp-fib, mp-strings, js-sieve, js-fib, js-json, mqjs-fib), comma-separated",
     )
     parser.add_argument("--profile", metavar="WORKLOAD", help="sample one warm run of a workload instead")
@@ -1384,7 +1450,7 @@ def main() -> None:
     repeat = args.repeat or (2 if args.quick else 5)
     precompile_sources()
     loads = workloads(args.quick)
-    sections = ["startup", "rss", "hostcalls", "workloads"]
+    sections = ["startup", "snapshot", "rss", "hostcalls", "workloads"]
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     names = {w.name for w in loads}
     unknown = [x for x in only if x not in sections and x not in names]
@@ -1417,6 +1483,16 @@ def main() -> None:
             "process generates the code and writes it); warm: a directory filled by one process that ran the same "
             "script. 'in-process' is the time from the child's first line to its first result, "
             "interpreter start-up excluded."
+        )
+    if "snapshot" in sections:
+        print(
+            "\n### A new instance from a snapshot of an initialised one (asyncwasm, in one process, warm)\n"
+        )
+        print(bench_snapshot(repeat, GUESTS))
+        print(
+            "\n`instance.snapshot()` after the guest's own initialisation (MicroPython's heap and modules, "
+            "QuickJS's runtime); each new instance links fresh imports, gets the captured state (only the "
+            "pages that are not all zeros are copied) and answers the first script. Medians."
         )
     if "rss" in sections:
         print("\n### Peak RSS of a process running one instance (ru_maxrss, fresh process each)\n")

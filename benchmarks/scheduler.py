@@ -114,7 +114,9 @@ def wat_to_wasm(text: str) -> bytes:
     try:
         import wasmtime
     except ImportError:
-        sys.exit("wat2wasm not found: install wabt (`apt-get install wabt`) or wasmtime (`pip install wasmtime`)")
+        sys.exit(
+            "wat2wasm not found: install wabt (`apt-get install wabt`) or wasmtime (`pip install wasmtime`)"
+        )
     return bytes(wasmtime.wat2wasm(text))
 
 
@@ -148,10 +150,18 @@ def source_revision() -> str:
     if imported != ROOT:
         return f"the copy in {imported}"
     try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "asyncwasm"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "asyncwasm"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown revision"
     return f"git {head}" + (" with uncommitted changes in asyncwasm/" if dirty else "")
@@ -244,8 +254,13 @@ async def run_crowd(module: asyncwasm.Module, crowd: Crowd, sample_every: float)
             k += 1
             if k == 20:  # half-way: a full collection, whose pause must not be billed to one guest
                 gc.collect()
-            crowd.samples.append((time.perf_counter() - t0, [c.value for c in counters],  # type: ignore[union-attr]
-                                  [inst.stats.slices for inst in insts]))
+            crowd.samples.append(
+                (
+                    time.perf_counter() - t0,
+                    [c.value for c in counters],  # type: ignore[union-attr]
+                    [inst.stats.slices for inst in insts],
+                )
+            )
 
     async with anyio.create_task_group() as outer:
         outer.start_soon(crowd.timer.run)
@@ -270,11 +285,15 @@ def fairness_sample(crowd: Crowd, share: float = FAIRNESS_AT) -> tuple[float, li
     return None
 
 
-def report_crowds(crowds: list[Crowd], alone: dict[str, tuple[float, float]], slice_s: float) -> dict[str, bool]:
+def report_crowds(
+    crowds: list[Crowd], alone: dict[str, tuple[float, float]], slice_s: float
+) -> dict[str, bool]:
     """Print the crowd tables; returns which targets were met."""
     met: dict[str, bool] = {}
-    print("#### Throughput: the crowd against one instance doing the same total work alone (half just before "
-          "the crowd, half just after)")
+    print(
+        "#### Throughput: the crowd against one instance doing the same total work alone (half just before "
+        "the crowd, half just after)"
+    )
     print()
     rows = []
     for c in crowds:
@@ -282,15 +301,44 @@ def report_crowds(crowds: list[Crowd], alone: dict[str, tuple[float, float]], sl
         a_wall, a_cpu = alone[c.label]
         r_wall, r_cpu = a_wall / c.wall, a_cpu / c.cpu
         met[f"throughput {c.label}"] = r_wall >= THROUGHPUT_TARGET
-        rows.append([c.label, f"{len(c.weights):,}", f"{total / 1e6:.1f}", f"{c.wall:.2f}", f"{c.cpu:.2f}",
-                     f"{a_wall:.2f}", f"{a_cpu:.2f}", f"{total / c.wall / 1e6:.2f}", f"{total / a_wall / 1e6:.2f}",
-                     f"{r_wall:.1%}", f"{r_cpu:.1%}", yes(r_wall >= THROUGHPUT_TARGET)])
-    table(["run", "instances", "M iterations", "crowd wall s", "crowd CPU s", "alone wall s", "alone CPU s",
-           "crowd M it/s", "alone M it/s", "crowd/alone (wall)", "crowd/alone (CPU)",
-           f">= {THROUGHPUT_TARGET:.0%}"], rows)
+        rows.append(
+            [
+                c.label,
+                f"{len(c.weights):,}",
+                f"{total / 1e6:.1f}",
+                f"{c.wall:.2f}",
+                f"{c.cpu:.2f}",
+                f"{a_wall:.2f}",
+                f"{a_cpu:.2f}",
+                f"{total / c.wall / 1e6:.2f}",
+                f"{total / a_wall / 1e6:.2f}",
+                f"{r_wall:.1%}",
+                f"{r_cpu:.1%}",
+                yes(r_wall >= THROUGHPUT_TARGET),
+            ]
+        )
+    table(
+        [
+            "run",
+            "instances",
+            "M iterations",
+            "crowd wall s",
+            "crowd CPU s",
+            "alone wall s",
+            "alone CPU s",
+            "crowd M it/s",
+            "alone M it/s",
+            "crowd/alone (wall)",
+            "crowd/alone (CPU)",
+            f">= {THROUGHPUT_TARGET:.0%}",
+        ],
+        rows,
+    )
 
-    print(f"#### A 1 ms periodic timer in another task (target: p99 late by at most {TIMER_TARGET_SLICES:g} "
-          f"slices = {ms(TIMER_TARGET_SLICES * slice_s)} ms, at most {ms(TIMER_MAX_TARGET)} ms at worst)")
+    print(
+        f"#### A 1 ms periodic timer in another task (target: p99 late by at most {TIMER_TARGET_SLICES:g} "
+        f"slices = {ms(TIMER_TARGET_SLICES * slice_s)} ms, at most {ms(TIMER_MAX_TARGET)} ms at worst)"
+    )
     print()
     rows = []
     for c in crowds:
@@ -298,12 +346,24 @@ def report_crowds(crowds: list[Crowd], alone: dict[str, tuple[float, float]], sl
         p99 = pct(late, 99)
         ok = p99 <= TIMER_TARGET_SLICES * slice_s and bool(late) and max(late) <= TIMER_MAX_TARGET
         met[f"timer {c.label}"] = ok
-        rows.append([c.label, f"{len(late):,}", f"{len(late) / c.wall:.0f}", ms(pct(late, 50)), ms(pct(late, 90)),
-                     ms(p99), ms(max(late) if late else float("nan")), yes(ok)])
+        rows.append(
+            [
+                c.label,
+                f"{len(late):,}",
+                f"{len(late) / c.wall:.0f}",
+                ms(pct(late, 50)),
+                ms(pct(late, 90)),
+                ms(p99),
+                ms(max(late) if late else float("nan")),
+                yes(ok),
+            ]
+        )
     table(["run", "wake-ups", "per s (ideal 1000)", "p50 ms late", "p90 ms", "p99 ms", "max ms", "met"], rows)
 
-    print(f"#### Progress of each instance when the crowd had done {FAIRNESS_AT:.0%} of its work (target: within "
-          f"{FAIRNESS_TARGET:.0%} of the mean, per unit of weight; a full garbage collection was forced half-way)")
+    print(
+        f"#### Progress of each instance when the crowd had done {FAIRNESS_AT:.0%} of its work (target: within "
+        f"{FAIRNESS_TARGET:.0%} of the mean, per unit of weight; a full garbage collection was forced half-way)"
+    )
     print()
     rows = []
     for c in crowds:
@@ -319,11 +379,35 @@ def report_crowds(crowds: list[Crowd], alone: dict[str, tuple[float, float]], sl
         starved = sum(1 for p in prog if p == 0)
         ok = outside == 0
         met[f"fairness {c.label}"] = ok
-        rows.append([c.label, f"{t:.1f} of {c.wall:.1f}", f"{statistics.fmean(slices):.1f}", f"{min(rel):.3f}",
-                     f"{pct(rel, 1):.3f}", f"{pct(rel, 99):.3f}", f"{max(rel):.3f}", str(starved), str(outside),
-                     yes(ok)])
-    table(["run", "at s", "slices per instance", "min / mean", "p1", "p99", "max / mean", "starved",
-           f"outside +-{FAIRNESS_TARGET:.0%}", "met"], rows)
+        rows.append(
+            [
+                c.label,
+                f"{t:.1f} of {c.wall:.1f}",
+                f"{statistics.fmean(slices):.1f}",
+                f"{min(rel):.3f}",
+                f"{pct(rel, 1):.3f}",
+                f"{pct(rel, 99):.3f}",
+                f"{max(rel):.3f}",
+                str(starved),
+                str(outside),
+                yes(ok),
+            ]
+        )
+    table(
+        [
+            "run",
+            "at s",
+            "slices per instance",
+            "min / mean",
+            "p1",
+            "p99",
+            "max / mean",
+            "starved",
+            f"outside +-{FAIRNESS_TARGET:.0%}",
+            "met",
+        ],
+        rows,
+    )
     print("Spread (min / max of progress over the mean) as the run goes on:")
     print()
     points = (0.25, 0.5, 0.75, 0.9)
@@ -345,8 +429,10 @@ def report_crowds(crowds: list[Crowd], alone: dict[str, tuple[float, float]], sl
             s = fairness_sample(c)
             if s is not None:
                 t, prog, _ = s
-                by_w = {w: statistics.fmean(p * w for p, ww in zip(prog, c.weights, strict=True) if ww == w)
-                        for w in ws}
+                by_w = {
+                    w: statistics.fmean(p * w for p, ww in zip(prog, c.weights, strict=True) if ww == w)
+                    for w in ws
+                }
                 parts = ", ".join(f"weight {w:g}: {by_w[w] / by_w[ws[0]]:.3f}" for w in ws)
                 print(f"- {c.label}: mean progress relative to weight {ws[0]:g} at {t:.1f} s: {parts}")
     print()
@@ -361,13 +447,33 @@ def report_crowds(crowds: list[Crowd], alone: dict[str, tuple[float, float]], sl
             sl = [s.slices for s in st]
             rt = [s.run_time for s in st]
             wt = [s.wait_time for s in st]
-            rows.append([c.label, f"{w:g}", f"{len(st):,}", f"{min(sl)} / {statistics.fmean(sl):.1f} / {max(sl)}",
-                         f"{statistics.fmean(rt):.4f}", f"{statistics.fmean(wt):.2f}",
-                         f"{1e3 * statistics.fmean(rt) / max(statistics.fmean(sl), 1):.2f}",
-                         f"{statistics.fmean(fuel) / 1e6:.1f}",
-                         f"{fin[0]:.1f} - {fin[-1]:.1f}"])
-    table(["run", "weight", "instances", "slices min / mean / max", "run s (mean)", "waiting s (mean)",
-           "ms per slice", "M fuel (mean)", "finished between s"], rows)
+            rows.append(
+                [
+                    c.label,
+                    f"{w:g}",
+                    f"{len(st):,}",
+                    f"{min(sl)} / {statistics.fmean(sl):.1f} / {max(sl)}",
+                    f"{statistics.fmean(rt):.4f}",
+                    f"{statistics.fmean(wt):.2f}",
+                    f"{1e3 * statistics.fmean(rt) / max(statistics.fmean(sl), 1):.2f}",
+                    f"{statistics.fmean(fuel) / 1e6:.1f}",
+                    f"{fin[0]:.1f} - {fin[-1]:.1f}",
+                ]
+            )
+    table(
+        [
+            "run",
+            "weight",
+            "instances",
+            "slices min / mean / max",
+            "run s (mean)",
+            "waiting s (mean)",
+            "ms per slice",
+            "M fuel (mean)",
+            "finished between s",
+        ],
+        rows,
+    )
     return met
 
 
@@ -401,8 +507,9 @@ class Echo:
     unanswered: int = 0  # lines not echoed within ECHO_GIVE_UP seconds (counted at that value)
 
 
-async def run_echo(spin: asyncwasm.Module, echo: asyncwasm.Module, neighbours: int, lines: int,
-                   max_seconds: float = 30.0) -> Echo:
+async def run_echo(
+    spin: asyncwasm.Module, echo: asyncwasm.Module, neighbours: int, lines: int, max_seconds: float = 30.0
+) -> Echo:
     """Send ``lines`` lines, one at a time at random 2-10 ms gaps, to an echo instance beside
     ``neighbours`` instances spinning forever (stopping early after ``max_seconds``)."""
     result = Echo(neighbours)
@@ -456,15 +563,44 @@ async def run_echo(spin: asyncwasm.Module, echo: asyncwasm.Module, neighbours: i
 def report_echo(e: Echo) -> bool:
     lat = e.latency
     ok = pct(lat, 99) <= ECHO_TARGET and not e.unanswered
-    print(f"#### An echo instance beside {e.neighbours} CPU-bound instances (target: p99 at most "
-          f"{ms(ECHO_TARGET)} ms from a line sent to its echo)")
+    print(
+        f"#### An echo instance beside {e.neighbours} CPU-bound instances (target: p99 at most "
+        f"{ms(ECHO_TARGET)} ms from a line sent to its echo)"
+    )
     print()
     st = e.echo_stats
-    table(["CPU-bound neighbours", "lines", f"unanswered after {ECHO_GIVE_UP:g} s", "p50 ms", "p90 ms", "p99 ms",
-           "max ms", "echo: slices", "echo: run ms", "echo: waiting ms", "neighbour slices (mean)", "met"],
-          [[e.neighbours, len(lat), e.unanswered, ms(pct(lat, 50)), ms(pct(lat, 90)), ms(pct(lat, 99)), ms(max(lat)),
-            st.slices if st else "-", ms(st.run_time) if st else "-", ms(st.wait_time) if st else "-",
-            f"{e.neighbour_slices:.1f}", yes(ok)]])
+    table(
+        [
+            "CPU-bound neighbours",
+            "lines",
+            f"unanswered after {ECHO_GIVE_UP:g} s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms",
+            "echo: slices",
+            "echo: run ms",
+            "echo: waiting ms",
+            "neighbour slices (mean)",
+            "met",
+        ],
+        [
+            [
+                e.neighbours,
+                len(lat),
+                e.unanswered,
+                ms(pct(lat, 50)),
+                ms(pct(lat, 90)),
+                ms(pct(lat, 99)),
+                ms(max(lat)),
+                st.slices if st else "-",
+                ms(st.run_time) if st else "-",
+                ms(st.wait_time) if st else "-",
+                f"{e.neighbour_slices:.1f}",
+                yes(ok),
+            ]
+        ],
+    )
     return ok
 
 
@@ -493,11 +629,15 @@ async def run_fresh(spin: asyncwasm.Module, neighbours: int, calls: int) -> list
 
 def report_fresh(neighbours: int, took: list[float]) -> bool:
     ok = max(took) <= FRESH_TARGET
-    print(f"#### A fresh instance's first answer beside {neighbours} CPU-bound instances (instantiate and call "
-          f"spin(1000); target: at most {ms(FRESH_TARGET)} ms every time)")
+    print(
+        f"#### A fresh instance's first answer beside {neighbours} CPU-bound instances (instantiate and call "
+        f"spin(1000); target: at most {ms(FRESH_TARGET)} ms every time)"
+    )
     print()
-    table(["calls", "p50 ms", "p90 ms", "max ms", "met"],
-          [[len(took), ms(pct(took, 50)), ms(pct(took, 90)), ms(max(took)), yes(ok)]])
+    table(
+        ["calls", "p50 ms", "p90 ms", "max ms", "met"],
+        [[len(took), ms(pct(took, 50)), ms(pct(took, 90)), ms(max(took)), yes(ok)]],
+    )
     return ok
 
 
@@ -595,20 +735,46 @@ async def run_burst(cat: asyncwasm.Module, count: int) -> Burst:
 def report_burst(b: Burst) -> bool:
     late = b.timer.lateness
     ok = bool(late) and max(late) <= TIMER_MAX_TARGET and not b.wrong
-    print(f"#### {b.count:,} WASI instances (corpus cat.wasm, wasi-libc) started at once, each then blocking in "
-          f"fd_read; a 1 ms timer beside (target: late at most {ms(TIMER_MAX_TARGET)} ms while they start)")
+    print(
+        f"#### {b.count:,} WASI instances (corpus cat.wasm, wasi-libc) started at once, each then blocking in "
+        f"fd_read; a 1 ms timer beside (target: late at most {ms(TIMER_MAX_TARGET)} ms while they start)"
+    )
     print()
-    table(["instances", "all started s", "timer wake-ups", "timer p50 ms", "p99 ms", "max ms",
-           "all answered a line s", "wrong", "met"],
-          [[f"{b.count:,}", f"{b.started:.2f}", len(late), ms(pct(late, 50)), ms(pct(late, 99)),
-            ms(max(late)) if late else "-", f"{b.answered:.2f}", b.wrong, yes(ok)]])
+    table(
+        [
+            "instances",
+            "all started s",
+            "timer wake-ups",
+            "timer p50 ms",
+            "p99 ms",
+            "max ms",
+            "all answered a line s",
+            "wrong",
+            "met",
+        ],
+        [
+            [
+                f"{b.count:,}",
+                f"{b.started:.2f}",
+                len(late),
+                ms(pct(late, 50)),
+                ms(pct(late, 99)),
+                ms(max(late)) if late else "-",
+                f"{b.answered:.2f}",
+                b.wrong,
+                yes(ok),
+            ]
+        ],
+    )
     return ok
 
 
 # ---- hello world per second ------------------------------------------------------------------------
 
 
-async def hello_rate(module: asyncwasm.Module, expect: bytes, seconds: float, concurrency: int) -> tuple[int, float]:
+async def hello_rate(
+    module: asyncwasm.Module, expect: bytes, seconds: float, concurrency: int
+) -> tuple[int, float]:
     """Runs of ``module`` completed per second, ``concurrency`` at a time; returns (runs, per second)."""
     assert (await run_command(module)).stdout == expect
     done = 0
@@ -677,7 +843,9 @@ async def idle_memory(label: str, count: int, start_one: Any, linear: int, linea
     return IdleMemory(label, count, used / count, linear, linear_traced, top)
 
 
-async def measure_idle(wait_mod: asyncwasm.Module, echo_mod: asyncwasm.Module, count: int) -> list[IdleMemory]:
+async def measure_idle(
+    wait_mod: asyncwasm.Module, echo_mod: asyncwasm.Module, count: int
+) -> list[IdleMemory]:
     out = []
     traced = isinstance(asyncwasm.Memory.new(1).data, bytearray)  # an mmap is outside tracemalloc's view
 
@@ -704,7 +872,9 @@ async def measure_idle(wait_mod: asyncwasm.Module, echo_mod: asyncwasm.Module, c
 
         tg.start_soon(run)
 
-    out.append(await idle_memory("WASI echo blocked in fd_read (run_command)", count, wasi_read, 65536, traced))
+    out.append(
+        await idle_memory("WASI echo blocked in fd_read (run_command)", count, wasi_read, 65536, traced)
+    )
     keep.clear()
     return out
 
@@ -712,14 +882,33 @@ async def measure_idle(wait_mod: asyncwasm.Module, echo_mod: asyncwasm.Module, c
 def report_idle(rows: list[IdleMemory]) -> None:
     print("#### Memory held by an idle, suspended instance (tracemalloc)")
     print()
-    table(["instance", "instances", "traced KiB each", "linear memory KiB", "linear memory traced",
-           "beyond linear memory KiB", "largest parts, KiB each (where allocated)"],
-          [[r.label, f"{r.count:,}", f"{r.per_instance / 1024:.1f}", f"{r.linear / 1024:.0f}",
-            "yes" if r.linear_traced else "no (mmap)",
-            f"{(r.per_instance - (r.linear if r.linear_traced else 0)) / 1024:.1f}",
-            "; ".join(f"{name} {size / 1024:.1f}" for name, size in r.top)] for r in rows])
-    print("Everything the instance's task, greenlet, globals, functions, store and (for WASI) context hold "
-          "while it waits; the compiled module is shared and not counted.")
+    table(
+        [
+            "instance",
+            "instances",
+            "traced KiB each",
+            "linear memory KiB",
+            "linear memory traced",
+            "beyond linear memory KiB",
+            "largest parts, KiB each (where allocated)",
+        ],
+        [
+            [
+                r.label,
+                f"{r.count:,}",
+                f"{r.per_instance / 1024:.1f}",
+                f"{r.linear / 1024:.0f}",
+                "yes" if r.linear_traced else "no (mmap)",
+                f"{(r.per_instance - (r.linear if r.linear_traced else 0)) / 1024:.1f}",
+                "; ".join(f"{name} {size / 1024:.1f}" for name, size in r.top),
+            ]
+            for r in rows
+        ],
+    )
+    print(
+        "Everything the instance's task, greenlet, globals, functions, store and (for WASI) context hold "
+        "while it waits; the compiled module is shared and not counted."
+    )
     print()
 
 
@@ -736,22 +925,29 @@ async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]
     print(f"- load average before: {load_average()}")
     rate = await spin_rate(spin, 1.0)
     work = max(1000, int(rate * opts.seconds / opts.instances))
-    print(f"- one instance alone runs {rate / 1e6:.2f} M iterations/s; each of the {opts.instances:,} instances "
-          f"runs {work:,} iterations times its weight (about {opts.seconds:g} s for all of them at weight 1, "
-          f"{1.5 * opts.seconds:g} s with weights 1 and 2)")
+    print(
+        f"- one instance alone runs {rate / 1e6:.2f} M iterations/s; each of the {opts.instances:,} instances "
+        f"runs {work:,} iterations times its weight (about {opts.seconds:g} s for all of them at weight 1, "
+        f"{1.5 * opts.seconds:g} s with weights 1 and 2)"
+    )
     print(f"- slice: {slice_s * 1e3:g} ms; progress sampled every {opts.seconds / 10:.1f} s")
     print()
     met: dict[str, bool] = {}
     crowds = []
     alone: dict[str, tuple[float, float]] = {}
-    for label, weights in (("equal weights", [1.0] * opts.instances),
-                           ("weights 1 and 2", [1.0 + (i % 2) for i in range(opts.instances)])):
+    for label, weights in (
+        ("equal weights", [1.0] * opts.instances),
+        ("weights 1 and 2", [1.0 + (i % 2) for i in range(opts.instances)]),
+    ):
         # One instance alone does half the crowd's total work just before it and half just after, so
         # that a drift in the machine's speed during the run hits both sides alike.
         works = [int(work * w) for w in weights]  # all should finish together
         half = sum(works) // 2
-        print(f"running one instance alone, then the crowd ({label}), then alone again ...", file=sys.stderr,
-              flush=True)
+        print(
+            f"running one instance alone, then the crowd ({label}), then alone again ...",
+            file=sys.stderr,
+            flush=True,
+        )
         before = await run_alone(spin, half)
         c = Crowd(label, weights, works)
         await run_crowd(spin, c, opts.seconds / 40)
@@ -765,7 +961,9 @@ async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]
     met["echo"] = report_echo(e)
 
     print("running the fresh calls ...", file=sys.stderr, flush=True)
-    met["fresh call"] = report_fresh(opts.neighbours, await run_fresh(spin, opts.neighbours, opts.fresh_calls))
+    met["fresh call"] = report_fresh(
+        opts.neighbours, await run_fresh(spin, opts.neighbours, opts.fresh_calls)
+    )
 
     cat_path = SHARED / "corpus" / "wasm" / "cat.wasm"
     if cat_path.exists():
@@ -773,11 +971,15 @@ async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]
         met["burst"] = report_burst(await run_burst(asyncwasm.Module.from_file(cat_path), opts.burst))
 
     print("running hello world ...", file=sys.stderr, flush=True)
-    print(f"#### Instantiate an already compiled WASI hello world and run it to completion (target: at least "
-          f"{HELLO_TARGET:,.0f} per second on one core)")
+    print(
+        f"#### Instantiate an already compiled WASI hello world and run it to completion (target: at least "
+        f"{HELLO_TARGET:,.0f} per second on one core)"
+    )
     print()
     rows = []
-    hellos = [("examples/hello.wasm (WAT, no libc)", ROOT / "examples" / "hello.wasm", b"Hello from asyncwasm!\n")]
+    hellos = [
+        ("examples/hello.wasm (WAT, no libc)", ROOT / "examples" / "hello.wasm", b"Hello from asyncwasm!\n")
+    ]
     c_hello = SHARED / "corpus" / "wasm" / "hello.wasm"
     if c_hello.exists():
         hellos.append(("corpus hello.wasm (C, wasi-libc)", c_hello, b"Hello, world!\n"))
@@ -786,12 +988,25 @@ async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]
         for conc in (1, 100):
             runs, per_s = await hello_rate(module, expect, opts.hello_seconds, conc)
             ok = per_s >= HELLO_TARGET
-            met[f"hello: {name.split(' (')[0]}, {'one after another' if conc == 1 else f'{conc} at a time'}"] = ok
-            rows.append([name, f"{path.stat().st_size:,}", "one after another" if conc == 1 else f"{conc} at a time",
-                         f"{runs:,}", f"{per_s:,.0f}", f"{1e6 / per_s:.0f}", yes(ok)])
+            met[
+                f"hello: {name.split(' (')[0]}, {'one after another' if conc == 1 else f'{conc} at a time'}"
+            ] = ok
+            rows.append(
+                [
+                    name,
+                    f"{path.stat().st_size:,}",
+                    "one after another" if conc == 1 else f"{conc} at a time",
+                    f"{runs:,}",
+                    f"{per_s:,.0f}",
+                    f"{1e6 / per_s:.0f}",
+                    yes(ok),
+                ]
+            )
     table(["module", "bytes", "how", "runs", "per second", "us each", "met"], rows)
-    print("Each run: a WasiContext with captured stdout, a Store, link, instantiate, `_start`, close "
-          "(`run_command`).")
+    print(
+        "Each run: a WasiContext with captured stdout, a Store, link, instantiate, `_start`, close "
+        "(`run_command`)."
+    )
     print()
 
     print("measuring idle memory ...", file=sys.stderr, flush=True)
@@ -810,7 +1025,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--lines", type=int, default=None, help="lines sent to the echo (400)")
     parser.add_argument("--hello-seconds", type=float, default=None, help="seconds per hello-world rate (2)")
     parser.add_argument("--idle", type=int, default=1000, help="suspended instances for the memory figure")
-    parser.add_argument("--fresh-calls", type=int, default=30, help="fresh calls beside the CPU-bound instances")
+    parser.add_argument(
+        "--fresh-calls", type=int, default=30, help="fresh calls beside the CPU-bound instances"
+    )
     parser.add_argument("--burst", type=int, default=None, help="WASI instances started at once (10000)")
     parser.add_argument("--quick", action="store_true", help="100 instances, 4 s runs")
     opts = parser.parse_args(argv)
@@ -822,8 +1039,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     backends = ["asyncio", "trio"] if opts.backend == "both" else [opts.backend]
     print(f"## asyncwasm scheduler benchmarks, {datetime.date.today().isoformat()}")
     print()
-    print(f"- Python {platform.python_version()} ({platform.python_implementation()}), {platform.system()} "
-          f"{platform.machine()}, {os.cpu_count()} CPUs; asyncwasm at {source_revision()}")
+    print(
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), {platform.system()} "
+        f"{platform.machine()}, {os.cpu_count()} CPUs; asyncwasm at {source_revision()}"
+    )
     print(f"- {' '.join(sys.argv[1:]) or 'default options'}")
     print()
     summary: dict[str, dict[str, bool]] = {}

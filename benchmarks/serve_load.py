@@ -108,7 +108,9 @@ def expect_wc(p: bytes) -> bytes:
     return f"{lines} {len(p.split())} {len(p)}\n".encode()
 
 
-async def run_load(port: int, total: int, concurrency: int, expect: object, timeout: float) -> tuple[Result, float]:
+async def run_load(
+    port: int, total: int, concurrency: int, expect: object, timeout: float
+) -> tuple[Result, float]:
     loop = asyncio.get_running_loop()
     res = Result()
     next_id = iter(range(total))
@@ -177,9 +179,21 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def start_server(module: Path, workers: int, extra: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    cmd = [sys.executable, "-m", "asyncwasm", "serve-stdin", "--port", "0", "--workers", str(workers),
-           *extra, str(module)]
+def start_server(
+    module: Path, workers: int, extra: list[str], log: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "asyncwasm",
+        "serve-stdin",
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        *extra,
+        str(module),
+    ]
     errf = log.open("wb")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT)
     deadline = time.monotonic() + 30
@@ -221,8 +235,10 @@ def main() -> int:
     ok = True
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         log = Path(tmp) / "server.log"
-        for name, module, expect in (("echo (cat.wasm)", CORPUS / "cat.wasm", expect_echo),
-                                     ("word count (wc.wasm)", CORPUS / "wc.wasm", expect_wc)):
+        for name, module, expect in (
+            ("echo (cat.wasm)", CORPUS / "cat.wasm", expect_echo),
+            ("word count (wc.wasm)", CORPUS / "wc.wasm", expect_wc),
+        ):
             proc, port = start_server(module, args.workers, args.server_arg, log)
             try:
                 asyncio.run(run_load(port, min(200, args.total), 50, expect, args.timeout))  # warm up
@@ -246,21 +262,27 @@ def main() -> int:
             finally:
                 stop_server(proc)
 
-    print(f"\nserve-stdin load: {args.workers} workers, {args.concurrency} concurrent clients, "
-          f"{args.total} connections per module, {os.cpu_count()} cores\n")
+    print(
+        f"\nserve-stdin load: {args.workers} workers, {args.concurrency} concurrent clients, "
+        f"{args.total} connections per module, {os.cpu_count()} cores\n"
+    )
     print("| module | connections | ok | lost | mixed up | conn/s | p50 ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, total, nok, lost, wrong, rate, res, _lines in rows:
         lat = res.latencies
-        print(f"| {name} | {total} | {nok} | {lost} | {wrong} | {rate:.0f} | {pct(lat, 50) * 1e3:.1f} | "
-              f"{pct(lat, 90) * 1e3:.1f} | {pct(lat, 99) * 1e3:.1f} | {max(lat, default=0) * 1e3:.1f} |")
+        print(
+            f"| {name} | {total} | {nok} | {lost} | {wrong} | {rate:.0f} | {pct(lat, 50) * 1e3:.1f} | "
+            f"{pct(lat, 90) * 1e3:.1f} | {pct(lat, 99) * 1e3:.1f} | {max(lat, default=0) * 1e3:.1f} |"
+        )
         if res.errors:
             print(f"|   client errors: {res.errors} | | | | | | | | | |")
     if probe_lat:
-        print(f"\necho line latency with {args.spinners} CPU-bound connections running "
-              f"({len(probe_lat)} lines, {bad} wrong): p50 {statistics.median(probe_lat) * 1e3:.1f} ms, "
-              f"p90 {pct(probe_lat, 90) * 1e3:.1f} ms, p99 {pct(probe_lat, 99) * 1e3:.1f} ms, "
-              f"max {max(probe_lat) * 1e3:.1f} ms")
+        print(
+            f"\necho line latency with {args.spinners} CPU-bound connections running "
+            f"({len(probe_lat)} lines, {bad} wrong): p50 {statistics.median(probe_lat) * 1e3:.1f} ms, "
+            f"p90 {pct(probe_lat, 90) * 1e3:.1f} ms, p99 {pct(probe_lat, 99) * 1e3:.1f} ms, "
+            f"max {max(probe_lat) * 1e3:.1f} ms"
+        )
     elif not wat2wasm:
         print("\n(wat2wasm not found: the latency-under-load part was skipped)")
     return 0 if ok else 1

@@ -36,16 +36,30 @@ KERNELS = [("dot", lambda n: (n,)), ("saxpy", lambda n: (n, 1.5)), ("sad", lambd
 
 def rebuild() -> None:
     for name, flags in BUILDS.items():
-        subprocess.run(["clang", "--target=wasm32-wasi", "-O2", *flags, "-nostdlib", "-Wl,--no-entry",
-                        "-o", str(HERE / f"kernel_{name}.wasm"), str(HERE / "kernel.c")], check=True)
+        subprocess.run(
+            [
+                "clang",
+                "--target=wasm32-wasi",
+                "-O2",
+                *flags,
+                "-nostdlib",
+                "-Wl,--no-entry",
+                "-o",
+                str(HERE / f"kernel_{name}.wasm"),
+                str(HERE / "kernel.c"),
+            ],
+            check=True,
+        )
 
 
 def asyncwasm_calls(wasm: bytes, n: int) -> dict[str, Callable[[], Any]]:
     """One call per kernel, on a fresh asyncwasm instance (raw values: no conversion is timed)."""
+
     async def build() -> Any:
         inst = await asyncwasm.Linker().instantiate(asyncwasm.Module(wasm))
         await inst.call("init", 7)
         return inst
+
     inst = anyio.run(build)
     calls = {}
     for name, args in KERNELS:
@@ -71,7 +85,9 @@ def wasmtime_calls(wasm: bytes, n: int) -> dict[str, Callable[[], Any]] | None:
     return calls
 
 
-def measure(calls: dict[str, dict[str, Callable[[], Any]]], repeat: int) -> dict[str, dict[str, tuple[float, Any]]]:
+def measure(
+    calls: dict[str, dict[str, Callable[[], Any]]], repeat: int
+) -> dict[str, dict[str, tuple[float, Any]]]:
     """The fastest of ``repeat`` rounds for every kernel of every engine and build. The rounds take
     the engines in turn, so a burst of load from elsewhere on the machine hits them alike."""
     out: dict[str, dict[str, tuple[float, Any]]] = {key: {} for key in calls}

@@ -44,8 +44,10 @@ def pct(values: Sequence[float], q: float) -> float:
 
 
 def row(name: str, values: Sequence[float], fmt: str) -> str:
-    cells = [format(v, fmt) for v in (min(values), pct(values, 50), statistics.fmean(values), pct(values, 99),
-                                        max(values))]
+    cells = [
+        format(v, fmt)
+        for v in (min(values), pct(values, 50), statistics.fmean(values), pct(values, 99), max(values))
+    ]
     return f"{name:<28}" + "".join(f"{c:>11}" for c in cells)
 
 
@@ -62,14 +64,17 @@ async def main(n: int, seconds: float) -> None:
     sandboxes = []
     for i in range(n):
         runaway = i % 20 in (0, 5)
-        store = asyncwasm.Store(fuel=2 * mean_work * FUEL_PER_ITERATION if runaway else None,
-                                weight=2.0 if i % 10 == 5 else 1.0)
+        store = asyncwasm.Store(
+            fuel=2 * mean_work * FUEL_PER_ITERATION if runaway else None, weight=2.0 if i % 10 == 5 else 1.0
+        )
         instance = await asyncwasm.Linker().instantiate(module, store)
         work = -1 if runaway else rng.randint(mean_work // 2, 3 * mean_work // 2)
         sandboxes.append(Sandbox(instance, store, work))
     made = time.perf_counter() - t0
-    print(f"{n:,} sandboxes instantiated in {made * 1e3:.0f} ms ({made / n * 1e6:.0f} us each); "
-          f"one alone runs {rate / 1e6:.1f} M iterations/s; mean work {mean_work:,} iterations")
+    print(
+        f"{n:,} sandboxes instantiated in {made * 1e3:.0f} ms ({made / n * 1e6:.0f} us each); "
+        f"one alone runs {rate / 1e6:.1f} M iterations/s; mean work {mean_work:,} iterations"
+    )
 
     lateness: list[float] = []
 
@@ -115,8 +120,11 @@ async def main(n: int, seconds: float) -> None:
     for box in sandboxes:
         outcomes[box.outcome] = outcomes.get(box.outcome, 0) + 1
     iterations = sum(box.instance.exports["count"].value for box in sandboxes)  # type: ignore[union-attr]
-    print(f"all done in {wall:.2f} s: " + ", ".join(f"{v:,} {k}" for k, v in sorted(outcomes.items()))
-          + f"; {iterations / wall / 1e6:.2f} M iterations/s together ({iterations / wall / rate:.0%} of one alone)")
+    print(
+        f"all done in {wall:.2f} s: "
+        + ", ".join(f"{v:,} {k}" for k, v in sorted(outcomes.items()))
+        + f"; {iterations / wall / 1e6:.2f} M iterations/s together ({iterations / wall / rate:.0%} of one alone)"
+    )
     print()
     stats = [box.instance.stats for box in sandboxes]
     print(f"{'per instance':<28}" + "".join(f"{h:>11}" for h in ("min", "p50", "mean", "p99", "max")))
@@ -130,14 +138,20 @@ async def main(n: int, seconds: float) -> None:
     print(f"CPU time by weight at {seconds_mid:.2f} s, half-way, while all competed:")
     for weight in sorted(mid_cpu):
         cpu = mid_cpu[weight]
-        print(f"  weight {weight:g}: {len(cpu)} sandboxes, mean {statistics.fmean(cpu) * 1e3:.1f} ms "
-              f"({statistics.fmean(cpu) / statistics.fmean(mid_cpu[min(mid_cpu)]):.2f}x weight {min(mid_cpu):g})")
+        print(
+            f"  weight {weight:g}: {len(cpu)} sandboxes, mean {statistics.fmean(cpu) * 1e3:.1f} ms "
+            f"({statistics.fmean(cpu) / statistics.fmean(mid_cpu[min(mid_cpu)]):.2f}x weight {min(mid_cpu):g})"
+        )
     total_cpu = sum(s.run_time for s in stats)
     print()
-    print(f"CPU time in guests: {total_cpu:.2f} s of {wall:.2f} s wall ({total_cpu / wall:.0%}); "
-          f"turns taken: {sum(s.slices for s in stats):,}")
-    print(f"1 ms timer in another task: {len(lateness):,} wake-ups, late by p50 {pct(lateness, 50) * 1e3:.2f} ms, "
-          f"p99 {pct(lateness, 99) * 1e3:.2f} ms, max {max(lateness) * 1e3:.2f} ms")
+    print(
+        f"CPU time in guests: {total_cpu:.2f} s of {wall:.2f} s wall ({total_cpu / wall:.0%}); "
+        f"turns taken: {sum(s.slices for s in stats):,}"
+    )
+    print(
+        f"1 ms timer in another task: {len(lateness):,} wake-ups, late by p50 {pct(lateness, 50) * 1e3:.2f} ms, "
+        f"p99 {pct(lateness, 99) * 1e3:.2f} ms, max {max(lateness) * 1e3:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

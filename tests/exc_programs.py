@@ -44,20 +44,30 @@ class _Gen:
         k = r.randint(0, 40)
         choice = r.random()
         if depth <= 0 or choice < 0.25:
-            return r.choice([
-                self.add(f"(i32.const {k})"),
-                f"(if (i32.and (local.get $x) (i32.const {1 << r.randint(0, 4)})) (then (call $thrower (i32.const {k}))))",
-                self.add(f"(call $tail (i32.add (local.get $x) (i32.const {k})))"),
-                f"(if (i32.eq (local.get $x) (i32.const {k % 8})) (then (throw $t0 (i32.const {k}))))",
-            ] + ([f"(br_if {r.choice(self.labels)} (i32.and (local.get $x) (i32.const {1 << r.randint(0, 3)})))"]
-                 if self.labels else []))
+            return r.choice(
+                [
+                    self.add(f"(i32.const {k})"),
+                    f"(if (i32.and (local.get $x) (i32.const {1 << r.randint(0, 4)})) (then (call $thrower (i32.const {k}))))",
+                    self.add(f"(call $tail (i32.add (local.get $x) (i32.const {k})))"),
+                    f"(if (i32.eq (local.get $x) (i32.const {k % 8})) (then (throw $t0 (i32.const {k}))))",
+                ]
+                + (
+                    [
+                        f"(br_if {r.choice(self.labels)} (i32.and (local.get $x) (i32.const {1 << r.randint(0, 3)})))"
+                    ]
+                    if self.labels
+                    else []
+                )
+            )
         if choice < 0.4 and self.loops < _LOCALS:
             c = self.loops
             self.loops += 1
             lbl = self.label("l")  # not a br target of the body: a br to a loop could spin for ever
             body = self.stmts(depth - 1)
-            return (f"(local.set $c{c} (i32.const {r.randint(1, 3)})) (loop {lbl} {body} "
-                    f"(br_if {lbl} (local.tee $c{c} (i32.sub (local.get $c{c}) (i32.const 1)))))")
+            return (
+                f"(local.set $c{c} (i32.const {r.randint(1, 3)})) (loop {lbl} {body} "
+                f"(br_if {lbl} (local.tee $c{c} (i32.sub (local.get $c{c}) (i32.const 1)))))"
+            )
         if choice < 0.5:
             lbl = self.label("b")
             self.labels.append(lbl)
@@ -89,7 +99,7 @@ class _Gen:
             (block {all_}
               (block {t2} (result i32 i64)
                 (local.set $acc (i32.add (local.get $acc) (block {t0} (result i32)
-                  (try_table {' '.join(catches)} {body})
+                  (try_table {" ".join(catches)} {body})
                   (i32.const 1000))))
                 (br {out}))
               (drop) {self.add("(i32.const 5)")} (br {out}))
@@ -116,7 +126,9 @@ class _Gen:
             if r.random() < 0.5:
                 inner = self.stmts(depth - 2) if r.random() < 0.4 else ""
                 drops = "(drop) " * arity
-                clauses.append(f"(catch {tag} {drops}{self.add(f'(i32.const {arity + 20})')} {inner} {self.rethrow()})")
+                clauses.append(
+                    f"(catch {tag} {drops}{self.add(f'(i32.const {arity + 20})')} {inner} {self.rethrow()})"
+                )
         if r.random() < 0.5 or not clauses:
             clauses.append(f"(catch_all {self.add('(i32.const 30)')} {self.rethrow()})")
         return f"(try {lbl} (do {body}) {' '.join(clauses)})"

@@ -21,8 +21,9 @@ import anyio.abc
 from wat import wat
 
 import asyncwasm
-from asyncwasm.serve_net import Endpoint, listener_from_sockets
-from asyncwasm.serve_server import ServeOptions, Server
+from asyncwasm.serve.config import ServeOptions
+from asyncwasm.serve.net import Endpoint, listener_from_sockets
+from asyncwasm.serve.server import Server
 
 _modules: dict[bytes, asyncwasm.Module] = {}
 

@@ -36,19 +36,35 @@ def load_runs() -> list[dict[str, Any]]:
     if CORPUS is None or not (CORPUS / "manifest.json").exists():
         return []
     runs = json.loads((CORPUS / "manifest.json").read_text())
-    return [r for r in runs if r["kind"] in ("wasi", "trap", "forever")
-            or r["kind"] == "bench" and (r["name"].endswith("_small") or r["name"] == BIG_BENCH_RUN)]
+    return [
+        r
+        for r in runs
+        if r["kind"] in ("wasi", "trap", "forever")
+        or r["kind"] == "bench"
+        and (r["name"].endswith("_small") or r["name"] == BIG_BENCH_RUN)
+    ]
 
 
 RUNS = load_runs()
 FOREVER = [r for r in RUNS if r["kind"] == "forever"]
 
 
-def cli(args: list[str], cwd: Path, stdin: Any = subprocess.DEVNULL, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+def cli(
+    args: list[str], cwd: Path, stdin: Any = subprocess.DEVNULL, timeout: float = 120
+) -> subprocess.CompletedProcess[bytes]:
     """``python -m asyncwasm run ARGS`` from this checkout."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "asyncwasm", "run", *args], stdin=stdin, capture_output=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "asyncwasm", "run", *args],
+        stdin=stdin,
+        capture_output=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def command_line(entry: dict[str, Any], scratch: Path) -> list[str]:
@@ -123,7 +139,9 @@ def test_corpus_run(entry: dict[str, Any], tmp_path: Path, shared: Path) -> None
     check_stdout(entry, done)
     if entry.get("expect_trap"):
         assert done.returncode == 134, stderr
-        check_trap_report(stderr, Path(entry["wasm"]).stem, entry["wasmtime_trap_message"].split("wasm trap: ", 1)[1])
+        check_trap_report(
+            stderr, Path(entry["wasm"]).stem, entry["wasmtime_trap_message"].split("wasm trap: ", 1)[1]
+        )
     else:
         assert done.returncode == entry["expected_exit_code"], stderr
         assert stderr == entry.get("expected_stderr", stderr)

@@ -48,9 +48,19 @@ def exiting_with(code: int) -> str:
 
 def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m asyncwasm ARGS`` from this checkout."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "asyncwasm", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "asyncwasm", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def module(tmp_path: Path, name: str, text_or_bytes: str | bytes) -> Path:
@@ -75,18 +85,27 @@ def one_error_line(done: subprocess.CompletedProcess[str], status: int, *words: 
 
 
 # (func (result i32)) with an empty body: decodes, but fails validation (nothing left to return)
-INVALID = bytes.fromhex("0061736d01000000" "0105016000017f" "03020100" "0a040102000b")
+INVALID = bytes.fromhex("0061736d010000000105016000017f030201000a040102000b")
 
 
-@pytest.mark.parametrize(("name", "content", "words"), [
-    ("malformed", b"this is not wasm", ["malformed module", "magic header"]),
-    ("truncated", b"\0asm\x01\0\0\0\x01\x05", ["malformed module"]),
-    ("invalid", INVALID, ["invalid module", "type mismatch"]),
-    ("missing_import", '(module (import "env" "nothere" (func)) (func (export "_start")))',
-     ["failed to link", "env::nothere"]),
-    ("missing_wasi_import", '(module (import "wasi_snapshot_preview1" "no_such_call" (func)))',
-     ["failed to link", "no_such_call"]),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("malformed", b"this is not wasm", ["malformed module", "magic header"]),
+        ("truncated", b"\0asm\x01\0\0\0\x01\x05", ["malformed module"]),
+        ("invalid", INVALID, ["invalid module", "type mismatch"]),
+        (
+            "missing_import",
+            '(module (import "env" "nothere" (func)) (func (export "_start")))',
+            ["failed to link", "env::nothere"],
+        ),
+        (
+            "missing_wasi_import",
+            '(module (import "wasi_snapshot_preview1" "no_such_call" (func)))',
+            ["failed to link", "no_such_call"],
+        ),
+    ],
+)
 def test_module_that_cannot_run(name: str, content: str | bytes, words: list[str], tmp_path: Path) -> None:
     path = module(tmp_path, f"{name}.wasm", content)
     one_error_line(cli("run", path, cwd=tmp_path), 1, str(path), *words)
@@ -99,8 +118,12 @@ def test_module_is_a_directory_or_missing(tmp_path: Path) -> None:
 
 def test_dir_that_is_not_there(tmp_path: Path) -> None:
     hello = module(tmp_path, "hello.wasm", exiting_with(0))
-    one_error_line(cli("run", "--dir", f"{tmp_path / 'missing'}::/data", hello, cwd=tmp_path), 1,
-                   "--dir", "no such directory")
+    one_error_line(
+        cli("run", "--dir", f"{tmp_path / 'missing'}::/data", hello, cwd=tmp_path),
+        1,
+        "--dir",
+        "no such directory",
+    )
     one_error_line(cli("run", "--dir", hello, hello, cwd=tmp_path), 1, "not a directory")
 
 
@@ -109,16 +132,19 @@ def test_module_without_start(tmp_path: Path) -> None:
     one_error_line(cli("run", path, cwd=tmp_path), 1, "no _start", "--invoke", "add")
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--invoke", "missing"], ["no function named 'missing'", "add, neg"]),
-    (["--invoke", "mem"], ["no function named 'mem'"]),
-    (["--invoke", "add", "{m}", "1"], ["add takes 2 arguments", "1 given"]),
-    (["--invoke", "neg", "{m}", "1"], ["neg takes 0 arguments", "1 given"]),
-    (["--invoke", "add", "{m}", "1", "x"], ["'x' is not a valid i32"]),
-    (["--invoke", "add", "{m}", "1", "0x100000000"], ["does not fit in an i32"]),
-    (["--invoke", "big", "{m}", "1.5"], ["not a valid i64"]),
-    (["--invoke", "floats", "{m}", "one", "2"], ["not a valid f32"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--invoke", "missing"], ["no function named 'missing'", "add, neg"]),
+        (["--invoke", "mem"], ["no function named 'mem'"]),
+        (["--invoke", "add", "{m}", "1"], ["add takes 2 arguments", "1 given"]),
+        (["--invoke", "neg", "{m}", "1"], ["neg takes 0 arguments", "1 given"]),
+        (["--invoke", "add", "{m}", "1", "x"], ["'x' is not a valid i32"]),
+        (["--invoke", "add", "{m}", "1", "0x100000000"], ["does not fit in an i32"]),
+        (["--invoke", "big", "{m}", "1.5"], ["not a valid i64"]),
+        (["--invoke", "floats", "{m}", "one", "2"], ["not a valid f32"]),
+    ],
+)
 def test_invoke_mistakes(args: list[str], words: list[str], tmp_path: Path) -> None:
     path = module(tmp_path, "math.wasm", MATH)
     argv = [str(path) if a == "{m}" else a for a in args]
@@ -140,17 +166,20 @@ def test_exit_code_a_process_cannot_carry(tmp_path: Path) -> None:
 # --- status 2: the command line itself is wrong ----------------------------------------------------
 
 
-@pytest.mark.parametrize(("options", "words"), [
-    (["--fuel", "lots"], ["--fuel", "'lots' is not a whole number"]),
-    (["--fuel", "-1"], ["--fuel", "negative"]),
-    (["--timeout", "soon"], ["--timeout", "not a duration"]),
-    (["--timeout", "0s"], ["--timeout", "not a positive duration"]),
-    (["--max-memory", "12 parsecs"], ["--max-memory", "not a size"]),
-    (["--dir", "a::"], ["--dir", "HOST::GUEST"]),
-    (["--env", "=value"], ["--env", "no variable name"]),
-    (["--bogus"], ["No such option", "--bogus"]),
-    (["--fuel"], ["--fuel", "requires an argument"]),
-])
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--fuel", "lots"], ["--fuel", "'lots' is not a whole number"]),
+        (["--fuel", "-1"], ["--fuel", "negative"]),
+        (["--timeout", "soon"], ["--timeout", "not a duration"]),
+        (["--timeout", "0s"], ["--timeout", "not a positive duration"]),
+        (["--max-memory", "12 parsecs"], ["--max-memory", "not a size"]),
+        (["--dir", "a::"], ["--dir", "HOST::GUEST"]),
+        (["--env", "=value"], ["--env", "no variable name"]),
+        (["--bogus"], ["No such option", "--bogus"]),
+        (["--fuel"], ["--fuel", "requires an argument"]),
+    ],
+)
 def test_bad_option(options: list[str], words: list[str], tmp_path: Path) -> None:
     path = module(tmp_path, "math.wasm", MATH)
     args = [*options, path] if options != ["--fuel"] else options
@@ -188,7 +217,12 @@ def test_guest_arguments_are_passed_as_they_are(tmp_path: Path, shared: Path) ->
     args_wasm = shared / "corpus" / "wasm" / "args.wasm"
     done = cli("run", "--env", "A=1", args_wasm, "--fuel", "x", "--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[:4] == ["argc=4", "argv[0]=[args.wasm]", "argv[1]=[--fuel]", "argv[2]=[x]"]
+    assert done.stdout.splitlines()[:4] == [
+        "argc=4",
+        "argv[0]=[args.wasm]",
+        "argv[1]=[--fuel]",
+        "argv[2]=[x]",
+    ]
 
 
 def test_exit_status_is_the_proc_exit_code(tmp_path: Path) -> None:
@@ -205,8 +239,10 @@ def test_trap_report(tmp_path: Path) -> None:
     assert done.returncode == 134
     assert "Traceback" not in done.stderr
     lines = done.stderr.splitlines()
-    at = next(i for i, line in enumerate(lines) if line.strip().endswith("error while executing at wasm backtrace:"))
-    frames = [re.match(r"^\s*(\d+): (0x[0-9a-f]+) - (.+)$", line) for line in lines[at + 1:at + 3]]
+    at = next(
+        i for i, line in enumerate(lines) if line.strip().endswith("error while executing at wasm backtrace:")
+    )
+    frames = [re.match(r"^\s*(\d+): (0x[0-9a-f]+) - (.+)$", line) for line in lines[at + 1 : at + 3]]
     assert all(frames), done.stderr
     assert [(m.group(1), m.group(3)) for m in frames if m] == [("0", "boom!inner"), ("1", "boom!outer")]
     first = frames[0]
@@ -217,31 +253,37 @@ def test_trap_report(tmp_path: Path) -> None:
 # --- --max-memory and --invoke ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("limit", "delta", "expected"), [
-    ("128KiB", "1", "1"),  # 1 page -> 2 pages: allowed
-    ("128KiB", "2", "-1"),  # 3 pages: refused, memory.grow returns -1
-    ("131071", "1", "-1"),  # rounded down to 1 page
-    ("1GiB", "100", "1"),
-])
+@pytest.mark.parametrize(
+    ("limit", "delta", "expected"),
+    [
+        ("128KiB", "1", "1"),  # 1 page -> 2 pages: allowed
+        ("128KiB", "2", "-1"),  # 3 pages: refused, memory.grow returns -1
+        ("131071", "1", "-1"),  # rounded down to 1 page
+        ("1GiB", "100", "1"),
+    ],
+)
 def test_max_memory_limits_memory_grow(limit: str, delta: str, expected: str, tmp_path: Path) -> None:
     path = module(tmp_path, "math.wasm", MATH)
     done = cli("run", "--max-memory", limit, "--invoke", "grow", path, delta, cwd=tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{expected}\n", "")
 
 
-@pytest.mark.parametrize(("export", "args", "printed"), [
-    ("add", ["2", "3"], ["5"]),
-    ("add", ["0x7fffffff", "1"], ["-2147483648"]),  # i32 results print signed
-    ("add", ["4294967295", "0"], ["-1"]),  # unsigned input accepted
-    ("neg", [], ["-5"]),
-    ("big", ["-9223372036854775808"], ["-9223372036854775808"]),
-    ("big", ["0xffffffffffffffff"], ["-1"]),
-    ("big", ["9223372036854775807"], ["9223372036854775807"]),
-    ("floats", ["0.1", "0.1"], ["0.1", "0.1"]),  # f32 in its shortest form, not 0.10000000149011612
-    ("floats", ["-1.5e10", "inf"], ["-15000000000.0", "inf"]),
-    ("floats", ["nan", "-0"], ["nan", "-0.0"]),
-    ("nothing", [], []),
-])
+@pytest.mark.parametrize(
+    ("export", "args", "printed"),
+    [
+        ("add", ["2", "3"], ["5"]),
+        ("add", ["0x7fffffff", "1"], ["-2147483648"]),  # i32 results print signed
+        ("add", ["4294967295", "0"], ["-1"]),  # unsigned input accepted
+        ("neg", [], ["-5"]),
+        ("big", ["-9223372036854775808"], ["-9223372036854775808"]),
+        ("big", ["0xffffffffffffffff"], ["-1"]),
+        ("big", ["9223372036854775807"], ["9223372036854775807"]),
+        ("floats", ["0.1", "0.1"], ["0.1", "0.1"]),  # f32 in its shortest form, not 0.10000000149011612
+        ("floats", ["-1.5e10", "inf"], ["-15000000000.0", "inf"]),
+        ("floats", ["nan", "-0"], ["nan", "-0.0"]),
+        ("nothing", [], []),
+    ],
+)
 def test_invoke_prints_results(export: str, args: list[str], printed: list[str], tmp_path: Path) -> None:
     path = module(tmp_path, "math.wasm", MATH)
     done = cli("run", "--invoke", export, path, *args, cwd=tmp_path)
@@ -250,7 +292,10 @@ def test_invoke_prints_results(export: str, args: list[str], printed: list[str],
 
 def test_invoke_on_a_wasi_reactor(tmp_path: Path) -> None:
     """A WASI module's export gets the arguments too, after the reactor's _initialize has run."""
-    path = module(tmp_path, "reactor.wasm", """
+    path = module(
+        tmp_path,
+        "reactor.wasm",
+        """
 (module
   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
@@ -261,7 +306,8 @@ def test_invoke_on_a_wasi_reactor(tmp_path: Path) -> None:
     (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
     (global.set $base (i32.const 100)))
   (func (export "plus") (param i32) (result i32) global.get $base local.get 0 i32.add))
-""")
+""",
+    )
     done = cli("run", "--invoke", "plus", path, "5", cwd=tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (0, "ready\n105\n", "")
 

@@ -38,8 +38,13 @@ GROW_TABLES = """
 def _run(tmp_path: Path, source: str, *flags: str) -> subprocess.CompletedProcess[str]:
     module = tmp_path / "guest.wasm"
     module.write_bytes(wat(source))
-    return subprocess.run([sys.executable, "-m", "asyncwasm", "run", *flags, str(module)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "asyncwasm", "run", *flags, str(module)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_max_open_files_stops_a_guest_that_opens_without_end(tmp_path: Path) -> None:

@@ -54,8 +54,12 @@ _CHILD = textwrap.dedent("""
 
 
 def _child(wasm_path: Path, cache: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(wasm_path), str(cache)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(wasm_path), str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -79,8 +83,15 @@ def test_a_second_process_starts_from_the_cache(tmp_path: Path, wasm_file: Path)
 
 def test_processes_sharing_a_cache_at_once(tmp_path: Path, wasm_file: Path) -> None:
     cache = tmp_path / "cache"
-    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(wasm_file), str(cache)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(wasm_file), str(cache)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
@@ -100,7 +111,7 @@ def test_damaged_entries_are_ignored_and_rebuilt(tmp_path: Path, wasm_file: Path
         if damage == "flip":
             data[len(data) // 2] ^= 0x40
         elif damage == "truncate":
-            del data[len(data) // 2:]
+            del data[len(data) // 2 :]
         elif damage == "empty":
             data = bytearray()
         else:

@@ -16,6 +16,7 @@ from wasi_async import (
     INHERIT,
     CommandFailed,
     CommandResult,
+    NotACommand,
     Preopen,
     run_command,
 )
@@ -23,7 +24,6 @@ from wasi_async import (
 pytestmark = pytest.mark.anyio
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ SPIN = f"""
     (loop $l (br $l))))
 """
 
-REACTOR = "(module (memory (export \"memory\") 1) (func (export \"_initialize\")))"
+REACTOR = '(module (memory (export "memory") 1) (func (export "_initialize")))'
 
 
 async def test_hello_captures_stdout_and_exit_code() -> None:
@@ -109,8 +109,10 @@ async def test_env_and_stderr_captured_separately() -> None:
 
 
 async def test_discard_gives_none() -> None:
-    result = await run_command(wat(ENV), env={"A": "1"}, stdout=DISCARD, stderr=None)
+    result = await run_command(wat(ENV), env={"A": "1"}, stdout=DISCARD, stderr=CAPTURE)
     assert result.stdout is None and result.stderr == b"err"
+    result = await run_command(wat(ENV), env={"A": "1"}, stdout=None, stderr=None)  # None: as in WasiConfig
+    assert result.stdout is None and result.stderr is None and result.ok
 
 
 async def test_inherit_writes_to_the_process_stdout(capfd: pytest.CaptureFixture[str]) -> None:
@@ -126,6 +128,7 @@ async def test_stream_stdout_while_the_guest_runs(corpus: Path) -> None:
     stdout, from_guest = anyio.create_memory_object_stream[bytes](10)
     results: list[CommandResult] = []
     async with anyio.create_task_group() as tg:
+
         async def run() -> None:
             results.append(await run_command(module, ["cat.wasm"], stdin=stdin, stdout=stdout))
 
@@ -154,7 +157,10 @@ async def test_default_argv0_is_the_module_name(corpus: Path) -> None:
 async def test_preopens_as_pairs_or_preopen(corpus: Path) -> None:
     module = asyncwasm.Module.from_file(corpus / "wasm" / "fsread.wasm")
     argv = ["fsread.wasm", "/sandbox/input.txt", "/sandbox/nested/note.txt"]
-    for grant in ((corpus / "data" / "sandbox", "/sandbox"), Preopen(corpus / "data" / "sandbox", "/sandbox")):
+    for grant in (
+        (corpus / "data" / "sandbox", "/sandbox"),
+        Preopen(corpus / "data" / "sandbox", "/sandbox"),
+    ):
         result = await run_command(module, argv, preopens=[grant])
         assert result.stdout == b"sandbox input file\nnested file\n" and result.exit_code == 0
     denied = await run_command(module, argv)
@@ -193,7 +199,9 @@ async def test_extra_host_functions_and_the_linker_is_not_modified() -> None:
 
     linker = asyncwasm.Linker()
     linker.define_func("env", "report", asyncwasm.FuncType(("i32",), ()), report)
-    result = await run_command(wat(SPIN), ["spin", "a", "b"], store=asyncwasm.Store(fuel=10_000), linker=linker)
+    result = await run_command(
+        wat(SPIN), ["spin", "a", "b"], store=asyncwasm.Store(fuel=10_000), linker=linker
+    )
     assert seen == [3] and isinstance(result.trap, asyncwasm.FuelExhausted)
     assert linker.get("wasi_snapshot_preview1", "args_sizes_get") is None
 
@@ -207,7 +215,8 @@ async def test_cancel_scope_stops_a_command_blocked_on_stdin(corpus: Path) -> No
 
 
 async def test_not_a_command() -> None:
-    with pytest.raises(ValueError, match="_start"):
+    with pytest.raises(NotACommand, match="_start") as exc:
         await run_command(wat(REACTOR))
+    assert isinstance(exc.value, asyncwasm.WasmError)
     with pytest.raises(ValueError, match="stdin"):
         await run_command(EXAMPLES / "hello.wasm", stdin=CAPTURE)

@@ -20,16 +20,23 @@ _LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def test_the_site_and_api_reference_build_without_warnings(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     page = (tmp_path / "site" / "api" / "asyncwasm" / "index.html").read_text()
     for name in ("Linker", "Store", "CompiledModule", "Features", "CodeCache", "scheduler_stats"):
         assert f'id="asyncwasm.{name}"' in page, name
 
 
-@pytest.mark.parametrize("doc", sorted(p.relative_to(ROOT).as_posix() for p in
-                                       [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]))
+@pytest.mark.parametrize(
+    "doc",
+    sorted(p.relative_to(ROOT).as_posix() for p in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]),
+)
 def test_relative_links_resolve(doc: str) -> None:
     path = ROOT / doc
     broken = []
@@ -41,6 +48,8 @@ def test_relative_links_resolve(doc: str) -> None:
         if file and not (path.parent / file).exists():
             broken.append(target)
     assert not broken, f"{doc}: links to missing files: {broken}"
+
+
 def _public_callables() -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
     for pkg in (asyncwasm, wasi_async):
@@ -60,6 +69,9 @@ def _public_callables() -> list[tuple[str, object]]:
 
 
 def test_every_public_callable_has_a_docstring() -> None:
-    missing = [name for name, obj in _public_callables() if not (getattr(obj, "__doc__", None) or "").strip()
-               or (inspect.isclass(obj) and obj.__doc__ is None)]
+    missing = [
+        name
+        for name, obj in _public_callables()
+        if not (getattr(obj, "__doc__", None) or "").strip() or (inspect.isclass(obj) and obj.__doc__ is None)
+    ]
     assert not missing, f"{len(missing)} public callables without a docstring: {missing}"

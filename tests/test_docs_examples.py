@@ -1,5 +1,5 @@
-"""The documentation's examples run: every ```python block of docs/embedding.md, docs/limits.md and
-of the README's embedding section is executed from the repository's root, on asyncio and on trio (``anyio.run``
+"""The documentation's examples run: every ```python block of docs/embedding.md, docs/limits.md,
+wasi_async/README.md and of the README's embedding section is executed from the repository's root, on asyncio and on trio (``anyio.run``
 is pointed at the backend under test), so the docs cannot rot unnoticed."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def readme_embedding_section() -> str:
         return ""
     level = m.group(1)
     end = re.compile(rf"^{level} ", re.M).search(text, m.end())
-    return text[m.start():end.start() if end else len(text)]
+    return text[m.start() : end.start() if end else len(text)]
 
 
 def cases() -> list[Any]:
@@ -37,6 +37,10 @@ def cases() -> list[Any]:
             out.append(pytest.param(code, id=f"{doc}-{i}"))
     for i, code in enumerate(python_blocks(readme_embedding_section()), 1):
         out.append(pytest.param(code, id=f"README-embed-{i}"))
+    for i, code in enumerate(
+        python_blocks((ROOT / "wasi_async" / "README.md").read_text(encoding="utf-8")), 1
+    ):
+        out.append(pytest.param(code, id=f"wasi_async-README-{i}"))
     return out
 
 
@@ -47,8 +51,9 @@ def test_the_docs_have_examples() -> None:
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @pytest.mark.parametrize("code", cases())
-def test_example_runs(code: str, backend: str, monkeypatch: pytest.MonkeyPatch,
-                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_runs(
+    code: str, backend: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     real_run = anyio.run
 
     def run_on_backend(func: Any, *args: Any, backend: str = backend, **kwargs: Any) -> Any:

@@ -16,7 +16,6 @@ import asyncwasm
 pytestmark = pytest.mark.anyio
 
 
-
 SRC = """
 (module $cancel
   (import "env" "block" (func $block (param i32) (result i32)))

@@ -14,7 +14,6 @@ import asyncwasm
 pytestmark = pytest.mark.anyio
 
 
-
 SRC = """
 (module $fuel
   (import "env" "mark" (func $mark (param i32)))

@@ -17,7 +17,6 @@ import asyncwasm
 pytestmark = pytest.mark.anyio
 
 
-
 FT = asyncwasm.FuncType
 
 

@@ -12,7 +12,6 @@ import asyncwasm
 pytestmark = pytest.mark.anyio
 
 
-
 FT = asyncwasm.FuncType
 
 IMPORTS_FUNC = """
@@ -35,14 +34,18 @@ async def test_missing_import_is_a_link_error() -> None:
         await linker.instantiate(module, asyncwasm.Store())
 
 
-@pytest.mark.parametrize("ftype", [
-    FT(("i64",), ("i32",)),
-    FT(("i32",), ("i64",)),
-    FT(("i32",), ()),
-    FT(("i32", "i32"), ("i32",)),
-    FT((), ("i32",)),
-    FT(("i32",), ("i32", "i32")),
-], ids=str)
+@pytest.mark.parametrize(
+    "ftype",
+    [
+        FT(("i64",), ("i32",)),
+        FT(("i32",), ("i64",)),
+        FT(("i32",), ()),
+        FT(("i32", "i32"), ("i32",)),
+        FT((), ("i32",)),
+        FT(("i32",), ("i32", "i32")),
+    ],
+    ids=str,
+)
 async def test_function_of_the_wrong_type_is_a_link_error(ftype: asyncwasm.FuncType) -> None:
     module = asyncwasm.Module(wat(IMPORTS_FUNC))
     linker = asyncwasm.Linker()
@@ -164,18 +167,22 @@ async def test_import_another_instances_globals() -> None:
     assert await consumer.call("limit") == 77
 
 
-@pytest.mark.parametrize("desc, item", [
-    ("(memory 1)", "func"),
-    ("(memory 2)", "memory"),  # the provider's memory has 1 page
-    ("(memory 1 2)", "memory"),  # the provider allows 4 pages
-    ("(table 8 funcref)", "table"),  # the provider's table has 4 slots
-    ("(table 1 externref)", "table"),
-    ("(global i32)", "counter"),  # the provider's counter is mutable
-    ("(global (mut i64))", "counter"),
-    ("(global (mut i64))", "limit"),  # the provider's limit is immutable
-    ("(func)", "memory"),
-    ("(func (param i32) (result i32))", "add"),
-], ids=lambda v: v)
+@pytest.mark.parametrize(
+    "desc, item",
+    [
+        ("(memory 1)", "func"),
+        ("(memory 2)", "memory"),  # the provider's memory has 1 page
+        ("(memory 1 2)", "memory"),  # the provider allows 4 pages
+        ("(table 8 funcref)", "table"),  # the provider's table has 4 slots
+        ("(table 1 externref)", "table"),
+        ("(global i32)", "counter"),  # the provider's counter is mutable
+        ("(global (mut i64))", "counter"),
+        ("(global (mut i64))", "limit"),  # the provider's limit is immutable
+        ("(func)", "memory"),
+        ("(func (param i32) (result i32))", "add"),
+    ],
+    ids=lambda v: v,
+)
 async def test_mistyped_import_from_an_instance_is_a_link_error(desc: str, item: str) -> None:
     provider, _consumer = await linked_pair()
     item_name = {"func": "add"}.get(item, item)

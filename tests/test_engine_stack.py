@@ -16,7 +16,6 @@ import asyncwasm
 pytestmark = pytest.mark.anyio
 
 
-
 SRC = """
 (module $deep
   (import "env" "bottom" (func $bottom (param i32) (result i32)))
@@ -73,9 +72,12 @@ def deep_linker(bottom: Callable[..., Any], every: Callable[..., Any] = no_op) -
     return linker
 
 
-async def deep_instance(bottom: Callable[..., Any], every: Callable[..., Any] = no_op,
-                        store: asyncwasm.Store | None = None) -> asyncwasm.Instance:
-    return await deep_linker(bottom, every).instantiate(asyncwasm.Module(wat(SRC)), store or asyncwasm.Store())
+async def deep_instance(
+    bottom: Callable[..., Any], every: Callable[..., Any] = no_op, store: asyncwasm.Store | None = None
+) -> asyncwasm.Instance:
+    return await deep_linker(bottom, every).instantiate(
+        asyncwasm.Module(wat(SRC)), store or asyncwasm.Store()
+    )
 
 
 async def test_suspend_at_the_bottom_of_100000_frames() -> None:

@@ -12,7 +12,6 @@ import asyncwasm
 pytestmark = pytest.mark.anyio
 
 
-
 PROVIDER = """
 (module $provider
   ;; 7 units per iteration

@@ -15,7 +15,6 @@ import asyncwasm
 pytestmark = pytest.mark.anyio
 
 
-
 # $outer -> $middle -> $trapper; $trapper's body is the case's instructions with $x the argument.
 TEMPLATE = """
 (module $traps
@@ -59,52 +58,168 @@ CASES = [
     Case("i32.div_u by zero", "i32.const 1 local.get $x i32.div_u", 0, "integer divide by zero", "i32.div_u"),
     Case("i32.rem_u by zero", "i32.const 1 local.get $x i32.rem_u", 0, "integer divide by zero", "i32.rem_u"),
     Case("i32.rem_s by zero", "i32.const 1 local.get $x i32.rem_s", 0, "integer divide by zero", "i32.rem_s"),
-    Case("i64.div_u by zero", "i64.const 1 local.get $x i64.extend_i32_u i64.div_u i32.wrap_i64", 0,
-         "integer divide by zero", "i64.div_u"),
-    Case("i64.rem_s by zero", "i64.const 1 local.get $x i64.extend_i32_u i64.rem_s i32.wrap_i64", 0,
-         "integer divide by zero", "i64.rem_s"),
-    Case("i32.div_s overflow", "i32.const 0x80000000 local.get $x i32.div_s", -1, "integer overflow",
-         "i32.div_s"),
-    Case("i64.div_s overflow", "i64.const 0x8000000000000000 local.get $x i64.extend_i32_s i64.div_s i32.wrap_i64",
-         -1, "integer overflow", "i64.div_s"),
-    Case("i32.trunc_f64_s overflow", "f64.const 3e9 local.get $x f64.convert_i32_s f64.add i32.trunc_f64_s", 0,
-         "integer overflow", "i32.trunc_f64_s"),
-    Case("i64.trunc_f32_u negative", "f32.const -1 local.get $x f32.convert_i32_s f32.add i64.trunc_f32_u "
-         "i32.wrap_i64", 0, "integer overflow", "i64.trunc_f32_u"),
-    Case("i32.trunc_f32_s nan", "f32.const nan local.get $x f32.convert_i32_s f32.add i32.trunc_f32_s", 0,
-         "invalid conversion to integer", "i32.trunc_f32_s"),
-    Case("i64.trunc_f64_u nan", "f64.const -nan local.get $x f64.convert_i32_s f64.add i64.trunc_f64_u "
-         "i32.wrap_i64", 0, "invalid conversion to integer", "i64.trunc_f64_u"),
+    Case(
+        "i64.div_u by zero",
+        "i64.const 1 local.get $x i64.extend_i32_u i64.div_u i32.wrap_i64",
+        0,
+        "integer divide by zero",
+        "i64.div_u",
+    ),
+    Case(
+        "i64.rem_s by zero",
+        "i64.const 1 local.get $x i64.extend_i32_u i64.rem_s i32.wrap_i64",
+        0,
+        "integer divide by zero",
+        "i64.rem_s",
+    ),
+    Case(
+        "i32.div_s overflow",
+        "i32.const 0x80000000 local.get $x i32.div_s",
+        -1,
+        "integer overflow",
+        "i32.div_s",
+    ),
+    Case(
+        "i64.div_s overflow",
+        "i64.const 0x8000000000000000 local.get $x i64.extend_i32_s i64.div_s i32.wrap_i64",
+        -1,
+        "integer overflow",
+        "i64.div_s",
+    ),
+    Case(
+        "i32.trunc_f64_s overflow",
+        "f64.const 3e9 local.get $x f64.convert_i32_s f64.add i32.trunc_f64_s",
+        0,
+        "integer overflow",
+        "i32.trunc_f64_s",
+    ),
+    Case(
+        "i64.trunc_f32_u negative",
+        "f32.const -1 local.get $x f32.convert_i32_s f32.add i64.trunc_f32_u i32.wrap_i64",
+        0,
+        "integer overflow",
+        "i64.trunc_f32_u",
+    ),
+    Case(
+        "i32.trunc_f32_s nan",
+        "f32.const nan local.get $x f32.convert_i32_s f32.add i32.trunc_f32_s",
+        0,
+        "invalid conversion to integer",
+        "i32.trunc_f32_s",
+    ),
+    Case(
+        "i64.trunc_f64_u nan",
+        "f64.const -nan local.get $x f64.convert_i32_s f64.add i64.trunc_f64_u i32.wrap_i64",
+        0,
+        "invalid conversion to integer",
+        "i64.trunc_f64_u",
+    ),
     Case("i32.load past the end", "local.get $x i32.load", 65533, "out of bounds memory access", "i32.load"),
-    Case("i64.load straddling the end", "local.get $x i64.load i32.wrap_i64", 65532, "out of bounds memory access",
-         "i64.load"),
-    Case("i32.load8_u at the size", "local.get $x i32.load8_u", 65536, "out of bounds memory access", "i32.load8_u"),
-    Case("i32.load16_s huge offset", "local.get $x i32.load16_s offset=0xffffffff", 1,
-         "out of bounds memory access", "i32.load16_s"),
-    Case("f64.load address -8", "local.get $x f64.load i32.trunc_f64_s", -8, "out of bounds memory access",
-         "f64.load"),
-    Case("i32.store past the end", "local.get $x i32.const 1 i32.store i32.const 0", 65534,
-         "out of bounds memory access", "i32.store"),
-    Case("i32.store8 at the size", "local.get $x i32.const 1 i32.store8 i32.const 0", 65536,
-         "out of bounds memory access", "i32.store8"),
-    Case("i64.store32 with offset", "local.get $x i64.const 1 i64.store32 offset=65533 i32.const 0", 0,
-         "out of bounds memory access", "i64.store32"),
-    Case("memory.fill past the end", "local.get $x i32.const 0 i32.const 2 memory.fill i32.const 0", 65535,
-         "out of bounds memory access", "memory.fill"),
-    Case("memory.copy past the end", "i32.const 0 local.get $x i32.const 16 memory.copy i32.const 0", 65530,
-         "out of bounds memory access", "memory.copy"),
-    Case("table.get past the end", "local.get $x table.get $t ref.is_null", 2, "out of bounds table access",
-         "table.get"),
-    Case("table.set past the end", "local.get $x ref.null func table.set $t i32.const 0", 2,
-         "out of bounds table access", "table.set"),
-    Case("table.fill past the end", "local.get $x ref.null func i32.const 2 table.fill $t i32.const 0", 1,
-         "out of bounds table access", "table.fill"),
-    Case("call_indirect past the end", "local.get $x call_indirect (type $v_i)", 2,
-         r"undefined element(: out of bounds table access)?", "call_indirect"),
-    Case("call_indirect type mismatch", "i32.const 5 local.get $x call_indirect (type $i_v) i32.const 0", 0,
-         "indirect call type mismatch", "call_indirect"),
-    Case("call_indirect null", "local.get $x call_indirect (type $v_i)", 1, "uninitialized element",
-         "call_indirect"),
+    Case(
+        "i64.load straddling the end",
+        "local.get $x i64.load i32.wrap_i64",
+        65532,
+        "out of bounds memory access",
+        "i64.load",
+    ),
+    Case(
+        "i32.load8_u at the size",
+        "local.get $x i32.load8_u",
+        65536,
+        "out of bounds memory access",
+        "i32.load8_u",
+    ),
+    Case(
+        "i32.load16_s huge offset",
+        "local.get $x i32.load16_s offset=0xffffffff",
+        1,
+        "out of bounds memory access",
+        "i32.load16_s",
+    ),
+    Case(
+        "f64.load address -8",
+        "local.get $x f64.load i32.trunc_f64_s",
+        -8,
+        "out of bounds memory access",
+        "f64.load",
+    ),
+    Case(
+        "i32.store past the end",
+        "local.get $x i32.const 1 i32.store i32.const 0",
+        65534,
+        "out of bounds memory access",
+        "i32.store",
+    ),
+    Case(
+        "i32.store8 at the size",
+        "local.get $x i32.const 1 i32.store8 i32.const 0",
+        65536,
+        "out of bounds memory access",
+        "i32.store8",
+    ),
+    Case(
+        "i64.store32 with offset",
+        "local.get $x i64.const 1 i64.store32 offset=65533 i32.const 0",
+        0,
+        "out of bounds memory access",
+        "i64.store32",
+    ),
+    Case(
+        "memory.fill past the end",
+        "local.get $x i32.const 0 i32.const 2 memory.fill i32.const 0",
+        65535,
+        "out of bounds memory access",
+        "memory.fill",
+    ),
+    Case(
+        "memory.copy past the end",
+        "i32.const 0 local.get $x i32.const 16 memory.copy i32.const 0",
+        65530,
+        "out of bounds memory access",
+        "memory.copy",
+    ),
+    Case(
+        "table.get past the end",
+        "local.get $x table.get $t ref.is_null",
+        2,
+        "out of bounds table access",
+        "table.get",
+    ),
+    Case(
+        "table.set past the end",
+        "local.get $x ref.null func table.set $t i32.const 0",
+        2,
+        "out of bounds table access",
+        "table.set",
+    ),
+    Case(
+        "table.fill past the end",
+        "local.get $x ref.null func i32.const 2 table.fill $t i32.const 0",
+        1,
+        "out of bounds table access",
+        "table.fill",
+    ),
+    Case(
+        "call_indirect past the end",
+        "local.get $x call_indirect (type $v_i)",
+        2,
+        r"undefined element(: out of bounds table access)?",
+        "call_indirect",
+    ),
+    Case(
+        "call_indirect type mismatch",
+        "i32.const 5 local.get $x call_indirect (type $i_v) i32.const 0",
+        0,
+        "indirect call type mismatch",
+        "call_indirect",
+    ),
+    Case(
+        "call_indirect null",
+        "local.get $x call_indirect (type $v_i)",
+        1,
+        "uninitialized element",
+        "call_indirect",
+    ),
 ]
 
 
@@ -129,7 +244,9 @@ async def test_trap_message_and_backtrace(case: Case) -> None:
     assert text.startswith(trap.message + "\n")
     lines = text.splitlines()[2:]
     assert len(lines) == 3
-    for line, name, off in zip(lines, ["trapper", "middle", "outer"], [f.offset for f in trap.frames], strict=True):
+    for line, name, off in zip(
+        lines, ["trapper", "middle", "outer"], [f.offset for f in trap.frames], strict=True
+    ):
         assert line.endswith(f"{off:#x} - traps!{name}")
     # what ran before the trap stays done, and the instance is still usable
     assert await inst.call("touched") == 1
@@ -235,10 +352,13 @@ async def test_call_stack_exhausted_names_the_recursing_functions() -> None:
     # innermost first: the frames alternate between the two functions; a deep backtrace keeps the
     # innermost and outermost frames and says how many it left out between them
     assert trap.omitted > 10_000
-    for part in (names[:trap.KEEP_INNER], names[trap.KEEP_INNER:]):
+    for part in (names[: trap.KEEP_INNER], names[trap.KEEP_INNER :]):
         assert all(a != b for a, b in zip(part, part[1:], strict=False))
     assert "frames omitted" in str(trap)
-    assert {f.offset for f in trap.frames} <= {instr_offset(wasm, "ping", "call"), instr_offset(wasm, "pong", "call")}
+    assert {f.offset for f in trap.frames} <= {
+        instr_offset(wasm, "ping", "call"),
+        instr_offset(wasm, "pong", "call"),
+    }
     assert "ping" in str(trap)
     assert await inst.call("ok") == 7
     await anyio.sleep(0)

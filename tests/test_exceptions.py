@@ -244,9 +244,17 @@ def test_a_tag_import_of_the_wrong_type_does_not_link() -> None:
         anyio.run(linker.instantiate, asyncwasm.Module(wat(MODULE)))
 
 
-@pytest.mark.parametrize(("export", "arg", "want"), [
-    ("legacy", 3, 1003), ("legacy", 0, 2), ("nested", 8, 8), ("nested", 0, -1),
-    ("delegate", 6, 5006), ("delegate", 0, 222)])
+@pytest.mark.parametrize(
+    ("export", "arg", "want"),
+    [
+        ("legacy", 3, 1003),
+        ("legacy", 0, 2),
+        ("nested", 8, 8),
+        ("nested", 0, -1),
+        ("delegate", 6, 5006),
+        ("delegate", 0, 222),
+    ],
+)
 def test_legacy_try_catch_rethrow_delegate(export: str, arg: int, want: int, shape: str) -> None:
     assert _run(LEGACY, export, arg) == want
 
@@ -273,8 +281,10 @@ def _wasmtime_run(wasm: bytes, export: str, args: tuple[int, ...]) -> tuple[Any,
     return result, 10**12 - store.get_fuel()
 
 
-@pytest.mark.parametrize(("export", "args"), [("catch", (5,)), ("catch", (4,)), ("spin", (50,)),
-                                              ("catch_host", (0,)), ("tail_from_try", (0,))])
+@pytest.mark.parametrize(
+    ("export", "args"),
+    [("catch", (5,)), ("catch", (4,)), ("spin", (50,)), ("catch_host", (0,)), ("tail_from_try", (0,))],
+)
 def test_results_and_fuel_match_wasmtime(export: str, args: tuple[int, ...], shape: str) -> None:
     wasm = wat(MODULE)
     try:
@@ -308,16 +318,21 @@ def test_run_reports_an_uncaught_exception_from_start(tmp_path: Path) -> None:
     path.write_text("""(module (tag $oops (export "oops") (param i32))
       (func $inner (throw $oops (i32.const 7)))
       (func (export "_start") (call $inner)))""")
-    done = subprocess.run([sys.executable, "-m", "asyncwasm", "run", str(path)], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "asyncwasm", "run", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 134
     assert "uncaught wasm exception (oops) with payload [7]" in done.stderr
     assert "throws!inner" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["throw", "throw_ref", "try_table", "tag", "return_call", "return_call_indirect",
-                                  "return_call_ref"])
-def test_the_spec_scripts_pass_in_the_flat_shape_too(name: str, shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "name",
+    ["throw", "throw_ref", "try_table", "tag", "return_call", "return_call_indirect", "return_call_ref"],
+)
+def test_the_spec_scripts_pass_in_the_flat_shape_too(
+    name: str, shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from asyncwasm.wast import ScriptRunner
 
     monkeypatch.setattr(structured.StructuredTranslator, "translate", _too_deep)
@@ -328,7 +343,9 @@ def test_the_spec_scripts_pass_in_the_flat_shape_too(name: str, shared: Path, mo
 
 @pytest.mark.parametrize("name", ["rethrow", "throw", "try_catch", "try_delegate"])
 @pytest.mark.parametrize("flat", [False, True])
-def test_the_legacy_scripts_pass(name: str, flat: bool, shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_legacy_scripts_pass(
+    name: str, flat: bool, shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from asyncwasm.wast import ScriptRunner
 
     if flat:
@@ -353,12 +370,15 @@ async def test_an_async_host_function_raises_into_wasm_and_the_host_rethrows_a_c
             raise held[0]
 
     host.call = call  # type: ignore[assignment,method-assign]
-    text = MODULE.replace('(func (export "catch_host")', '''(func (export "relay") (param $x i32)
+    text = MODULE.replace(
+        '(func (export "catch_host")',
+        """(func (export "relay") (param $x i32)
     (block $h (result i32 i64 exnref)
       (try_table (catch_ref $t $h) (call $host_call (local.get $x)))
       (return))
     (throw_ref) (drop) (drop))
-  (func (export "catch_host")''')
+  (func (export "catch_host")""",
+    )
     inst = await host.linker().instantiate(asyncwasm.Module(wat(text)))
     with pytest.raises(asyncwasm.WasmException) as first:
         await inst.call("throw", 1)
@@ -425,14 +445,19 @@ def test_random_legacy_programs_agree_between_shapes(seed: int, monkeypatch: pyt
 
 @pytest.mark.anyio
 async def test_serve_stdin_reports_an_uncaught_exception_without_an_internal_error(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     from serve_helpers import guest_file, serving
 
     caplog.set_level(logging.INFO, "asyncwasm.serve")
-    path = guest_file(tmp_path, '(module (tag $boom (export "boom") (param i32)) (memory (export "memory") 1)'
-                      ' (func (export "_start") (throw $boom (i32.const 3))))', "thrower.wasm")
+    path = guest_file(
+        tmp_path,
+        '(module (tag $boom (export "boom") (param i32)) (memory (export "memory") 1)'
+        ' (func (export "_start") (throw $boom (i32.const 3))))',
+        "thrower.wasm",
+    )
     async with serving(path) as run:
         with anyio.fail_after(10):
             assert await run.exchange(b"hi\n") == b""
@@ -446,10 +471,14 @@ def test_legacy_fuel_follows_wasmtimes_operator_table(shape: str) -> None:
     """wasmtime does not run the legacy instructions; asyncwasm charges them from wasmtime's table
     (one unit each): a try/catch_all costs one unit more than the try_table doing the same (the
     try_table's own unit is checked against wasmtime), the catch_all's."""
-    new = wat('(module (tag $b) (func (export "f") (result i32) '
-              '(block $h (try_table (catch_all $h) (throw $b))) (i32.const 2)))')
-    old = wat('(module (tag $b) (func (export "f") (result i32) '
-              '(try (result i32) (do (throw $b)) (catch_all (i32.const 2)))))')
+    new = wat(
+        '(module (tag $b) (func (export "f") (result i32) '
+        "(block $h (try_table (catch_all $h) (throw $b))) (i32.const 2)))"
+    )
+    old = wat(
+        '(module (tag $b) (func (export "f") (result i32) '
+        "(try (result i32) (do (throw $b)) (catch_all (i32.const 2)))))"
+    )
     cfg = wasmtime.Config()
     cfg.consume_fuel = True
     cfg.wasm_exceptions = True
@@ -475,9 +504,12 @@ def test_handlers_nested_with_loops_past_pythons_block_limit(depth: int) -> None
     (loops and try/except alike), so deep nests must take the flat shape and still catch."""
     inner = "(call $thr (local.get 0))"
     for k in range(depth):
-        inner = (f"(loop $l{k} {inner} (br_if $l{k} (i32.const 0)))" if k % 2
-                 else f"(block $d{k} (block $h{k} (try_table (catch $t $h{k}) {inner}) (br $d{k}))"
-                      f" (local.set 1 (i32.add (local.get 1) (i32.const 1))))")
+        inner = (
+            f"(loop $l{k} {inner} (br_if $l{k} (i32.const 0)))"
+            if k % 2
+            else f"(block $d{k} (block $h{k} (try_table (catch $t $h{k}) {inner}) (br $d{k}))"
+            f" (local.set 1 (i32.add (local.get 1) (i32.const 1))))"
+        )
     text = f"""(module (tag $t) (func $thr (param i32) (if (local.get 0) (then (throw $t))))
       (func (export "f") (param i32) (result i32) (local i32) (block {inner}) (local.get 1)))"""
     assert _run(text, "f", 1) == 1  # the innermost handler catches; the outer ones are left by br

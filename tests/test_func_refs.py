@@ -82,14 +82,17 @@ def test_ref_func_has_its_function_type() -> None:
         asyncwasm.Module(wat("(module (type $t (func)) (table 1 (ref $t)))"))
 
 
-@pytest.mark.parametrize("body, ok", [
-    ("(local.set $r (ref.func $f)) (drop (local.get $r))", True),
-    ("(drop (local.get $r))", False),  # read before any set
-    ("(block (local.set $r (ref.func $f))) (drop (local.get $r))", False),  # the set ends with its block
-    ("(block (local.set $r (ref.func $f)) (drop (local.get $r)))", True),
-    ("(local.tee $r (ref.func $f)) (drop) (drop (local.get $r))", True),
-    ("(if (i32.const 1) (then (local.set $r (ref.func $f))) (else (drop (local.get $r))))", False),
-])
+@pytest.mark.parametrize(
+    "body, ok",
+    [
+        ("(local.set $r (ref.func $f)) (drop (local.get $r))", True),
+        ("(drop (local.get $r))", False),  # read before any set
+        ("(block (local.set $r (ref.func $f))) (drop (local.get $r))", False),  # the set ends with its block
+        ("(block (local.set $r (ref.func $f)) (drop (local.get $r)))", True),
+        ("(local.tee $r (ref.func $f)) (drop) (drop (local.get $r))", True),
+        ("(if (i32.const 1) (then (local.set $r (ref.func $f))) (else (drop (local.get $r))))", False),
+    ],
+)
 def test_non_nullable_locals_must_be_set_first(body: str, ok: bool) -> None:
     text = f"""(module (type $t (func)) (elem declare func $f) (func $f)
                  (func (local $r (ref $t)) {body}))"""
@@ -121,10 +124,12 @@ def test_a_host_function_returning_a_non_function_as_funcref_is_refused() -> Non
     linker = asyncwasm.Linker()
     linker.define_func("env", "get", asyncwasm.FuncType((), ("funcref",)), lambda: "not a function")
     linker.define_func("env", "none", asyncwasm.FuncType((), ("funcref",)), lambda: None)
-    module = asyncwasm.Module(wat("""
+    module = asyncwasm.Module(
+        wat("""
       (module (import "env" "get" (func $get (result funcref))) (import "env" "none" (func $none (result funcref)))
         (func (export "bad") (result i32) (ref.is_null (call $get)))
-        (func (export "null") (result i32) (ref.is_null (call $none))))"""))
+        (func (export "null") (result i32) (ref.is_null (call $none))))""")
+    )
     inst = linker.instantiate_sync(module)
     assert _call(inst, "null") == 1
     with pytest.raises(TypeError, match="funcref"):

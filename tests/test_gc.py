@@ -176,17 +176,23 @@ def test_canonical_types_link_across_modules() -> None:
         (func (export "mk") (param i32) (result (ref $node)) (struct.new $node (ref.null $node) (local.get 0))))""")
     linker = asyncwasm.Linker()
     linker.define_instance("p", provider)
-    user = _instance("""
+    user = _instance(
+        """
       (module
         (rec (type $n (struct (field (ref null $n)) (field i32))))
         (import "p" "mk" (func $mk (param i32) (result (ref $n))))
-        (func (export "get") (result i32) (struct.get $n 1 (call $mk (i32.const 42)))))""", linker)
+        (func (export "get") (result i32) (struct.get $n 1 (call $mk (i32.const 42)))))""",
+        linker,
+    )
     assert _call(user, "get") == 42
     with pytest.raises(asyncwasm.LinkError):
-        _instance("""
+        _instance(
+            """
           (module
             (rec (type $n (struct (field (ref null $n)) (field i64))))
-            (import "p" "mk" (func (param i32) (result (ref $n)))))""", linker)
+            (import "p" "mk" (func (param i32) (result (ref $n)))))""",
+            linker,
+        )
 
 
 def test_call_indirect_accepts_a_subtype() -> None:
@@ -205,13 +211,16 @@ def test_call_indirect_accepts_a_subtype() -> None:
         _call(inst, "call", 1)  # $h has $f's structure but is final, with no supertype
 
 
-@pytest.mark.parametrize("text", [
-    "(module (type $a (struct)) (type (sub $a (struct))))",  # $a is final
-    "(module (type $a (sub (struct (field i32)))) (type (sub $a (struct (field i64)))))",
-    "(module (type $a (struct (field i32))) (func (param (ref $a)) (struct.set $a 0 (local.get 0) (i32.const 1))))",
-    "(module (type $a (array i8)) (func (param (ref $a)) (result i32) (array.get $a (local.get 0) (i32.const 0))))",
-    "(module (func (param anyref) (result (ref any)) (local.get 0)))",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(module (type $a (struct)) (type (sub $a (struct))))",  # $a is final
+        "(module (type $a (sub (struct (field i32)))) (type (sub $a (struct (field i64)))))",
+        "(module (type $a (struct (field i32))) (func (param (ref $a)) (struct.set $a 0 (local.get 0) (i32.const 1))))",
+        "(module (type $a (array i8)) (func (param (ref $a)) (result i32) (array.get $a (local.get 0) (i32.const 0))))",
+        "(module (func (param anyref) (result (ref any)) (local.get 0)))",
+    ],
+)
 def test_invalid_gc_modules(text: str) -> None:
     with pytest.raises(asyncwasm.InvalidModule):
         asyncwasm.Module(wat(text))
@@ -307,6 +316,7 @@ def test_fuel_matches_wasmtime(n: int, flat: bool, monkeypatch: pytest.MonkeyPat
     the branches on null and casts as br_if, in both shapes of translated code."""
     if flat:
         from asyncwasm.compiler import structured
+
         monkeypatch.setattr(structured, "MAX_PY_LOOPS", -1)
     binary = wat(FUEL)
     config = wasmtime.Config()
@@ -315,7 +325,9 @@ def test_fuel_matches_wasmtime(n: int, flat: bool, monkeypatch: pytest.MonkeyPat
     config.consume_fuel = True
     wt_store = wasmtime.Store(wasmtime.Engine(config))
     wt_store.set_fuel(10**9)
-    theirs = wasmtime.Instance(wt_store, wasmtime.Module(wt_store.engine, binary), []).exports(wt_store)["run"]
+    theirs = wasmtime.Instance(wt_store, wasmtime.Module(wt_store.engine, binary), []).exports(wt_store)[
+        "run"
+    ]
     result = theirs(wt_store, n)
     store = asyncwasm.Store()
     inst = asyncwasm.Linker().instantiate_sync(asyncwasm.Module(binary), store)
@@ -324,10 +336,14 @@ def test_fuel_matches_wasmtime(n: int, flat: bool, monkeypatch: pytest.MonkeyPat
 
 
 def test_a_huge_array_runs_out_of_fuel_before_it_is_made() -> None:
-    inst = asyncwasm.Linker().instantiate_sync(asyncwasm.Module(wat("""
+    inst = asyncwasm.Linker().instantiate_sync(
+        asyncwasm.Module(
+            wat("""
       (module (type $a (array i64))
-        (func (export "new") (param i32) (result i32) (array.len (array.new_default $a (local.get 0)))))""")),
-        asyncwasm.Store(fuel=10_000))
+        (func (export "new") (param i32) (result i32) (array.len (array.new_default $a (local.get 0)))))""")
+        ),
+        asyncwasm.Store(fuel=10_000),
+    )
     assert _call(inst, "new", 5_000) == 5_000
     with pytest.raises(asyncwasm.FuelExhausted):
         _call(inst, "new", 100_000_000)  # 800 MB if it were allocated
@@ -347,21 +363,31 @@ m = Module(wat("(module (rec (type $a (struct (field (ref null $b)))) (type $b (
 print(canonical_ids(m.module))
 """
     env = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent}:{os.environ.get('PYTHONPATH', '')}"}
-    outs = {subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, check=True,
-                           env=env).stdout for arg in ("plain", "other-first")}
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code, arg], capture_output=True, text=True, check=True, env=env
+        ).stdout
+        for arg in ("plain", "other-first")
+    }
     assert len(outs) == 1 and outs.pop().startswith("[")
 
 
 def test_implementation_limits() -> None:
-    chain = "(type $t0 (sub (struct)))" + "".join(f"(type $t{k} (sub $t{k - 1} (struct)))" for k in range(1, 64))
+    chain = "(type $t0 (sub (struct)))" + "".join(
+        f"(type $t{k} (sub $t{k - 1} (struct)))" for k in range(1, 64)
+    )
     asyncwasm.Module(wat(f"(module {chain})"))  # 63 supertypes deep: allowed
     with pytest.raises(asyncwasm.InvalidModule, match="deeper"):
         asyncwasm.Module(wat(f"(module {chain} (type (sub $t63 (struct))))"))
     with pytest.raises(asyncwasm.InvalidModule, match="new_fixed"):
-        asyncwasm.Module(wat("(module (type $a (array i8)) (func (drop (array.new_fixed $a 10001 (unreachable)))))"))
+        asyncwasm.Module(
+            wat("(module (type $a (array i8)) (func (drop (array.new_fixed $a 10001 (unreachable)))))")
+        )
 
 
-def test_the_flat_shape_passes_the_branching_reference_scripts(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_flat_shape_passes_the_branching_reference_scripts(
+    shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """br_on_null/non_null/cast/cast_fail reuse br_if: the flat shape (deep functions) runs them too."""
     from asyncwasm.compiler import structured
     from asyncwasm.wast import ScriptRunner
@@ -374,7 +400,7 @@ def test_the_flat_shape_passes_the_branching_reference_scripts(shared: Path, mon
 
 def test_a_constant_naming_an_unknown_type_is_invalid() -> None:
     # (type (func)) (global funcref (ref.null 5)): type 5 does not exist
-    binary = bytes.fromhex("0061736d01000000" "010401600000" "0606017000" "d0050b")
+    binary = bytes.fromhex("0061736d010000000104016000000606017000d0050b")
     with pytest.raises(asyncwasm.InvalidModule, match="unknown type 5"):
         asyncwasm.Module(binary)
 

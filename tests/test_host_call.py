@@ -15,8 +15,9 @@ pytestmark = pytest.mark.anyio
 async def _call(params: tuple[str, ...], results: tuple[str, ...], fn, *args):
     sig = " ".join(f"(param {p})" for p in params) + " " + " ".join(f"(result {r})" for r in results)
     gets = " ".join(f"(local.get {k})" for k in range(len(params)))
-    module = asyncwasm.Module(wat(f'(module (import "env" "h" (func $h {sig})) '
-                                  f'(func (export "run") {sig} (call $h {gets})))'))
+    module = asyncwasm.Module(
+        wat(f'(module (import "env" "h" (func $h {sig})) (func (export "run") {sig} (call $h {gets})))')
+    )
     linker = asyncwasm.Linker()
     linker.define_func("env", "h", FuncType(params, results), fn)
     inst = await linker.instantiate(module)

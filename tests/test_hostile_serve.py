@@ -25,8 +25,9 @@ from anyio.abc import SocketAttribute
 from serve_guests import CGI, HOSTILE
 from serve_helpers import Running, cli_server, guest_file, push, read_all, serving
 
-from asyncwasm.serve_net import connections_that_fit
-from asyncwasm.serve_server import Connection, ServeOptions
+from asyncwasm.serve.config import ServeOptions
+from asyncwasm.serve.connection import Connection
+from asyncwasm.serve.net import connections_that_fit
 
 BACKENDS = ["asyncio", "trio"]
 MIB = 1 << 20

@@ -24,7 +24,6 @@ from wasi_async.testing import CollectStream
 pytestmark = pytest.mark.anyio
 
 
-
 WASI = '(import "wasi_snapshot_preview1"'
 
 # spin(n): n iterations (n = -1: forever), counted in the exported global "count".
@@ -420,7 +419,9 @@ async def test_a_guest_writing_forever_into_a_buffer_yields_and_times_out() -> N
             linker = asyncwasm.Linker()
             ctx.add_to_linker(linker)
             # the fuel is a backstop: without it a guest that never yields would hang the test
-            inst = await linker.instantiate(asyncwasm.Module(wat(YES)), asyncwasm.Store(timeout=0.3, fuel=1_000_000))
+            inst = await linker.instantiate(
+                asyncwasm.Module(wat(YES)), asyncwasm.Store(timeout=0.3, fuel=1_000_000)
+            )
             start = time.perf_counter()
             with pytest.raises(asyncwasm.Interrupted):
                 await inst.call("_start")

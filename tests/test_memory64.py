@@ -62,15 +62,48 @@ MODULE = r"""
 
 PAGE = 65536
 CALLS: list[tuple[str, tuple[int, ...]]] = [
-    ("copy", ()), ("load", (20,)), ("load", (24,)), ("load", (25,)), ("size", ()), ("grow", (1,)),
-    ("grow", (100,)), ("grow", (M64,)), ("size", ()), ("load", (2 * PAGE - 1,)), ("load", (2 * PAGE,)),
-    ("load", (M64,)), ("load", (1 << 63,)), ("load32", (2 * PAGE - 7,)), ("load32", (2 * PAGE - 6,)),
-    ("load32", (M64 - 2,)), ("store32", (M64 - 2, 1)), ("store32", (1 << 63, 1)), ("store32", (2 * PAGE - 7, 0x01020304)),
-    ("load", (2 * PAGE - 1,)), ("loadb", (2 * PAGE - 8,)), ("loadb", (2 * PAGE - 7,)), ("growb", (1,)),
-    ("loadb", (2 * PAGE - 7,)), ("copyn", (0, 0, 200)), ("copyn", (2 * PAGE - 100, 0, 200)), ("copyn", (M64, 0, 0)),
-    ("copyn", (2 * PAGE, 0, 0)), ("copyn", (2 * PAGE + 1, 0, 0)), ("fill", (5, 1000)), ("fill", (2 * PAGE - 10, 11)),
-    ("fill", (M64, 2)), ("load", (6,)), ("init", (0, 13)), ("init", (2 * PAGE - 1, 2)), ("load", (0,)),
-    ("tsize", ()), ("tgrow", (3,)), ("tsize", ()), ("call", (0,)), ("call", (1,)), ("call", (1 << 63,)),
+    ("copy", ()),
+    ("load", (20,)),
+    ("load", (24,)),
+    ("load", (25,)),
+    ("size", ()),
+    ("grow", (1,)),
+    ("grow", (100,)),
+    ("grow", (M64,)),
+    ("size", ()),
+    ("load", (2 * PAGE - 1,)),
+    ("load", (2 * PAGE,)),
+    ("load", (M64,)),
+    ("load", (1 << 63,)),
+    ("load32", (2 * PAGE - 7,)),
+    ("load32", (2 * PAGE - 6,)),
+    ("load32", (M64 - 2,)),
+    ("store32", (M64 - 2, 1)),
+    ("store32", (1 << 63, 1)),
+    ("store32", (2 * PAGE - 7, 0x01020304)),
+    ("load", (2 * PAGE - 1,)),
+    ("loadb", (2 * PAGE - 8,)),
+    ("loadb", (2 * PAGE - 7,)),
+    ("growb", (1,)),
+    ("loadb", (2 * PAGE - 7,)),
+    ("copyn", (0, 0, 200)),
+    ("copyn", (2 * PAGE - 100, 0, 200)),
+    ("copyn", (M64, 0, 0)),
+    ("copyn", (2 * PAGE, 0, 0)),
+    ("copyn", (2 * PAGE + 1, 0, 0)),
+    ("fill", (5, 1000)),
+    ("fill", (2 * PAGE - 10, 11)),
+    ("fill", (M64, 2)),
+    ("load", (6,)),
+    ("init", (0, 13)),
+    ("init", (2 * PAGE - 1, 2)),
+    ("load", (0,)),
+    ("tsize", ()),
+    ("tgrow", (3,)),
+    ("tsize", ()),
+    ("call", (0,)),
+    ("call", (1,)),
+    ("call", (1 << 63,)),
 ]
 
 
@@ -101,8 +134,11 @@ def run_wasmtime(wasm: bytes, calls: list[tuple[str, tuple[int, ...]]]) -> list[
     return out
 
 
-_TRAP_CODES = {"out of bounds memory access": "MEMORY_OUT_OF_BOUNDS", "undefined element": "TABLE_OUT_OF_BOUNDS",
-               "uninitialized element": "INDIRECT_CALL_TO_NULL"}
+_TRAP_CODES = {
+    "out of bounds memory access": "MEMORY_OUT_OF_BOUNDS",
+    "undefined element": "TABLE_OUT_OF_BOUNDS",
+    "uninitialized element": "INDIRECT_CALL_TO_NULL",
+}
 
 
 async def run_asyncwasm(wasm: bytes, calls: list[tuple[str, tuple[int, ...]]]) -> list[tuple[str, Any, int]]:
@@ -146,8 +182,16 @@ SIMD_MODULE = r"""
 )
 """
 SIMD_CALLS: list[tuple[str, tuple[int, ...]]] = [
-    ("st", (0, 0x1122334455667788)), ("ld", (0,)), ("ld", (PAGE - 24,)), ("ld", (PAGE - 23,)), ("ld", (M64,)),
-    ("lane", (PAGE - 4,)), ("lane", (PAGE - 3,)), ("big", (0,)), ("copyb", (PAGE - 16,)), ("copyb", (PAGE - 15,)),
+    ("st", (0, 0x1122334455667788)),
+    ("ld", (0,)),
+    ("ld", (PAGE - 24,)),
+    ("ld", (PAGE - 23,)),
+    ("ld", (M64,)),
+    ("lane", (PAGE - 4,)),
+    ("lane", (PAGE - 3,)),
+    ("big", (0,)),
+    ("copyb", (PAGE - 16,)),
+    ("copyb", (PAGE - 15,)),
     ("ldb", (PAGE - 16,)),
 ]
 
@@ -160,17 +204,17 @@ async def test_simd_accesses_to_a_64_bit_and_a_second_memory_agree_with_wasmtime
 
 
 INSTANTIATION = [
-    '(module (global i32 (i32.add (i32.const 1) (i32.const 2))))',
-    '(module (global i32 (i32.const 1)) (global i32 (global.get 0)))',
-    '(module (global i64 (i64.const 1)) (global i64 (i64.mul (global.get 0) (i64.const 5))))',
+    "(module (global i32 (i32.add (i32.const 1) (i32.const 2))))",
+    "(module (global i32 (i32.const 1)) (global i32 (global.get 0)))",
+    "(module (global i64 (i64.const 1)) (global i64 (i64.mul (global.get 0) (i64.const 5))))",
     '(module (memory 1) (data (i32.add (i32.const 1) (i32.const 2)) "abc"))',
     '(module (memory i64 1) (data (i64.const 7) "abc"))',
     '(module (memory i64 1) (data (i64.add (i64.const 7) (i64.const 1)) "abc"))',
     '(module (memory 1) (memory 2) (data (memory 1) (i32.const 70000) "abc") (data (memory 0) (i32.const 5) "x"))',
     '(module (global $g i32 (i32.const 3)) (memory 1) (data (global.get $g) "abc"))',
-    '(module (table i64 4 funcref) (func $f) (elem (i64.const 1) func $f))',
-    '(module (table i64 4 funcref) (func $f) (elem (i64.add (i64.const 1) (i64.const 1)) func $f $f))',
-    '(module (table 4 funcref) (global $g i32 (i32.const 1)) (func $f) (elem (global.get $g) func $f))',
+    "(module (table i64 4 funcref) (func $f) (elem (i64.const 1) func $f))",
+    "(module (table i64 4 funcref) (func $f) (elem (i64.add (i64.const 1) (i64.const 1)) func $f $f))",
+    "(module (table 4 funcref) (global $g i32 (i32.const 1)) (func $f) (elem (global.get $g) func $f))",
 ]
 
 
@@ -207,12 +251,20 @@ def _wasmtime_with_memory(wasm: bytes) -> int:
     return 10**9 - store.get_fuel()
 
 
-@pytest.mark.parametrize("data", ['(data (memory 1) (i32.const 5) "x")', '(data (memory 1) (i32.const 4095) "xy")',
-                                  '(data (memory 1) (i32.const 5) "x") (data (memory 1) (i32.const 9000) "\\00y\\00")'])
+@pytest.mark.parametrize(
+    "data",
+    [
+        '(data (memory 1) (i32.const 5) "x")',
+        '(data (memory 1) (i32.const 4095) "xy")',
+        '(data (memory 1) (i32.const 5) "x") (data (memory 1) (i32.const 9000) "\\00y\\00")',
+    ],
+)
 async def test_a_data_image_beside_an_imported_memory_costs_its_pages(data: str) -> None:
     """A module that imports a memory gets no mapped image from wasmtime: its start-up code copies
     each image, in whole 4 KiB pages, and is charged for them."""
-    wasm = wat_to_wasm(f'(module (import "e" "m" (memory 1)) (memory 1) {data} (global i32 (i32.mul (i32.const 2) (i32.const 3))))')
+    wasm = wat_to_wasm(
+        f'(module (import "e" "m" (memory 1)) (memory 1) {data} (global i32 (i32.mul (i32.const 2) (i32.const 3))))'
+    )
     linker = asyncwasm.Linker()
     linker.define("e", "m", host_memory(1))
     store = asyncwasm.Store()
@@ -222,7 +274,9 @@ async def test_a_data_image_beside_an_imported_memory_costs_its_pages(data: str)
 
 
 async def test_data_for_a_defined_memory_after_an_imported_one() -> None:
-    provider = await asyncwasm.Linker().instantiate(asyncwasm.Module(wat_to_wasm('(module (memory (export "m") 1))')))
+    provider = await asyncwasm.Linker().instantiate(
+        asyncwasm.Module(wat_to_wasm('(module (memory (export "m") 1))'))
+    )
     linker = asyncwasm.Linker()
     linker.define_instance("p", provider)
     wat = """(module (memory (import "p" "m") 1) (memory $own (export "own") 1)
@@ -286,8 +340,10 @@ async def test_the_store_page_budget_covers_all_memories_together() -> None:
     with pytest.raises(Trap, match="budget"):  # a second instance finds the budget spent
         await asyncwasm.Linker().instantiate(module, store)
     # by default a store holds 65,536 pages (4 GiB) in all: a 64-bit memory cannot pass it
-    big = asyncwasm.Module(wat_to_wasm("""(module (memory i64 0)
-      (func (export "grow") (param i64) (result i64) (memory.grow (local.get 0))))"""))
+    big = asyncwasm.Module(
+        wat_to_wasm("""(module (memory i64 0)
+      (func (export "grow") (param i64) (result i64) (memory.grow (local.get 0))))""")
+    )
     inst = await asyncwasm.Linker().instantiate(big)
     assert await inst.call("grow", 65537) == -1
 
@@ -342,14 +398,18 @@ def test_offsets_of_a_32_bit_memory_stay_below_2_32() -> None:
         validate_module(decode_module(bad))
 
 
-AREA = ("address64 align64 bulk64 call_indirect64 endianness64 float_memory64 load64 memory64 memory64-imports "
-        "memory_copy64 memory_fill64 memory_grow64 memory_init64 memory_redundancy64 memory_trap64 table64 "
-        "table_copy64 table_fill64 table_get64 table_grow64 table_init64 table_set64 table_size64 binary_leb128_64 "
-        "table_copy_mixed address0 address1 align0 load0 load1 load2 store0 store1 store2 memory-multi "
-        "memory_size0 memory_size1 memory_size2 memory_size3 memory_size_import memory_grow memory_trap0 "
-        "memory_trap1 memory_copy0 memory_copy1 memory_fill0 memory_init0 float_memory0 data0 data1 data_drop0 "
-        "traps0 start0 exports0 binary0 imports0 imports1 imports2 imports3 imports4 linking0 linking1 linking2 "
-        "linking3 global simd_memory-multi").split()
+AREA = (
+    "address64 align64 bulk64 call_indirect64 endianness64 float_memory64 load64 memory64 memory64-imports "
+    "memory_copy64 memory_fill64 memory_grow64 memory_init64 memory_redundancy64 memory_trap64 table64 "
+    "table_copy64 table_fill64 table_get64 table_grow64 table_init64 table_set64 table_size64 binary_leb128_64 "
+    "table_copy_mixed address0 address1 align0 load0 load1 load2 store0 store1 store2 memory-multi "
+    "memory_size0 memory_size1 memory_size2 memory_size3 memory_size_import memory_grow memory_trap0 "
+    "memory_trap1 memory_copy0 memory_copy1 memory_fill0 memory_init0 float_memory0 data0 data1 data_drop0 "
+    "traps0 start0 exports0 binary0 imports0 imports1 imports2 imports3 imports4 linking0 linking1 linking2 "
+    "linking3 global simd_memory-multi"
+).split()
+
+
 def test_the_spec_scripts_of_memory64_and_multi_memory_pass(shared: Path) -> None:
     """Every command of these spec3 scripts passes, but any listed in the known-failures file
     (commands of other proposals a branch may lack), which must still fail."""
@@ -360,8 +420,11 @@ def test_the_spec_scripts_of_memory64_and_multi_memory_pass(shared: Path) -> Non
         commands += len(json.loads(path.read_text())["commands"])
         failures |= {failure_key(path, where) for where, _msg in ScriptRunner(path).run().failures}
     assert commands > 9_700
-    known = {k for k in load_known_failures(DEFAULT_KNOWN_FAILURES)
-             if k.startswith("spec3/") and k[6:].rpartition(":")[0] in AREA}
+    known = {
+        k
+        for k in load_known_failures(DEFAULT_KNOWN_FAILURES)
+        if k.startswith("spec3/") and k[6:].rpartition(":")[0] in AREA
+    }
     assert not failures - known, sorted(failures - known)[:20]
     assert not known - failures, f"now passing, remove from the known failures: {sorted(known - failures)}"
 
@@ -369,15 +432,21 @@ def test_the_spec_scripts_of_memory64_and_multi_memory_pass(shared: Path) -> Non
 SMITH_SEEDS = range(40)
 
 
-def test_random_modules_with_64_bit_and_several_memories_agree_with_wasmtime(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_random_modules_with_64_bit_and_several_memories_agree_with_wasmtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """tests/differential.py's harness on `wasm-tools smith` modules that may have up to three
     memories, 64-bit ones among them, and extended constant expressions: results, traps, state and
     fuel agree with wasmtime call by call."""
     import differential
 
     flags = list(differential.SMITH_FLAGS)
-    for name, value in (("--memory64-enabled", "true"), ("--extended-const-enabled", "true"),
-                        ("--max-memories", "3"), ("--max-memory64-bytes", str(4 * 65536))):
+    for name, value in (
+        ("--memory64-enabled", "true"),
+        ("--extended-const-enabled", "true"),
+        ("--max-memories", "3"),
+        ("--max-memory64-bytes", str(4 * 65536)),
+    ):
         if name in flags:
             flags[flags.index(name) + 1] = value
         else:
@@ -385,8 +454,18 @@ def test_random_modules_with_64_bit_and_several_memories_agree_with_wasmtime(mon
     monkeypatch.setattr(differential, "SMITH_FLAGS", tuple(flags))
     cfg = wasmtime.Config()  # the harness's 2.0 configuration, plus the memory proposals
     cfg.consume_fuel = True
-    for feature in ("simd", "relaxed_simd", "threads", "tail_call", "gc", "function_references", "exceptions",
-                    "wide_arithmetic", "custom_page_sizes", "component_model"):
+    for feature in (
+        "simd",
+        "relaxed_simd",
+        "threads",
+        "tail_call",
+        "gc",
+        "function_references",
+        "exceptions",
+        "wide_arithmetic",
+        "custom_page_sizes",
+        "component_model",
+    ):
         setattr(cfg, f"wasm_{feature}", False)
     cfg.wasm_memory64 = cfg.wasm_multi_memory = True
     cfg.cranelift_opt_level = "none"
@@ -404,13 +483,26 @@ def test_random_modules_with_64_bit_and_several_memories_agree_with_wasmtime(mon
     assert several >= 5 and wide >= 5  # the seeds do reach the features
 
 
-def test_the_flat_shape_passes_the_multi_memory_and_memory64_scripts(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_flat_shape_passes_the_multi_memory_and_memory64_scripts(
+    shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Memory operations translate the same in the flat shape (deeply nested functions take it)."""
     from asyncwasm.compiler import structured
 
     monkeypatch.setattr(structured, "MAX_PY_LOOPS", -1)
-    for name in ("address64", "memory_trap64", "memory_copy1", "memory-multi", "load2", "store2", "bulk64",
-                 "table_copy_mixed", "memory_grow64", "memory_init0", "float_memory64"):
+    for name in (
+        "address64",
+        "memory_trap64",
+        "memory_copy1",
+        "memory-multi",
+        "load2",
+        "store2",
+        "bulk64",
+        "table_copy_mixed",
+        "memory_grow64",
+        "memory_init0",
+        "float_memory64",
+    ):
         res = ScriptRunner(shared / "spec3" / "json" / name / f"{name}.json").run()
         assert res.failed == 0 and res.passed > 0, res.failures[:5]
 

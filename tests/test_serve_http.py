@@ -15,7 +15,7 @@ import pytest
 from serve_guests import CGI, ECHO_CMD
 from serve_helpers import guest_file, serving
 
-from asyncwasm.serve_http import BadRequest, parse_head
+from asyncwasm.serve.http import BadRequest, parse_head
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ async def test_keep_alive_chunked_request_and_urllib(cgi: Path) -> None:
                 "POST", f"/n{i}", body=iter([b"chunk-a ", f"chunk-{i}".encode()]), encode_chunked=True
             )
             r = conn.getresponse()
-            assert r.getheader("Transfer-Encoding") == "chunked"
+            assert r.getheader("Transfer-Encoding") == "chunked", (r.status, r.getheaders(), r.read())
             out.append((r.status, r.read()))
         conn.close()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/via-urllib?q=1", timeout=10) as resp:
@@ -252,4 +252,58 @@ def test_parse_head_limits() -> None:
         parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 2")
     assert exc.value.status == 400
     req = parse_head(b"GET / HTTP/1.0\r\nConnection: keep-alive")
-    assert req.keep_alive
+    assert not req.keep_alive  # h11 serves an HTTP/1.0 client one request per connection
+    req = parse_head(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0005")
+    assert req.content_length == 5 and req.keep_alive
+    for head, status in [
+        (b"GET / HTTP/1.1\r\nHost: h\r\n folded", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1" + b"0" * 30, 413),
+        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nExpect: magic", 417),
+        (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"Host: h", 431),
+    ]:
+        with pytest.raises(BadRequest) as exc:
+            parse_head(head)
+        assert exc.value.status == status, head[:60]
+
+
+@pytest.mark.anyio
+async def test_expect_100_continue_then_the_body(cgi: Path) -> None:
+    async with serving(cgi, http=True) as run:
+        with anyio.fail_after(10):
+            async with await run.connect() as s:
+                await s.send(
+                    b"POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+                )
+                interim = b""
+                while b"\r\n\r\n" not in interim:
+                    interim += await s.receive()
+                assert interim.startswith(b"HTTP/1.1 100 Continue\r\n")
+                await s.send(b"hello")
+                rest = interim.split(b"\r\n\r\n", 1)[1]
+                while not rest.endswith(b"0\r\n\r\n"):
+                    rest += await s.receive()
+        assert b"HTTP/1.1 200 OK" in rest and b"\r\nhello\r\n" in rest
+
+
+@pytest.mark.anyio
+async def test_pipelined_requests_with_bodies_and_a_smuggling_attempt(cgi: Path) -> None:
+    async with serving(cgi, http=True) as run:
+        two = (
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"2\r\nde\r\n0\r\n\r\n"
+        )
+        both = await anyio.to_thread.run_sync(raw_request, run.port, two)
+        assert both.count(b"HTTP/1.1 200 OK") == 2
+        assert both.index(b"PATH_INFO=/a") < both.index(b"\r\nabc\r\n") < both.index(b"PATH_INFO=/b")
+        assert both.index(b"PATH_INFO=/b") < both.index(b"\r\nde\r\n")
+        # Content-Length and Transfer-Encoding together could split one request in two: refused
+        smuggle = (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        answer = await anyio.to_thread.run_sync(raw_request, run.port, smuggle)
+        assert (
+            answer.startswith(b"HTTP/1.1 400 ") and b"hidden" not in answer and answer.count(b"HTTP/1.1") == 1
+        )

@@ -26,23 +26,62 @@ M64 = (1 << 64) - 1
 
 # operators whose inputs and result are all v128 (relaxed ones have their own test: wasmtime's
 # default relaxed results are the host CPU's, not the deterministic profile's)
-BINARY = sorted(n for n, op in SIMD_NAMES.items() if SIMD_SIGNATURES.get(op) == (2, "v128", "v128")
-                and "relaxed" not in n)
-UNARY = sorted(n for n, op in SIMD_NAMES.items() if SIMD_SIGNATURES.get(op) == (1, "v128", "v128")
-               and "relaxed" not in n)
+BINARY = sorted(
+    n for n, op in SIMD_NAMES.items() if SIMD_SIGNATURES.get(op) == (2, "v128", "v128") and "relaxed" not in n
+)
+UNARY = sorted(
+    n for n, op in SIMD_NAMES.items() if SIMD_SIGNATURES.get(op) == (1, "v128", "v128") and "relaxed" not in n
+)
 TESTS = sorted(n for n, op in SIMD_NAMES.items() if SIMD_SIGNATURES.get(op) == (1, "v128", "i32"))
 SHIFTS = [f"{s}.{o}" for s in ("i8x16", "i16x8", "i32x4", "i64x2") for o in ("shl", "shr_s", "shr_u")]
 
-_F32 = [0, 0x80000000, 0x3F800000, 0xBF800000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7FA00001, 0xFFC00000,
-        0x00000001, 0x807FFFFF, 0x7F7FFFFF, 0x4B000000, 0x3F000000, 0x3FC00000, 0x4F000000, 0xCF000001, 0x5F000000]
-_F64 = [0, 1 << 63, 0x3FF0000000000000, 0x7FF0000000000000, 0xFFF0000000000000, 0x7FF8000000000000,
-        0x7FF4000000000001, 0x0000000000000001, 0x7FEFFFFFFFFFFFFF, 0x41E0000000000000, 0xC1E0000000200000,
-        0x3FE0000000000000, 0x3FF8000000000000, 0x4330000000000000, 0x41EFFFFFFFE00000]
+_F32 = [
+    0,
+    0x80000000,
+    0x3F800000,
+    0xBF800000,
+    0x7F800000,
+    0xFF800000,
+    0x7FC00000,
+    0x7FA00001,
+    0xFFC00000,
+    0x00000001,
+    0x807FFFFF,
+    0x7F7FFFFF,
+    0x4B000000,
+    0x3F000000,
+    0x3FC00000,
+    0x4F000000,
+    0xCF000001,
+    0x5F000000,
+]
+_F64 = [
+    0,
+    1 << 63,
+    0x3FF0000000000000,
+    0x7FF0000000000000,
+    0xFFF0000000000000,
+    0x7FF8000000000000,
+    0x7FF4000000000001,
+    0x0000000000000001,
+    0x7FEFFFFFFFFFFFFF,
+    0x41E0000000000000,
+    0xC1E0000000200000,
+    0x3FE0000000000000,
+    0x3FF8000000000000,
+    0x4330000000000000,
+    0x41EFFFFFFFE00000,
+]
 
 
 def _vectors(rng: random.Random, n: int) -> list[int]:
     """Random v128 values, many built from special float lanes and integer edge cases."""
-    out = [0, (1 << 128) - 1, int.from_bytes(bytes([0x80] * 16), "little"), int.from_bytes(bytes(range(16)), "little")]
+    out = [
+        0,
+        (1 << 128) - 1,
+        int.from_bytes(bytes([0x80] * 16), "little"),
+        int.from_bytes(bytes(range(16)), "little"),
+    ]
     while len(out) < n:
         kind = rng.randrange(4)
         if kind == 0:
@@ -52,8 +91,11 @@ def _vectors(rng: random.Random, n: int) -> list[int]:
         elif kind == 2:
             out.append(int.from_bytes(struct.pack("<2Q", *(rng.choice(_F64) for _ in range(2))), "little"))
         else:
-            out.append(int.from_bytes(bytes(rng.choice((0, 1, 0x7F, 0x80, 0xFF, 0x10, 0x1F)) for _ in range(16)),
-                                      "little"))
+            out.append(
+                int.from_bytes(
+                    bytes(rng.choice((0, 1, 0x7F, 0x80, 0xFF, 0x10, 0x1F)) for _ in range(16)), "little"
+                )
+            )
     return out
 
 
@@ -73,9 +115,11 @@ def _module(ops: dict[str, tuple[int, str]]) -> str:
         if result == "i32":
             funcs.append(f'(func (export "{export}") {params} (result i32) {body})')
         else:
-            funcs.append(f'(func (export "{export}") {params} (result i64 i64) (local $r v128)'
-                         f' (local.set $r {body}) (i64x2.extract_lane 0 (local.get $r))'
-                         f' (i64x2.extract_lane 1 (local.get $r)))')
+            funcs.append(
+                f'(func (export "{export}") {params} (result i64 i64) (local $r v128)'
+                f" (local.set $r {body}) (i64x2.extract_lane 0 (local.get $r))"
+                f" (i64x2.extract_lane 1 (local.get $r)))"
+            )
     return "(module\n" + "\n".join(funcs) + ")"
 
 
@@ -94,14 +138,18 @@ def _same(name: str, got: int, want: int) -> bool:
     if got == want:
         return True
     shape = name.split(".")[0]
-    if shape not in ("f32x4", "f64x2") or any(k in name for k in ("eq", "ne", "lt", "gt", "le", "ge", "trunc_sat")):
+    if shape not in ("f32x4", "f64x2") or any(
+        k in name for k in ("eq", "ne", "lt", "gt", "le", "ge", "trunc_sat")
+    ):
         return False
     bits = 32 if shape == "f32x4" else 64
     exp = ((1 << (bits - 1)) - 1) ^ ((1 << (23 if bits == 32 else 52)) - 1)
     mask = (1 << bits) - 1
     for k in range(128 // bits):
         a, b = (got >> (bits * k)) & mask, (want >> (bits * k)) & mask
-        if a != b and not (a & exp == exp and a & ~exp & (mask >> 1) and b & exp == exp and b & ~exp & (mask >> 1)):
+        if a != b and not (
+            a & exp == exp and a & ~exp & (mask >> 1) and b & exp == exp and b & ~exp & (mask >> 1)
+        ):
             return False
     return True
 
@@ -128,8 +176,7 @@ class _Both:
         self.theirs = wasmtime.Instance(self.store, wasmtime.Module(self.store.engine, wasm), [])
 
     def call(self, name: str, *args: int) -> tuple[object, object]:
-        return (call_sync(self.ours, name, *args),
-                self.theirs.exports(self.store)[name](self.store, *args))
+        return (call_sync(self.ours, name, *args), self.theirs.exports(self.store)[name](self.store, *args))
 
 
 def test_every_operator_matches_wasmtime() -> None:
@@ -161,7 +208,9 @@ def test_every_operator_matches_wasmtime() -> None:
                 if ours != theirs:
                     mismatches.append(f"{name}{tuple(hex(v) for v in operands)}: {ours} != {theirs}")
             elif not _same(name, _join(ours), _join(theirs)):
-                mismatches.append(f"{name}{tuple(hex(v) for v in operands)}: {_join(ours):#x} != {_join(theirs):#x}")
+                mismatches.append(
+                    f"{name}{tuple(hex(v) for v in operands)}: {_join(ours):#x} != {_join(theirs):#x}"
+                )
     assert checked > 2000
     assert not mismatches, "\n".join(mismatches[:20])
 
@@ -246,6 +295,7 @@ def _fuel(engine: str, wasm: bytes, name: str, args: tuple[int, ...]) -> tuple[i
         inst = await asyncwasm.Linker().instantiate(asyncwasm.Module(wasm), astore)
         result = await inst.call(name, *args)
         return astore.fuel_used, result
+
     return anyio.run(run)
 
 
@@ -306,7 +356,24 @@ def test_relaxed_simd_is_the_deterministic_profile() -> None:
     zero = [0, 0]
     idx = _i([0, 16, 255, 15, 128, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], "<16B")
     src = _i(list(range(100, 116)), "<16B")
-    assert run(0, src, idx, zero, "<16B") == (100, 0, 0, 115, 0, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111)
+    assert run(0, src, idx, zero, "<16B") == (
+        100,
+        0,
+        0,
+        115,
+        0,
+        101,
+        102,
+        103,
+        104,
+        105,
+        106,
+        107,
+        108,
+        109,
+        110,
+        111,
+    )
     floats = _i([0x7FC00000, 0x4F000000, 0xFF800000, 0xC0490FDB], "<4I")  # nan, 2^31, -inf, -3.14159
     assert run(1, floats, zero, zero, "<4i") == (0, 2**31 - 1, -(2**31), -3)  # trunc_sat
     # unfused: 0x3f800001 * 0x3f800001 rounds to 0x3f800002 before -1.0 is added
@@ -315,9 +382,23 @@ def test_relaxed_simd_is_the_deterministic_profile() -> None:
     assert run(2, a, a, m1, "<4I") == (0x34800000,) * 4
     mask = _i([0x8000, 0x00FF, 0xFFFF, 0, 0x7FFF, 0x0F0F, 1, 0x8001], "<8H")
     ones = _i([0xFFFF] * 8, "<8H")
-    assert run(3, ones, zero, mask, "<8H") == (0x8000, 0x00FF, 0xFFFF, 0, 0x7FFF, 0x0F0F, 1, 0x8001)  # bitselect
-    mins = run(4, _i([0x7FC00000, 0x80000000, 0x3F800000, 0], "<4I"), _i([0x3F800000, 0, 0x7FA00000, 0x80000000], "<4I"),
-               zero, "<4I")
+    assert run(3, ones, zero, mask, "<8H") == (
+        0x8000,
+        0x00FF,
+        0xFFFF,
+        0,
+        0x7FFF,
+        0x0F0F,
+        1,
+        0x8001,
+    )  # bitselect
+    mins = run(
+        4,
+        _i([0x7FC00000, 0x80000000, 0x3F800000, 0], "<4I"),
+        _i([0x3F800000, 0, 0x7FA00000, 0x80000000], "<4I"),
+        zero,
+        "<4I",
+    )
     assert mins[0] == 0x7FC00000 and mins[1] == 0x80000000 and mins[2] == 0x7FC00000 and mins[3] == 0x80000000
     q = _i([-32768, -32768, 16384, 0, 0, 0, 0, 0], "<8h")
     assert run(5, q, q, zero, "<8h")[:3] == (32767, 32767, 8192)  # q15mulr_sat: -1 * -1 saturates
@@ -345,24 +426,37 @@ def test_simd_needs_its_feature() -> None:
         asyncwasm.Module(wasm, features=Features.wasm2())
     inst = asyncwasm.Linker().instantiate_sync(asyncwasm.Module(wasm, features=Features.parse("2.0,+simd")))
     assert call_sync(inst, "f") == 7
-    relaxed = wat("(module (func (param v128) (result v128) (f32x4.relaxed_min (local.get 0) (local.get 0))))")
+    relaxed = wat(
+        "(module (func (param v128) (result v128) (f32x4.relaxed_min (local.get 0) (local.get 0))))"
+    )
     with pytest.raises(UnsupportedFeature, match="relaxed-simd"):
         asyncwasm.Module(relaxed, features=Features.parse("2.0,+simd"))
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("(func (param v128) (result i32) (i8x16.extract_lane_s 16 (local.get 0)))", "invalid lane index"),
-    ("(memory 1) (func (param i32) (result v128) (v128.load align=32 (local.get 0)))", "alignment"),
-    ("(memory 1) (func (param i32 v128) (v128.store16_lane align=4 0 (local.get 0) (local.get 1)))", "alignment"),
-    ("(memory 1) (func (param i32 v128) (result v128) (v128.load32_lane 4 (local.get 0) (local.get 1)))",
-     "invalid lane index"),
-    ("(func (param v128 v128) (result v128) (i8x16.shuffle 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 32 "
-     "(local.get 0) (local.get 1)))", "invalid lane index"),
-    ("(func (param v128 i64) (result v128) (i32x4.shl (local.get 0) (local.get 1)))", "type mismatch"),
-    ("(memory 1) (func (param i32) (result v128) (v128.load 1 (local.get 0)))", "unknown memory 1"),
-    ("(func (param i32) (result v128) (v128.load32_zero (local.get 0)))", "unknown memory 0"),
-    ("(func (param f32) (result v128) (i32x4.splat (local.get 0)))", "type mismatch"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("(func (param v128) (result i32) (i8x16.extract_lane_s 16 (local.get 0)))", "invalid lane index"),
+        ("(memory 1) (func (param i32) (result v128) (v128.load align=32 (local.get 0)))", "alignment"),
+        (
+            "(memory 1) (func (param i32 v128) (v128.store16_lane align=4 0 (local.get 0) (local.get 1)))",
+            "alignment",
+        ),
+        (
+            "(memory 1) (func (param i32 v128) (result v128) (v128.load32_lane 4 (local.get 0) (local.get 1)))",
+            "invalid lane index",
+        ),
+        (
+            "(func (param v128 v128) (result v128) (i8x16.shuffle 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 32 "
+            "(local.get 0) (local.get 1)))",
+            "invalid lane index",
+        ),
+        ("(func (param v128 i64) (result v128) (i32x4.shl (local.get 0) (local.get 1)))", "type mismatch"),
+        ("(memory 1) (func (param i32) (result v128) (v128.load 1 (local.get 0)))", "unknown memory 1"),
+        ("(func (param i32) (result v128) (v128.load32_zero (local.get 0)))", "unknown memory 0"),
+        ("(func (param f32) (result v128) (i32x4.splat (local.get 0)))", "type mismatch"),
+    ],
+)
 def test_invalid_simd(text: str, message: str) -> None:
     with pytest.raises(asyncwasm.InvalidModule, match=message):
         asyncwasm.Module(wat(f"(module {text})"))
@@ -384,12 +478,27 @@ def test_flat_shape_runs_simd_too(shared: Path, monkeypatch: pytest.MonkeyPatch)
     from asyncwasm.wast import ScriptRunner
 
     monkeypatch.setattr(structured, "MAX_PY_LOOPS", -1)
-    names = ("simd_lane", "simd_load", "simd_store", "simd_select", "simd_address", "simd_load8_lane",
-             "simd_store64_lane", "simd_i32x4_arith", "simd_f32x4", "simd_bitwise", "simd_splat",
-             "simd_conversions", "simd_i8x16_arith2", "simd_i16x8_extmul_i8x16")
+    names = (
+        "simd_lane",
+        "simd_load",
+        "simd_store",
+        "simd_select",
+        "simd_address",
+        "simd_load8_lane",
+        "simd_store64_lane",
+        "simd_i32x4_arith",
+        "simd_f32x4",
+        "simd_bitwise",
+        "simd_splat",
+        "simd_conversions",
+        "simd_i8x16_arith2",
+        "simd_i16x8_extmul_i8x16",
+    )
     passed = 0
     for name in names:
-        res = ScriptRunner(shared / "spec" / "simd" / "json" / name / f"{name}.json", Features.parse("2.0,+simd")).run()
+        res = ScriptRunner(
+            shared / "spec" / "simd" / "json" / name / f"{name}.json", Features.parse("2.0,+simd")
+        ).run()
         assert res.failed == 0, res.failures[:5]
         passed += res.passed
     assert passed > 2400
@@ -399,18 +508,31 @@ def test_wast_v128_expectations() -> None:
     """The runner's reading of v128 results: lanes by their bits, NaN patterns per lane, 'either'."""
     from asyncwasm.wast import _matches, _parse_value
 
-    arg = _parse_value({"type": "v128", "lane_type": "i16", "value": ["-1", "2", "0", "0", "0", "0", "0", "65535"]})
+    arg = _parse_value(
+        {"type": "v128", "lane_type": "i16", "value": ["-1", "2", "0", "0", "0", "0", "0", "65535"]}
+    )
     assert arg == 0xFFFF | 2 << 16 | 0xFFFF << 112
     lanes = struct.pack("<4I", 0x7FC00000, 0xFFC00000, 0x7FE00001, 0x3F800000)
     got = int.from_bytes(lanes, "little")
-    nan_lanes = {"type": "v128", "lane_type": "f32", "value": ["nan:canonical", "nan:canonical", "nan:arithmetic", "1065353216"]}
+    nan_lanes = {
+        "type": "v128",
+        "lane_type": "f32",
+        "value": ["nan:canonical", "nan:canonical", "nan:arithmetic", "1065353216"],
+    }
     assert _matches(nan_lanes, got)
-    assert not _matches({**nan_lanes, "value": ["nan:canonical"] * 3 + ["1065353216"]}, got)  # lane 2 is not canonical
+    assert not _matches(
+        {**nan_lanes, "value": ["nan:canonical"] * 3 + ["1065353216"]}, got
+    )  # lane 2 is not canonical
     assert not _matches({**nan_lanes, "value": ["nan:arithmetic"] * 4}, got)  # lane 3 is 1.0
     signalling = int.from_bytes(struct.pack("<4I", 0x7F800001, 0, 0, 0), "little")
     assert not _matches({**nan_lanes, "value": ["nan:arithmetic", "0", "0", "0"]}, signalling)
-    either = {"type": "either", "values": [{"type": "v128", "lane_type": "i32", "value": ["1", "2", "3", "4"]},
-                                           {"type": "v128", "lane_type": "i64", "value": ["-1", "0"]}]}
+    either = {
+        "type": "either",
+        "values": [
+            {"type": "v128", "lane_type": "i32", "value": ["1", "2", "3", "4"]},
+            {"type": "v128", "lane_type": "i64", "value": ["-1", "0"]},
+        ],
+    }
     assert _matches(either, 1 | 2 << 32 | 3 << 64 | 4 << 96)
     assert _matches(either, M64)
     assert not _matches(either, 5)

@@ -16,8 +16,12 @@ _SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", re.M)
 def test_core_spec_suite_passes(shared: Path) -> None:
     scripts = sorted((shared / "spec" / "json").glob("*/*.json"))
     assert len(scripts) == 90
-    proc = subprocess.run([sys.executable, "-m", "asyncwasm", "wast", "--features", "2.0", *map(str, scripts)],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncwasm", "wast", "--features", "2.0", *map(str, scripts)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     m = _SUMMARY.search(proc.stdout)
     assert m, proc.stdout[-2000:] + proc.stderr[-2000:]
     passed, failed, skipped = map(int, m.groups())
@@ -28,8 +32,12 @@ def test_core_spec_suite_passes(shared: Path) -> None:
 
 
 def _wast(features: str, scripts: list[Path]) -> tuple[int, int, int, subprocess.CompletedProcess[str]]:
-    proc = subprocess.run([sys.executable, "-m", "asyncwasm", "wast", "--features", features, *map(str, scripts)],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncwasm", "wast", "--features", features, *map(str, scripts)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     m = _SUMMARY.search(proc.stdout)
     assert m, proc.stdout[-2000:] + proc.stderr[-2000:]
     passed, failed, skipped = map(int, m.groups())
@@ -57,8 +65,11 @@ def test_simd_spec_suite_passes_under_2_0_with_simd(shared: Path) -> None:
     assert proc.returncode == 0 and (passed, failed, skipped) == (25988, 0, 0), proc.stdout[-2000:]
 
 
-SUITES = {"spec": (("spec",), Features.wasm2()), "simd": (("spec", "simd"), Features.parse("2.0,+simd")),
-          "spec3": (("spec3",), Features.wasm3())}
+SUITES = {
+    "spec": (("spec",), Features.wasm2()),
+    "simd": (("spec", "simd"), Features.parse("2.0,+simd")),
+    "spec3": (("spec3",), Features.wasm3()),
+}
 
 
 def _script_for(shared: Path, key: str) -> tuple[Path, Features]:
@@ -84,8 +95,14 @@ def test_known_failures_still_fail(shared: Path) -> None:
 def test_failure_keys_name_the_suite_and_cover_both_forms(shared: Path) -> None:
     assert failure_key(shared / "spec3" / "json" / "i32" / "i32.json", "i32.json:12") == "spec3/i32:12"
     assert failure_key(shared / "spec3" / "wast" / "i32.wast", "i32.wast:12") == "spec3/i32:12"
-    assert failure_key(shared / "spec" / "simd" / "json" / "simd_lane" / "simd_lane.json", "x:7") == "simd/simd_lane:7"
-    assert failure_key(shared / "spec3" / "wast" / "legacy" / "rethrow.wast", "rethrow.wast:3") == "spec3/legacy/rethrow:3"
+    assert (
+        failure_key(shared / "spec" / "simd" / "json" / "simd_lane" / "simd_lane.json", "x:7")
+        == "simd/simd_lane:7"
+    )
+    assert (
+        failure_key(shared / "spec3" / "wast" / "legacy" / "rethrow.wast", "rethrow.wast:3")
+        == "spec3/legacy/rethrow:3"
+    )
 
 
 def test_failures_are_reported_with_file_and_line(tmp_path: Path, shared: Path) -> None:
@@ -95,10 +112,16 @@ def test_failures_are_reported_with_file_and_line(tmp_path: Path, shared: Path) 
         (tmp_path / f.name).write_bytes(f.read_bytes())
     script = tmp_path / "i32.json"
     text = script.read_text()
-    text = text.replace('"expected":[{"type":"i32","value":"2"}]', '"expected":[{"type":"i32","value":"3"}]', 1)
+    text = text.replace(
+        '"expected":[{"type":"i32","value":"2"}]', '"expected":[{"type":"i32","value":"3"}]', 1
+    )
     script.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "asyncwasm", "wast", "--known-failures", "/dev/null", str(script)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncwasm", "wast", "--known-failures", "/dev/null", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert re.search(r"^FAIL: i32\.json:\d+: expected \['3'\]", proc.stdout, re.M), proc.stdout
     assert _SUMMARY.search(proc.stdout).group(2) == "1"  # type: ignore[union-attr]

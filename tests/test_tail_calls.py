@@ -83,7 +83,9 @@ async def _instance(store: asyncwasm.Store | None = None) -> asyncwasm.Instance:
 @pytest.fixture(params=["structured", "flat"])
 def shape(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "flat":
-        monkeypatch.setattr(structured.StructuredTranslator, "translate", _too_deep)  # every function goes flat
+        monkeypatch.setattr(
+            structured.StructuredTranslator, "translate", _too_deep
+        )  # every function goes flat
     return str(request.param)
 
 
@@ -107,7 +109,11 @@ def test_a_million_mutual_tail_calls_run_in_constant_stack(export: str) -> None:
 def test_tail_calls_with_several_results_and_ordinary_callers() -> None:
     async def main() -> tuple[Any, ...]:
         inst = await _instance(asyncwasm.Store(max_depth=1_000))
-        return (await inst.call("sum", 300_000, 0), await inst.call("caller", 7), await inst.call("to_host", 21))
+        return (
+            await inst.call("sum", 300_000, 0),
+            await inst.call("caller", 7),
+            await inst.call("to_host", 21),
+        )
 
     assert anyio.run(main) == ((300_000 * 300_001 // 2, 0), 10, 42)
 
@@ -120,7 +126,7 @@ def test_functions_without_tail_calls_are_translated_as_before() -> None:
     caller = cm.compiled.source_of(8)  # the plain caller (function 0 is the import)
     assert caller.startswith("def f8(") and "_Tail" not in caller and "def w8" not in caller
     assert "def t1(" in src and "def w1(" in src and "def f1(" not in src
-    plain = asyncwasm.Module("(module (func (export \"f\") (result i32) (i32.const 1)))").compiled.source
+    plain = asyncwasm.Module('(module (func (export "f") (result i32) (i32.const 1)))').compiled.source
     assert "_Tail" not in plain and plain.startswith("def f0(")
 
 
@@ -140,8 +146,17 @@ def _wasmtime(wasm: bytes) -> tuple[Any, Any, Any]:
     return engine, store, inst
 
 
-@pytest.mark.parametrize(("export", "args"), [("even", (1001,)), ("ieven", (999,)), ("reven", (1000,)),
-                                              ("sum", (500, 3)), ("caller", (40,)), ("to_host", (-4,))])
+@pytest.mark.parametrize(
+    ("export", "args"),
+    [
+        ("even", (1001,)),
+        ("ieven", (999,)),
+        ("reven", (1000,)),
+        ("sum", (500, 3)),
+        ("caller", (40,)),
+        ("to_host", (-4,)),
+    ],
+)
 def test_results_and_fuel_match_wasmtime(export: str, args: tuple[int, ...], shape: str) -> None:
     wasm = wat(MUTUAL)
     _e, wstore, winst = _wasmtime(wasm)
@@ -206,12 +221,14 @@ def test_tail_calls_are_refused_without_the_feature() -> None:
         asyncwasm.Module(wat(MUTUAL), features=asyncwasm.Features.wasm2())
 
 
-
 def test_tail_calling_functions_come_back_whole_from_the_code_cache(tmp_path: Path) -> None:
     """A function with tail calls is two code objects (body and trampoline): the persistent cache
     keeps both, and a module started from it runs a million tail calls again."""
     filler = " ".join(["(local.set 1 (i32.add (local.get 1) (i32.const 1)))"] * 1_500)
-    text = MUTUAL.rstrip()[:-1] + f'(func (export "filler") (param i32) (result i32) (local i32) {filler} (local.get 1)))'
+    text = (
+        MUTUAL.rstrip()[:-1]
+        + f'(func (export "filler") (param i32) (result i32) (local i32) {filler} (local.get 1)))'
+    )
     wasm = wat(text)
 
     async def run(cm: asyncwasm.Module) -> tuple[Any, Any]:

@@ -30,8 +30,10 @@ def _nested_loops(depth: int) -> str:
     for k in range(depth):
         head += f"(local.set $i{k} (i32.const 0)) (loop $l{k}\n"
         runs = 2 if k >= depth - 8 else 1
-        tail = (f"(local.set $i{k} (i32.add (local.get $i{k}) (i32.const 1)))"
-                f"(br_if $l{k} (i32.lt_u (local.get $i{k}) (i32.const {runs}))))\n") + tail
+        tail = (
+            f"(local.set $i{k} (i32.add (local.get $i{k}) (i32.const 1)))"
+            f"(br_if $l{k} (i32.lt_u (local.get $i{k}) (i32.const {runs}))))\n"
+        ) + tail
     locals_ = " ".join(f"(local $i{k} i32)" for k in range(depth))
     inner = "(local.set $n (i32.add (local.get $n) (i32.const 1)))"
     return f"""(module (func (export "count") (result i32) (local $n i32) {locals_}
@@ -42,9 +44,11 @@ def _nested_ifs(depth: int) -> str:
     """`depth` nested ifs with results: the value says how deep the condition held."""
     expr = "(i32.const 0)"
     for k in reversed(range(depth)):
-        expr = (f"(if (result i32) (i32.gt_u (local.get $x) (i32.const {k}))"
-                f" (then {expr.replace('(i32.const 0)', f'(i32.const {k + 1})', 1) if k == depth - 1 else expr})"
-                f" (else (i32.const {k})))")
+        expr = (
+            f"(if (result i32) (i32.gt_u (local.get $x) (i32.const {k}))"
+            f" (then {expr.replace('(i32.const 0)', f'(i32.const {k + 1})', 1) if k == depth - 1 else expr})"
+            f" (else (i32.const {k})))"
+        )
     return f"""(module (func (export "depth") (param $x i32) (result i32) {expr}))"""
 
 
@@ -100,7 +104,9 @@ def test_a_br_table_of_many_runs_picks_every_target_right(shape: str) -> None:
     opens = "".join(f"(block $b{k}\n" for k in range(blocks))
     body = f"(br_table {' '.join(f'$b{d}' for d in labels)} $b{default} (local.get $x))"
     closes = "".join(f")\n(return (i32.const {k}))\n" for k in range(blocks))
-    wasm = wat(f'(module (func (export "switch") (param $x i32) (result i32) {opens}{body}{closes}(i32.const -1)))')
+    wasm = wat(
+        f'(module (func (export "switch") (param $x i32) (result i32) {opens}{body}{closes}(i32.const -1)))'
+    )
     for x in [*range(205), 2**31, 2**32 - 1]:
         target = labels[x] if x < len(labels) else default
         assert anyio.run(_call, wasm, "switch", x) == blocks - 1 - target, (x, shape)  # $b12 is innermost
@@ -118,10 +124,12 @@ def _interpreter(cases: int) -> str:
     for k in range(cases):  # the code after the end of $b{cases-1-k} is case k
         code = f"(local.set $acc (i32.add (local.get $acc) (i32.const {k + 1})))"
         if k == 3:
-            code += ("(local.set $j (i32.const 0))"
-                     "(loop $in (local.set $acc (i32.add (local.get $acc) (i32.const 1000)))"
-                     "  (local.set $j (i32.add (local.get $j) (i32.const 1)))"
-                     "  (br_if $b0 (i32.eq (local.get $j) (i32.const 3))) (br $in))")
+            code += (
+                "(local.set $j (i32.const 0))"
+                "(loop $in (local.set $acc (i32.add (local.get $acc) (i32.const 1000)))"
+                "  (local.set $j (i32.add (local.get $j) (i32.const 1)))"
+                "  (br_if $b0 (i32.eq (local.get $j) (i32.const 3))) (br $in))"
+            )
         elif k % 5 == 0 and cases - 1 - k - 2 >= 0:
             code += f"(br $b{cases - 1 - k - 2})"
         elif k % 2 == 0 and cases - 4 - k >= 0:
@@ -131,7 +139,7 @@ def _interpreter(cases: int) -> str:
         (local $steps i32) (local $j i32)
         (block $exit (loop $top
           (br_if $exit (i32.ge_u (local.get $steps) (local.get $n)))
-          {opens}(br_table {table} $b0 (local.get $pc)){''.join(body)}
+          {opens}(br_table {table} $b0 (local.get $pc)){"".join(body)}
           (local.set $pc (i32.rem_u (i32.add (local.get $pc) (i32.const 7)) (i32.const {cases})))
           (local.set $steps (i32.add (local.get $steps) (i32.const 1)))
           (br $top)))

@@ -56,6 +56,7 @@ def _binary(path: Path, cmd: dict) -> Path | None:
 
 # --- spec suite ----------------------------------------------------------------------------------
 
+
 def test_spec_valid_modules(shared: Path) -> None:
     failures = []
     count = 0
@@ -98,18 +99,29 @@ def test_spec_assert_invalid(shared: Path) -> None:
 
 # --- hand-built modules --------------------------------------------------------------------------
 
+
 def _body(*ops: tuple[str | int, object], start: int = 100) -> list[Instr]:
     """Instructions (by name or opcode) at consecutive made-up offsets, closed by the final end."""
     body = [(NAMES[op] if isinstance(op, str) else op, imm, start + i) for i, (op, imm) in enumerate(ops)]
     return body + [(NAMES["end"], None, start + len(ops))]
 
 
-def _module(body: list[Instr], params: tuple[str, ...] = (), results: tuple[str, ...] = (),
-            locals_: tuple[str, ...] = (), **fields: object) -> Module:
+def _module(
+    body: list[Instr],
+    params: tuple[str, ...] = (),
+    results: tuple[str, ...] = (),
+    locals_: tuple[str, ...] = (),
+    **fields: object,
+) -> Module:
     """One imported function (index 0) and one defined function (index 1) with ``body``."""
     types = [FuncType((), ()), FuncType(params, results)]
-    module = Module(types=types, imports=[Import("env", "f", "func", 0)], funcs=[1],
-                    codes=[Code(locals_, body, 90)], names=Names(funcs={1: "victim"}))
+    module = Module(
+        types=types,
+        imports=[Import("env", "f", "func", 0)],
+        funcs=[1],
+        codes=[Code(locals_, body, 90)],
+        names=Names(funcs={1: "victim"}),
+    )
     for name, value in fields.items():
         setattr(module, name, value)
     return module
@@ -132,17 +144,24 @@ def test_error_names_function_and_offset() -> None:
 def test_error_offset_from_decoded_binary() -> None:
     # (func (drop (i32.add (i32.const 1) (i64.const 2)))): the body's bytes are found in the file.
     code = bytes([0x00, 0x41, 0x01, 0x42, 0x02, 0x6A, 0x1A, 0x0B])
-    wasm = (b"\x00asm\x01\x00\x00\x00"
-            + b"\x01\x04\x01\x60\x00\x00"  # type 0: [] -> []
-            + b"\x03\x02\x01\x00"  # one function of type 0
-            + b"\x0a" + bytes([len(code) + 2, 1, len(code)]) + code)
+    wasm = (
+        b"\x00asm\x01\x00\x00\x00"
+        + b"\x01\x04\x01\x60\x00\x00"  # type 0: [] -> []
+        + b"\x03\x02\x01\x00"  # one function of type 0
+        + b"\x0a"
+        + bytes([len(code) + 2, 1, len(code)])
+        + code
+    )
     err = _invalid(decode_module(wasm))
     assert err.func == 0 and err.func_name is None
     assert err.offset == wasm.index(code) + 5  # the i32.add byte
 
 
 def test_unknown_local_and_label() -> None:
-    assert "unknown local 3" in _invalid(_module(_body(("local.get", 3), ("drop", None)), locals_=(I32,))).message
+    assert (
+        "unknown local 3"
+        in _invalid(_module(_body(("local.get", 3), ("drop", None)), locals_=(I32,))).message
+    )
     err = _invalid(_module(_body(("block", None), ("br", 2), ("end", None))))
     assert "unknown label" in err.message and err.offset == 101
 
@@ -157,15 +176,26 @@ def test_unreachable_code_is_polymorphic() -> None:
 
 
 def test_select_and_br_table_rules() -> None:
-    refs = _body(("ref.null", FUNCREF), ("ref.null", FUNCREF), ("i32.const", 0), ("select", None), ("drop", None))
+    refs = _body(
+        ("ref.null", FUNCREF), ("ref.null", FUNCREF), ("i32.const", 0), ("select", None), ("drop", None)
+    )
     assert "type mismatch" in _invalid(_module(refs)).message
-    typed = _body(("ref.null", FUNCREF), ("ref.null", FUNCREF), ("i32.const", 0), (SELECT_T, (FUNCREF,)),
-                  ("drop", None))
+    typed = _body(
+        ("ref.null", FUNCREF), ("ref.null", FUNCREF), ("i32.const", 0), (SELECT_T, (FUNCREF,)), ("drop", None)
+    )
     validate_module(_module(typed))
     two = _body(("i32.const", 0), ("i32.const", 0), ("i32.const", 0), (SELECT_T, (I32, I32)), ("drop", None))
     assert "invalid result arity" in _invalid(_module(two)).message
-    arity = _body(("block", None), ("block", I32), ("i32.const", 0), ("i32.const", 0), ("br_table", ((0,), 1)),
-                  ("end", None), ("drop", None), ("end", None))
+    arity = _body(
+        ("block", None),
+        ("block", I32),
+        ("i32.const", 0),
+        ("i32.const", 0),
+        ("br_table", ((0,), 1)),
+        ("end", None),
+        ("drop", None),
+        ("end", None),
+    )
     assert "type mismatch" in _invalid(_module(arity)).message
 
 
@@ -181,10 +211,14 @@ def test_module_level_rules() -> None:
     two = [MemoryType(Limits(1)), MemoryType(Limits(1))]
     assert "multiple memories" in _invalid(_module(empty, memories=two), WASM2).message
     validate_module(_module(empty, memories=two))  # 3.0: multi-memory
-    assert "size minimum must not be greater than maximum" in _invalid(
-        _module(empty, memories=[MemoryType(Limits(2, 1))])).message
-    assert "memory size must be at most 65536 pages (4GiB)" in _invalid(
-        _module(empty, memories=[MemoryType(Limits(65537))])).message
+    assert (
+        "size minimum must not be greater than maximum"
+        in _invalid(_module(empty, memories=[MemoryType(Limits(2, 1))])).message
+    )
+    assert (
+        "memory size must be at most 65536 pages (4GiB)"
+        in _invalid(_module(empty, memories=[MemoryType(Limits(65537))])).message
+    )
     dup = [Export("x", "func", 0), Export("x", "func", 1)]
     assert "duplicate export name" in _invalid(_module(empty, exports=dup)).message
     err = _invalid(_module(empty, results=(I32,), start=1))
@@ -202,11 +236,17 @@ def test_constant_expressions() -> None:
     validate_module(_module(_body(), globals=own))  # 3.0 reads a global defined before
     later = [Global(GlobalType(I32, False), [(0x23, 1, 5)]), Global(GlobalType(I32, False), [(0x41, 0, 0)])]
     assert "unknown global" in _invalid(_module(_body(), globals=later)).message
-    mut = _module(_body(), imports=[Import("env", "g", "global", GlobalType(I32, True))],
-                  globals=[Global(GlobalType(I32, False), [(0x23, 0, 0)])])
+    mut = _module(
+        _body(),
+        imports=[Import("env", "g", "global", GlobalType(I32, True))],
+        globals=[Global(GlobalType(I32, False), [(0x23, 0, 0)])],
+    )
     assert "constant expression required" in _invalid(mut).message
-    ok = _module(_body(), imports=[Import("env", "f", "func", 0), Import("env", "g", "global", GlobalType(I32, False))],
-                 globals=[Global(GlobalType(I32, False), [(0x23, 0, 0)])])
+    ok = _module(
+        _body(),
+        imports=[Import("env", "f", "func", 0), Import("env", "g", "global", GlobalType(I32, False))],
+        globals=[Global(GlobalType(I32, False), [(0x23, 0, 0)])],
+    )
     validate_module(ok)
 
 

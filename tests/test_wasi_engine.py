@@ -16,7 +16,6 @@ from wasi_async.testing import CollectStream
 pytestmark = pytest.mark.anyio
 
 
-
 @pytest.fixture
 def corpus(shared: Path) -> Path:
     return shared / "corpus" / "wasm"
@@ -38,7 +37,9 @@ async def test_sleeping_instances_share_the_loop(corpus: Path) -> None:
     """Ten programs each sleeping 100 ms (poll_oneoff) take about 100 ms together, not a second."""
     module = asyncwasm.Module.from_file(corpus / "sleep.wasm")
     outputs = [CollectStream() for _ in range(10)]
-    await run_command(module, WasiConfig(args=["sleep.wasm", "1"], stdout=CollectStream()))  # warm the compile cache
+    await run_command(
+        module, WasiConfig(args=["sleep.wasm", "1"], stdout=CollectStream())
+    )  # warm the compile cache
     start = anyio.current_time()
     async with anyio.create_task_group() as tg:
         for out in outputs:
@@ -55,6 +56,7 @@ async def test_quiet_stdin_lets_other_tasks_run(corpus: Path) -> None:
     ticks = 0
     codes: list[int] = []
     async with anyio.create_task_group() as tg:
+
         async def tick() -> None:
             nonlocal ticks
             while True:

@@ -17,7 +17,6 @@ pytestmark = pytest.mark.anyio
 ROOT = 3
 
 
-
 @pytest.fixture
 def g(tmp_path: Path) -> FakeGuest:
     (tmp_path / "hello.txt").write_bytes(b"hello world")
@@ -84,7 +83,9 @@ async def test_directories_are_not_files(g: FakeGuest) -> None:
     assert await g.call("fd_allocate", ROOT, 0, 1) == Errno.BADF
     err, fd = await g.path_open(ROOT, "hello.txt")
     assert (await g.readdir(fd))[0] == Errno.NOTDIR
-    assert (await g.path_open(ROOT, ".", Oflags.DIRECTORY, rights=Rights.FD_READ | Rights.FD_WRITE))[0] == Errno.ISDIR
+    assert (await g.path_open(ROOT, ".", Oflags.DIRECTORY, rights=Rights.FD_READ | Rights.FD_WRITE))[
+        0
+    ] == Errno.ISDIR
 
 
 async def test_append_flag(g: FakeGuest, tmp_path: Path) -> None:
@@ -103,8 +104,15 @@ async def test_append_flag(g: FakeGuest, tmp_path: Path) -> None:
 
 
 async def test_truncate_allocate_advise_sync(g: FakeGuest, tmp_path: Path) -> None:
-    rights = (Rights.FD_WRITE | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_ALLOCATE | Rights.FD_ADVISE
-              | Rights.FD_SYNC | Rights.FD_DATASYNC | Rights.FD_FILESTAT_GET)
+    rights = (
+        Rights.FD_WRITE
+        | Rights.FD_FILESTAT_SET_SIZE
+        | Rights.FD_ALLOCATE
+        | Rights.FD_ADVISE
+        | Rights.FD_SYNC
+        | Rights.FD_DATASYNC
+        | Rights.FD_FILESTAT_GET
+    )
     err, fd = await g.path_open(ROOT, "hello.txt", rights=rights)
     assert await g.call("fd_filestat_set_size", fd, 5) == 0
     assert (tmp_path / "hello.txt").read_bytes() == b"hello"
@@ -133,21 +141,42 @@ async def test_truncate_on_open_needs_the_directory_right(g: FakeGuest, tmp_path
 async def test_filestat_and_times(g: FakeGuest, tmp_path: Path) -> None:
     err, st = await g.filestat(ROOT, "hello.txt")
     host = (tmp_path / "hello.txt").stat()
-    assert err == 0 and st == (host.st_dev, host.st_ino, Filetype.REGULAR_FILE, 1, 11,
-                               host.st_atime_ns, host.st_mtime_ns, host.st_ctime_ns)
+    assert err == 0 and st == (
+        host.st_dev,
+        host.st_ino,
+        Filetype.REGULAR_FILE,
+        1,
+        11,
+        host.st_atime_ns,
+        host.st_mtime_ns,
+        host.st_ctime_ns,
+    )
     assert (await g.filestat(ROOT, "dir"))[1][2] == Filetype.DIRECTORY
     assert (await g.filestat(ROOT, "hello.txt/"))[0] == Errno.NOTDIR
     assert (await g.filestat(ROOT, "missing"))[0] == Errno.NOENT
     p, n = g.put(b"hello.txt")
-    assert await g.call("path_filestat_set_times", ROOT, 0, p, n, 5_000_000_000, 7_000_000_000,
-                        Fstflags.ATIM | Fstflags.MTIM) == 0
+    assert (
+        await g.call(
+            "path_filestat_set_times",
+            ROOT,
+            0,
+            p,
+            n,
+            5_000_000_000,
+            7_000_000_000,
+            Fstflags.ATIM | Fstflags.MTIM,
+        )
+        == 0
+    )
     host = (tmp_path / "hello.txt").stat()
     assert (host.st_atime_ns, host.st_mtime_ns) == (5_000_000_000, 7_000_000_000)
     assert await g.call("path_filestat_set_times", ROOT, 0, p, n, 0, 9_000_000_000, Fstflags.MTIM) == 0
     host = (tmp_path / "hello.txt").stat()
     assert (host.st_atime_ns, host.st_mtime_ns) == (5_000_000_000, 9_000_000_000)
-    assert await g.call("path_filestat_set_times", ROOT, 0, p, n, 0, 0, Fstflags.ATIM | Fstflags.ATIM_NOW) \
+    assert (
+        await g.call("path_filestat_set_times", ROOT, 0, p, n, 0, 0, Fstflags.ATIM | Fstflags.ATIM_NOW)
         == Errno.INVAL
+    )
     assert await g.call("path_filestat_set_times", ROOT, 0, p, n, 0, 0, 0x10) == Errno.INVAL
     err, fd = await g.path_open(ROOT, "hello.txt", rights=Rights.FD_FILESTAT_SET_TIMES)
     assert await g.call("fd_filestat_set_times", fd, 1_000_000_000, 0, Fstflags.ATIM | Fstflags.MTIM_NOW) == 0
@@ -235,5 +264,9 @@ async def test_close_releases_host_fds(tmp_path: Path) -> None:
     ctx.close()
     assert len(os.listdir("/proc/self/fd")) == before
     with pytest.raises(FileNotFoundError):
-        WasiContext(WasiConfig(preopens=[Preopen(host=tmp_path, guest="/"), Preopen(host=tmp_path / "no", guest="/x")]))
+        WasiContext(
+            WasiConfig(
+                preopens=[Preopen(host=tmp_path, guest="/"), Preopen(host=tmp_path / "no", guest="/x")]
+            )
+        )
     assert len(os.listdir("/proc/self/fd")) == before

@@ -20,7 +20,6 @@ from wasi_async.testing import FakeGuest
 pytestmark = pytest.mark.anyio
 
 
-
 class FakeClock:
     resolution_ns = 1000
 
@@ -198,6 +197,7 @@ async def test_process_stdout_pipe() -> None:
         big = bytes(range(256)) * 40  # more than one PIPE_BUF chunk
         received = bytearray()
         async with anyio.create_task_group() as tg:
+
             async def drain() -> None:
                 while len(received) < len(big):
                     await anyio.wait_readable(r)
@@ -241,6 +241,7 @@ async def test_poll_first_ready_wins_and_all_ready_are_reported() -> None:
     send, receive = anyio.create_memory_object_stream[bytes](10)
     g = guest(stdin=receive)
     async with anyio.create_task_group() as tg:
+
         async def later() -> None:
             await anyio.sleep(0.02)
             await send.send(b"data")
@@ -251,8 +252,9 @@ async def test_poll_first_ready_wins_and_all_ready_are_reported() -> None:
     assert err == 0 and anyio.current_time() - start < 1
     assert [(e[0], e[2], e[3]) for e in events] == [(2, Eventtype.FD_READ, 4)]
     # stdin has data and stdout is writable: both fire together, the clock does not.
-    err, events = await poll(g, fd_sub(3, Eventtype.FD_READ, 0), fd_sub(4, Eventtype.FD_WRITE, 1),
-                             clock_sub(5, 5_000_000_000))
+    err, events = await poll(
+        g, fd_sub(3, Eventtype.FD_READ, 0), fd_sub(4, Eventtype.FD_WRITE, 1), clock_sub(5, 5_000_000_000)
+    )
     assert err == 0 and [e[0] for e in events] == [3, 4]
     send.close()
     assert await g.fd_read(0, 10) == (0, b"data")
@@ -265,13 +267,15 @@ async def test_poll_same_stream_twice() -> None:
     try:
         g = guest(stdin=ProcessStdio(r))
         async with anyio.create_task_group() as tg:
+
             async def later() -> None:
                 await anyio.sleep(0.02)
                 os.write(w, b"x")
 
             tg.start_soon(later)
-            err, events = await poll(g, fd_sub(1, Eventtype.FD_READ, 0), fd_sub(2, Eventtype.FD_READ, 0),
-                                     clock_sub(3, 5 * 10**9))
+            err, events = await poll(
+                g, fd_sub(1, Eventtype.FD_READ, 0), fd_sub(2, Eventtype.FD_READ, 0), clock_sub(3, 5 * 10**9)
+            )
         assert err == 0 and [e[0] for e in events] == [1, 2]
     finally:
         os.close(r)
@@ -300,6 +304,7 @@ async def test_sched_yield_lets_others_run() -> None:
     g = guest()
     ran: list[str] = []
     async with anyio.create_task_group() as tg:
+
         async def other() -> None:
             ran.append("other")
 

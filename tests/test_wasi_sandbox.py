@@ -15,7 +15,6 @@ pytestmark = pytest.mark.anyio
 ROOT = 3  # the first preopen
 
 
-
 def snapshot(path: Path) -> dict[str, tuple[int, int, bytes | str]]:
     """Every entry below ``path`` with its mode, mtime and content (or link target)."""
     out: dict[str, tuple[int, int, bytes | str]] = {}
@@ -52,13 +51,22 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def guest_for(root: Path, readonly: bool = False) -> FakeGuest:
-    return FakeGuest(WasiContext(WasiConfig(preopens=[Preopen(host=root, guest="/sandbox", readonly=readonly)])))
+    return FakeGuest(
+        WasiContext(WasiConfig(preopens=[Preopen(host=root, guest="/sandbox", readonly=readonly)]))
+    )
 
 
-@pytest.mark.parametrize("path", [
-    "..", "../outside/secret", "sub/../../outside/secret", "sub/../..", "./../root/file",
-    "dir_link/../../outside/secret",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "..",
+        "../outside/secret",
+        "sub/../../outside/secret",
+        "sub/../..",
+        "./../root/file",
+        "dir_link/../../outside/secret",
+    ],
+)
 async def test_dotdot_cannot_climb_out(tree: tuple[Path, Path], path: str) -> None:
     root, outside = tree
     g = guest_for(root)
@@ -80,9 +88,16 @@ async def test_absolute_paths_refused(tree: tuple[Path, Path], path: str) -> Non
     assert (await g.path_open(ROOT, path, follow=True))[0] == Errno.NOTCAPABLE
 
 
-@pytest.mark.parametrize("path", [
-    "abs_link", "abs_dir_link/secret", "rel_link", "rel_dir_link/secret", "sneaky_link/secret",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "abs_link",
+        "abs_dir_link/secret",
+        "rel_link",
+        "rel_dir_link/secret",
+        "sneaky_link/secret",
+    ],
+)
 async def test_links_leading_out_refused(tree: tuple[Path, Path], path: str) -> None:
     g = guest_for(tree[0])
     assert (await g.path_open(ROOT, path, follow=True))[0] == Errno.NOTCAPABLE
@@ -172,8 +187,9 @@ async def test_readonly_preopen(tree: tuple[Path, Path]) -> None:
 
 async def test_dropped_rights_stay_dropped(tree: tuple[Path, Path]) -> None:
     g = guest_for(tree[0])
-    err, fd = await g.path_open(ROOT, "file", rights=Rights.FD_READ | Rights.FD_WRITE | Rights.FD_SEEK,
-                                inheriting=0)
+    err, fd = await g.path_open(
+        ROOT, "file", rights=Rights.FD_READ | Rights.FD_WRITE | Rights.FD_SEEK, inheriting=0
+    )
     assert err == 0
     assert await g.call("fd_fdstat_set_rights", fd, Rights.FD_SEEK, 0) == 0
     assert (await g.fd_write(fd, b"x"))[0] == Errno.NOTCAPABLE

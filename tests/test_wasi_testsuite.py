@@ -35,7 +35,6 @@ TESTSUITE = SHARED / "wasi-testsuite" / "tests"
 CORPUS = SHARED / "corpus"
 
 
-
 @dataclass
 class Outcome:
     exit_code: int | None  # None: the run ended in a trap
@@ -107,7 +106,9 @@ async def run_on_wasmtime(wasm: Path, ctx: WasiContext) -> None:
     def host(fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(caller: Any, *args: int) -> Any:
             memory = caller.get("memory")
-            result = fn(SimpleNamespace(memory=None if memory is None else _WasmtimeMemory(caller, memory)), *args)
+            result = fn(
+                SimpleNamespace(memory=None if memory is None else _WasmtimeMemory(caller, memory)), *args
+            )
             if inspect.isawaitable(result):
                 result = greenlet.getcurrent().parent.switch(result)
             return result
@@ -146,12 +147,15 @@ ENGINES: dict[str, Callable[[Path, WasiContext], Awaitable[None]]] = {
 }
 # asyncwasm on both event loops; the wasmtime cross-check of the WASI layer on one is enough.
 ENGINE_LOOPS = pytest.mark.parametrize(
-    ("engine", "anyio_backend"), [("asyncwasm", "asyncio"), ("asyncwasm", "trio"), ("wasmtime", "asyncio")])
+    ("engine", "anyio_backend"), [("asyncwasm", "asyncio"), ("asyncwasm", "trio"), ("wasmtime", "asyncio")]
+)
 
 
 async def execute(engine: str, run: Run, timeout: float = 120) -> Outcome:
     out, err = CollectStream(), CollectStream()
-    config = WasiConfig(args=run.args, env=run.env, preopens=run.preopens, stdin=run.stdin, stdout=out, stderr=err)
+    config = WasiConfig(
+        args=run.args, env=run.env, preopens=run.preopens, stdin=run.stdin, stdout=out, stderr=err
+    )
     async with WasiContext(config) as ctx:
         outcome = Outcome(0)
         try:
@@ -253,8 +257,13 @@ async def test_corpus(entry: dict[str, Any], engine: str, tmp_path: Path) -> Non
     for spec in entry.get("preopens", []):
         host, guest = spec.split("::")
         source = CORPUS / host
-        preopens.append(Preopen(host=fresh_copy(source, tmp_path) if entry.get("copy_preopens") else source,
-                                guest=guest, readonly=not entry.get("copy_preopens")))
+        preopens.append(
+            Preopen(
+                host=fresh_copy(source, tmp_path) if entry.get("copy_preopens") else source,
+                guest=guest,
+                readonly=not entry.get("copy_preopens"),
+            )
+        )
     stdin = (CORPUS / entry["stdin"]).read_bytes() if entry.get("stdin") else b""
     run = Run(CORPUS / entry["wasm"], entry["args"], entry.get("env", {}), preopens, stdin)
     outcome = await execute(engine, run)
@@ -281,7 +290,9 @@ ADAPTER_KNOWN_FAILURES: dict[str, str] = {}
 def load_adapter() -> Any:
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("wasi_testsuite_adapter", REPO / "tests" / "wasi_testsuite_adapter.py")
+    spec = importlib.util.spec_from_file_location(
+        "wasi_testsuite_adapter", REPO / "tests" / "wasi_testsuite_adapter.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -295,18 +306,44 @@ def test_adapter_protocol() -> None:
     adapter = load_adapter()
     assert adapter.get_name() == "asyncwasm" and adapter.get_wasi_versions() == ["wasm32-wasip1"]
     assert adapter.get_wasi_worlds() == ["wasi:cli/command"] and adapter.get_timeout_seconds() >= 5
-    done = subprocess.run([sys.executable, str(REPO / "tests" / "wasi_testsuite_adapter.py"), "--version"],
-                          capture_output=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "wasi_testsuite_adapter.py"), "--version"],
+        capture_output=True,
+        timeout=60,
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
-    argv = adapter.compute_argv("/t/x.wasm", (["a", "b c"], {"K": "V", "E": "x=y"}, Path("/r")), [],
-                                "wasi:cli/command", "wasm32-wasip1")
-    assert argv[argv.index("run"):] == ["run", "--env", "K=V", "--env", "E=x=y", "--dir", "/r::/", "/t/x.wasm",
-                                        "a", "b c"]
+    argv = adapter.compute_argv(
+        "/t/x.wasm",
+        (["a", "b c"], {"K": "V", "E": "x=y"}, Path("/r")),
+        [],
+        "wasi:cli/command",
+        "wasm32-wasip1",
+    )
+    assert argv[argv.index("run") :] == [
+        "run",
+        "--env",
+        "K=V",
+        "--env",
+        "E=x=y",
+        "--dir",
+        "/r::/",
+        "/t/x.wasm",
+        "a",
+        "b c",
+    ]
 
 
 def _adapter_params() -> list[Any]:
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=ADAPTER_KNOWN_FAILURES[c.id], strict=True)]
-                         if c.id in ADAPTER_KNOWN_FAILURES else []) for c in SUITE_CASES]
+    return [
+        pytest.param(
+            c,
+            id=c.id,
+            marks=[pytest.mark.xfail(reason=ADAPTER_KNOWN_FAILURES[c.id], strict=True)]
+            if c.id in ADAPTER_KNOWN_FAILURES
+            else [],
+        )
+        for c in SUITE_CASES
+    ]
 
 
 @pytest.mark.slow
@@ -320,10 +357,16 @@ def test_wasi_testsuite_through_adapter(case: SuiteCase, tmp_path: Path, shared:
     spec = case.spec
     root = fresh_copy(case.wasm.parent / spec["root"], tmp_path) if spec.get("root") else None
     adapter = load_adapter()
-    argv = adapter.compute_argv(str(case.wasm), (spec.get("args", []), spec.get("env", {}), root),
-                                [], "wasi:cli/command", "wasm32-wasip1")
-    done = subprocess.run(argv, stdin=subprocess.PIPE, capture_output=True, cwd=tmp_path,
-                          timeout=adapter.get_timeout_seconds())
+    argv = adapter.compute_argv(
+        str(case.wasm),
+        (spec.get("args", []), spec.get("env", {}), root),
+        [],
+        "wasi:cli/command",
+        "wasm32-wasip1",
+    )
+    done = subprocess.run(
+        argv, stdin=subprocess.PIPE, capture_output=True, cwd=tmp_path, timeout=adapter.get_timeout_seconds()
+    )
     detail = done.stderr.decode(errors="replace")
     assert "Traceback" not in detail, detail
     assert done.returncode == spec.get("exit_code", 0), detail
@@ -335,7 +378,7 @@ def test_wasi_testsuite_through_adapter(case: SuiteCase, tmp_path: Path, shared:
 
 
 async def test_a_final_dot_names_the_directory_itself(tmp_path: Path) -> None:
-    """"a/." is "." inside a, not a: rmdir gives EINVAL and rename EBUSY (the directory stays),
+    """ "a/." is "." inside a, not a: rmdir gives EINVAL and rename EBUSY (the directory stays),
     mkdir EEXIST (and creates nothing under a missing parent), unlink EISDIR; ".." last is ENOTEMPTY."""
     from wasi_async import Errno
     from wasi_async.flags import DIR_RIGHTS
@@ -345,8 +388,15 @@ async def test_a_final_dot_names_the_directory_itself(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"x")
     g = FakeGuest(WasiContext(WasiConfig(preopens=[Preopen(host=tmp_path, guest="/")])))
     root = 3
-    for path, errno in [("a/.", Errno.INVAL), ("a/./", Errno.INVAL), ("a//.", Errno.INVAL), (".", Errno.INVAL),
-                        ("a/..", Errno.NOTEMPTY), ("missing/.", Errno.NOENT), ("file/.", Errno.NOTDIR)]:
+    for path, errno in [
+        ("a/.", Errno.INVAL),
+        ("a/./", Errno.INVAL),
+        ("a//.", Errno.INVAL),
+        (".", Errno.INVAL),
+        ("a/..", Errno.NOTEMPTY),
+        ("missing/.", Errno.NOENT),
+        ("file/.", Errno.NOTDIR),
+    ]:
         assert await g.path("path_remove_directory", root, path) == errno, path
     for path, errno in [("a/.", Errno.EXIST), ("new/.", Errno.NOENT), ("file/.", Errno.NOTDIR)]:
         assert await g.path("path_create_directory", root, path) == errno, path

@@ -45,17 +45,26 @@ def get_timeout_seconds() -> float:
 def _cli() -> list[str]:
     """The ``asyncwasm`` command of the checkout this adapter lives in; the installed one if it was
     copied elsewhere."""
-    if (REPO / "asyncwasm" / "cli.py").is_file():
-        return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-                "from asyncwasm.cli import main; main(prog_name='asyncwasm')"]
+    if (REPO / "asyncwasm" / "cli" / "__init__.py").is_file():
+        return [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+            "from asyncwasm.cli import main; main(prog_name='asyncwasm')",
+        ]
     script = shutil.which("asyncwasm")
     if script is None:
         raise RuntimeError("asyncwasm is not installed (pip install asyncwasm)")
     return [script]
 
 
-def compute_argv(test_path: str, args_env_root: tuple[list[str], dict[str, str], Path | None],
-                 proposals: list[str], wasi_world: str, wasi_version: str) -> list[str]:
+def compute_argv(
+    test_path: str,
+    args_env_root: tuple[list[str], dict[str, str], Path | None],
+    proposals: list[str],
+    wasi_world: str,
+    wasi_version: str,
+) -> list[str]:
     """``asyncwasm run --env K=V ... --dir ROOT::/ TEST.wasm ARGS...``, as the wasmtime adapter does."""
     args, env, root = args_env_root
     argv = [*_cli(), "run"]
@@ -67,4 +76,8 @@ def compute_argv(test_path: str, args_env_root: tuple[list[str], dict[str, str],
 
 
 if __name__ == "__main__" and sys.argv[1:] not in ([], ["--version"]):  # print a test's command line
-    print(" ".join(compute_argv(sys.argv[1], ([*sys.argv[2:]], {}, None), [], "wasi:cli/command", "wasm32-wasip1")))
+    print(
+        " ".join(
+            compute_argv(sys.argv[1], ([*sys.argv[2:]], {}, None), [], "wasi:cli/command", "wasm32-wasip1")
+        )
+    )

@@ -36,7 +36,7 @@ def _strip_custom_sections(wasm: bytes) -> bytes:
             if not byte & 0x80:
                 break
         if sid != 0:
-            out += wasm[pos:p + size]
+            out += wasm[pos : p + size]
         pos = p + size
     return bytes(out)
 
@@ -59,8 +59,9 @@ def _disassemble(wasm: bytes) -> dict[str, list[tuple[int, str]]]:
     with tempfile.TemporaryDirectory(prefix="asyncwasm-wat-") as tmp:
         path = Path(tmp) / "module.wasm"
         path.write_bytes(wasm)
-        proc = subprocess.run([_wasm_tools(), "print", "--print-offsets", str(path)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [_wasm_tools(), "print", "--print-offsets", str(path)], capture_output=True, text=True, check=True
+        )
     funcs: dict[str, list[tuple[int, str]]] = {}
     current: list[tuple[int, str]] = []
     for line in proc.stdout.splitlines():

@@ -7,24 +7,30 @@ environment, directories and stdio, call ``_start``, and return its exit code an
 stdout and stderr are captured by default (``CAPTURE``), the first ``max_output`` bytes of each (16 MiB
 by default: what comes after is dropped, the guest's writes still succeed, and ``stdout_truncated`` /
 ``stderr_truncated`` say so); pass an anyio send stream to have the guest's writes streamed into it as
-they happen, ``INHERIT`` for the host process's own, or ``DISCARD``. A trap does not raise: it is
-returned in ``result.trap`` (call ``result.check()`` to raise it); a cancel scope around the call
-cancels the guest as usual.
+they happen, ``INHERIT`` for the host process's own, or ``DISCARD`` (None means the same as ``DISCARD``,
+as it does in ``WasiConfig``: no output is kept). A trap does not raise: it is returned in
+``result.trap`` (call ``result.check()`` to raise it); a cancel scope around the call cancels the
+guest as usual; the store's ``timeout`` is the one wall-clock limit (an ``Interrupted`` trap).
+
+This is the one way a WASI command runs: ``asyncwasm run``, every ``serve-stdin`` connection or
+request and the ASGI adapter all call ``run_command``; ``asyncwasm run --invoke`` uses
+``wasi_instance``, the step beneath it, to call another export.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from asyncwasm import Linker, Module, RunStats, Store, Trap, cpu_turn
+from asyncwasm import Func, Instance, Linker, Module, RunStats, Store, Trap, WasmError, cpu_turn
 
-from .config import Preopen, ProcessStdio, StdinSource, StdoutSink, WasiConfig
+from .config import Preopen, ProcessStdio, SocketGrant, StdinSource, StdoutSink, WasiConfig
 from .context import WasiContext
 from .limits import DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_OUTPUT
 from .proc import WasiExit
@@ -50,8 +56,20 @@ DISCARD = _Mode("DISCARD")
 
 ModuleSource = Module | bytes | bytearray | str | os.PathLike[str]
 Output = _Mode | anyio.abc.ByteSendStream | anyio.abc.ObjectSendStream[bytes] | ProcessStdio | None
-Input = _Mode | bytes | bytearray | memoryview | anyio.abc.ByteReceiveStream | \
-    anyio.abc.ObjectReceiveStream[bytes] | ProcessStdio | None
+Input = (
+    _Mode
+    | bytes
+    | bytearray
+    | memoryview
+    | anyio.abc.ByteReceiveStream
+    | anyio.abc.ObjectReceiveStream[bytes]
+    | ProcessStdio
+    | None
+)
+
+
+class NotACommand(WasmError):
+    """The module exports no ``_start`` function, so it is not a WASI command (a reactor, perhaps)."""
 
 
 class CommandFailed(Exception):
@@ -113,7 +131,7 @@ def _module(source: ModuleSource) -> Module:
         return source
     if isinstance(source, bytes | bytearray):
         return Module(bytes(source))
-    return Module.from_file(source)
+    return Module.from_file(os.fspath(source))
 
 
 def _preopen(p: Preopen | tuple[str | os.PathLike[str], str]) -> Preopen:
@@ -134,55 +152,30 @@ def _stdin(source: Input) -> StdinSource:
 
 
 def _sink(target: Output, fd: int, limit: int | None) -> tuple[StdoutSink, CollectStream | None]:
-    if target is None or target is CAPTURE:
+    if target is CAPTURE:
         cap = CollectStream(limit)
         return cap, cap
     if target is INHERIT:
         return ProcessStdio(fd), None
-    if target is DISCARD:
+    if target is DISCARD or target is None:
         return None, None
     return target, None  # type: ignore[return-value]
 
 
-async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
-                      preopens: Sequence[Preopen | tuple[str | os.PathLike[str], str]] = (),
-                      stdin: Input = None, stdout: Output = CAPTURE, stderr: Output = CAPTURE,
-                      store: Store | None = None, linker: Linker | None = None,
-                      max_output: int | None = DEFAULT_MAX_OUTPUT,
-                      max_open_files: int | None = DEFAULT_MAX_OPEN_FILES) -> CommandResult:
-    """Instantiate ``module`` with WASI, call its ``_start``, and return how it ended.
+@asynccontextmanager
+async def wasi_instance(
+    module: Module, config: WasiConfig, *, store: Store | None = None, linker: Linker | None = None
+) -> AsyncIterator[Instance]:
+    """An instance of ``module`` with WASI as ``config`` describes it, for the length of the block.
 
-    ``module``: a compiled ``asyncwasm.Module`` (compile once, run many times), or Wasm bytes or a
-    file path (compiled on each call). ``args`` is the guest's whole argv, argv[0] included (default:
-    the module's name). ``preopens``: ``Preopen``s or ``(host_dir, guest_path)`` pairs.
-    ``stdin``: bytes, an anyio receive stream, ``INHERIT``, or None for an empty input.
-    ``stdout``/``stderr``: ``CAPTURE`` (the default; None means the same), an anyio send stream
-    to stream into, ``INHERIT`` or ``DISCARD``. ``store`` carries the limits (fuel, timeout,
-    memory, call depth) and the CPU weight; a fresh ``Store()`` by default. ``linker`` supplies
-    extra imports (host functions, other instances); it is not modified.
-
-    ``max_output``: the most bytes kept of each captured stream (16 MiB by default; None keeps
-    everything). Past it the output is truncated, not an error: the guest's writes keep succeeding
-    and are dropped, so a guest that writes forever holds no more than this, and the result's
-    ``stdout_truncated``/``stderr_truncated`` are set. Streams passed in are never capped.
-    ``max_open_files``: ``WasiConfig.max_open_files``, the descriptors the guest may open itself
-    (1024 by default; one more is EMFILE).
-
-    Traps, including an exhausted fuel limit and the store's timeout (``Interrupted``), end up in
-    ``result.trap``; cancellation from outside propagates as usual, after the guest is stopped.
-    """
-    compiled = _module(module)
-    argv = list(args) if args else [compiled.name]
+    ``linker`` supplies further imports and is not modified; ``store`` defaults to a fresh ``Store()``.
+    The WASI context (its open descriptors, its streams) is closed when the block ends, whatever ends
+    it. Raises ``OSError`` when a preopened directory cannot be opened and ``LinkError`` when an
+    import is missing; a ``WasiExit`` or a trap from the start function passes through."""
     store = store if store is not None else Store()
-    stats = RunStats(weight=store.weight)
     # The host side of the set-up takes a turn of the CPU token: thousands of commands started at once
     # then queue for it instead of all setting up before the event loop gets a tick.
-    async with cpu_turn(stats):
-        out_sink, out_cap = _sink(stdout, 1, max_output)
-        err_sink, err_cap = _sink(stderr, 2, max_output)
-        config = WasiConfig(args=argv, env=dict(env or {}), preopens=[_preopen(p) for p in preopens],
-                            stdin=_stdin(stdin), stdout=out_sink, stderr=err_sink, max_open_files=max_open_files)
-        fuel_before = store.fuel_used
+    async with cpu_turn(RunStats(weight=store.weight)):
         ctx = WasiContext(config)
         try:
             overlay = _Overlay(linker if linker is not None else Linker())
@@ -191,23 +184,84 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
             with anyio.CancelScope(shield=True):
                 await ctx.aclose()
             raise
-    exit_code: int | None = 0
-    trap: Trap | None = None
     try:
-        try:
-            instance = await overlay.instantiate(compiled, store)
-            stats = instance.stats
-            start = instance.exports.get("_start")
-            if start is None:
-                raise ValueError(f"{compiled.name} exports no _start function: it is not a WASI command")
-            await instance.call("_start")
-        except WasiExit as exc:
-            exit_code = exc.code
-        except Trap as exc:
-            exit_code, trap = None, exc
+        yield await overlay.instantiate(module, store)
     finally:
         with anyio.CancelScope(shield=True):
             await ctx.aclose()
+
+
+async def run_command(
+    module: ModuleSource,
+    args: Sequence[str] = (),
+    *,
+    env: Mapping[str, str] | None = None,
+    preopens: Sequence[Preopen | tuple[str | os.PathLike[str], str]] = (),
+    stdin: Input = None,
+    stdout: Output = CAPTURE,
+    stderr: Output = CAPTURE,
+    store: Store | None = None,
+    linker: Linker | None = None,
+    max_output: int | None = DEFAULT_MAX_OUTPUT,
+    max_open_files: int | None = DEFAULT_MAX_OPEN_FILES,
+    sockets: Sequence[SocketGrant] = (),
+) -> CommandResult:
+    """Instantiate ``module`` with WASI, call its ``_start``, and return how it ended.
+
+    ``module``: a compiled ``asyncwasm.Module`` (compile once, run many times), or Wasm bytes or a
+    file path (compiled on each call). ``args`` is the guest's whole argv, argv[0] included (default:
+    the module's name). ``preopens``: ``Preopen``s or ``(host_dir, guest_path)`` pairs.
+    ``stdin``: bytes, an anyio receive stream, ``INHERIT``, or None for an empty input.
+    ``stdout``/``stderr``: ``CAPTURE`` (the default), an anyio send stream to stream into,
+    ``INHERIT``, or ``DISCARD`` (None means ``DISCARD`` too, as everywhere in wasi_async).
+    ``store`` carries the limits (fuel, timeout, memory, call depth) and the CPU weight; a fresh
+    ``Store()`` by default. ``linker`` supplies extra imports (host functions, other instances);
+    it is not modified.
+
+    ``max_output``: the most bytes kept of each captured stream (16 MiB by default; None keeps
+    everything). Past it the output is truncated, not an error: the guest's writes keep succeeding
+    and are dropped, so a guest that writes forever holds no more than this, and the result's
+    ``stdout_truncated``/``stderr_truncated`` are set. Streams passed in are never capped.
+    ``max_open_files``: ``WasiConfig.max_open_files``, the descriptors the guest may open itself
+    (1024 by default; one more is EMFILE). ``sockets``: ``WasiConfig.sockets``, preopened sockets
+    (anyio listeners for ``sock_accept``, or connected streams), numbered after the preopens.
+
+    Traps, including an exhausted fuel limit and the store's timeout (``Interrupted``), end up in
+    ``result.trap``; cancellation from outside propagates as usual, after the guest is stopped.
+    Raises ``NotACommand`` (a ``WasmError``) when the module exports no ``_start``, ``LinkError``
+    for a missing import, and ``OSError`` when a preopened directory cannot be opened.
+    """
+    compiled = _module(module)
+    argv = list(args) if args else [compiled.name]
+    out_sink, out_cap = _sink(stdout, 1, max_output)
+    err_sink, err_cap = _sink(stderr, 2, max_output)
+    config = WasiConfig(
+        args=argv,
+        env=dict(env or {}),
+        preopens=[_preopen(p) for p in preopens],
+        stdin=_stdin(stdin),
+        stdout=out_sink,
+        stderr=err_sink,
+        max_open_files=max_open_files,
+        sockets=list(sockets),
+    )
+    store = store if store is not None else Store()
+    fuel_before = store.fuel_used
+    stats = RunStats(weight=store.weight)
+    exit_code: int | None = 0
+    trap: Trap | None = None
+    try:
+        async with wasi_instance(compiled, config, store=store, linker=linker) as instance:
+            stats = instance.stats
+            if not isinstance(
+                instance.exports.get("_start"), Func
+            ):  # (after linking: a missing import says more)
+                raise NotACommand(f"{compiled.name} exports no _start function: it is not a WASI command")
+            await instance.call("_start")
+    except WasiExit as exc:
+        exit_code = exc.code
+    except Trap as exc:
+        exit_code, trap = None, exc
     return CommandResult(
         exit_code=exit_code,
         stdout=bytes(out_cap.data) if out_cap is not None else None,
@@ -220,4 +274,13 @@ async def run_command(module: ModuleSource, args: Sequence[str] = (), *, env: Ma
     )
 
 
-__all__ = ["CAPTURE", "DISCARD", "INHERIT", "CommandFailed", "CommandResult", "run_command"]
+__all__ = [
+    "CAPTURE",
+    "DISCARD",
+    "INHERIT",
+    "CommandFailed",
+    "CommandResult",
+    "NotACommand",
+    "run_command",
+    "wasi_instance",
+]

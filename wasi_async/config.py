@@ -70,8 +70,13 @@ class ProcessStdio:
 
 
 StdinSource = (
-    bytes | bytearray | memoryview | anyio.abc.ByteReceiveStream | anyio.abc.ObjectReceiveStream[bytes]
-    | ProcessStdio | None
+    bytes
+    | bytearray
+    | memoryview
+    | anyio.abc.ByteReceiveStream
+    | anyio.abc.ObjectReceiveStream[bytes]
+    | ProcessStdio
+    | None
 )
 StdoutSink = anyio.abc.ByteSendStream | anyio.abc.ObjectSendStream[bytes] | ProcessStdio | None
 SocketGrant = anyio.abc.ByteStream | anyio.abc.Listener

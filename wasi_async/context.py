@@ -117,7 +117,9 @@ class WasiContext:
             if preopen.readonly:
                 base &= ~DIR_WRITE_RIGHTS
                 inheriting &= ~(DIR_WRITE_RIGHTS | FILE_WRITE_RIGHTS)
-            self.fds.add(DirEntry(base, inheriting, host_fd=host_fd, preopen=preopen.guest, root=identity(host_fd)))
+            self.fds.add(
+                DirEntry(base, inheriting, host_fd=host_fd, preopen=preopen.guest, root=identity(host_fd))
+            )
 
     def _grant_sockets(self) -> None:
         for sock in self.config.sockets:
@@ -149,14 +151,15 @@ class WasiContext:
     def __enter__(self) -> WasiContext:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     async def __aenter__(self) -> WasiContext:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
-

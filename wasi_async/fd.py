@@ -19,9 +19,12 @@ if TYPE_CHECKING:
 
 I64_MAX = (1 << 63) - 1
 _ADVICE = {
-    Advice.NORMAL: "POSIX_FADV_NORMAL", Advice.SEQUENTIAL: "POSIX_FADV_SEQUENTIAL",
-    Advice.RANDOM: "POSIX_FADV_RANDOM", Advice.WILLNEED: "POSIX_FADV_WILLNEED",
-    Advice.DONTNEED: "POSIX_FADV_DONTNEED", Advice.NOREUSE: "POSIX_FADV_NOREUSE",
+    Advice.NORMAL: "POSIX_FADV_NORMAL",
+    Advice.SEQUENTIAL: "POSIX_FADV_SEQUENTIAL",
+    Advice.RANDOM: "POSIX_FADV_RANDOM",
+    Advice.WILLNEED: "POSIX_FADV_WILLNEED",
+    Advice.DONTNEED: "POSIX_FADV_DONTNEED",
+    Advice.NOREUSE: "POSIX_FADV_NOREUSE",
 }
 
 
@@ -141,7 +144,9 @@ def fd_filestat_set_size(ctx: WasiContext, mem: GuestMemory, fd: int, size: int)
 
 
 @wasi("fd_filestat_set_times", "i32 i64 i64 i32")
-def fd_filestat_set_times(ctx: WasiContext, mem: GuestMemory, fd: int, atim: int, mtim: int, fst: int) -> None:
+def fd_filestat_set_times(
+    ctx: WasiContext, mem: GuestMemory, fd: int, atim: int, mtim: int, fst: int
+) -> None:
     entry = ctx.fds.get(fd, Rights.FD_FILESTAT_SET_TIMES)
     target = host_fd(entry)
     check_fstflags(fst)
@@ -177,7 +182,9 @@ async def fd_renumber(ctx: WasiContext, mem: GuestMemory, fd: int, to: int) -> N
 
 
 @wasi("fd_seek", "i32 i64 i32 i32")
-def fd_seek(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, whence: int, newoffset_ptr: int) -> None:
+def fd_seek(
+    ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, whence: int, newoffset_ptr: int
+) -> None:
     entry = ctx.fds.get(fd)
     if isinstance(entry, StreamEntry):
         raise WasiError(Errno.SPIPE)

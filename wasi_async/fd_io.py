@@ -61,7 +61,9 @@ async def read_stream(entry: StreamEntry, n: int) -> bytes:
 
 
 @wasi("fd_read", "i32 i32 i32 i32")
-async def fd_read(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nread_ptr: int) -> None:
+async def fd_read(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nread_ptr: int
+) -> None:
     entry = _readable(ctx, fd)
     spans = read_iovecs(mem, iovs, iovs_len, io_limit(mem))
     n = total_len(spans)
@@ -88,8 +90,9 @@ def _positional(entry: object, offset: int) -> FileEntry:
 
 
 @wasi("fd_pread", "i32 i32 i32 i64 i32")
-def fd_pread(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
-             nread_ptr: int) -> None:
+def fd_pread(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int, nread_ptr: int
+) -> None:
     entry = _positional(_readable(ctx, fd), offset)
     spans = read_iovecs(mem, iovs, iovs_len, io_limit(mem))
     data = os.pread(entry.host_fd, total_len(spans), offset)
@@ -133,8 +136,9 @@ async def write_stream(output: OutputStream, chunks: Iterable[bytes]) -> int:
 
 
 @wasi("fd_write", "i32 i32 i32 i32")
-async def fd_write(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int,
-                   nwritten_ptr: int) -> None:
+async def fd_write(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nwritten_ptr: int
+) -> None:
     entry = _writable(ctx, fd)
     chunks = gather_chunks(mem, read_iovecs(mem, iovs, iovs_len, io_limit(mem)))
     if isinstance(entry, FileEntry):
@@ -148,16 +152,19 @@ async def fd_write(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_
 
 
 @wasi("fd_pwrite", "i32 i32 i32 i64 i32")
-def fd_pwrite(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
-              nwritten_ptr: int) -> None:
+def fd_pwrite(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int, nwritten_ptr: int
+) -> None:
     entry = _positional(_writable(ctx, fd), offset)
     chunks = gather_chunks(mem, read_iovecs(mem, iovs, iovs_len, io_limit(mem)))
     host = entry.host_fd
-    mem.write_u32(nwritten_ptr, write_chunks(chunks, lambda chunk, done: os.pwrite(host, chunk, offset + done)))
+    mem.write_u32(
+        nwritten_ptr, write_chunks(chunks, lambda chunk, done: os.pwrite(host, chunk, offset + done))
+    )
 
 
 def _list_directory(entry: DirEntry) -> list[tuple[str, int, Filetype]]:
-    """"." and ".." first, then the host entries in the host's order. Inode numbers come from lstat,
+    """ "." and ".." first, then the host entries in the host's order. Inode numbers come from lstat,
     as fd_filestat_get's do (a union filesystem's readdir d_ino can differ from st_ino)."""
     own_ino = os.fstat(entry.host_fd).st_ino
     listing = [(".", own_ino, Filetype.DIRECTORY), ("..", own_ino, Filetype.DIRECTORY)]
@@ -172,8 +179,9 @@ def _list_directory(entry: DirEntry) -> list[tuple[str, int, Filetype]]:
 
 
 @wasi("fd_readdir", "i32 i32 i32 i64 i32")
-def fd_readdir(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int, buf_len: int, cookie: int,
-               bufused_ptr: int) -> None:
+def fd_readdir(
+    ctx: WasiContext, mem: GuestMemory, fd: int, buf: int, buf_len: int, cookie: int, bufused_ptr: int
+) -> None:
     entry = ctx.fds.get_as(fd, DirEntry, Rights.FD_READDIR, wrong=Errno.NOTDIR)
     if cookie == 0 or entry.listing is None:
         entry.listing = _list_directory(entry)

@@ -42,32 +42,67 @@ ALL_RIGHTS = Rights((1 << 30) - 1)
 
 # What a regular file descriptor can meaningfully hold.
 FILE_RIGHTS = (
-    Rights.FD_DATASYNC | Rights.FD_READ | Rights.FD_SEEK | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_SYNC
-    | Rights.FD_TELL | Rights.FD_WRITE | Rights.FD_ADVISE | Rights.FD_ALLOCATE | Rights.FD_FILESTAT_GET
-    | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_FILESTAT_SET_TIMES | Rights.POLL_FD_READWRITE
+    Rights.FD_DATASYNC
+    | Rights.FD_READ
+    | Rights.FD_SEEK
+    | Rights.FD_FDSTAT_SET_FLAGS
+    | Rights.FD_SYNC
+    | Rights.FD_TELL
+    | Rights.FD_WRITE
+    | Rights.FD_ADVISE
+    | Rights.FD_ALLOCATE
+    | Rights.FD_FILESTAT_GET
+    | Rights.FD_FILESTAT_SET_SIZE
+    | Rights.FD_FILESTAT_SET_TIMES
+    | Rights.POLL_FD_READWRITE
 )
 # The subset of FILE_RIGHTS that changes the file.
 FILE_WRITE_RIGHTS = (
-    Rights.FD_DATASYNC | Rights.FD_WRITE | Rights.FD_ALLOCATE | Rights.FD_FILESTAT_SET_SIZE
+    Rights.FD_DATASYNC
+    | Rights.FD_WRITE
+    | Rights.FD_ALLOCATE
+    | Rights.FD_FILESTAT_SET_SIZE
     | Rights.FD_FILESTAT_SET_TIMES
 )
 
 # What a directory descriptor can meaningfully hold (no read/write/seek/size: directories have none).
 DIR_RIGHTS = (
-    Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_SYNC | Rights.FD_DATASYNC | Rights.FD_ADVISE
-    | Rights.PATH_CREATE_DIRECTORY | Rights.PATH_CREATE_FILE | Rights.PATH_LINK_SOURCE
-    | Rights.PATH_LINK_TARGET | Rights.PATH_OPEN | Rights.FD_READDIR | Rights.PATH_READLINK
-    | Rights.PATH_RENAME_SOURCE | Rights.PATH_RENAME_TARGET | Rights.PATH_FILESTAT_GET
-    | Rights.PATH_FILESTAT_SET_SIZE | Rights.PATH_FILESTAT_SET_TIMES | Rights.FD_FILESTAT_GET
-    | Rights.FD_FILESTAT_SET_TIMES | Rights.PATH_SYMLINK | Rights.PATH_REMOVE_DIRECTORY
+    Rights.FD_FDSTAT_SET_FLAGS
+    | Rights.FD_SYNC
+    | Rights.FD_DATASYNC
+    | Rights.FD_ADVISE
+    | Rights.PATH_CREATE_DIRECTORY
+    | Rights.PATH_CREATE_FILE
+    | Rights.PATH_LINK_SOURCE
+    | Rights.PATH_LINK_TARGET
+    | Rights.PATH_OPEN
+    | Rights.FD_READDIR
+    | Rights.PATH_READLINK
+    | Rights.PATH_RENAME_SOURCE
+    | Rights.PATH_RENAME_TARGET
+    | Rights.PATH_FILESTAT_GET
+    | Rights.PATH_FILESTAT_SET_SIZE
+    | Rights.PATH_FILESTAT_SET_TIMES
+    | Rights.FD_FILESTAT_GET
+    | Rights.FD_FILESTAT_SET_TIMES
+    | Rights.PATH_SYMLINK
+    | Rights.PATH_REMOVE_DIRECTORY
     | Rights.PATH_UNLINK_FILE
 )
 # The subset of DIR_RIGHTS that changes the tree below the directory.
 DIR_WRITE_RIGHTS = (
-    Rights.PATH_CREATE_DIRECTORY | Rights.PATH_CREATE_FILE | Rights.PATH_LINK_SOURCE
-    | Rights.PATH_LINK_TARGET | Rights.PATH_RENAME_SOURCE | Rights.PATH_RENAME_TARGET
-    | Rights.PATH_FILESTAT_SET_SIZE | Rights.PATH_FILESTAT_SET_TIMES | Rights.FD_FILESTAT_SET_TIMES
-    | Rights.PATH_SYMLINK | Rights.PATH_REMOVE_DIRECTORY | Rights.PATH_UNLINK_FILE
+    Rights.PATH_CREATE_DIRECTORY
+    | Rights.PATH_CREATE_FILE
+    | Rights.PATH_LINK_SOURCE
+    | Rights.PATH_LINK_TARGET
+    | Rights.PATH_RENAME_SOURCE
+    | Rights.PATH_RENAME_TARGET
+    | Rights.PATH_FILESTAT_SET_SIZE
+    | Rights.PATH_FILESTAT_SET_TIMES
+    | Rights.FD_FILESTAT_SET_TIMES
+    | Rights.PATH_SYMLINK
+    | Rights.PATH_REMOVE_DIRECTORY
+    | Rights.PATH_UNLINK_FILE
 )
 
 STDIN_RIGHTS = Rights.FD_READ | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET | Rights.POLL_FD_READWRITE
@@ -75,10 +110,16 @@ STDOUT_RIGHTS = (
     Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET | Rights.POLL_FD_READWRITE
 )
 SOCKET_RIGHTS = (
-    Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET
-    | Rights.POLL_FD_READWRITE | Rights.SOCK_SHUTDOWN
+    Rights.FD_READ
+    | Rights.FD_WRITE
+    | Rights.FD_FDSTAT_SET_FLAGS
+    | Rights.FD_FILESTAT_GET
+    | Rights.POLL_FD_READWRITE
+    | Rights.SOCK_SHUTDOWN
 )
-LISTENER_RIGHTS = Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET | Rights.POLL_FD_READWRITE | Rights.SOCK_ACCEPT
+LISTENER_RIGHTS = (
+    Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET | Rights.POLL_FD_READWRITE | Rights.SOCK_ACCEPT
+)
 
 
 class Filetype(IntEnum):

@@ -45,7 +45,9 @@ class Spec:
 SPECS: dict[str, Spec] = {}
 
 
-def wasi(name: str, params: str = "", results: str = "i32") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def wasi(
+    name: str, params: str = "", results: str = "i32"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare ``fn`` as the implementation of the import ``name`` with core types ``params``."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,7 +61,7 @@ class _NoMemory:
     """Stands in for a missing ``memory`` export: any access traps, as in wasmtime."""
 
     def __getattr__(self, name: str) -> Any:
-        raise Trap("WASI function called by a module that exports no memory named \"memory\"")
+        raise Trap('WASI function called by a module that exports no memory named "memory"')
 
 
 NO_MEMORY = _NoMemory()
@@ -85,6 +87,7 @@ def bind(spec: Spec, ctx: Any) -> Callable[..., Any]:
     handled = (WasiError, OSError, OverflowError)
 
     if spec.is_async:
+
         async def call_async(caller: Any, *args: int) -> int:
             mem = _memory(caller)
             try:
@@ -97,6 +100,7 @@ def bind(spec: Spec, ctx: Any) -> Callable[..., Any]:
         return call_async
 
     if not spec.results:  # proc_exit: returns nothing, raises WasiExit
+
         def call_void(caller: Any, *args: int) -> None:
             impl(ctx, _memory(caller), *[a & m for a, m in zip(args, masks, strict=True)])
 

@@ -108,7 +108,7 @@ def scatter(mem: GuestMemory, spans: list[tuple[int, int]], data: bytes) -> None
     for ptr, n in spans:
         if off >= len(view):
             break
-        chunk = view[off:off + n]
+        chunk = view[off : off + n]
         mem.write(ptr, chunk)
         off += len(chunk)
 
@@ -149,8 +149,14 @@ def filetype_of_mode(mode: int) -> Filetype:
 
 def pack_filestat(st: os.stat_result) -> bytes:
     return FILESTAT.pack(
-        st.st_dev & 0xFFFFFFFFFFFFFFFF, st.st_ino & 0xFFFFFFFFFFFFFFFF, filetype_of_mode(st.st_mode),
-        st.st_nlink, st.st_size, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns,
+        st.st_dev & 0xFFFFFFFFFFFFFFFF,
+        st.st_ino & 0xFFFFFFFFFFFFFFFF,
+        filetype_of_mode(st.st_mode),
+        st.st_nlink,
+        st.st_size,
+        st.st_atime_ns,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
     )
 
 

@@ -41,8 +41,9 @@ def path_create_directory(ctx: WasiContext, mem: GuestMemory, fd: int, path_ptr:
 
 
 @wasi("path_filestat_get", "i32 i32 i32 i32 i32")
-def path_filestat_get(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, path_ptr: int, path_len: int,
-                      buf: int) -> None:
+def path_filestat_get(
+    ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, path_ptr: int, path_len: int, buf: int
+) -> None:
     parent = _dir(ctx, fd, Rights.PATH_FILESTAT_GET)
     path = read_path(mem, path_ptr, path_len)
     with resolve(parent.host_fd, path, follow=_follows(flags, path)) as r:
@@ -53,8 +54,17 @@ def path_filestat_get(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, p
 
 
 @wasi("path_filestat_set_times", "i32 i32 i32 i32 i64 i64 i32")
-def path_filestat_set_times(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, path_ptr: int,
-                            path_len: int, atim: int, mtim: int, fst: int) -> None:
+def path_filestat_set_times(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    flags: int,
+    path_ptr: int,
+    path_len: int,
+    atim: int,
+    mtim: int,
+    fst: int,
+) -> None:
     parent = _dir(ctx, fd, Rights.PATH_FILESTAT_SET_TIMES)
     check_fstflags(fst)
     path = read_path(mem, path_ptr, path_len)
@@ -67,15 +77,28 @@ def path_filestat_set_times(ctx: WasiContext, mem: GuestMemory, fd: int, flags: 
 
 
 @wasi("path_link", "i32 i32 i32 i32 i32 i32 i32")
-def path_link(ctx: WasiContext, mem: GuestMemory, old_fd: int, old_flags: int, old_ptr: int, old_len: int,
-              new_fd: int, new_ptr: int, new_len: int) -> None:
+def path_link(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    old_fd: int,
+    old_flags: int,
+    old_ptr: int,
+    old_len: int,
+    new_fd: int,
+    new_ptr: int,
+    new_len: int,
+) -> None:
     src = _dir(ctx, old_fd, Rights.PATH_LINK_SOURCE)
     dst = _dir(ctx, new_fd, Rights.PATH_LINK_TARGET)
     old_path = read_path(mem, old_ptr, old_len)
     new_path = read_path(mem, new_ptr, new_len)
-    with resolve(src.host_fd, old_path, follow=bool(old_flags & LOOKUP_SYMLINK_FOLLOW)) as a, \
-            resolve(dst.host_fd, new_path, follow=False) as b:
-        if a.trailing_slash and not stat.S_ISDIR(os.stat(a.name, dir_fd=a.dir_fd, follow_symlinks=False).st_mode):
+    with (
+        resolve(src.host_fd, old_path, follow=bool(old_flags & LOOKUP_SYMLINK_FOLLOW)) as a,
+        resolve(dst.host_fd, new_path, follow=False) as b,
+    ):
+        if a.trailing_slash and not stat.S_ISDIR(
+            os.stat(a.name, dir_fd=a.dir_fd, follow_symlinks=False).st_mode
+        ):
             raise WasiError(Errno.NOTDIR)
         _check_moved_link(a, b, dst)
         os.link(a.name, b.slashed_name, src_dir_fd=a.dir_fd, dst_dir_fd=b.dir_fd, follow_symlinks=False)
@@ -118,8 +141,13 @@ def _entry_for(host: int, base: int, inheriting: int, fdflags: int, parent: DirE
     """Wrap a freshly opened host fd by what it turned out to be (a directory keeps its preopen's root)."""
     st = os.fstat(host)
     if stat.S_ISDIR(st.st_mode):
-        return DirEntry(base & DIR_RIGHTS, inheriting, fdflags & Fdflags.NONBLOCK, host_fd=host,
-                        root=parent.sandbox_root())
+        return DirEntry(
+            base & DIR_RIGHTS,
+            inheriting,
+            fdflags & Fdflags.NONBLOCK,
+            host_fd=host,
+            root=parent.sandbox_root(),
+        )
     if stat.S_ISREG(st.st_mode):
         fcntl.fcntl(host, fcntl.F_SETFL, fcntl.fcntl(host, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         return FileEntry(base & FILE_RIGHTS, inheriting, fdflags, host_fd=host)
@@ -127,16 +155,30 @@ def _entry_for(host: int, base: int, inheriting: int, fdflags: int, parent: DirE
     stream_rights = base & FILE_RIGHTS & ~(Rights.FD_SEEK | Rights.FD_TELL)
     access = fcntl.fcntl(host, fcntl.F_GETFL) & os.O_ACCMODE
     return StreamEntry(
-        stream_rights, inheriting, fdflags & ~Fdflags.APPEND,
+        stream_rights,
+        inheriting,
+        fdflags & ~Fdflags.APPEND,
         input=FdInput(host) if access != os.O_WRONLY else None,
         output=FdOutput(host) if access != os.O_RDONLY else None,
-        owned_fd=host, kind=filetype_of_mode(st.st_mode),
+        owned_fd=host,
+        kind=filetype_of_mode(st.st_mode),
     )
 
 
 @wasi("path_open", "i32 i32 i32 i32 i32 i64 i64 i32 i32")
-def path_open(ctx: WasiContext, mem: GuestMemory, fd: int, dirflags: int, path_ptr: int, path_len: int,
-              oflags: int, base: int, inheriting: int, fdflags: int, fd_ptr: int) -> None:
+def path_open(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    dirflags: int,
+    path_ptr: int,
+    path_len: int,
+    oflags: int,
+    base: int,
+    inheriting: int,
+    fdflags: int,
+    fd_ptr: int,
+) -> None:
     parent = _dir(ctx, fd, Rights.PATH_OPEN)
     path = read_path(mem, path_ptr, path_len)
     if oflags & ~0xF or fdflags & ~0x1F or oflags & Oflags.CREAT and oflags & Oflags.DIRECTORY:
@@ -166,8 +208,16 @@ def path_open(ctx: WasiContext, mem: GuestMemory, fd: int, dirflags: int, path_p
 
 
 @wasi("path_readlink", "i32 i32 i32 i32 i32 i32")
-def path_readlink(ctx: WasiContext, mem: GuestMemory, fd: int, path_ptr: int, path_len: int, buf: int,
-                  buf_len: int, bufused_ptr: int) -> None:
+def path_readlink(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    path_ptr: int,
+    path_len: int,
+    buf: int,
+    buf_len: int,
+    bufused_ptr: int,
+) -> None:
     parent = _dir(ctx, fd, Rights.PATH_READLINK)
     path = read_path(mem, path_ptr, path_len)
     with resolve(parent.host_fd, path, follow=path.endswith("/")) as r:
@@ -188,8 +238,16 @@ def path_remove_directory(ctx: WasiContext, mem: GuestMemory, fd: int, path_ptr:
 
 
 @wasi("path_rename", "i32 i32 i32 i32 i32 i32")
-def path_rename(ctx: WasiContext, mem: GuestMemory, fd: int, old_ptr: int, old_len: int, new_fd: int,
-                new_ptr: int, new_len: int) -> None:
+def path_rename(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    old_ptr: int,
+    old_len: int,
+    new_fd: int,
+    new_ptr: int,
+    new_len: int,
+) -> None:
     src = _dir(ctx, fd, Rights.PATH_RENAME_SOURCE)
     dst = _dir(ctx, new_fd, Rights.PATH_RENAME_TARGET)
     old_path = read_path(mem, old_ptr, old_len)
@@ -200,8 +258,9 @@ def path_rename(ctx: WasiContext, mem: GuestMemory, fd: int, old_ptr: int, old_l
 
 
 @wasi("path_symlink", "i32 i32 i32 i32 i32")
-def path_symlink(ctx: WasiContext, mem: GuestMemory, old_ptr: int, old_len: int, fd: int, new_ptr: int,
-                 new_len: int) -> None:
+def path_symlink(
+    ctx: WasiContext, mem: GuestMemory, old_ptr: int, old_len: int, fd: int, new_ptr: int, new_len: int
+) -> None:
     parent = _dir(ctx, fd, Rights.PATH_SYMLINK)
     target = read_path(mem, old_ptr, old_len)
     if target.startswith("/"):
@@ -217,4 +276,3 @@ def path_unlink_file(ctx: WasiContext, mem: GuestMemory, fd: int, path_ptr: int,
     parent = _dir(ctx, fd, Rights.PATH_UNLINK_FILE)
     with resolve(parent.host_fd, read_path(mem, path_ptr, path_len), follow=False) as r:
         os.unlink(r.slashed_name, dir_fd=r.dir_fd)
-

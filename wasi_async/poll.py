@@ -106,7 +106,9 @@ class _Readable(_Probe):
 
     def event(self) -> bytes:
         hangup = EVENT_FD_READWRITE_HANGUP if self.stream.at_eof else 0
-        return pack_event(self.sub.userdata, 0, self.sub.tag, 0 if hangup else self.stream.ready_bytes(), hangup)
+        return pack_event(
+            self.sub.userdata, 0, self.sub.tag, 0 if hangup else self.stream.ready_bytes(), hangup
+        )
 
 
 class _Writable(_Probe):
@@ -133,7 +135,9 @@ class _Acceptable(_Probe):
 
     def __init__(self, sub: Subscription, listener: anyio.abc.Listener | None) -> None:
         super().__init__(sub)
-        self.sock = listener.extra(anyio.abc.SocketAttribute.raw_socket, None) if listener is not None else None
+        self.sock = (
+            listener.extra(anyio.abc.SocketAttribute.raw_socket, None) if listener is not None else None
+        )
 
     @property
     def key(self) -> object:
@@ -181,11 +185,12 @@ async def _wait_any(probes: list[_Probe]) -> set[_Probe]:
         distinct.setdefault(probe.key, probe)
     fired: set[object] = set()
     if len(distinct) == 1:  # a plain sleep, or one stream: no task group needed
-        (key, probe), = distinct.items()
+        ((key, probe),) = distinct.items()
         await probe.wait()
         fired.add(key)
     else:
         async with anyio.create_task_group() as tg:
+
             async def watch(key: object, probe: _Probe) -> None:
                 await probe.wait()
                 fired.add(key)
@@ -197,11 +202,14 @@ async def _wait_any(probes: list[_Probe]) -> set[_Probe]:
 
 
 @wasi("poll_oneoff", "i32 i32 i32 i32")
-async def poll_oneoff(ctx: WasiContext, mem: GuestMemory, in_ptr: int, out_ptr: int, nsubscriptions: int,
-                      nevents_ptr: int) -> None:
+async def poll_oneoff(
+    ctx: WasiContext, mem: GuestMemory, in_ptr: int, out_ptr: int, nsubscriptions: int, nevents_ptr: int
+) -> None:
     if nsubscriptions == 0:
         raise WasiError(Errno.INVAL, "no subscriptions: the wait could never end")
-    if nsubscriptions > MAX_SUBSCRIPTIONS:  # each costs host objects and maybe a task: bounded, as poll(2)'s nfds
+    if (
+        nsubscriptions > MAX_SUBSCRIPTIONS
+    ):  # each costs host objects and maybe a task: bounded, as poll(2)'s nfds
         raise WasiError(Errno.INVAL, f"more than {MAX_SUBSCRIPTIONS} subscriptions")
     probes = [_probe(ctx, sub) for sub in read_subscriptions(mem, in_ptr, nsubscriptions)]
     fired = [p for p in probes if p.ready()]
@@ -210,4 +218,3 @@ async def poll_oneoff(ctx: WasiContext, mem: GuestMemory, in_ptr: int, out_ptr: 
         fired = [p for p in probes if p in done or p.ready()]
     mem.write(out_ptr, b"".join(p.event() for p in fired))
     mem.write_u32(nevents_ptr, len(fired))
-

@@ -40,8 +40,12 @@ def _socket(ctx: WasiContext, fd: int, rights: int) -> StreamEntry:
 def socket_entry(stream: anyio.abc.ByteStream, fdflags: int = 0, *, owned: bool) -> StreamEntry:
     """A connected socket as one descriptor: both directions over the same anyio stream."""
     return StreamEntry(
-        SOCKET_RIGHTS, 0, fdflags, input=StreamInput(stream, owned=owned),
-        output=StreamOutput(stream), kind=Filetype.SOCKET_STREAM,
+        SOCKET_RIGHTS,
+        0,
+        fdflags,
+        input=StreamInput(stream, owned=owned),
+        output=StreamOutput(stream),
+        kind=Filetype.SOCKET_STREAM,
     )
 
 
@@ -74,8 +78,16 @@ async def sock_accept(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, f
 
 
 @wasi("sock_recv", "i32 i32 i32 i32 i32 i32")
-async def sock_recv(ctx: WasiContext, mem: GuestMemory, fd: int, ri_data: int, ri_data_len: int, ri_flags: int,
-                    ro_datalen_ptr: int, ro_flags_ptr: int) -> None:
+async def sock_recv(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    ri_data: int,
+    ri_data_len: int,
+    ri_flags: int,
+    ro_datalen_ptr: int,
+    ro_flags_ptr: int,
+) -> None:
     entry = _socket(ctx, fd, Rights.FD_READ)
     if ri_flags & ~(SOCK_RECV_PEEK | SOCK_RECV_WAITALL):
         raise WasiError(Errno.INVAL)
@@ -97,8 +109,15 @@ async def sock_recv(ctx: WasiContext, mem: GuestMemory, fd: int, ri_data: int, r
 
 
 @wasi("sock_send", "i32 i32 i32 i32 i32")
-async def sock_send(ctx: WasiContext, mem: GuestMemory, fd: int, si_data: int, si_data_len: int, si_flags: int,
-                    so_datalen_ptr: int) -> None:
+async def sock_send(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    si_data: int,
+    si_data_len: int,
+    si_flags: int,
+    so_datalen_ptr: int,
+) -> None:
     entry = _socket(ctx, fd, Rights.FD_WRITE)
     if entry.output is None:
         raise WasiError(Errno.NOTCONN)

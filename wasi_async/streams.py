@@ -106,7 +106,7 @@ class BytesInput(InputStream):
         self._pos = 0
 
     async def read(self, n: int) -> bytes:
-        chunk = self._data[self._pos:self._pos + n]
+        chunk = self._data[self._pos : self._pos + n]
         self._pos += len(chunk)
         return chunk
 
@@ -124,7 +124,7 @@ class BytesInput(InputStream):
         return self._pos >= len(self._data)
 
     def peek(self, n: int) -> bytes:
-        return self._data[self._pos:self._pos + n]
+        return self._data[self._pos : self._pos + n]
 
     def shutdown_read(self) -> None:
         self._pos = len(self._data)
@@ -134,11 +134,17 @@ class StreamInput(InputStream):
     """An anyio byte stream (or object stream of bytes); what a receive returns beyond the guest's
     buffer is kept for the next read."""
 
-    def __init__(self, stream: anyio.abc.ByteReceiveStream | anyio.abc.ObjectReceiveStream[bytes], *,
-                 owned: bool = False) -> None:
+    def __init__(
+        self,
+        stream: anyio.abc.ByteReceiveStream | anyio.abc.ObjectReceiveStream[bytes],
+        *,
+        owned: bool = False,
+    ) -> None:
         self.stream = stream
         self._chunked = isinstance(stream, anyio.abc.ByteReceiveStream)
-        self.filetype = Filetype.SOCKET_STREAM if isinstance(stream, anyio.abc.SocketStream) else Filetype.UNKNOWN
+        self.filetype = (
+            Filetype.SOCKET_STREAM if isinstance(stream, anyio.abc.SocketStream) else Filetype.UNKNOWN
+        )
         self._buffer = bytearray()
         self._eof = False
         self._owned = owned
@@ -206,10 +212,13 @@ class StreamInput(InputStream):
 class StreamOutput(OutputStream):
     """An anyio ``ByteSendStream``: the guest's write waits for the stream's backpressure."""
 
-    def __init__(self, stream: anyio.abc.ByteSendStream | anyio.abc.ObjectSendStream[bytes], *,
-                 owned: bool = False) -> None:
+    def __init__(
+        self, stream: anyio.abc.ByteSendStream | anyio.abc.ObjectSendStream[bytes], *, owned: bool = False
+    ) -> None:
         self.stream = stream
-        self.filetype = Filetype.SOCKET_STREAM if isinstance(stream, anyio.abc.SocketStream) else Filetype.UNKNOWN
+        self.filetype = (
+            Filetype.SOCKET_STREAM if isinstance(stream, anyio.abc.SocketStream) else Filetype.UNKNOWN
+        )
         self._owned = owned
 
     async def write(self, data: bytes) -> int:
@@ -240,7 +249,9 @@ class StreamOutput(OutputStream):
             close_without_waiting(self.stream)
 
 
-_closing: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks: these are ours until done
+_closing: set[asyncio.Task[None]] = (
+    set()
+)  # asyncio keeps only weak references to tasks: these are ours until done
 
 
 def close_without_waiting(stream: anyio.abc.AsyncResource) -> None:

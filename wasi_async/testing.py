@@ -54,12 +54,31 @@ class FakeGuest:
         return result  # type: ignore[no-any-return]
 
     # Typed wrappers: (errno, value) pairs.
-    async def path_open(self, dirfd: int, path: str | bytes, oflags: int = 0, *, rights: int = ALL_RIGHTS,
-                        inheriting: int = ALL_RIGHTS, fdflags: int = 0, follow: bool = False) -> tuple[int, int]:
+    async def path_open(
+        self,
+        dirfd: int,
+        path: str | bytes,
+        oflags: int = 0,
+        *,
+        rights: int = ALL_RIGHTS,
+        inheriting: int = ALL_RIGHTS,
+        fdflags: int = 0,
+        follow: bool = False,
+    ) -> tuple[int, int]:
         p, n = self.put(path.encode() if isinstance(path, str) else path)
         out = self.alloc(4)
-        err = await self.call("path_open", dirfd, LOOKUP_SYMLINK_FOLLOW if follow else 0, p, n, oflags,
-                              rights, inheriting, fdflags, out)
+        err = await self.call(
+            "path_open",
+            dirfd,
+            LOOKUP_SYMLINK_FOLLOW if follow else 0,
+            p,
+            n,
+            oflags,
+            rights,
+            inheriting,
+            fdflags,
+            out,
+        )
         return err, self.u32(out) if err == 0 else -1
 
     async def path(self, name: str, dirfd: int, path: str, *rest: int) -> int:
@@ -94,7 +113,9 @@ class FakeGuest:
         err = await self.call("path_filestat_get", dirfd, int(follow), p, n, out)
         return err, FILESTAT.unpack(self.memory.read(out, FILESTAT.size))
 
-    async def readdir(self, fd: int, cookie: int = 0, size: int = 4096) -> tuple[int, list[tuple[str, int, int]]]:
+    async def readdir(
+        self, fd: int, cookie: int = 0, size: int = 4096
+    ) -> tuple[int, list[tuple[str, int, int]]]:
         """(errno, [(name, d_next, d_type)]) of one fd_readdir call."""
         buf = self.alloc(size)
         used = self.alloc(4)
@@ -103,7 +124,7 @@ class FakeGuest:
         entries, pos = [], 0
         while pos + DIRENT.size <= len(raw):
             d_next, _ino, namlen, dtype = DIRENT.unpack_from(raw, pos)
-            name = raw[pos + DIRENT.size:pos + DIRENT.size + namlen]
+            name = raw[pos + DIRENT.size : pos + DIRENT.size + namlen]
             if len(name) < namlen:
                 break
             entries.append((name.decode(), d_next, dtype))

@@ -8,7 +8,9 @@ import time
 from .errno import Errno, WasiError
 from .flags import Fstflags
 
-_ALL = int(Fstflags.ATIM | Fstflags.ATIM_NOW | Fstflags.MTIM | Fstflags.MTIM_NOW)  # int: ~IntFlag keeps only known bits
+_ALL = int(
+    Fstflags.ATIM | Fstflags.ATIM_NOW | Fstflags.MTIM | Fstflags.MTIM_NOW
+)  # int: ~IntFlag keeps only known bits
 
 
 def check_fstflags(fst: int) -> None:

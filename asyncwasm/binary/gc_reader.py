@@ -21,6 +21,7 @@ _EXN_HEAPS = {"exn", "noexn"}
 
 def _uleb32(data: bytes, pos: int) -> tuple[int, int]:
     from .reader import _u32
+
     return _u32(data, pos)
 
 
@@ -36,6 +37,7 @@ def _check_heap_feature(h: str | int, features: Features, pos: int) -> None:
 def read_heap(data: bytes, pos: int, features: Features) -> tuple[str | int, int]:
     """A heap type (an s33: negative one-byte codes are abstract, others a type index)."""
     from .reader import _sleb
+
     b = data[pos]
     if b & 0xC0 == 0x40:  # one byte, negative: an abstract heap type
         h = HEAP_CODES.get(b)
@@ -71,6 +73,7 @@ def read_null_heap(data: bytes, pos: int, features: Features) -> tuple[str, int]
 
 
 # ---- the type section --------------------------------------------------------------------------------
+
 
 def rec_type(dec: Any) -> None:
     """One entry of the type section: a recursion group, or a single (sub)type; appended to the
@@ -146,17 +149,37 @@ def _field_type(dec: Any) -> FieldType:
 # "tn" type and count, "td" type and data, "te" type and elem, "tt" two types, "ref"/"refnull" a
 # heap type, "cast" br_on_cast's flags, label and two heap types.
 GC_OPS: dict[int, tuple[str, str]] = {
-    0x00: ("struct.new", "t"), 0x01: ("struct.new_default", "t"), 0x02: ("struct.get", "tf"),
-    0x03: ("struct.get_s", "tf"), 0x04: ("struct.get_u", "tf"), 0x05: ("struct.set", "tf"),
-    0x06: ("array.new", "t"), 0x07: ("array.new_default", "t"), 0x08: ("array.new_fixed", "tn"),
-    0x09: ("array.new_data", "td"), 0x0A: ("array.new_elem", "te"), 0x0B: ("array.get", "t"),
-    0x0C: ("array.get_s", "t"), 0x0D: ("array.get_u", "t"), 0x0E: ("array.set", "t"),
-    0x0F: ("array.len", ""), 0x10: ("array.fill", "t"), 0x11: ("array.copy", "tt"),
-    0x12: ("array.init_data", "td"), 0x13: ("array.init_elem", "te"),
-    0x14: ("ref.test", "ref"), 0x15: ("ref.test", "refnull"), 0x16: ("ref.cast", "ref"),
-    0x17: ("ref.cast", "refnull"), 0x18: ("br_on_cast", "cast"), 0x19: ("br_on_cast_fail", "cast"),
-    0x1A: ("any.convert_extern", ""), 0x1B: ("extern.convert_any", ""),
-    0x1C: ("ref.i31", ""), 0x1D: ("i31.get_s", ""), 0x1E: ("i31.get_u", ""),
+    0x00: ("struct.new", "t"),
+    0x01: ("struct.new_default", "t"),
+    0x02: ("struct.get", "tf"),
+    0x03: ("struct.get_s", "tf"),
+    0x04: ("struct.get_u", "tf"),
+    0x05: ("struct.set", "tf"),
+    0x06: ("array.new", "t"),
+    0x07: ("array.new_default", "t"),
+    0x08: ("array.new_fixed", "tn"),
+    0x09: ("array.new_data", "td"),
+    0x0A: ("array.new_elem", "te"),
+    0x0B: ("array.get", "t"),
+    0x0C: ("array.get_s", "t"),
+    0x0D: ("array.get_u", "t"),
+    0x0E: ("array.set", "t"),
+    0x0F: ("array.len", ""),
+    0x10: ("array.fill", "t"),
+    0x11: ("array.copy", "tt"),
+    0x12: ("array.init_data", "td"),
+    0x13: ("array.init_elem", "te"),
+    0x14: ("ref.test", "ref"),
+    0x15: ("ref.test", "refnull"),
+    0x16: ("ref.cast", "ref"),
+    0x17: ("ref.cast", "refnull"),
+    0x18: ("br_on_cast", "cast"),
+    0x19: ("br_on_cast_fail", "cast"),
+    0x1A: ("any.convert_extern", ""),
+    0x1B: ("extern.convert_any", ""),
+    0x1C: ("ref.i31", ""),
+    0x1D: ("i31.get_s", ""),
+    0x1E: ("i31.get_u", ""),
 }
 GC_NAMES = {0xFB00 | sub: name for sub, (name, _shape) in GC_OPS.items()}
 _USES_DATA = {0x09, 0x12}

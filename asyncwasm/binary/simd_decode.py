@@ -17,8 +17,9 @@ __all__ = ["decode_simd"]
 U32Reader = Callable[[bytes, int], tuple[int, int]]
 
 
-def decode_simd(data: bytes, pos: int, start: int, features: Features,
-                u32: U32Reader) -> tuple[tuple[int, Any, int], int]:
+def decode_simd(
+    data: bytes, pos: int, start: int, features: Features, u32: U32Reader
+) -> tuple[tuple[int, Any, int], int]:
     """Decode the instruction whose 0xFD prefix is at ``start`` (``pos`` is just after it).
 
     Returns ``((op, imm, start), next position)``. The caller has checked that SIMD is enabled;
@@ -47,12 +48,12 @@ def decode_simd(data: bytes, pos: int, start: int, features: Features,
     elif kind == "shuffle":
         if pos + 16 > len(data):
             raise IndexError(pos)
-        imm = tuple(data[pos:pos + 16])
+        imm = tuple(data[pos : pos + 16])
         pos += 16
     else:  # v128
         if pos + 16 > len(data):
             raise IndexError(pos)
-        imm = int.from_bytes(data[pos:pos + 16], "little")
+        imm = int.from_bytes(data[pos : pos + 16], "little")
         pos += 16
     return (op, imm, start), pos
 

@@ -78,7 +78,7 @@ for _sub, _word in enumerate(_TABLE.split()):
     _name, _, _kind = _word.partition(":")
     _op = SIMD_BASE + _sub
     _base = _kind.rstrip("0123456789")
-    _width = int(_kind[len(_base):]) if _base != _kind else 0
+    _width = int(_kind[len(_base) :]) if _base != _kind else 0
     if _base in ("memarg", "lanemem"):
         SIMD_ACCESS[_op] = _width
         if _base == "lanemem":

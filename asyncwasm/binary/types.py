@@ -27,29 +27,71 @@ from .module import ArrayType, FieldType, FuncType, Module, StructType, SubType
 
 # Abstract heap types: each one's hierarchy (its top) and the binary code of its short form.
 ABSTRACT_TOP = {
-    "any": "any", "eq": "any", "i31": "any", "struct": "any", "array": "any", "none": "any",
-    "func": "func", "nofunc": "func", "extern": "extern", "noextern": "extern", "exn": "exn", "noexn": "exn",
+    "any": "any",
+    "eq": "any",
+    "i31": "any",
+    "struct": "any",
+    "array": "any",
+    "none": "any",
+    "func": "func",
+    "nofunc": "func",
+    "extern": "extern",
+    "noextern": "extern",
+    "exn": "exn",
+    "noexn": "exn",
 }
 HEAP_CODES = {
-    0x70: "func", 0x6F: "extern", 0x6E: "any", 0x6D: "eq", 0x6C: "i31", 0x6B: "struct", 0x6A: "array",
-    0x71: "none", 0x72: "noextern", 0x73: "nofunc", 0x69: "exn", 0x74: "noexn",
+    0x70: "func",
+    0x6F: "extern",
+    0x6E: "any",
+    0x6D: "eq",
+    0x6C: "i31",
+    0x6B: "struct",
+    0x6A: "array",
+    0x71: "none",
+    0x72: "noextern",
+    0x73: "nofunc",
+    0x69: "exn",
+    0x74: "noexn",
 }
 BOTTOMS = {"any": "none", "func": "nofunc", "extern": "noextern", "exn": "noexn"}
 SHORT_NAMES = {
-    "func": "funcref", "extern": "externref", "exn": "exnref", "any": "anyref", "eq": "eqref",
-    "i31": "i31ref", "struct": "structref", "array": "arrayref", "none": "nullref",
-    "nofunc": "nullfuncref", "noextern": "nullexternref", "noexn": "nullexnref",
+    "func": "funcref",
+    "extern": "externref",
+    "exn": "exnref",
+    "any": "anyref",
+    "eq": "eqref",
+    "i31": "i31ref",
+    "struct": "structref",
+    "array": "arrayref",
+    "none": "nullref",
+    "nofunc": "nullfuncref",
+    "noextern": "nullexternref",
+    "noexn": "nullexnref",
 }
 _FROM_SHORT = {v: (True, k) for k, v in SHORT_NAMES.items()}
 # What sits below each abstract heap type, besides the defined types of a kind (see ``_abstract_sub``).
 _ABSTRACT_BELOW = {
-    "any": {"any", "eq", "i31", "struct", "array", "none"}, "eq": {"eq", "i31", "struct", "array", "none"},
-    "i31": {"i31", "none"}, "struct": {"struct", "none"}, "array": {"array", "none"}, "none": {"none"},
-    "func": {"func", "nofunc"}, "nofunc": {"nofunc"}, "extern": {"extern", "noextern"},
-    "noextern": {"noextern"}, "exn": {"exn", "noexn"}, "noexn": {"noexn"},
+    "any": {"any", "eq", "i31", "struct", "array", "none"},
+    "eq": {"eq", "i31", "struct", "array", "none"},
+    "i31": {"i31", "none"},
+    "struct": {"struct", "none"},
+    "array": {"array", "none"},
+    "none": {"none"},
+    "func": {"func", "nofunc"},
+    "nofunc": {"nofunc"},
+    "extern": {"extern", "noextern"},
+    "noextern": {"noextern"},
+    "exn": {"exn", "noexn"},
+    "noexn": {"noexn"},
 }
-_KIND_UNDER = {"any": ("struct", "array"), "eq": ("struct", "array"), "struct": ("struct",),
-               "array": ("array",), "func": ("func",)}
+_KIND_UNDER = {
+    "any": ("struct", "array"),
+    "eq": ("struct", "array"),
+    "struct": ("struct",),
+    "array": ("array",),
+    "func": ("func",),
+}
 PACKED = ("i8", "i16")
 NUMERIC_DEFAULTS: dict[str, Any] = {"i32": 0, "i64": 0, "f32": 0.0, "f64": 0.0, "v128": 0, "i8": 0, "i16": 0}
 
@@ -103,6 +145,7 @@ def unpacked(storage: str) -> str:
 
 
 # ---- the process-wide registry of canonical types ---------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CanonType:
@@ -230,6 +273,7 @@ def canonical_ids(module: Module) -> list[int]:
                     return t
                 null, _, k = t[5:-1].rpartition("~")
                 return f"(ref {null}{base + int(k)})"
+
             out = []
             for kind, comp, final, sup in members:
                 s = None
@@ -254,6 +298,7 @@ def canon_valtype(t: str, ids: Sequence[int]) -> str:
 
 # ---- matching ---------------------------------------------------------------------------------------
 
+
 class Matcher:
     """Subtyping of value and heap types, with ``int`` heap types mapped to canonical ids by ``ids``
     (a module's list; ``None`` when they are canonical ids already)."""
@@ -267,6 +312,7 @@ class Matcher:
             return h
         if h >= len(self.ids):
             from ..errors import InvalidModule
+
             raise InvalidModule(f"unknown type {h}")
         return self.ids[h]
 
@@ -330,9 +376,9 @@ class Matcher:
             return self.subs(b.params, a.params) and self.subs(a.results, b.results)
         if isinstance(a, StructType):
             return len(a.fields) >= len(b.fields) and all(
-                self.field_sub(x, y) for x, y in zip(a.fields, b.fields, strict=False))
+                self.field_sub(x, y) for x, y in zip(a.fields, b.fields, strict=False)
+            )
         return self.field_sub(a.field, b.field)
 
 
 GLOBAL = Matcher()
-

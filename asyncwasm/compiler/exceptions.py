@@ -108,6 +108,7 @@ def _add_blocks(t: Any, n: int) -> None:
 
 # ---- throwing ------------------------------------------------------------------------------------
 
+
 def _throw(t: FunctionTranslator, x: Any, i: int) -> None:
     n = len(t.info.tag_types[x])  # type: ignore[attr-defined]
     args = t.call_args(n)
@@ -129,6 +130,7 @@ def _rethrow(t: FunctionTranslator, depth: Any, i: int) -> None:
 
 
 # ---- handlers ------------------------------------------------------------------------------------
+
 
 def _open_try(t: Any, kind: int, bt: Any, i: int) -> tuple[Ctrl, _Try]:
     if not _structured(t):
@@ -295,7 +297,7 @@ def _delegate(t: Any, depth: Any, i: int) -> None:
     target = t.ctrls[-2 - depth]  # counted from outside the try
     num = _number(t, target)
     t.uses_dg = True
-    for between in t.ctrls[-1 - depth:-1]:  # the handlers the exception passes by
+    for between in t.ctrls[-1 - depth : -1]:  # the handlers the exception passes by
         st_b = _state(t).get(id(between))
         if st_b is not None:
             st_b.skip.add(num)
@@ -341,6 +343,7 @@ def _finish(t: Any, c: Ctrl, st: _Try) -> None:
 
 # ---- the flat shape ------------------------------------------------------------------------------
 
+
 def _flat_open(t: Any, kind: int, bt: Any) -> tuple[Ctrl, _Try]:
     p, r = t.block_sig(bt)
     t.materialize_all()
@@ -383,7 +386,7 @@ def _flat_catch(t: Any, op: int, x: Any, c: Ctrl, st: _Try) -> None:
 def _flat_region_of(t: Any, pos: int) -> int:
     """The region exceptions raised at control frame ``pos`` (and outside any try inside it) go to."""
     states = _state(t)
-    for c in reversed(t.ctrls[:pos + 1]):
+    for c in reversed(t.ctrls[: pos + 1]):
         st = states.get(id(c))
         if st is not None:
             return st.region if st.phase == 0 else st.parent
@@ -417,8 +420,13 @@ def flat_handlers(t: Any, index: Any) -> list[str] | None:
     if not regions:
         return None
     table = tuple(seg.region for seg in t.segments)
-    out = ["except _WExc as _e:", "    fu = _fuel", f"    _r = {table!r}[L]", "    while True:",
-           "        if _r == 0: raise"]
+    out = [
+        "except _WExc as _e:",
+        "    fu = _fuel",
+        f"    _r = {table!r}[L]",
+        "    while True:",
+        "        if _r == 0: raise",
+    ]
     for st in regions:
         out.append(f"        if _r == {st.region}:")
         body: list[str] = []
@@ -438,7 +446,12 @@ def flat_handlers(t: Any, index: Any) -> list[str] | None:
                     break
             for tag, label, n in st.clauses:
                 slots = ", ".join(f"s{st.height + k}" for k in range(n))
-                enter = [f"{st.var} = _e.with_traceback(None)", *([f"{slots}, = _e.values"] if n else []), f"L = @{label}@", "break"]
+                enter = [
+                    f"{st.var} = _e.with_traceback(None)",
+                    *([f"{slots}, = _e.values"] if n else []),
+                    f"L = @{label}@",
+                    "break",
+                ]
                 if tag is not None:
                     body.append(f"if _e.tag is X{tag}:")
                     body += ["    " + line for line in enter]

@@ -27,6 +27,7 @@ def _add(bits: int) -> Callable[[_Temps, str, str], str]:
     def fast(t: _Temps, a: str, b: str) -> str:
         v = t.temp()
         return f"({v} if ({v} := {a} + {b}) <= {mask:#x} else {v} - {mod:#x})"
+
     return fast
 
 
@@ -36,6 +37,7 @@ def _sub(bits: int) -> Callable[[_Temps, str, str], str]:
     def fast(t: _Temps, a: str, b: str) -> str:
         v = t.temp()
         return f"({v} if ({v} := {a} - {b}) >= 0 else {v} + {mod:#x})"
+
     return fast
 
 
@@ -63,12 +65,15 @@ def _signed(rel: str, bits: int) -> Callable[[_Temps, str, str], str]:
         if _SIMPLE.match(a) and _SIMPLE.match(b):  # same sign bit: unsigned order is signed order
             return f"(({a} {rel} {b}) if ({a} ^ {b}) < {sign:#x} else ({a} {flipped} {b}))"
         return f"(({a} ^ {sign:#x}) {rel} ({b} ^ {sign:#x}))"
+
     return fast
 
 
 FAST_BINARY: dict[int, Callable[[_Temps, str, str], str]] = {
-    NAMES["i32.add"]: _add(32), NAMES["i64.add"]: _add(64),
-    NAMES["i32.sub"]: _sub(32), NAMES["i64.sub"]: _sub(64),
+    NAMES["i32.add"]: _add(32),
+    NAMES["i64.add"]: _add(64),
+    NAMES["i32.sub"]: _sub(32),
+    NAMES["i64.sub"]: _sub(64),
 }
 for _w, _bits in (("i32", 32), ("i64", 64)):
     for _name, _rel in (("lt_s", "<"), ("le_s", "<="), ("gt_s", ">"), ("ge_s", ">=")):

@@ -20,9 +20,18 @@ from ..binary.types import NUMERIC_DEFAULTS, parse_ref, unpacked
 _MASKS = {"i8": "0xFF", "i16": "0xFFFF"}
 _SIGN = {"i8": "0x80", "i16": "0x8000"}
 _ABSTRACT_EXPR = {
-    "any": "{v} is not None", "func": "{v} is not None", "extern": "{v} is not None", "exn": "{v} is not None",
-    "eq": "_is_eq({v})", "i31": "type({v}) is int", "struct": "type({v}) is _Struct",
-    "array": "type({v}) is _Array", "none": "False", "nofunc": "False", "noextern": "False", "noexn": "False",
+    "any": "{v} is not None",
+    "func": "{v} is not None",
+    "extern": "{v} is not None",
+    "exn": "{v} is not None",
+    "eq": "_is_eq({v})",
+    "i31": "type({v}) is int",
+    "struct": "type({v}) is _Struct",
+    "array": "type({v}) is _Array",
+    "none": "False",
+    "nofunc": "False",
+    "noextern": "False",
+    "noexn": "False",
 }
 _KIND_CLASS = {"struct": "_Struct", "array": "_Array", "func": "_Func"}
 _NAME = re.compile(r"[ls]\d+")
@@ -73,8 +82,13 @@ def test_expr(t: Any, v: str, rt: str) -> str:
         base = _ABSTRACT_EXPR[heap].format(v=v)
     else:
         cid = t.info.type_ids[heap]
-        kind = "func" if isinstance(t.info.types[heap], FuncType) else \
-            "struct" if isinstance(t.info.types[heap], StructType) else "array"
+        kind = (
+            "func"
+            if isinstance(t.info.types[heap], FuncType)
+            else "struct"
+            if isinstance(t.info.types[heap], StructType)
+            else "array"
+        )
         base = f"_tsub({v}, {cid}, {_KIND_CLASS[kind]})"
     if nullable:
         return f"({v} is None or {base})"
@@ -89,6 +103,7 @@ def _canon(t: Any, rt: str) -> tuple[bool, Any]:
 
 
 # ---- typed function references --------------------------------------------------------------------
+
 
 def call_ref(t: Any, x: int, i: int) -> None:
     ref = t.pop()
@@ -161,6 +176,7 @@ def convert(helper: str) -> Any:
     def handler(t: Any, imm: Any, i: int) -> None:
         a = t.pop()
         t.push_slot_value(f"{helper}({a.code})")
+
     return handler
 
 
@@ -170,6 +186,7 @@ def ref_i31(t: Any, imm: Any, i: int) -> None:
 
 
 # ---- structs --------------------------------------------------------------------------------------
+
 
 def struct_new(t: Any, x: int, i: int) -> None:
     fields = t.info.types[x].fields
@@ -190,6 +207,7 @@ def struct_get(kind: int) -> Any:
         (a,) = _names(t, 1)
         # inline when not null; the helper raises the trap otherwise
         t.push_slot_value(_load(storage, f"({a}.fields[{k}] if {a} is not None else _sget({a}, {k}))", kind))
+
     return handler
 
 
@@ -203,6 +221,7 @@ def struct_set(t: Any, imm: tuple[int, int], i: int) -> None:
 
 
 # ---- arrays ---------------------------------------------------------------------------------------
+
 
 def _bulk(t: Any, nargs: int, check: str | None) -> None:
     """Fuel before an array operation on n elements (n the top operand), as wasmtime charges it:
@@ -218,7 +237,7 @@ def _bulk(t: Any, nargs: int, check: str | None) -> None:
         return
     for pos in range(len(t.stack) - nargs, len(t.stack)):
         t.materialize(pos)  # each operand is used twice
-    args = [e.code for e in t.stack[len(t.stack) - nargs:]]
+    args = [e.code for e in t.stack[len(t.stack) - nargs :]]
     t.close_chunk()
     if check is not None:
         t.emit(check.format(*args))
@@ -276,6 +295,7 @@ def array_get(kind: int) -> Any:
         a, k = _names(t, 2)
         inline = f"({a}.elems[{k}] if {a} is not None and {k} < len({a}.elems) else _aget({a}, {k}))"
         t.push_slot_value(_load(_elem(t, x), inline, kind))
+
     return handler
 
 
@@ -318,17 +338,42 @@ def array_init_elem(t: Any, imm: tuple[int, int], i: int) -> None:
 
 
 HANDLERS: dict[int, Any] = {
-    0x14: call_ref, 0xD3: ref_eq, 0xD4: ref_as_non_null, 0xD5: br_on_null, 0xD6: br_on_non_null,
-    0xFB00: struct_new, 0xFB01: struct_new_default, 0xFB02: struct_get(0), 0xFB03: struct_get(1),
-    0xFB04: struct_get(2), 0xFB05: struct_set,
-    0xFB06: array_new, 0xFB07: array_new_default, 0xFB08: array_new_fixed, 0xFB09: array_new_data,
-    0xFB0A: array_new_elem, 0xFB0B: array_get(0), 0xFB0C: array_get(1), 0xFB0D: array_get(2),
-    0xFB0E: array_set, 0xFB0F: array_len, 0xFB10: array_fill, 0xFB11: array_copy,
-    0xFB12: array_init_data, 0xFB13: array_init_elem,
-    0xFB14: ref_test, 0xFB15: ref_test, 0xFB16: ref_cast, 0xFB17: ref_cast,
-    0xFB18: br_on_cast, 0xFB19: br_on_cast_fail,
-    0xFB1A: convert("_intern"), 0xFB1B: convert("_extern"),
-    0xFB1C: ref_i31, 0xFB1D: convert("_i31s"), 0xFB1E: convert("_i31u"),
+    0x14: call_ref,
+    0xD3: ref_eq,
+    0xD4: ref_as_non_null,
+    0xD5: br_on_null,
+    0xD6: br_on_non_null,
+    0xFB00: struct_new,
+    0xFB01: struct_new_default,
+    0xFB02: struct_get(0),
+    0xFB03: struct_get(1),
+    0xFB04: struct_get(2),
+    0xFB05: struct_set,
+    0xFB06: array_new,
+    0xFB07: array_new_default,
+    0xFB08: array_new_fixed,
+    0xFB09: array_new_data,
+    0xFB0A: array_new_elem,
+    0xFB0B: array_get(0),
+    0xFB0C: array_get(1),
+    0xFB0D: array_get(2),
+    0xFB0E: array_set,
+    0xFB0F: array_len,
+    0xFB10: array_fill,
+    0xFB11: array_copy,
+    0xFB12: array_init_data,
+    0xFB13: array_init_elem,
+    0xFB14: ref_test,
+    0xFB15: ref_test,
+    0xFB16: ref_cast,
+    0xFB17: ref_cast,
+    0xFB18: br_on_cast,
+    0xFB19: br_on_cast_fail,
+    0xFB1A: convert("_intern"),
+    0xFB1B: convert("_extern"),
+    0xFB1C: ref_i31,
+    0xFB1D: convert("_i31s"),
+    0xFB1E: convert("_i31u"),
 }
 
 __all__ = ["HANDLERS", "test_expr", "unpacked"]

@@ -36,6 +36,7 @@ def trap(message: str) -> Trap:
 
 # ---- f32 representation -------------------------------------------------------------------------
 
+
 def fround(x: float) -> float:
     """Round a double to the nearest single (overflow gives inf, as IEEE wants)."""
     _f32buf[0] = x
@@ -65,6 +66,7 @@ def f64_to_bits(x: float) -> int:
 
 
 # ---- integer ------------------------------------------------------------------------------------
+
 
 def i32_div_s(a: int, b: int) -> int:
     if b == 0:
@@ -212,6 +214,7 @@ def f64_promote(x: float) -> float:
 
 
 # ---- conversions --------------------------------------------------------------------------------
+
 
 def _trunc(x: float, lo: int, hi: int) -> int:
     """Truncate toward zero, trapping outside [lo, hi]."""

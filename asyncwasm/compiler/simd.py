@@ -58,6 +58,7 @@ Handler = Callable[[_Translator, Any, int], None]
 
 def _pure(template: str, n: int) -> Handler:
     """An operator of ``n`` operands that cannot trap: a folded expression (``{imm}`` is the immediate)."""
+
     def handler(t: _Translator, imm: Any, i: int) -> None:
         args = [t.pop() for _ in range(n)][::-1]
         fields = {"abc"[k]: a.code for k, a in enumerate(args)}
@@ -65,6 +66,7 @@ def _pure(template: str, n: int) -> Handler:
         deps: frozenset[str] = frozenset().union(*(a.deps for a in args)) if args else frozenset()
         depth = max((a.depth for a in args), default=-1) + 1
         t.push(code, deps, depth)
+
     return handler
 
 
@@ -101,6 +103,7 @@ def _lane_handler(name: str) -> Handler:
     def handler(t: _Translator, imm: Any, i: int) -> None:
         template, n = _lane_templates(name, imm)
         _pure(template, n)(t, imm, i)
+
     return handler
 
 
@@ -175,13 +178,19 @@ def _lane_add(bits: int, sub: bool) -> Handler:
         else:
             code = f"((({a1} & {lo:#x}) + ({b1} & {lo:#x})) ^ (({a2} ^ {b2}) & {hi:#x}))"
         t.push(code, a.deps | b.deps, max(a.depth, b.depth) + 1)
+
     return handler
 
 
 # -- memory ----------------------------------------------------------------------------------------
 
 _READ = {1: "{m}[{ea}]", 2: "_lu16({m}, {ea})[0]", 4: "_lu32({m}, {ea})[0]", 8: "_lu64({m}, {ea})[0]"}
-_WRITE = {1: "{m}[{ea}] = {v}", 2: "_su16({m}, {ea}, {v})", 4: "_su32({m}, {ea}, {v})", 8: "_su64({m}, {ea}, {v})"}
+_WRITE = {
+    1: "{m}[{ea}] = {v}",
+    2: "_su16({m}, {ea}, {v})",
+    4: "_su32({m}, {ea}, {v})",
+    8: "_su64({m}, {ea}, {v})",
+}
 
 
 def _memory(t: _Translator, memarg: tuple[int, ...]) -> tuple[int, str, int]:
@@ -213,7 +222,10 @@ def _load(name: str, op: int) -> Handler:
         if offset + size > limit:
             t.static_trap(offset)
             return
-        t.push_slot_value(template.format(ea=t.ea(a, offset), m=m, tmp=t.temp() if "{tmp}" in template else ""))
+        t.push_slot_value(
+            template.format(ea=t.ea(a, offset), m=m, tmp=t.temp() if "{tmp}" in template else "")
+        )
+
     return handler
 
 
@@ -243,6 +255,7 @@ def _load_lane(op: int) -> Handler:
         clear = M128 ^ (((1 << (size * 8)) - 1) << sh)
         got = read.format(ea=t.ea(a, offset), m=m)
         t.push_slot_value(f"(({v.code}) & {clear:#x}) | ({got} << {sh})")
+
     return handler
 
 
@@ -261,6 +274,7 @@ def _store_lane(op: int) -> Handler:
         sh = size * 8 * k
         part = f"((({v.code}) >> {sh}) & {(1 << (size * 8)) - 1:#x})"
         t.emit(write.format(ea=t.ea(a, offset), m=m, v=part))
+
     return handler
 
 
@@ -285,6 +299,7 @@ _INLINE: dict[str, tuple[str, int]] = {
     "f64x2.neg": (f"({{a}} ^ {REP[64] << 63:#x})", 1),
     "v128.bitselect": ("_v_bitselect({a}, {b}, {c})", 3),
 }
+
 
 def _helper_arity(name: str) -> int:
     """Operand count of a helper: its parameters without defaults."""

@@ -112,16 +112,19 @@ def helper(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         H[name] = fn
         return fn
+
     return register
 
 
 # ---- integer lanes: add and sub on the int ------------------------------------------------------
+
 
 def _add(bits: int) -> Callable[[int, int], int]:
     hi, lo = HIGH[bits], LOW[bits]
 
     def add(a: int, b: int) -> int:
         return ((a & lo) + (b & lo)) ^ ((a ^ b) & hi)
+
     return add
 
 
@@ -130,6 +133,7 @@ def _sub(bits: int) -> Callable[[int, int], int]:
 
     def sub(a: int, b: int) -> int:
         return ((a | hi) - (b & lo)) ^ ((a ^ ~b) & hi)
+
     return sub
 
 
@@ -138,6 +142,7 @@ def _neg(bits: int) -> Callable[[int], int]:
 
     def neg(a: int) -> int:
         return sub(0, a)
+
     return neg
 
 
@@ -147,6 +152,7 @@ def _shl(bits: int) -> Callable[[int, int], int]:
     def shl(a: int, s: int) -> int:
         s &= bits - 1
         return (a << s) & masks[s]
+
     return shl
 
 
@@ -156,6 +162,7 @@ def _shr_u(bits: int) -> Callable[[int, int], int]:
     def shr_u(a: int, s: int) -> int:
         s &= bits - 1
         return (a >> s) & masks[s]
+
     return shr_u
 
 
@@ -169,6 +176,7 @@ def _shr_s(bits: int) -> Callable[[int, int], int]:
         # the sign bit of each negative lane, moved to the lane's bottom, times the fill pattern:
         # the products stay inside their lanes
         return ((a >> s) & masks[s]) | (((a & hi) >> (bits - 1)) * fills[s])
+
     return shr_s
 
 
@@ -180,14 +188,17 @@ def _abs(bits: int) -> Callable[[int], int]:
     def abs_(a: int) -> int:
         signs = (a & hi) >> (bits - 1)  # 1 at the bottom of each negative lane
         return add(a ^ (signs * ones), signs)  # two's complement negation of those lanes
+
     return abs_
 
 
 def i32x4_mul(a: int, b: int) -> int:
-    return ((((a & M32) * (b & M32)) & M32)
-            | (((((a >> 32) & M32) * ((b >> 32) & M32)) & M32) << 32)
-            | (((((a >> 64) & M32) * ((b >> 64) & M32)) & M32) << 64)
-            | ((((a >> 96) * (b >> 96)) & M32) << 96))
+    return (
+        (((a & M32) * (b & M32)) & M32)
+        | (((((a >> 32) & M32) * ((b >> 32) & M32)) & M32) << 32)
+        | (((((a >> 64) & M32) * ((b >> 64) & M32)) & M32) << 64)
+        | ((((a >> 96) * (b >> 96)) & M32) << 96)
+    )
 
 
 def i64x2_mul(a: int, b: int) -> int:
@@ -206,6 +217,7 @@ for _bits, _shape in ((8, "i8x16"), (16, "i16x8"), (32, "i32x4"), (64, "i64x2"))
 
 # ---- integer lanes: lane-wise ---------------------------------------------------------------------
 
+
 def _ne(bits: int) -> Callable[[int, int], int]:
     """All ones in each lane where ``a`` and ``b`` differ, on the int: a lane of ``a ^ b`` is non-zero
     exactly when adding its low bits to all ones carries into its top bit, or its top bit is set."""
@@ -216,6 +228,7 @@ def _ne(bits: int) -> Callable[[int, int], int]:
     def ne(a: int, b: int) -> int:
         x = a ^ b
         return (((((x & lo) + lo) | x) & hi) >> (bits - 1)) * ones
+
     return ne
 
 
@@ -224,6 +237,7 @@ def _eq(bits: int) -> Callable[[int, int], int]:
 
     def eq(a: int, b: int) -> int:
         return ne(a, b) ^ M128
+
     return eq
 
 
@@ -240,6 +254,7 @@ def _lt(bits: int, signed: bool) -> Callable[[int, int], int]:
         b ^= flip
         borrow = ((~a & b) | (~(a ^ b) & sub(a, b))) & hi
         return (borrow >> (bits - 1)) * ones
+
     return lt
 
 
@@ -261,17 +276,24 @@ def _minmax(bits: int, signed: bool, is_max: bool) -> Callable[[int, int], int]:
 
     def pick(a: int, b: int) -> int:
         return b ^ ((a ^ b) & (lt(b, a) if is_max else lt(a, b)))
+
     return pick
 
 
 _RELS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "gt": operator.gt, "le": operator.le, "ge": operator.ge,
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "gt": operator.gt,
+    "le": operator.le,
+    "ge": operator.ge,
 }
 
 
 def _sat(lo: int, hi: int) -> Callable[[int], int]:
     def clamp(v: int) -> int:
         return lo if v < lo else hi if v > hi else v
+
     return clamp
 
 
@@ -283,6 +305,7 @@ def _saturating(bits: int, signed: bool, fn: Callable[[int, int], int]) -> Calla
     def sat(a: int, b: int) -> int:
         r = map(fn, src.unpack(_bytes(a)), src.unpack(_bytes(b)))
         return _from(src.pack(*[lo if v < lo else hi if v > hi else v for v in r]), "little")
+
     return sat
 
 
@@ -290,8 +313,11 @@ def _avgr(bits: int) -> Callable[[int, int], int]:
     u = _U[bits]
 
     def avgr(a: int, b: int) -> int:
-        return _from(u.pack(*[(v + 1) >> 1 for v in map(operator.add, u.unpack(_bytes(a)), u.unpack(_bytes(b)))]),
-                     "little")
+        return _from(
+            u.pack(*[(v + 1) >> 1 for v in map(operator.add, u.unpack(_bytes(a)), u.unpack(_bytes(b)))]),
+            "little",
+        )
+
     return avgr
 
 
@@ -301,6 +327,7 @@ def _all_true(bits: int) -> Callable[[int], int]:
 
     def all_true(a: int) -> int:
         return ne(a, 0) == M128
+
     return all_true
 
 
@@ -310,6 +337,7 @@ def _bitmask(bits: int) -> Callable[[int], int]:
         for k in range(128 // bits):
             out |= ((a >> (bits * k + bits - 1)) & 1) << k
         return out
+
     return bitmask
 
 
@@ -345,7 +373,9 @@ H["i8x16_bitmask"] = i8x16_bitmask
 
 def _i16x8_mul(a: int, b: int) -> int:
     u = _U[16]
-    return _from(u.pack(*[p & 0xFFFF for p in map(operator.mul, u.unpack(_bytes(a)), u.unpack(_bytes(b)))]), "little")
+    return _from(
+        u.pack(*[p & 0xFFFF for p in map(operator.mul, u.unpack(_bytes(a)), u.unpack(_bytes(b)))]), "little"
+    )
 
 
 H["i16x8_mul"] = _i16x8_mul
@@ -363,8 +393,15 @@ def i8x16_popcnt(a: int) -> int:
 @helper("i16x8_q15mulr_sat_s")
 def i16x8_q15mulr_sat_s(a: int, b: int) -> int:
     s = _S[16]
-    return _from(s.pack(*[min((x * y + 0x4000) >> 15, 0x7FFF) for x, y in zip(s.unpack(_bytes(a)), s.unpack(_bytes(b)), strict=True)]),
-                 "little")
+    return _from(
+        s.pack(
+            *[
+                min((x * y + 0x4000) >> 15, 0x7FFF)
+                for x, y in zip(s.unpack(_bytes(a)), s.unpack(_bytes(b)), strict=True)
+            ]
+        ),
+        "little",
+    )
 
 
 H["i16x8_relaxed_q15mulr_s"] = i16x8_q15mulr_sat_s  # deterministic: q15mulr_sat_s
@@ -378,6 +415,7 @@ def _narrow(bits: int, signed: bool) -> Callable[[int, int], int]:
 
     def narrow(a: int, b: int) -> int:
         return _from(dst.pack(*map(clamp, src.unpack(_bytes(a)) + src.unpack(_bytes(b)))), "little")
+
     return narrow
 
 
@@ -395,6 +433,7 @@ def _extend(bits: int, signed: bool, high: bool) -> Callable[[int], int]:
     def extend(a: int) -> int:
         lanes = src.unpack(_bytes(a))
         return _from(dst.pack(*(lanes[n:] if high else lanes[:n])), "little")
+
     return extend
 
 
@@ -405,8 +444,16 @@ def _extmul(bits: int, signed: bool, high: bool) -> Callable[[int, int], int]:
     part = slice(n, None) if high else slice(0, n)
 
     def extmul(a: int, b: int) -> int:
-        return _from(dst.pack(*[x * y for x, y in zip(src.unpack(_bytes(a))[part], src.unpack(_bytes(b))[part], strict=True)]),
-                     "little")
+        return _from(
+            dst.pack(
+                *[
+                    x * y
+                    for x, y in zip(src.unpack(_bytes(a))[part], src.unpack(_bytes(b))[part], strict=True)
+                ]
+            ),
+            "little",
+        )
+
     return extmul
 
 
@@ -417,6 +464,7 @@ def _extadd(bits: int, signed: bool) -> Callable[[int], int]:
     def extadd(a: int) -> int:
         lanes = src.unpack(_bytes(a))
         return _from(dst.pack(*[x + y for x, y in zip(lanes[0::2], lanes[1::2], strict=True)]), "little")
+
     return extadd
 
 
@@ -449,11 +497,16 @@ def i16x8_relaxed_dot_i8x16_i7x16_s(a: int, b: int) -> int:
 @helper("i32x4_relaxed_dot_i8x16_i7x16_add_s")
 def i32x4_relaxed_dot_i8x16_i7x16_add_s(a: int, b: int, c: int) -> int:
     d = _S[16].unpack(_bytes(i16x8_relaxed_dot_i8x16_i7x16_s(a, b)))
-    return _from(_U[32].pack(*[(x + y + z) & M32 for x, y, z in zip(d[0::2], d[1::2], _U[32].unpack(_bytes(c)), strict=True)]),
-                 "little")
+    return _from(
+        _U[32].pack(
+            *[(x + y + z) & M32 for x, y, z in zip(d[0::2], d[1::2], _U[32].unpack(_bytes(c)), strict=True)]
+        ),
+        "little",
+    )
 
 
 # ---- lanes: shuffles ------------------------------------------------------------------------------
+
 
 @helper("i8x16_shuffle")
 def i8x16_shuffle(a: int, b: int, lanes: tuple[int, ...]) -> int:
@@ -484,25 +537,32 @@ for _shape in ("i8x16", "i16x8", "i32x4", "i64x2"):
 
 # ---- float lanes ------------------------------------------------------------------------------
 
+
 def _fbin(width: int, fn: Callable[[float, float], float]) -> Callable[[int, int], int]:
     if width == 32:
+
         def op32(a: int, b: int) -> int:
             return _pack_f32(tuple(map(fn, _f32s(a), _f32s(b))))
+
         return op32
 
     def op64(a: int, b: int) -> int:
         return _pack_f64(map(fn, _f64s(a), _f64s(b)))
+
     return op64
 
 
 def _fun(width: int, fn: Callable[[float], float]) -> Callable[[int], int]:
     if width == 32:
+
         def op32(a: int) -> int:
             return _pack_f32(tuple(map(fn, _f32s(a))))
+
         return op32
 
     def op64(a: int) -> int:
         return _pack_f64(map(fn, _f64s(a)))
+
     return op64
 
 
@@ -513,6 +573,7 @@ def _fcompare(width: int, rel: Callable[[Any, Any], bool]) -> Callable[[int, int
 
     def cmp(a: int, b: int) -> int:
         return _from(dst.pack(*[ones if r else 0 for r in map(rel, unpack(a), unpack(b))]), "little")
+
     return cmp
 
 
@@ -529,6 +590,7 @@ def _pminmax(width: int, is_max: bool) -> Callable[[int, int], int]:
         else:
             lanes = [bb[k] if fb[k] < fa[k] else ba[k] for k in range(len(fa))]
         return _from(bits.pack(*lanes), "little")
+
     return op
 
 
@@ -568,8 +630,16 @@ def f64x2_mul(a: int, b: int) -> int:
     return _from(_D2.pack(x[0] * y[0], x[1] * y[1]), "little")
 
 
-H.update({"f32x4_add": f32x4_add, "f32x4_sub": f32x4_sub, "f32x4_mul": f32x4_mul,
-          "f64x2_add": f64x2_add, "f64x2_sub": f64x2_sub, "f64x2_mul": f64x2_mul})
+H.update(
+    {
+        "f32x4_add": f32x4_add,
+        "f32x4_sub": f32x4_sub,
+        "f32x4_mul": f32x4_mul,
+        "f64x2_add": f64x2_add,
+        "f64x2_sub": f64x2_sub,
+        "f64x2_mul": f64x2_mul,
+    }
+)
 for _width, _shape in ((32, "f32x4"), (64, "f64x2")):
     H[f"{_shape}_div"] = _fbin(_width, fdiv)
     H[f"{_shape}_min"] = H[f"{_shape}_relaxed_min"] = _fbin(_width, fmin)
@@ -608,6 +678,7 @@ def f64x2_relaxed_nmadd(a: int, b: int, c: int) -> int:
 
 # ---- conversions ----------------------------------------------------------------------------------
 
+
 def _trunc_sat(x: float, lo: int, hi: int) -> int:
     if x != x:
         return 0
@@ -631,8 +702,10 @@ def i32x4_trunc_sat_f32x4_u(a: int) -> int:
 @helper("i32x4_trunc_sat_f64x2_s_zero")
 def i32x4_trunc_sat_f64x2_s_zero(a: int) -> int:
     x, y = _f64s(a)
-    return _from(_S[32].pack(_trunc_sat(x, -0x80000000, 0x7FFFFFFF), _trunc_sat(y, -0x80000000, 0x7FFFFFFF), 0, 0),
-                 "little")
+    return _from(
+        _S[32].pack(_trunc_sat(x, -0x80000000, 0x7FFFFFFF), _trunc_sat(y, -0x80000000, 0x7FFFFFFF), 0, 0),
+        "little",
+    )
 
 
 @helper("i32x4_trunc_sat_f64x2_u_zero")
@@ -680,13 +753,15 @@ def f64x2_promote_low_f32x4(a: int) -> int:
 
 # ---- loads that widen -----------------------------------------------------------------------------
 
+
 def _widen(bits: int, signed: bool) -> Callable[[int], int]:
     """The 64 bits a ``v128.loadNxM_sx`` read, each lane extended to twice its width."""
     src = _S[bits] if signed else _U[bits]
     dst = _S[bits * 2] if signed else _U[bits * 2]
 
     def widen(v: int) -> int:
-        return _from(dst.pack(*src.unpack(v.to_bytes(16, "little"))[:64 // bits]), "little")
+        return _from(dst.pack(*src.unpack(v.to_bytes(16, "little"))[: 64 // bits]), "little")
+
     return widen
 
 
@@ -696,6 +771,7 @@ for _bits, _name in ((8, "8x8"), (16, "16x4"), (32, "32x2")):
 
 
 # ---- the host side ----------------------------------------------------------------------------
+
 
 def lanes_of(v: int, lane_type: str) -> tuple[Any, ...]:
     """The lanes of a v128 as unsigned ints (``i8`` ... ``i64``) or floats (``f32``, ``f64``)."""
@@ -721,8 +797,13 @@ def from_lanes(lanes: list[Any], lane_type: str) -> int:
 
 
 HELPERS: dict[str, Any] = {f"_v_{name}": fn for name, fn in H.items()}
-HELPERS.update({
-    "_v_f32_to_bits": f32_to_bits, "_v_f64_to_bits": f64_to_bits,
-    "_v_f32_from_bits": f32_from_bits, "_v_f64_from_bits": f64_from_bits,
-    "_lqq": struct.Struct("<QQ").unpack_from, "_s16s": struct.Struct("<16s").pack_into,
-})
+HELPERS.update(
+    {
+        "_v_f32_to_bits": f32_to_bits,
+        "_v_f64_to_bits": f64_to_bits,
+        "_v_f32_from_bits": f32_from_bits,
+        "_v_f64_from_bits": f64_from_bits,
+        "_lqq": struct.Struct("<QQ").unpack_from,
+        "_s16s": struct.Struct("<16s").pack_into,
+    }
+)

@@ -83,7 +83,7 @@ def finish(t: FunctionTranslator, lines: list[str], offs: list[int]) -> tuple[li
     i = t.index
     head = f"def f{i}("
     assert lines[0].startswith(head)
-    lines = [f"def t{i}(" + lines[0][len(head):], *lines[1:]]
+    lines = [f"def t{i}(" + lines[0][len(head) :], *lines[1:]]
     params = ", ".join(f"l{k}" for k in range(len(t.ftype.params)))
     lines += [
         f"def w{i}({params}):",

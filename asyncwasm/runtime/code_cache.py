@@ -10,8 +10,8 @@ What is kept, per module (one directory named by the key):
   and ``asyncwasm compile`` can fill it ahead of time.
 
 The key is the sha256 of the module's bytes, the feature set it was validated under, the translator's
-version (a digest of the engine's own source, so any change to the decoder, validator or translator starts
-a new cache) and ``sys.implementation.cache_tag`` (code objects belong to one CPython version).
+version (a digest of the engine's own source, so any change to the decoder, validator, translator or
+runtime starts a new cache) and ``sys.implementation.cache_tag`` (code objects belong to one CPython version).
 
 Several processes may share a cache: every file is written under a temporary name and renamed into place
 (atomic on POSIX), so a reader sees a whole file or none; two writers of one function write the same bytes.
@@ -54,25 +54,25 @@ ENV_DIR = "ASYNCWASM_CACHE_DIR"
 ENV_OFF = "ASYNCWASM_NO_CACHE"  # any non-empty value but "0" turns the default cache off
 _MAGIC = b"AWCACHE1"
 _DIGEST = 32
-# The packages whose source decides what a cache entry holds: decoding, validation and translation.
-_VERSIONED = ("binary", "compiler", "validate.py", "validate_simd.py", "validate_refs.py", "features.py",
-              "runtime/code_cache.py")
+# The engine's source decides what a cache entry holds and what cached code may assume of the runtime
+# (the helpers it calls, the type ids it compares): all of it is hashed, except the applications on top.
+_UNVERSIONED = ("cli", "serve")
 
 _version: str | None = None
 
 
 def translator_version() -> str:
-    """A digest of the engine's source that shapes cached data: any edit of it invalidates the cache."""
+    """A digest of the engine's source: any edit of the engine starts a new cache."""
     global _version
     if _version is None:
         root = Path(__file__).resolve().parent.parent
         h = hashlib.sha256()
-        for name in _VERSIONED:
-            path = root / name
-            files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-            for f in files:
-                h.update(f.relative_to(root).as_posix().encode())
-                h.update(f.read_bytes())
+        for f in sorted(root.rglob("*.py")):
+            rel = f.relative_to(root)
+            if rel.parts[0] in _UNVERSIONED:
+                continue
+            h.update(rel.as_posix().encode())
+            h.update(f.read_bytes())
         _version = h.hexdigest()[:16]
     return _version
 

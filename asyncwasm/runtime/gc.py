@@ -105,16 +105,25 @@ def externalize(v: Any) -> Any:
 
 # ---- casts -----------------------------------------------------------------------------------------
 
+
 def _is_eq(v: Any) -> bool:
     t = type(v)
     return t is int or t is Struct or t is Array
 
 
 _ABSTRACT_TESTS = {
-    "any": lambda v: True, "eq": _is_eq, "i31": lambda v: type(v) is int,
-    "struct": lambda v: type(v) is Struct, "array": lambda v: type(v) is Array,
-    "func": lambda v: True, "extern": lambda v: True, "exn": lambda v: True,
-    "none": lambda v: False, "nofunc": lambda v: False, "noextern": lambda v: False, "noexn": lambda v: False,
+    "any": lambda v: True,
+    "eq": _is_eq,
+    "i31": lambda v: type(v) is int,
+    "struct": lambda v: type(v) is Struct,
+    "array": lambda v: type(v) is Array,
+    "func": lambda v: True,
+    "extern": lambda v: True,
+    "exn": lambda v: True,
+    "none": lambda v: False,
+    "nofunc": lambda v: False,
+    "noextern": lambda v: False,
+    "noexn": lambda v: False,
 }
 _KIND_CLASS = {"struct": Struct, "array": Array, "func": Func}
 
@@ -143,10 +152,12 @@ def make_cast(nullable: bool, heap: str | int) -> Any:
         if test(v):
             return v
         raise Trap("cast failure")
+
     return cast
 
 
 # ---- typed function references --------------------------------------------------------------------
+
 
 def non_null(v: Any) -> Any:
     if v is None:
@@ -162,6 +173,7 @@ def call_ref_target(f: Any) -> Any:
 
 # ---- i31 -------------------------------------------------------------------------------------------
 
+
 def i31_get_s(v: Any) -> int:
     if v is None:
         raise Trap("null i31 reference")
@@ -176,6 +188,7 @@ def i31_get_u(v: Any) -> int:
 
 # ---- structs ---------------------------------------------------------------------------------------
 
+
 def struct_get(s: Struct | None, i: int) -> Any:
     if s is None:
         raise Trap("null structure reference")
@@ -189,6 +202,7 @@ def struct_set(s: Struct | None, i: int, v: Any) -> None:
 
 
 # ---- arrays ----------------------------------------------------------------------------------------
+
 
 def _length(n: int) -> int:
     if n > MAX_ARRAY_LENGTH:
@@ -209,7 +223,7 @@ def _from_data(storage: str, data: bytes, s: int, n: int) -> list[Any]:
     if s + n * size > len(data):
         raise Trap(MEMORY_OOB)
     if storage == "v128":
-        return [int.from_bytes(data[s + k * 16:s + k * 16 + 16], "little") for k in range(n)]
+        return [int.from_bytes(data[s + k * 16 : s + k * 16 + 16], "little") for k in range(n)]
     return list(struct.unpack_from(f"<{n}{_DATA_FORMATS[storage]}", data, s))
 
 
@@ -221,7 +235,7 @@ def array_new_elem(tid: int, segs: list[list[Any]], e: int, s: int, n: int) -> A
     seg = segs[e]
     if s + n > len(seg):
         raise Trap(TABLE_OOB)
-    return Array(tid, seg[s:s + n])
+    return Array(tid, seg[s : s + n])
 
 
 def _array(a: Array | None) -> list[Any]:
@@ -252,7 +266,7 @@ def array_fill(a: Array | None, i: int, v: Any, n: int) -> None:
     elems = _array(a)
     if i + n > len(elems):
         raise Trap(ARRAY_OOB)
-    elems[i:i + n] = [v] * n
+    elems[i : i + n] = [v] * n
 
 
 def array_copy(dst: Array | None, d: int, src: Array | None, s: int, n: int) -> None:
@@ -260,14 +274,16 @@ def array_copy(dst: Array | None, d: int, src: Array | None, s: int, n: int) -> 
     se = _array(src)
     if d + n > len(de) or s + n > len(se):
         raise Trap(ARRAY_OOB)
-    de[d:d + n] = se[s:s + n]
+    de[d : d + n] = se[s : s + n]
 
 
-def array_init_data(a: Array | None, storage: str, datas: list[bytes], seg: int, d: int, s: int, n: int) -> None:
+def array_init_data(
+    a: Array | None, storage: str, datas: list[bytes], seg: int, d: int, s: int, n: int
+) -> None:
     elems = _array(a)
     if d + n > len(elems):
         raise Trap(ARRAY_OOB)
-    elems[d:d + n] = _from_data(storage, datas[seg], s, n)
+    elems[d : d + n] = _from_data(storage, datas[seg], s, n)
 
 
 def array_init_elem(a: Array | None, segs: list[list[Any]], e: int, d: int, s: int, n: int) -> None:
@@ -277,7 +293,7 @@ def array_init_elem(a: Array | None, segs: list[list[Any]], e: int, d: int, s: i
     seg = segs[e]
     if s + n > len(seg):
         raise Trap(TABLE_OOB)
-    elems[d:d + n] = seg[s:s + n]
+    elems[d : d + n] = seg[s : s + n]
 
 
 def eval_const(op: int, imm: Any, stack: list[Any], types: list[Any], cids: list[int]) -> bool:
@@ -285,8 +301,8 @@ def eval_const(op: int, imm: Any, stack: list[Any], types: list[Any], cids: list
     if op == 0xFB00:
         fields = types[imm].fields
         n = len(fields)
-        vals = stack[len(stack) - n:] if n else []
-        del stack[len(stack) - n:]
+        vals = stack[len(stack) - n :] if n else []
+        del stack[len(stack) - n :]
         stack.append(Struct(cids[imm], [_pack(f.storage, v) for f, v in zip(fields, vals, strict=True)]))
     elif op == 0xFB01:
         stack.append(Struct(cids[imm], [NUMERIC_DEFAULTS.get(f.storage) for f in types[imm].fields]))
@@ -298,8 +314,8 @@ def eval_const(op: int, imm: Any, stack: list[Any], types: list[Any], cids: list
         stack.append(array_new(cids[imm], NUMERIC_DEFAULTS.get(types[imm].field.storage), stack.pop()))
     elif op == 0xFB08:
         x, n = imm
-        vals = stack[len(stack) - n:] if n else []
-        del stack[len(stack) - n:]
+        vals = stack[len(stack) - n :] if n else []
+        del stack[len(stack) - n :]
         stack.append(Array(cids[x], [_pack(types[x].field.storage, v) for v in vals]))
     elif op == 0xFB1C:
         stack.append(stack.pop() & 0x7FFFFFFF)
@@ -334,19 +350,24 @@ def check_elem(segs: list[list[Any]], e: int, s: int, n: int) -> None:
 
 # ---- values from the host ---------------------------------------------------------------------------
 
+
 def _host_test(nullable: bool, heap: str | int) -> Any:
     """Whether a value from Python may stand for (ref null? heap): compiled code trusts its types,
     so a host value of the wrong kind must be refused at the boundary, not met by an instruction."""
     if heap in ("any", "extern", "exn"):
+
         def base(v: Any) -> bool:
             return True
     elif heap == "func":
+
         def base(v: Any) -> bool:
             return type(v) is Func
     elif heap == "i31":
+
         def base(v: Any) -> bool:
             return type(v) is int and 0 <= v < 0x80000000
     elif heap == "eq":
+
         def base(v: Any) -> bool:
             return type(v) is Struct or type(v) is Array or (type(v) is int and 0 <= v < 0x80000000)
     else:
@@ -373,6 +394,7 @@ def host_check(t: str) -> Any:
             if not test(v):
                 raise TypeError(f"{v!r} is not a value of type {t}")
             return v
+
     _HOST_CHECKS[t] = check
     return check
 
@@ -413,10 +435,31 @@ def test_sub(v: Any, cid: int, cls: Any) -> bool:
 
 
 HELPERS: dict[str, Any] = {
-    "_crange": check_range, "_cdata": check_data, "_celem": check_elem, "_rcast": ref_cast, "_tsub": test_sub, "_is_eq": _is_eq, "_Func": Func,
-    "_Struct": Struct, "_Array": Array, "_nonnull": non_null, "_cref": call_ref_target,
-    "_i31s": i31_get_s, "_i31u": i31_get_u, "_intern": internalize, "_extern": externalize,
-    "_sget": struct_get, "_sset": struct_set, "_anew": array_new, "_anewd": array_new_data,
-    "_anewe": array_new_elem, "_aget": array_get, "_aset": array_set, "_alen": array_len,
-    "_afill": array_fill, "_acopy": array_copy, "_ainitd": array_init_data, "_ainite": array_init_elem,
+    "_crange": check_range,
+    "_cdata": check_data,
+    "_celem": check_elem,
+    "_rcast": ref_cast,
+    "_tsub": test_sub,
+    "_is_eq": _is_eq,
+    "_Func": Func,
+    "_Struct": Struct,
+    "_Array": Array,
+    "_nonnull": non_null,
+    "_cref": call_ref_target,
+    "_i31s": i31_get_s,
+    "_i31u": i31_get_u,
+    "_intern": internalize,
+    "_extern": externalize,
+    "_sget": struct_get,
+    "_sset": struct_set,
+    "_anew": array_new,
+    "_anewd": array_new_data,
+    "_anewe": array_new_elem,
+    "_aget": array_get,
+    "_aset": array_set,
+    "_alen": array_len,
+    "_afill": array_fill,
+    "_acopy": array_copy,
+    "_ainitd": array_init_data,
+    "_ainite": array_init_elem,
 }

@@ -25,8 +25,13 @@ from .gc import host_check
 
 # raw (unsigned) to the host's value, and back: expressions over the name in braces
 _FROM_RAW = {I32: "({v} - (({v} & 0x80000000) << 1))", I64: "({v} - (({v} & 0x8000000000000000) << 1))"}
-_TO_RAW = {I32: "(int({v}) & 0xFFFFFFFF)", I64: "(int({v}) & 0xFFFFFFFFFFFFFFFF)", F32: "fround(float({v}))",
-           F64: "float({v})", V128: f"(int({{v}}) & {(1 << 128) - 1:#x})"}
+_TO_RAW = {
+    I32: "(int({v}) & 0xFFFFFFFF)",
+    I64: "(int({v}) & 0xFFFFFFFFFFFFFFFF)",
+    F32: "fround(float({v}))",
+    F64: "float({v})",
+    V128: f"(int({{v}}) & {(1 << 128) - 1:#x})",
+}
 _PLAIN = frozenset((int, float, bool, tuple, list, type(None)))
 
 _factories: dict[tuple[Any, ...], Callable[..., Callable[..., Any]]] = {}
@@ -57,7 +62,9 @@ def _source(params: tuple[str, ...], results: tuple[str, ...], is_async: bool, w
     if is_async:
         lines.append("            r = await_in_guest(r)")
     else:  # a plain function may still hand back an awaitable (a coroutine made by a helper)
-        lines.append("            if r.__class__ is not int and r.__class__ not in _PLAIN and isawaitable(r):")
+        lines.append(
+            "            if r.__class__ is not int and r.__class__ not in _PLAIN and isawaitable(r):"
+        )
         lines.append("                r = await_in_guest(r)")
     lines += ["        finally:", "            nesting.depth -= 1"]
     if not results:
@@ -79,14 +86,28 @@ def _source(params: tuple[str, ...], results: tuple[str, ...], is_async: bool, w
     return "\n".join(lines) + "\n"
 
 
-def host_wrapper(fn: Callable[..., Any], params: tuple[str, ...], results: tuple[str, ...], *, is_async: bool,
-                 caller: Any = None, with_caller: bool = False, limit: int) -> Callable[..., Any]:
+def host_wrapper(
+    fn: Callable[..., Any],
+    params: tuple[str, ...],
+    results: tuple[str, ...],
+    *,
+    is_async: bool,
+    caller: Any = None,
+    with_caller: bool = False,
+    limit: int,
+) -> Callable[..., Any]:
     """The raw-convention function that calls ``fn`` (given ``caller`` first if ``with_caller``)."""
     key = (params, results, is_async, with_caller)
     make = _factories.get(key)
     if make is None:
-        scope: dict[str, Any] = {"nesting": nesting, "Trap": Trap, "await_in_guest": await_in_guest,
-                                 "isawaitable": inspect.isawaitable, "fround": fround, "_PLAIN": _PLAIN}
+        scope: dict[str, Any] = {
+            "nesting": nesting,
+            "Trap": Trap,
+            "await_in_guest": await_in_guest,
+            "isawaitable": inspect.isawaitable,
+            "fround": fround,
+            "_PLAIN": _PLAIN,
+        }
         scope.update({f"_rc{k}": host_check(t) for k, t in enumerate(results)})
         exec(compile(_source(params, results, is_async, with_caller), "<asyncwasm host call>", "exec"), scope)
         make = _factories[key] = scope["make"]

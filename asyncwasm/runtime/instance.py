@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
-from types import FunctionType
+from types import CodeType, FunctionType
 from typing import Any
 
 import anyio
@@ -47,11 +47,13 @@ from ..text import is_text, wat_to_wasm
 from ..traps import as_trap, register_code
 from ..validate import validate_module
 from . import code_cache, gc, objects, startup_fuel
+from . import snapshot as snapshots
 from .code_cache import CacheEntry, CodeCache
 from .host_call import host_wrapper
 from .memory import Memory
 from .objects import Func, Global, Table, Tag
 from .offload import translate_in_worker
+from .snapshot import Snapshot
 from .values import from_raw, to_raw
 
 Extern = Func | Table | Memory | Global | Tag
@@ -122,6 +124,7 @@ class CompiledModule:
         self.name = name or self.module.names.module or "module"
         self.compiled: CompiledCode = compile_module(self.module, self.name, store=self.cache_entry)
         self._func_types = self.module.func_types()
+        self._stub_codes: list[CodeType] | None = None  # made on the first instance (_stub_codes)
         cids = canonical_ids(self.module)
         self._cids = cids
         self._func_tids = [cids[i.desc] for i in self.module.imports if i.kind == "func"] + \
@@ -228,7 +231,10 @@ class Instance:
         self.g: dict[str, Any] = {}
         self._refs: dict[int, Func] = {}
         self.stats = stats if stats is not None else RunStats(weight=store.weight)
+        self.memories: list[Memory] = []  # its memory index space (imports first), set as it is built
+        self.tables: list[Table] = []  # its table index space
         self.dead: str | None = None  # why it may not run any more
+        self._stopped_at: tuple[list[Any], int] = ([], 0)
 
     @property
     def weight(self) -> float:
@@ -240,6 +246,12 @@ class Instance:
         if value <= 0:
             raise ValueError("weight must be positive")
         self.stats.weight = value
+
+    def snapshot(self) -> Snapshot:
+        """Capture this instance's state (between calls) to start new instances from:
+        ``await linker.instantiate(module, store, snapshot=snap)``. ``SnapshotError`` if some of it
+        cannot be shared (see ``asyncwasm.runtime.snapshot``)."""
+        return snapshots.capture(self)
 
     def func_ref(self, index: int) -> Func:
         """Function ``index`` of the instance's function space (imports first) as a ``Func``."""
@@ -281,10 +293,13 @@ class Instance:
             return await run_guest(f.fn, tuple(args), self.store, self.stats, self._aborted)
         assert scope.cancelled_caught
         self.dead = f"the instance ran past its {timeout:g}s time limit"
-        raise Interrupted(f"interrupt: the call ran longer than the {timeout:g}s time limit")
+        trap = Interrupted(f"interrupt: the call ran longer than the {timeout:g}s time limit")
+        trap.frames, trap.omitted = self._stopped_at
+        raise trap
 
-    def _aborted(self) -> None:
+    def _aborted(self, where: tuple[list[Any], int] = ([], 0)) -> None:
         self.dead = "the instance was cancelled in the middle of a call"
+        self._stopped_at = where  # the frames it was stopped in: a timeout's backtrace
 
     def call_raw_sync(self, f: Func, args: list[Any]) -> Any:
         """``call_raw`` without an event loop: the guest may not call async host functions."""
@@ -395,13 +410,17 @@ class Linker:
             out.append(item)
         return out
 
-    async def instantiate(self, module: CompiledModule, store: Store | None = None) -> Instance:
+    async def instantiate(self, module: CompiledModule, store: Store | None = None, *,
+                          snapshot: Snapshot | None = None) -> Instance:
         """Make an instance of ``module`` in ``store`` (a fresh one if None), linked to this linker's
         definitions, and run its start function. The set-up takes a turn of the CPU token, as guest code
-        does, so thousands of instantiations at once share the loop with everyone else."""
+        does, so thousands of instantiations at once share the loop with everyone else.
+
+        With ``snapshot`` (from ``instance.snapshot()`` of an instance of the same module), the new
+        instance starts in the captured state instead: no segments, no start function."""
         store = store or Store()
         stats = RunStats(weight=store.weight)
-        inst, start = await run_setup(lambda: self._build(module, store, stats), stats)
+        inst, start = await run_setup(lambda: self._build(module, store, stats, snapshot), stats)
         if start is not None:
             await inst.call_raw(start, [])
         return inst
@@ -413,13 +432,15 @@ class Linker:
             inst.call_raw_sync(start, [])
         return inst
 
-    def _build(self, module: CompiledModule, store: Store | None,
-               stats: RunStats | None = None) -> tuple[Instance, Func | None]:
+    def _build(self, module: CompiledModule, store: Store | None, stats: RunStats | None = None,
+               snapshot: Snapshot | None = None) -> tuple[Instance, Func | None]:
         store = store or Store()
         resolved = self.resolve(module)
         inst = Instance(module, store, stats)
         try:
-            start = _initialize(inst, resolved)
+            start = _initialize(inst, resolved, segments=snapshot is None)
+            if snapshot is not None:
+                snapshots.restore(inst, snapshot)
         except BaseException as exc:
             mapped = as_trap(exc)
             if mapped is exc:
@@ -466,59 +487,63 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
 
 def _bind_functions(inst: Instance, g: dict[str, Any]) -> None:
     """Give the instance its functions: the shared code objects bound to its globals, or, for
-    functions not translated yet, a stub that translates on first call and replaces itself."""
+    functions not translated yet, a stub that translates on first call and replaces itself.
+
+    Stubs are code objects too, made once per module (``_stub_codes``) and bound like the real
+    functions: an instance of a big guest (thousands of functions, most never called) costs one
+    function object per function, not a closure and a factory call each."""
     cc = inst.module.compiled
+    stubs = _stub_codes(inst.module)
+    g["_resolve"] = lambda idx: _resolve_stub(inst, g, idx)
     for idx in range(cc.n_imported, len(cc.func_types)):
         if idx in cc.codes:
             cc.make_function(idx, g)
         else:
-            g[f"f{idx}"] = _lazy_stub(inst, g, idx)
+            g[f"f{idx}"] = FunctionType(stubs[idx - cc.n_imported], g)
 
 
-_STUB_FACTORIES: dict[int, Callable[..., Callable[..., Any]]] = {}
-
-
-def _stub_factory(nparams: int) -> Callable[..., Callable[..., Any]]:
-    """A maker of stubs taking exactly ``nparams`` arguments.
+def _stub_codes(module: CompiledModule) -> list[CodeType]:
+    """One stub code object per defined function of ``module``: ``f{idx}(args)`` resolves function
+    ``idx`` (translating it) and calls it.
 
     The stub passes its arguments on with a plain positional call, which CPython runs in the same
     native frame (a ``*args`` call would nest one C frame per first call, and a chain of 20,000
-    first calls would overflow the C stack). Translation itself happens in ``resolve`` and returns
+    first calls would overflow the C stack). Translation itself happens in ``_resolve`` and returns
     before the real function is entered, so it never stays on the stack below the guest.
     """
-    factory = _STUB_FACTORIES.get(nparams)
-    if factory is None:
-        params = ", ".join(f"a{k}" for k in range(nparams))
-        src = f"def factory(resolve):\n    def stub({params}):\n        return resolve()({params})\n    return stub\n"
-        scope: dict[str, Any] = {}
-        exec(compile(src, "<asyncwasm lazy stub>", "exec"), scope)
-        factory = _STUB_FACTORIES[nparams] = scope["factory"]
-    return factory
+    stubs = module._stub_codes  # noqa: SLF001
+    if stubs is None:
+        cc = module.compiled
+        lines = []
+        for idx in range(cc.n_imported, len(cc.func_types)):
+            params = ", ".join(f"a{k}" for k in range(len(cc.func_types[idx].params)))
+            lines.append(f"def f{idx}({params}):\n    return _resolve({idx})({params})\n")
+        top = compile("".join(lines), f"<asyncwasm lazy stubs of {module.name}>", "exec")
+        by_name = {c.co_name: c for c in top.co_consts if isinstance(c, CodeType)}
+        stubs = module._stub_codes = [by_name[f"f{idx}"] for idx in range(cc.n_imported, len(cc.func_types))]
+    return stubs
 
 
-def _lazy_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., Any]:
-    def resolve() -> Callable[..., Any]:
-        fn = g[f"f{idx}"]
-        if fn is not stub:  # translated already (by another instance's call, or re-entry)
-            return fn
-        cc = inst.module.compiled
-        if cc.wants_worker(idx) and in_guest():
-            await_in_guest(translate_in_worker(cc, idx))
-        else:
-            cc.code_for(idx)
-        fn = cc.make_function(idx, g)
-        ref = inst._refs.get(idx)
-        if ref is not None:
-            ref.fn = fn
-        return fn
-
-    stub = _stub_factory(len(inst.module._func_types[idx].params))(resolve)
-    stub.__name__ = f"translate_f{idx}"
-    return stub
+def _resolve_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., Any]:
+    """The real function ``idx`` of the instance, translated and bound now if its stub is still there."""
+    fn = g[f"f{idx}"]
+    cc = inst.module.compiled
+    if fn.__code__ is not _stub_codes(inst.module)[idx - cc.n_imported]:
+        return fn  # translated already (by another instance's call, or re-entry)
+    if cc.wants_worker(idx) and in_guest():
+        await_in_guest(translate_in_worker(cc, idx))
+    else:
+        cc.code_for(idx)
+    fn = cc.make_function(idx, g)  # with a trampoline, for a function with tail calls
+    ref = inst._refs.get(idx)
+    if ref is not None:
+        ref.fn = fn
+    return fn
 
 
-def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
-    """Build the instance's globals dict, run its element and data segments; return its start."""
+def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> Func | None:
+    """Build the instance's globals dict, run its element and data segments (unless ``segments`` is
+    False: its state comes from a snapshot); return its start."""
     cm = inst.module
     m = cm.module
     store = inst.store
@@ -564,6 +589,7 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         tags.append(Tag(m.types[x], tag_names.get(k), cm._cids[x]))
     for k, tag in enumerate(tags):
         g[f"X{k}"] = tag
+    inst.memories, inst.tables = memories, tables
     for k, mem in enumerate(memories):
         g[memory_name(k)] = mem.data
         mask = 0xFFFFFFFFFFFFFFFF if mem.type.address == I64 else 0xFFFFFFFF
@@ -590,8 +616,8 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         t.elems[:] = [value] * len(t.elems)
     g["_D"] = [d.init for d in m.datas]
     elems: list[list[Any]] = []
-    for seg in m.elems:
-        elems.append([_eval_const(e, g, inst) for e in seg.init])
+    for seg in m.elems:  # from a snapshot, what the segments hold is restored instead
+        elems.append([_eval_const(e, g, inst) for e in seg.init] if segments else [])
     g["_E"] = elems
     for e in m.exports:
         if e.kind == "func":
@@ -605,6 +631,9 @@ def _initialize(inst: Instance, resolved: list[Any]) -> Func | None:
         else:
             v = g[f"g{e.index}"]
             inst.exports[e.name] = v
+    if not segments:
+        fuel.save(calls_start=False)
+        return None
     for k, seg in enumerate(m.elems):
         if seg.mode == "active":
             off = _eval_const(seg.offset or [], g, inst)

@@ -61,7 +61,9 @@ class Memory:
 
     __slots__ = ("data", "type", "max_pages", "budget", "__weakref__")
 
-    def __init__(self, type: MemoryType, limit_pages: int | None = None, budget: PageBudget | None = None) -> None:
+    def __init__(
+        self, type: MemoryType, limit_pages: int | None = None, budget: PageBudget | None = None
+    ) -> None:
         self.type = type
         spec_max = MAX_PAGES64 if type.address == I64 else MAX_PAGES
         cap = spec_max if type.limits.max is None else min(type.limits.max, spec_max)
@@ -72,11 +74,15 @@ class Memory:
         if type.limits.min > cap:
             raise Trap(f"memory of {type.limits.min} pages exceeds the limit of {cap} pages")
         if budget is not None and not budget.take(type.limits.min):
-            raise Trap(f"memory of {type.limits.min} pages exceeds the store's budget of {budget.total} "
-                       f"pages for all its memories ({budget.remaining} left)")
+            raise Trap(
+                f"memory of {type.limits.min} pages exceeds the store's budget of {budget.total} "
+                f"pages for all its memories ({budget.remaining} left)"
+            )
         size = type.limits.min * PAGE_SIZE
         try:
-            self.data: mmap.mmap | bytearray = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size else bytearray()
+            self.data: mmap.mmap | bytearray = (
+                mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size else bytearray()
+            )
         except BaseException:
             if budget is not None:
                 budget.give(type.limits.min)
@@ -109,7 +115,13 @@ class Memory:
                     self.data.extend(bytes(delta * PAGE_SIZE))
                 else:
                     self.data.resize(new * PAGE_SIZE)
-            except (MemoryError, BufferError, OSError, ValueError, OverflowError):  # out of memory, or a view is held
+            except (
+                MemoryError,
+                BufferError,
+                OSError,
+                ValueError,
+                OverflowError,
+            ):  # out of memory, or a view is held
                 if budget is not None:
                     budget.give(delta)
                 return -1
@@ -123,13 +135,13 @@ class Memory:
     def read(self, ptr: int, n: int) -> bytes:
         """``n`` bytes at ``ptr``, copied; ``Trap`` (out of bounds) past the end."""
         self._check(ptr, n)
-        return bytes(self.data[ptr:ptr + n])
+        return bytes(self.data[ptr : ptr + n])
 
     def write(self, ptr: int, value: bytes | bytearray | memoryview) -> None:
         """Write ``value`` at ``ptr``; ``Trap`` (out of bounds) if it does not fit, and then nothing is written."""
         n = len(value)
         self._check(ptr, n)
-        self.data[ptr:ptr + n] = value
+        self.data[ptr : ptr + n] = value
 
     def read_u8(self, ptr: int) -> int:
         """The unsigned little-endian 8-bit value at ``ptr``; ``Trap`` past the end."""

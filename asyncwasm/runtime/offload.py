@@ -40,7 +40,9 @@ def encode_job(job: tuple[Any, ...]) -> bytes:
     """A ``translate_alone`` job as bytes: the function body (most of it) marshalled, which is
     three times faster than pickling it, and the rest pickled, each behind its length."""
     info, index, code, ftype, filename = job
-    head = pickle.dumps((info, index, code.locals, code.offset, ftype, filename), protocol=pickle.HIGHEST_PROTOCOL)
+    head = pickle.dumps(
+        (info, index, code.locals, code.offset, ftype, filename), protocol=pickle.HIGHEST_PROTOCOL
+    )
     body = marshal.dumps(code.body)
     return LENGTH.pack(len(head)) + head + LENGTH.pack(len(body)) + body
 
@@ -59,7 +61,9 @@ class _Worker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen(
             [sys.executable, "-P", "-m", "asyncwasm.runtime.translate_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
         )
 
     def ask(self, job: bytes) -> tuple[str, Any]:

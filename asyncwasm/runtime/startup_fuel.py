@@ -73,7 +73,7 @@ def image_sizes(module: Module) -> list[int]:
         at = off - lo
         if len(image) < at + len(d.init):
             image.extend(bytes(at + len(d.init) - len(image)))
-        image[at:at + len(d.init)] = d.init
+        image[at : at + len(d.init)] = d.init
     sizes = []
     for mem in sorted(images):
         image, start = images[mem], starts[mem]
@@ -139,8 +139,10 @@ class Plan:
             or (self.free and len(with_data) < len(module.memories))  # a memory without an image
             or module.start is not None
             or not all(simple_global(gl.init) for gl in module.globals)
-            or any(seg.mode == "passive" or (seg.mode == "active" and not static)
-                   for seg, static in zip(module.elems, self.elem_static, strict=True))
+            or any(
+                seg.mode == "passive" or (seg.mode == "active" and not static)
+                for seg, static in zip(module.elems, self.elem_static, strict=True)
+            )
             or (not self.data_static and any(d.mode == "active" for d in module.datas))
         )
 

@@ -49,8 +49,13 @@ def _same(v: Any) -> Any:
     return v
 
 
-TO_RAW: dict[str, Callable[[Any], Any]] = {I32: _to_raw_i32, I64: _to_raw_i64, F32: _to_raw_f32, F64: _to_raw_f64,
-                                           V128: _to_raw_v128}
+TO_RAW: dict[str, Callable[[Any], Any]] = {
+    I32: _to_raw_i32,
+    I64: _to_raw_i64,
+    F32: _to_raw_f32,
+    F64: _to_raw_f64,
+    V128: _to_raw_v128,
+}
 FROM_RAW: dict[str, Callable[[Any], Any]] = {I32: _signed32, I64: _signed64, F32: _same, F64: _same}
 
 

@@ -1,7 +1,8 @@
 """``asyncwasm serve-stdin``: serve a WASI module over TCP or a Unix socket, one instance per connection.
 
-The pieces: ``serve_server`` (the per-connection server and its limits), ``serve_http`` (the CGI
-mode), ``serve_net`` (sockets, SO_REUSEPORT workers, signals). This module is the command line.
+The server is ``asyncwasm.serve`` (``server``: connections and limits, ``http``: the CGI mode, ``net``:
+sockets, SO_REUSEPORT workers, signals). This module is its command line; the limits and grants are
+the ``RunCommon`` options ``asyncwasm run`` takes too.
 """
 
 from __future__ import annotations
@@ -9,32 +10,30 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
-from .cli_options import pages_for, parse_dirs, parse_duration, parse_envs, parse_size
-from .errors import LinkError, WasmError
-from .runtime.instance import CompiledModule, Linker
-from .serve_net import (
+from wasi_async import WasiContext
+
+from ..errors import LinkError, WasmError
+from ..features import Features
+from ..runtime.instance import CompiledModule, Linker
+from ..serve.config import (
+    DEFAULT_EOF_IDLE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_OPEN_FILES,
+    ServeOptions,
+)
+from ..serve.net import (
     Endpoint,
     Supervisor,
     connections_that_fit,
     fds_per_connection,
     raise_fd_limit,
     run_single,
-    serve_worker,
 )
-from .serve_server import (
-    DEFAULT_EOF_IDLE_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_OPEN_FILES,
-    Connection,
-    Outcome,
-    ServeOptions,
-    Server,
-    Stats,
-    run_server,
-)
+from .options import Duration, RunCommon, Size, run_common
 
 DEFAULT_MAX_CONNECTIONS = 512  # per worker
 
@@ -49,12 +48,10 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def load_for_serving(path: str) -> CompiledModule:
+def load_for_serving(path: str, features: Features | None = None, cache: Any = True) -> CompiledModule:
     """Compile the module and check, once, that WASI is all it imports (so no connection fails to link)."""
-    from wasi_async import WasiContext
-
     try:
-        module = CompiledModule.from_file(path)
+        module = CompiledModule.from_file(path, features=features, cache=cache)
     except FileNotFoundError:
         raise click.UsageError(f"no such file: {path}") from None
     except IsADirectoryError:
@@ -119,37 +116,31 @@ def _setup_logging(level: str) -> None:
     help="A connection over --max-connections waits to be accepted, or is refused "
     "(reset in raw mode, 503 in --http mode) and logged.",
 )
-@click.option("--fuel", type=click.IntRange(min=0), help="Fuel per connection (per request with --http).")
-@click.option("--timeout", metavar="DURATION", help="Wall-clock limit per instance (500ms, 2s, 1m).")
 @click.option(
     "--idle-timeout",
+    type=Duration(allow_zero=True),
     metavar="DURATION",
     help="Stop a connection after no byte moved either way for DURATION (with --http: also the "
     "keep-alive wait); 0 for no limit.  [default: 30s]",
 )
 @click.option(
     "--eof-idle-timeout",
+    type=Duration(allow_zero=True),
     metavar="DURATION",
     help="Once the client has closed its side, stop the connection after no byte moved for DURATION "
     "(the client is taken to be gone); 0 leaves it to --idle-timeout.  [default: 1s]",
 )
-@click.option("--max-memory", metavar="SIZE", help="Largest linear memory per instance (64MiB, 1GiB).")
 @click.option(
     "--max-body",
+    type=Size(),
     metavar="SIZE",
     default="16MiB",
     show_default=True,
     help="With --http: the largest request body (Content-Length or chunked); more is 413. 0 for no limit.",
 )
 @click.option(
-    "--max-open-files",
-    type=click.IntRange(min=0),
-    default=DEFAULT_MAX_OPEN_FILES,
-    show_default=True,
-    help="Descriptors an instance may open itself (in its --dir directories); one more is EMFILE.",
-)
-@click.option(
     "--grace",
+    type=Duration(allow_zero=True),
     metavar="DURATION",
     default="10s",
     show_default=True,
@@ -160,20 +151,6 @@ def _setup_logging(level: str) -> None:
     is_flag=True,
     help="HTTP/1.1 with CGI: headers as environment variables, the body on "
     "stdin, a CGI response on stdout; keep-alive.",
-)
-@click.option(
-    "--dir",
-    "dirs",
-    multiple=True,
-    metavar="HOST[::GUEST]",
-    help="Grant every instance a host directory, seen at GUEST. Repeatable.",
-)
-@click.option(
-    "--env",
-    "envs",
-    multiple=True,
-    metavar="NAME[=VAL]",
-    help="Set a guest environment variable; NAME alone passes the host's value. Repeatable.",
 )
 @click.option(
     "--backend",
@@ -189,6 +166,7 @@ def _setup_logging(level: str) -> None:
     show_default=True,
     help="info logs one line per connection.",
 )
+@run_common(max_open_files=DEFAULT_MAX_OPEN_FILES, per="connection (per request with --http)")
 @click.argument("module", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def serve_stdin(
@@ -198,18 +176,13 @@ def serve_stdin(
     workers: int | None,
     max_connections: int | None,
     overflow: str,
-    fuel: int | None,
-    timeout: str | None,
-    idle_timeout: str | None,
-    eof_idle_timeout: str | None,
-    max_memory: str | None,
-    max_body: str,
-    max_open_files: int,
-    grace: str,
+    idle_timeout: float | None,
+    eof_idle_timeout: float | None,
+    max_body: int,
+    grace: float,
     http: bool,
-    dirs: tuple[str, ...],
-    envs: tuple[str, ...],
     backend: str,
+    common: RunCommon,
     log_level: str,
     module: str,
     args: tuple[str, ...],
@@ -227,6 +200,14 @@ def serve_stdin(
       asyncwasm serve-stdin --fuel 10000000 --timeout 5s wc.wasm
       asyncwasm serve-stdin --http --port 8080 --env MODE=prod app.wasm
     """
+    problem = common.dir_problem()
+    if problem is not None:
+        raise click.BadParameter(problem.removeprefix("--dir "), param_hint="'--dir'")
+    if common.inherit_stdin is not None or common.tcplisten:
+        raise click.UsageError(
+            "serve-stdin gives each instance its connection as stdin: "
+            "-S inherit-stdin and tcplisten are for asyncwasm run"
+        )
     _setup_logging(log_level)
     nworkers = workers or default_workers()
     limit = max_connections
@@ -235,27 +216,27 @@ def serve_stdin(
     options = ServeOptions(
         module_path=module,
         args=args,
-        env=parse_envs(envs),
-        preopens=tuple(parse_dirs(dirs)),
-        fuel=fuel,
-        timeout=parse_duration(timeout) if timeout else None,
-        idle_timeout=DEFAULT_IDLE_TIMEOUT if idle_timeout is None else parse_duration(idle_timeout) or None,
-        eof_idle_timeout=(
-            DEFAULT_EOF_IDLE_TIMEOUT if eof_idle_timeout is None else parse_duration(eof_idle_timeout) or None
-        ),
-        max_memory_pages=pages_for(max_memory),
+        env=common.env(),
+        preopens=common.dirs,
+        fuel=common.fuel,
+        timeout=common.timeout,
+        idle_timeout=DEFAULT_IDLE_TIMEOUT if idle_timeout is None else idle_timeout or None,
+        eof_idle_timeout=DEFAULT_EOF_IDLE_TIMEOUT if eof_idle_timeout is None else eof_idle_timeout or None,
+        max_memory_pages=common.max_memory_pages,
+        max_table_elements=common.max_table_elements,
+        max_depth=common.max_wasm_stack,
         max_connections=None if limit is None else _share(limit, nworkers),
-        max_open_files=max_open_files,
-        max_body=parse_size(max_body) or None,
+        max_open_files=common.max_open_files,
+        max_body=max_body or None,
         overflow=overflow,
-        grace=parse_duration(grace),
+        grace=grace,
         http=http,
     )
     if idle_timeout is not None and options.idle_timeout:
         options.keepalive_timeout = options.idle_timeout
     size_for_descriptors(options)
     log.info("%s", describe_limits(options))
-    compiled = load_for_serving(module)
+    compiled = load_for_serving(module, common.features, common.cache)
     endpoint = Endpoint(host=host, port=port, unix=unix)
     try:
         if nworkers == 1:
@@ -329,16 +310,4 @@ def _share(limit: int, workers: int) -> int:
     return max(1, limit // workers)
 
 
-__all__ = [
-    "Connection",
-    "Endpoint",
-    "Outcome",
-    "ServeOptions",
-    "Server",
-    "Stats",
-    "default_workers",
-    "load_for_serving",
-    "run_server",
-    "serve_stdin",
-    "serve_worker",
-]
+__all__ = ["default_workers", "describe_limits", "load_for_serving", "serve_stdin", "size_for_descriptors"]

@@ -26,8 +26,9 @@ import anyio
 import anyio.abc
 from anyio.streams.stapled import MultiListener
 
-from .runtime.instance import CompiledModule
-from .serve_server import STAT_FIELDS, ServeOptions, Server, Stats, format_summary
+from ..runtime.instance import CompiledModule
+from .config import STAT_FIELDS, ServeOptions, Stats, format_summary
+from .server import Server
 
 log = logging.getLogger("asyncwasm.serve")
 
@@ -183,11 +184,11 @@ async def serve_worker(
 
 
 async def _watch_signals(server: Server, signals: tuple[int, ...]) -> None:
-    with anyio.open_signal_receiver(*signals) as received:
+    with anyio.open_signal_receiver(*(signal.Signals(s) for s in signals)) as received:
         async for signum in received:
             if signum == signal.SIGUSR1:
                 log.info("%s", server.summary())
-            elif server._stopping:
+            elif server.stopping:
                 log.info("second %s: cancelling the running instances", signal.Signals(signum).name)
                 server.shutdown(force=True)
             else:
@@ -207,7 +208,7 @@ async def _watch_parent(server: Server, fd: int) -> None:
             continue
         if not data:
             break
-    if not server._stopping:
+    if not server.stopping:
         log.warning("supervisor is gone: shutting down")
         server.shutdown()
 
