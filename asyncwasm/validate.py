@@ -62,7 +62,16 @@ MAX_TABLE_SIZE = 2**32 - 1
 MAX_TABLE64_SIZE = 2**64 - 1
 
 # Opcodes the checker needs by number.
-_UNREACHABLE, _NOP, _BR, _BR_IF, _BR_TABLE, _RETURN, _CALL, _CALL_INDIRECT = 0x00, 0x01, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x11
+_UNREACHABLE, _NOP, _BR, _BR_IF, _BR_TABLE, _RETURN, _CALL, _CALL_INDIRECT = (
+    0x00,
+    0x01,
+    0x0C,
+    0x0D,
+    0x0E,
+    0x0F,
+    0x10,
+    0x11,
+)
 _DROP, _SELECT, _SELECT_T = 0x1A, 0x1B, 0x1C
 _LOCAL_GET, _LOCAL_SET, _LOCAL_TEE, _GLOBAL_GET, _GLOBAL_SET = 0x20, 0x21, 0x22, 0x23, 0x24
 _TABLE_GET, _TABLE_SET, _MEMORY_SIZE, _MEMORY_GROW = 0x25, 0x26, 0x3F, 0x40
@@ -70,7 +79,13 @@ _I32_CONST, _I64_CONST, _F32_CONST, _F64_CONST = 0x41, 0x42, 0x43, 0x44
 _REF_NULL, _REF_IS_NULL, _REF_FUNC = 0xD0, 0xD1, 0xD2
 _MEMORY_INIT, _DATA_DROP, _MEMORY_COPY, _MEMORY_FILL = 0xFC08, 0xFC09, 0xFC0A, 0xFC0B
 _TABLE_INIT, _ELEM_DROP, _TABLE_COPY, _TABLE_GROW, _TABLE_SIZE, _TABLE_FILL = (
-    0xFC0C, 0xFC0D, 0xFC0E, 0xFC0F, 0xFC10, 0xFC11)
+    0xFC0C,
+    0xFC0D,
+    0xFC0E,
+    0xFC0F,
+    0xFC10,
+    0xFC11,
+)
 
 _V128_CONST = SIMD_NAMES["v128.const"]
 _CONST_TYPES = {_I32_CONST: I32, _I64_CONST: I64, _F32_CONST: F32, _F64_CONST: F64}
@@ -90,8 +105,21 @@ def _simple_signatures() -> dict[int, tuple[int, str | None, str]]:
     ``t2.cvt_t1[_sx]`` is a conversion from t1 to t2, ``eqz`` a test, the comparisons give i32, and
     the rest are unary or binary operators over their own type.
     """
-    unary = {"clz", "ctz", "popcnt", "abs", "neg", "ceil", "floor", "trunc", "nearest", "sqrt",
-             "extend8", "extend16", "extend32"}
+    unary = {
+        "clz",
+        "ctz",
+        "popcnt",
+        "abs",
+        "neg",
+        "ceil",
+        "floor",
+        "trunc",
+        "nearest",
+        "sqrt",
+        "extend8",
+        "extend16",
+        "extend32",
+    }
     compare = {"eq", "ne", "lt", "gt", "le", "ge"}
     table: dict[int, tuple[int, str | None, str]] = {}
     for op, (name, kind) in OPCODES.items():
@@ -150,10 +178,19 @@ class _BodyChecker:
     bound once per module, can reach it without closures being rebuilt per function.
     """
 
-    def __init__(self, module: Module, funcs: list[FuncType], tables: list[str], memories: int,
-                 globals_: list[GlobalType], refs: set[int], features: Features = WASM3,
-                 match: Matcher | None = None, func_tidx: list[int] | None = None,
-                 tags: list[FuncType] | None = None) -> None:
+    def __init__(
+        self,
+        module: Module,
+        funcs: list[FuncType],
+        tables: list[str],
+        memories: int,
+        globals_: list[GlobalType],
+        refs: set[int],
+        features: Features = WASM3,
+        match: Matcher | None = None,
+        func_tidx: list[int] | None = None,
+        tags: list[FuncType] | None = None,
+    ) -> None:
         self.types = module.types
         self.features = features
         self.match = match or Matcher(canonical_ids(module))
@@ -176,19 +213,41 @@ class _BodyChecker:
         self.ctrls: list[list[Any]] = []
         self.results: tuple[str, ...] = ()
         handlers: dict[int, Callable[[int, Any], None]] = {
-            _UNREACHABLE: self._unreachable, _NOP: self._nop,
-            BLOCK: self._block, LOOP: self._block, IF: self._if, ELSE: self._else, END: self._end,
-            _BR: self._br, _BR_IF: self._br_if, _BR_TABLE: self._br_table, _RETURN: self._return,
-            _CALL: self._call, _CALL_INDIRECT: self._call_indirect,
-            _DROP: self._drop, _SELECT: self._select, _SELECT_T: self._select_t,
-            _GLOBAL_GET: self._global_get, _GLOBAL_SET: self._global_set,
-            _TABLE_GET: self._table_get, _TABLE_SET: self._table_set,
-            _TABLE_SIZE: self._table_size, _TABLE_GROW: self._table_grow, _TABLE_FILL: self._table_fill,
-            _TABLE_COPY: self._table_copy, _TABLE_INIT: self._table_init, _ELEM_DROP: self._elem_drop,
-            _MEMORY_SIZE: self._memory_size, _MEMORY_GROW: self._memory_grow,
-            _MEMORY_FILL: self._memory_fill, _MEMORY_COPY: self._memory_copy,
-            _MEMORY_INIT: self._memory_init, _DATA_DROP: self._data_drop,
-            _REF_NULL: self._ref_null, _REF_IS_NULL: self._ref_is_null, _REF_FUNC: self._ref_func,
+            _UNREACHABLE: self._unreachable,
+            _NOP: self._nop,
+            BLOCK: self._block,
+            LOOP: self._block,
+            IF: self._if,
+            ELSE: self._else,
+            END: self._end,
+            _BR: self._br,
+            _BR_IF: self._br_if,
+            _BR_TABLE: self._br_table,
+            _RETURN: self._return,
+            _CALL: self._call,
+            _CALL_INDIRECT: self._call_indirect,
+            _DROP: self._drop,
+            _SELECT: self._select,
+            _SELECT_T: self._select_t,
+            _GLOBAL_GET: self._global_get,
+            _GLOBAL_SET: self._global_set,
+            _TABLE_GET: self._table_get,
+            _TABLE_SET: self._table_set,
+            _TABLE_SIZE: self._table_size,
+            _TABLE_GROW: self._table_grow,
+            _TABLE_FILL: self._table_fill,
+            _TABLE_COPY: self._table_copy,
+            _TABLE_INIT: self._table_init,
+            _ELEM_DROP: self._elem_drop,
+            _MEMORY_SIZE: self._memory_size,
+            _MEMORY_GROW: self._memory_grow,
+            _MEMORY_FILL: self._memory_fill,
+            _MEMORY_COPY: self._memory_copy,
+            _MEMORY_INIT: self._memory_init,
+            _DATA_DROP: self._data_drop,
+            _REF_NULL: self._ref_null,
+            _REF_IS_NULL: self._ref_is_null,
+            _REF_FUNC: self._ref_func,
         }
         for op in _LOADS:
             handlers[op] = self._load
@@ -204,8 +263,15 @@ class _BodyChecker:
 
     # -- the function body loop ------------------------------------------------------------------
 
-    def check(self, index: int, ftype: FuncType, locals_: tuple[str, ...], body: list[Instr],
-              body_offset: int, name: str | None) -> None:
+    def check(
+        self,
+        index: int,
+        ftype: FuncType,
+        locals_: tuple[str, ...],
+        body: list[Instr],
+        body_offset: int,
+        name: str | None,
+    ) -> None:
         """Type one function body; raise InvalidModule naming ``index`` and the failing instruction."""
         vals: list[str | None] = []
         self.vals = vals
@@ -267,7 +333,9 @@ class _BodyChecker:
                         t2 = vals.pop()
                         t1 = vals[-1]
                         if (t1 != arg and t1 is not None) or (t2 != arg and t2 is not None):
-                            raise _Invalid(f"type mismatch: expected [{arg} {arg}] but found {_show((t1, t2))}")
+                            raise _Invalid(
+                                f"type mismatch: expected [{arg} {arg}] but found {_show((t1, t2))}"
+                            )
                         vals[-1] = res
                     else:
                         self.pop(arg)
@@ -329,9 +397,11 @@ class _BodyChecker:
         frame = self.ctrls[-1]
         self.pop_vals(frame[_RESULTS])
         if len(self.vals) != frame[_HEIGHT]:
-            extra = self.vals[frame[_HEIGHT]:]
-            raise _Invalid(f"type mismatch: block must end with {_show(frame[_RESULTS])} "
-                           f"but {_show(extra)} remain{'s' if len(extra) == 1 else ''} above them")
+            extra = self.vals[frame[_HEIGHT] :]
+            raise _Invalid(
+                f"type mismatch: block must end with {_show(frame[_RESULTS])} "
+                f"but {_show(extra)} remain{'s' if len(extra) == 1 else ''} above them"
+            )
         self.ctrls.pop()
         if self.inits.log:
             self.inits.reset(frame[_INITS])
@@ -339,7 +409,7 @@ class _BodyChecker:
 
     def set_unreachable(self) -> None:
         frame = self.ctrls[-1]
-        del self.vals[frame[_HEIGHT]:]
+        del self.vals[frame[_HEIGHT] :]
         frame[_DEAD] = True
 
     def label(self, depth: int) -> tuple[str, ...]:
@@ -437,11 +507,16 @@ class _BodyChecker:
 
     def _end(self, op: int, imm: Any) -> None:
         frame = self.pop_ctrl()
-        if frame[_OPCODE] == IF and frame[_PARAMS] != frame[_RESULTS] and \
-                not self.match.subs(frame[_PARAMS], frame[_RESULTS]):
+        if (
+            frame[_OPCODE] == IF
+            and frame[_PARAMS] != frame[_RESULTS]
+            and not self.match.subs(frame[_PARAMS], frame[_RESULTS])
+        ):
             # An if without else has an implicit empty else, which must turn params into results.
-            raise _Invalid(f"type mismatch: if without else must have matching parameters and results, "
-                           f"not {_show(frame[_PARAMS])} -> {_show(frame[_RESULTS])}")
+            raise _Invalid(
+                f"type mismatch: if without else must have matching parameters and results, "
+                f"not {_show(frame[_PARAMS])} -> {_show(frame[_RESULTS])}"
+            )
         self.vals.extend(frame[_RESULTS])
 
     def _br(self, op: int, depth: int) -> None:
@@ -464,8 +539,10 @@ class _BodyChecker:
             if types == default_types:
                 continue  # checked by the final pop_vals below
             if len(types) != arity:
-                raise _Invalid(f"type mismatch: br_table targets have different arities "
-                               f"({_show(types)} and {_show(default_types)})")
+                raise _Invalid(
+                    f"type mismatch: br_table targets have different arities "
+                    f"({_show(types)} and {_show(default_types)})"
+                )
             self.vals.extend(self.pop_vals(types))
         self.pop_vals(default_types)
         self.set_unreachable()
@@ -484,8 +561,10 @@ class _BodyChecker:
     def _call_indirect(self, op: int, imm: tuple[int, int]) -> None:
         typeidx, tableidx = imm
         if self.table(tableidx) != FUNCREF and not self.sub(self.tables[tableidx], FUNCREF):
-            raise _Invalid(f"type mismatch: call_indirect needs a funcref table, table {tableidx} "
-                           f"holds {self.tables[tableidx]}")
+            raise _Invalid(
+                f"type mismatch: call_indirect needs a funcref table, table {tableidx} "
+                f"holds {self.tables[tableidx]}"
+            )
         if typeidx >= len(self.types):
             raise _Invalid(f"unknown type {typeidx}")
         ft = self.types[typeidx]
@@ -504,10 +583,13 @@ class _BodyChecker:
         self.pop(I32)
         t1 = self.pop(None)
         t2 = self.pop(None)
-        if not ((t1 in _NUM_OR_UNKNOWN and t2 in _NUM_OR_UNKNOWN)
-                or (t1 in _VEC_OR_UNKNOWN and t2 in _VEC_OR_UNKNOWN)):
-            raise _Invalid(f"type mismatch: select without a type needs numeric operands, "
-                           f"found {_show((t2, t1))}")
+        if not (
+            (t1 in _NUM_OR_UNKNOWN and t2 in _NUM_OR_UNKNOWN)
+            or (t1 in _VEC_OR_UNKNOWN and t2 in _VEC_OR_UNKNOWN)
+        ):
+            raise _Invalid(
+                f"type mismatch: select without a type needs numeric operands, found {_show((t2, t1))}"
+            )
         if t1 != t2 and t1 is not None and t2 is not None:
             raise _Invalid(f"type mismatch: select operands differ: {_show((t2, t1))}")
         self.vals.append(t2 if t1 is None else t1)
@@ -655,8 +737,10 @@ class _BodyChecker:
         if x >= len(self.funcs):
             raise _Invalid(f"unknown function {x}")
         if x not in self.refs:
-            raise _Invalid(f"undeclared function reference {x}: it must appear in an element segment, "
-                           f"an export or a global initializer")
+            raise _Invalid(
+                f"undeclared function reference {x}: it must appear in an element segment, "
+                f"an export or a global initializer"
+            )
         self.vals.append(f"(ref {self.func_tidx[x]})" if self.features.function_references else FUNCREF)
 
 
@@ -673,7 +757,9 @@ def _check_limits(limits: Limits, bound: int, too_big: str) -> None:
 
 def _check_memory_limits(mt: MemoryType) -> None:
     if mt.address == I64:
-        _check_limits(mt.limits, MAX_MEMORY64_PAGES, "memory size must be at most 2^48 pages (256 TiB) for i64")
+        _check_limits(
+            mt.limits, MAX_MEMORY64_PAGES, "memory size must be at most 2^48 pages (256 TiB) for i64"
+        )
     else:
         _check_limits(mt.limits, MAX_MEMORY_PAGES, "memory size must be at most 65536 pages (4GiB)")
 
@@ -685,9 +771,16 @@ def _check_table_limits(tt: TableType) -> None:
         _check_limits(tt.limits, MAX_TABLE_SIZE, "table size must be at most 2^32-1")
 
 
-def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: list[GlobalType],
-                 what: str, refs: validate_refs.ConstRefs | None = None, n_imported: int | None = None,
-                 features: Features = WASM3) -> None:
+def _check_const(
+    expr: list[Instr] | None,
+    expect: str,
+    funcs: int,
+    globals_: list[GlobalType],
+    what: str,
+    refs: validate_refs.ConstRefs | None = None,
+    n_imported: int | None = None,
+    features: Features = WASM3,
+) -> None:
     """A constant expression of type ``expect``.
 
     Wasm 2.0 allows only ``t.const``, ``ref.null``, ``ref.func`` and ``global.get`` of an immutable
@@ -719,24 +812,30 @@ def _check_const(expr: list[Instr] | None, expect: str, funcs: int, globals_: li
                 why = "" if features.gc else " (only imported globals may be read without gc)"
                 raise InvalidModule(f"unknown global {imm} in {what}{why}", offset=off)
             if globals_[imm].mutable:
-                raise InvalidModule(f"constant expression required in {what}: global {imm} is mutable",
-                                    offset=off)
+                raise InvalidModule(
+                    f"constant expression required in {what}: global {imm} is mutable", offset=off
+                )
             stack.append(globals_[imm].valtype)
         elif op in _EXTENDED_CONST and features.extended_const:
             t = _EXTENDED_CONST[op]
             if stack[-2:] != [t, t]:
-                raise InvalidModule(f"type mismatch: {name_of(op)} in {what} needs [{t} {t}] "
-                                    f"but finds {_show(stack[-2:])}", offset=off)
+                raise InvalidModule(
+                    f"type mismatch: {name_of(op)} in {what} needs [{t} {t}] but finds {_show(stack[-2:])}",
+                    offset=off,
+                )
             stack.pop()
         elif refs is not None and refs.step(op, imm, stack):
             pass
         else:
             why = " (needs extended-const)" if op in _EXTENDED_CONST else ""
-            raise InvalidModule(f"constant expression required in {what}: {name_of(op)} is not constant{why}",
-                                offset=off)
+            raise InvalidModule(
+                f"constant expression required in {what}: {name_of(op)} is not constant{why}", offset=off
+            )
     if stack != [expect] and not (refs is not None and refs.matches(stack, expect)):
-        raise InvalidModule(f"type mismatch: {what} must produce [{expect}] but produces {_show(stack)}",
-                            offset=expr[0][2] if expr else None)
+        raise InvalidModule(
+            f"type mismatch: {what} must produce [{expect}] but produces {_show(stack)}",
+            offset=expr[0][2] if expr else None,
+        )
 
 
 def _collect_refs(module: Module) -> set[int]:
@@ -773,8 +872,10 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
             if not 0 <= imp.desc < ntypes:
                 raise InvalidModule(f"unknown type {imp.desc} for imported function {imp.module}.{imp.name}")
             if not isinstance(module.types[imp.desc], FuncType):
-                raise InvalidModule(f"type mismatch: imported function {imp.module}.{imp.name} "
-                                    f"has type {imp.desc}, not a function type")
+                raise InvalidModule(
+                    f"type mismatch: imported function {imp.module}.{imp.name} "
+                    f"has type {imp.desc}, not a function type"
+                )
             funcs.append(module.types[imp.desc])
             func_tidx.append(imp.desc)
         elif imp.kind == "table":
@@ -790,11 +891,15 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
     nimported_funcs = len(funcs)
     for i, typeidx in enumerate(module.funcs):
         if not 0 <= typeidx < ntypes:
-            raise InvalidModule(f"unknown type {typeidx}", func=nimported_funcs + i,
-                                func_name=module.func_name(nimported_funcs + i))
+            raise InvalidModule(
+                f"unknown type {typeidx}",
+                func=nimported_funcs + i,
+                func_name=module.func_name(nimported_funcs + i),
+            )
         if not isinstance(module.types[typeidx], FuncType):
-            raise InvalidModule(f"type mismatch: function {nimported_funcs + i} has type {typeidx}, "
-                                f"not a function type")
+            raise InvalidModule(
+                f"type mismatch: function {nimported_funcs + i} has type {typeidx}, not a function type"
+            )
         funcs.append(module.types[typeidx])
         func_tidx.append(typeidx)
     for table in module.tables:
@@ -807,8 +912,11 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
     if memories > 1 and not features.multi_memory:
         raise InvalidModule(f"multiple memories need multi-memory, as Wasm 2.0 allows one (found {memories})")
     nfuncs = len(funcs)
-    refs = validate_refs.ConstRefs(module, match, func_tidx, features.function_references) \
-        if features.function_references or features.gc else None
+    refs = (
+        validate_refs.ConstRefs(module, match, func_tidx, features.function_references)
+        if features.function_references or features.gc
+        else None
+    )
 
     nig = len(imported_globals)
     all_globals = imported_globals + [g.type for g in module.globals]
@@ -816,15 +924,31 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
     for i, table in enumerate(module.tables):
         init = module.table_inits[i] if i < len(module.table_inits) else None
         if init is not None:
-            _check_const(init, table.elem, nfuncs, imported_globals,
-                         f"the initializer of table {nimported_tables + i}", refs)
+            _check_const(
+                init,
+                table.elem,
+                nfuncs,
+                imported_globals,
+                f"the initializer of table {nimported_tables + i}",
+                refs,
+            )
         elif not defaultable(table.elem):
-            raise InvalidModule(f"type mismatch: table {nimported_tables + i} of non-nullable "
-                                f"{table.elem} needs an initializer")
+            raise InvalidModule(
+                f"type mismatch: table {nimported_tables + i} of non-nullable "
+                f"{table.elem} needs an initializer"
+            )
     for i, glob in enumerate(module.globals):
         valtype(glob.type.valtype, f" in global {nig + i}")
-        _check_const(glob.init, glob.type.valtype, nfuncs, all_globals[:nig + i],
-                     f"the initializer of global {nig + i}", refs, nig, features)
+        _check_const(
+            glob.init,
+            glob.type.valtype,
+            nfuncs,
+            all_globals[: nig + i],
+            f"the initializer of global {nig + i}",
+            refs,
+            nig,
+            features,
+        )
     for i, elem in enumerate(module.elems):
         valtype(elem.type, f" in element segment {i}")
         for expr in elem.init:
@@ -833,22 +957,40 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
             if elem.table >= len(tables):
                 raise InvalidModule(f"unknown table {elem.table} in element segment {i}")
             if tables[elem.table] != elem.type and not match.sub(elem.type, tables[elem.table]):
-                raise InvalidModule(f"type mismatch: element segment {i} of {elem.type} "
-                                    f"for a {tables[elem.table]} table")
-            _check_const(elem.offset, table_types[elem.table].address, nfuncs, all_globals,
-                         f"the offset of element segment {i}", refs, nig, features)
+                raise InvalidModule(
+                    f"type mismatch: element segment {i} of {elem.type} for a {tables[elem.table]} table"
+                )
+            _check_const(
+                elem.offset,
+                table_types[elem.table].address,
+                nfuncs,
+                all_globals,
+                f"the offset of element segment {i}",
+                refs,
+                nig,
+                features,
+            )
     for i, data in enumerate(module.datas):
         if data.mode == "active":
             if data.memory >= memories:
                 raise InvalidModule(f"unknown memory {data.memory} in data segment {i}")
-            _check_const(data.offset, memory_types[data.memory].address, nfuncs, all_globals,
-                         f"the offset of data segment {i}", refs, nig, features)
+            _check_const(
+                data.offset,
+                memory_types[data.memory].address,
+                nfuncs,
+                all_globals,
+                f"the offset of data segment {i}",
+                refs,
+                nig,
+                features,
+            )
 
     if len(module.codes) != len(module.funcs):
         raise InvalidModule(f"{len(module.funcs)} functions declared but {len(module.codes)} bodies given")
     tags = check_tags(module)
-    checker = _BodyChecker(module, funcs, tables, memories, all_globals, _collect_refs(module),
-                           features, match, func_tidx, tags)
+    checker = _BodyChecker(
+        module, funcs, tables, memories, all_globals, _collect_refs(module), features, match, func_tidx, tags
+    )
     names = module.names.funcs
     for i, code in enumerate(module.codes):
         index = nimported_funcs + i
@@ -862,11 +1004,19 @@ def validate_module(module: Module, features: Features = WASM3) -> None:
             raise InvalidModule(f"unknown function {module.start} named as the start function")
         ft = funcs[module.start]
         if ft.params or ft.results:
-            raise InvalidModule(f"start function must have type [] -> [], function {module.start} has {ft}",
-                                func=module.start, func_name=module.func_name(module.start))
+            raise InvalidModule(
+                f"start function must have type [] -> [], function {module.start} has {ft}",
+                func=module.start,
+                func_name=module.func_name(module.start),
+            )
 
-    bounds = {"func": (nfuncs, "function"), "table": (len(tables), "table"),
-              "memory": (memories, "memory"), "global": (len(all_globals), "global"), "tag": (len(tags), "tag")}
+    bounds = {
+        "func": (nfuncs, "function"),
+        "table": (len(tables), "table"),
+        "memory": (memories, "memory"),
+        "global": (len(all_globals), "global"),
+        "tag": (len(tags), "tag"),
+    }
     seen: set[str] = set()
     for export in module.exports:
         count, noun = bounds[export.kind]

@@ -1,9 +1,10 @@
 """Run spec test scripts: their JSON form (wasm-tools json-from-wast, or wabt's wast2json), or a
 ``.wast`` file read straight from text by ``asyncwasm.text``.
 
-Every command kind is checked. In JSON scripts text-format modules (``module quote``) are skipped
-and counted as such; a ``.wast`` script is converted into the same commands, with its modules encoded
-in memory, and its quoted modules are parsed and run too. Failures are reported with file and line;
+Every command kind is checked. In JSON scripts a text-format module (``module quote``) is read from
+the ``.wat`` file the converter wrote beside it, through ``asyncwasm.text``; a ``.wast`` script is
+converted into the same commands, with its modules encoded in memory. A command is skipped only if it
+is of a kind this runner does not know. Failures are reported with file and line;
 a known-failures file lists the ones that are expected, with reasons.
 """
 
@@ -84,8 +85,15 @@ class _Failure(Exception):
 def spectest_linker() -> Linker:
     """The spec interpreter's ``spectest`` host module."""
     linker = Linker()
-    for name, params in [("print", ()), ("print_i32", (I32,)), ("print_i64", (I64,)), ("print_f32", (F32,)),
-                         ("print_f64", (F64,)), ("print_i32_f32", (I32, F32)), ("print_f64_f64", (F64, F64))]:
+    for name, params in [
+        ("print", ()),
+        ("print_i32", (I32,)),
+        ("print_i64", (I64,)),
+        ("print_f32", (F32,)),
+        ("print_f64", (F64,)),
+        ("print_i32_f32", (I32, F32)),
+        ("print_f64_f64", (F64, F64)),
+    ]:
         linker.define_func("spectest", name, FuncType(params, ()), lambda *a: None)
     linker.define("spectest", "global_i32", Global(GlobalType(I32, False), 666))
     linker.define("spectest", "global_i64", Global(GlobalType(I64, False), 666))
@@ -135,7 +143,12 @@ def _float_bits_match(bits: int, text: str, width: int) -> bool:
     if width == 32:
         canon, quiet, exp, mag = 0x7FC00000, 0x00400000, 0x7F800000, bits & 0x7FFFFFFF
     else:
-        canon, quiet, exp, mag = 0x7FF8000000000000, 0x0008000000000000, 0x7FF0000000000000, bits & 0x7FFFFFFFFFFFFFFF
+        canon, quiet, exp, mag = (
+            0x7FF8000000000000,
+            0x0008000000000000,
+            0x7FF0000000000000,
+            bits & 0x7FFFFFFFFFFFFFFF,
+        )
     if text == "nan:canonical":
         return mag == canon
     if text == "nan:arithmetic":
@@ -186,9 +199,13 @@ def _matches(expected: dict[str, Any], got: Any) -> bool:
 
 # Reference results without a value: a non-null reference of that heap type (``(ref.func)``, ...).
 _NON_NULL_RESULTS: dict[str, Any] = {
-    FUNCREF: lambda v: isinstance(v, Func), "anyref": lambda v: True, "exnref": lambda v: True,
-    "eqref": lambda v: type(v) in (int, Struct, Array), "i31ref": lambda v: type(v) is int,
-    "structref": lambda v: type(v) is Struct, "arrayref": lambda v: type(v) is Array,
+    FUNCREF: lambda v: isinstance(v, Func),
+    "anyref": lambda v: True,
+    "exnref": lambda v: True,
+    "eqref": lambda v: type(v) in (int, Struct, Array),
+    "i31ref": lambda v: type(v) is int,
+    "structref": lambda v: type(v) is Struct,
+    "arrayref": lambda v: type(v) is Array,
 }
 _NULL_TYPES = frozenset(("nullref", "nullfuncref", "nullexternref", "nullexnref"))
 _NULLABLE_RESULTS = frozenset((*_NON_NULL_RESULTS, *_NULL_TYPES, "refnull"))
@@ -218,9 +235,12 @@ class ScriptRunner:
 
     def load(self, filename: str) -> CompiledModule:
         if self.script is not None:
-            return CompiledModule(self.script.modules[filename].binary(), name=Path(filename).stem,
-                                  features=self.features)
-        return CompiledModule((self.dir / filename).read_bytes(), name=Path(filename).stem, features=self.features)
+            return CompiledModule(
+                self.script.modules[filename].binary(), name=Path(filename).stem, features=self.features
+            )
+        return CompiledModule(
+            (self.dir / filename).read_bytes(), name=Path(filename).stem, features=self.features
+        )
 
     def commands(self) -> list[dict[str, Any]]:
         """The script's commands: from the JSON file, or converted from a ``.wast`` file's text."""
@@ -302,9 +322,8 @@ class ScriptRunner:
                 self.named[cmd["instance"]] = inst
             return "ok"
         if kind == "module":
-            filename = cmd["filename"] if mtype == "binary" else cmd.get("binary_filename")
-            if filename is None:
-                return "skip"
+            # a text module: its binary when the converter made one, else its text through asyncwasm.text
+            filename = cmd["filename"] if mtype == "binary" else cmd.get("binary_filename") or cmd["filename"]
             inst = self.instantiate(filename)
             self.current = inst
             if cmd.get("name"):
@@ -320,8 +339,12 @@ class ScriptRunner:
         if kind == "assert_return":
             got = self.act(cmd["action"])
             expected = cmd.get("expected", [])
-            if len(got) != len(expected) or not all(_matches(e, g) for e, g in zip(expected, got, strict=False)):
-                raise _Failure(f"expected {[e.get('value') for e in expected]}, got {[_show(g) for g in got]}")
+            if len(got) != len(expected) or not all(
+                _matches(e, g) for e, g in zip(expected, got, strict=False)
+            ):
+                raise _Failure(
+                    f"expected {[e.get('value') for e in expected]}, got {[_show(g) for g in got]}"
+                )
             return "ok"
         if kind in ("assert_trap", "assert_exhaustion"):
             try:
@@ -340,11 +363,14 @@ class ScriptRunner:
                 return "ok"
             raise _Failure(f"expected an exception, got {[_show(g) for g in got]}")
         if kind in ("assert_invalid", "assert_malformed", "assert_unlinkable", "assert_uninstantiable"):
-            if mtype != "binary":
-                return "skip"
-            want: type[WasmError] = {"assert_invalid": InvalidModule, "assert_malformed": MalformedModule,
-                                     "assert_unlinkable": LinkError,
-                                     "assert_uninstantiable": Trap}[kind]
+            # a text module (``module quote``) is read from its .wat by asyncwasm.text: a text-format
+            # error is a MalformedModule, as the spec's text-format assertions expect
+            want: type[WasmError] = {
+                "assert_invalid": InvalidModule,
+                "assert_malformed": MalformedModule,
+                "assert_unlinkable": LinkError,
+                "assert_uninstantiable": Trap,
+            }[kind]
             try:
                 if kind in ("assert_invalid", "assert_malformed"):
                     self.load(cmd["filename"])
@@ -355,7 +381,9 @@ class ScriptRunner:
                     raise _Failure(f"expected invalid ({cmd['text']}), got malformed: {exc}") from None
                 return "ok"
             except WasmError as exc:
-                raise _Failure(f"expected {kind[7:]} ({cmd['text']}), got {type(exc).__name__}: {exc}") from None
+                raise _Failure(
+                    f"expected {kind[7:]} ({cmd['text']}), got {type(exc).__name__}: {exc}"
+                ) from None
             raise _Failure(f"expected {kind[7:]} ({cmd['text']}), but the module was accepted")
         raise _Failure(f"unknown command {kind}")
 
@@ -380,7 +408,7 @@ def failure_key(script: Path, where: str) -> str:
     parts = Path(script).resolve().parts
     for k in range(len(parts) - 2, 0, -1):
         if parts[k] in ("json", "wast"):
-            rest = list(parts[k + 1:])
+            rest = list(parts[k + 1 :])
             rest[-1] = Path(rest[-1]).stem
             if parts[k] == "json" and len(rest) >= 2 and rest[-2] == rest[-1]:
                 del rest[-2]

@@ -20,6 +20,7 @@ HEADER = b"\x00asm\x01\x00\x00\x00"
 
 # --- spec suite ----------------------------------------------------------------------------------
 
+
 def _commands(shared: Path) -> list[tuple[Path, dict]]:
     found = []
     for path in sorted((shared / "spec" / "json").glob("*/*.json")):
@@ -99,6 +100,7 @@ def test_simd_suite_decoded_or_refused_by_feature(shared: Path) -> None:
 
 # --- fuzzing -------------------------------------------------------------------------------------
 
+
 def _decode_or_malformed(data: bytes) -> None:
     try:
         decode_module(data)
@@ -143,6 +145,7 @@ def test_fuzz_mutated_spec_modules(spec_modules: list[bytes], data: st.DataObjec
 
 # --- hand-built modules ----------------------------------------------------------------------------
 
+
 def uleb(v: int) -> bytes:
     out = bytearray()
     while True:
@@ -171,8 +174,13 @@ def section(sid: int, payload: bytes) -> bytes:
 def one_func(body: bytes, locals_: bytes = b"\x00", extra: bytes = b"") -> bytes:
     """A module with one `() -> ()` function whose body (after locals) is `body`."""
     code = locals_ + body
-    return (HEADER + section(1, vec([b"\x60\x00\x00"])) + section(3, vec([b"\x00"]))
-            + extra + section(10, vec([uleb(len(code)) + code])))
+    return (
+        HEADER
+        + section(1, vec([b"\x60\x00\x00"]))
+        + section(3, vec([b"\x00"]))
+        + extra
+        + section(10, vec([uleb(len(code)) + code]))
+    )
 
 
 def test_minimal_function_and_offsets() -> None:
@@ -205,7 +213,9 @@ def test_illegal_opcode_offset() -> None:
     assert info.value.offset == len(wasm) - 2
     # 0x06 is the legacy ``try`` of exception handling: illegal in Wasm 2.0, and the error says why
     wasm = one_func(b"\x01\x06\x40\x0b\x0b")
-    with pytest.raises(UnsupportedFeature, match="legacy-exceptions is not enabled .illegal opcode 0x06") as err:
+    with pytest.raises(
+        UnsupportedFeature, match="legacy-exceptions is not enabled .illegal opcode 0x06"
+    ) as err:
         decode_module(wasm, WASM2)
     assert err.value.offset == len(wasm) - 4
 
@@ -231,9 +241,15 @@ def test_relaxed_simd_refused_without_its_feature() -> None:
 def test_simd_immediates() -> None:
     """memarg, lane memarg, lane index, shuffle lanes and the 16 bytes of v128.const."""
     const = bytes(range(16))
-    wasm = one_func(b"\x41\x00\xfd\x00\x04\x10"  # v128.load align=16 offset=16
-                    + b"\x41\x00\xfd\x0c" + const + b"\xfd\x55\x01\x02\x07"  # v128.load16_lane lane 7
-                    + b"\xfd\x0d" + bytes(range(0, 32, 2)) + b"\xfd\x15\x0f\x1a\x0b")
+    wasm = one_func(
+        b"\x41\x00\xfd\x00\x04\x10"  # v128.load align=16 offset=16
+        + b"\x41\x00\xfd\x0c"
+        + const
+        + b"\xfd\x55\x01\x02\x07"  # v128.load16_lane lane 7
+        + b"\xfd\x0d"
+        + bytes(range(0, 32, 2))
+        + b"\xfd\x15\x0f\x1a\x0b"
+    )
     ops = [(op, imm) for op, imm, _off in decode_module(wasm).codes[0].body]
     assert ops[1] == (0xFD000, (4, 16))
     assert ops[3] == (0xFD00C, int.from_bytes(const, "little"))
@@ -261,10 +277,17 @@ def test_v128_type_refused_without_simd() -> None:
 
 
 def test_name_section() -> None:
-    subs = (b"\x00" + uleb(len(name("mod"))) + name("mod")
-            + b"\x01" + uleb(len(vec([b"\x00" + name("f")]))) + vec([b"\x00" + name("f")])
-            + b"\x02" + uleb(len(vec([b"\x00" + vec([b"\x00" + name("x")])])))
-            + vec([b"\x00" + vec([b"\x00" + name("x")])]))
+    subs = (
+        b"\x00"
+        + uleb(len(name("mod")))
+        + name("mod")
+        + b"\x01"
+        + uleb(len(vec([b"\x00" + name("f")])))
+        + vec([b"\x00" + name("f")])
+        + b"\x02"
+        + uleb(len(vec([b"\x00" + vec([b"\x00" + name("x")])])))
+        + vec([b"\x00" + vec([b"\x00" + name("x")])])
+    )
     wasm = one_func(b"\x0b", locals_=b"\x01\x01\x7f") + section(0, name("name") + subs)
     m = decode_module(wasm)
     assert m.names.module == "mod"
@@ -294,8 +317,14 @@ def test_too_many_locals() -> None:
 def test_elem_funcidx_become_ref_func() -> None:
     elem = section(9, vec([b"\x00\x41\x00\x0b" + vec([b"\x00", b"\x00"])]))
     table = section(4, vec([b"\x70\x00\x02"]))
-    wasm = (HEADER + section(1, vec([b"\x60\x00\x00"])) + section(3, vec([b"\x00"])) + table + elem
-            + section(10, vec([b"\x02\x00\x0b"])))
+    wasm = (
+        HEADER
+        + section(1, vec([b"\x60\x00\x00"]))
+        + section(3, vec([b"\x00"]))
+        + table
+        + elem
+        + section(10, vec([b"\x02\x00\x0b"]))
+    )
     m = decode_module(wasm)
     seg = m.elems[0]
     # function indices are never null: Wasm 3.0 types the segment (ref func), 2.0 funcref

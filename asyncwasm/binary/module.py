@@ -207,7 +207,9 @@ class Module:
 
     def func_types(self) -> list[FuncType]:
         """The type of every function in the index space: imports first, then defined ones."""
-        return [self.types[i.desc] for i in self.imports if i.kind == "func"] + [self.types[t] for t in self.funcs]
+        return [self.types[i.desc] for i in self.imports if i.kind == "func"] + [
+            self.types[t] for t in self.funcs
+        ]
 
     def table_types(self) -> list[TableType]:
         return [i.desc for i in self.imports if i.kind == "table"] + list(self.tables)

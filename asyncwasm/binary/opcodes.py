@@ -11,12 +11,28 @@ from __future__ import annotations
 from .simd_opcodes import SIMD_OPCODES
 
 _LOADS_STORES = [
-    (0x28, "i32.load"), (0x29, "i64.load"), (0x2A, "f32.load"), (0x2B, "f64.load"),
-    (0x2C, "i32.load8_s"), (0x2D, "i32.load8_u"), (0x2E, "i32.load16_s"), (0x2F, "i32.load16_u"),
-    (0x30, "i64.load8_s"), (0x31, "i64.load8_u"), (0x32, "i64.load16_s"), (0x33, "i64.load16_u"),
-    (0x34, "i64.load32_s"), (0x35, "i64.load32_u"),
-    (0x36, "i32.store"), (0x37, "i64.store"), (0x38, "f32.store"), (0x39, "f64.store"),
-    (0x3A, "i32.store8"), (0x3B, "i32.store16"), (0x3C, "i64.store8"), (0x3D, "i64.store16"),
+    (0x28, "i32.load"),
+    (0x29, "i64.load"),
+    (0x2A, "f32.load"),
+    (0x2B, "f64.load"),
+    (0x2C, "i32.load8_s"),
+    (0x2D, "i32.load8_u"),
+    (0x2E, "i32.load16_s"),
+    (0x2F, "i32.load16_u"),
+    (0x30, "i64.load8_s"),
+    (0x31, "i64.load8_u"),
+    (0x32, "i64.load16_s"),
+    (0x33, "i64.load16_u"),
+    (0x34, "i64.load32_s"),
+    (0x35, "i64.load32_u"),
+    (0x36, "i32.store"),
+    (0x37, "i64.store"),
+    (0x38, "f32.store"),
+    (0x39, "f64.store"),
+    (0x3A, "i32.store8"),
+    (0x3B, "i32.store16"),
+    (0x3C, "i64.store8"),
+    (0x3D, "i64.store16"),
     (0x3E, "i64.store32"),
 ]
 
@@ -44,37 +60,72 @@ fc04 i64.trunc_sat_f32_s|fc05 i64.trunc_sat_f32_u|fc06 i64.trunc_sat_f64_s|fc07 
 """
 
 OPCODES: dict[int, tuple[str, str]] = {
-    0x00: ("unreachable", "none"), 0x01: ("nop", "none"),
-    0x02: ("block", "block"), 0x03: ("loop", "block"), 0x04: ("if", "block"),
-    0x05: ("else", "none"), 0x0B: ("end", "none"),
-    0x0C: ("br", "label"), 0x0D: ("br_if", "label"), 0x0E: ("br_table", "br_table"),
-    0x0F: ("return", "none"), 0x10: ("call", "func"), 0x11: ("call_indirect", "call_indirect"),
-    0x1A: ("drop", "none"), 0x1B: ("select", "none"), 0x1C: ("select", "select_t"),
-    0x20: ("local.get", "local"), 0x21: ("local.set", "local"), 0x22: ("local.tee", "local"),
-    0x23: ("global.get", "global"), 0x24: ("global.set", "global"),
-    0x25: ("table.get", "table"), 0x26: ("table.set", "table"),
-    0x3F: ("memory.size", "memory"), 0x40: ("memory.grow", "memory"),
-    0x41: ("i32.const", "i32"), 0x42: ("i64.const", "i64"),
-    0x43: ("f32.const", "f32"), 0x44: ("f64.const", "f64"),
-    0xD0: ("ref.null", "reftype"), 0xD1: ("ref.is_null", "none"), 0xD2: ("ref.func", "func"),
+    0x00: ("unreachable", "none"),
+    0x01: ("nop", "none"),
+    0x02: ("block", "block"),
+    0x03: ("loop", "block"),
+    0x04: ("if", "block"),
+    0x05: ("else", "none"),
+    0x0B: ("end", "none"),
+    0x0C: ("br", "label"),
+    0x0D: ("br_if", "label"),
+    0x0E: ("br_table", "br_table"),
+    0x0F: ("return", "none"),
+    0x10: ("call", "func"),
+    0x11: ("call_indirect", "call_indirect"),
+    0x1A: ("drop", "none"),
+    0x1B: ("select", "none"),
+    0x1C: ("select", "select_t"),
+    0x20: ("local.get", "local"),
+    0x21: ("local.set", "local"),
+    0x22: ("local.tee", "local"),
+    0x23: ("global.get", "global"),
+    0x24: ("global.set", "global"),
+    0x25: ("table.get", "table"),
+    0x26: ("table.set", "table"),
+    0x3F: ("memory.size", "memory"),
+    0x40: ("memory.grow", "memory"),
+    0x41: ("i32.const", "i32"),
+    0x42: ("i64.const", "i64"),
+    0x43: ("f32.const", "f32"),
+    0x44: ("f64.const", "f64"),
+    0xD0: ("ref.null", "reftype"),
+    0xD1: ("ref.is_null", "none"),
+    0xD2: ("ref.func", "func"),
     # typed function references
-    0x14: ("call_ref", "type"), 0xD3: ("ref.eq", "none"), 0xD4: ("ref.as_non_null", "none"),
-    0xD5: ("br_on_null", "label"), 0xD6: ("br_on_non_null", "label"),
-    0xFC08: ("memory.init", "memory_init"), 0xFC09: ("data.drop", "data"),
-    0xFC0A: ("memory.copy", "memory_copy"), 0xFC0B: ("memory.fill", "memory"),
-    0xFC0C: ("table.init", "table_init"), 0xFC0D: ("elem.drop", "elem"),
-    0xFC0E: ("table.copy", "table_copy"), 0xFC0F: ("table.grow", "table"),
-    0xFC10: ("table.size", "table"), 0xFC11: ("table.fill", "table"),
+    0x14: ("call_ref", "type"),
+    0xD3: ("ref.eq", "none"),
+    0xD4: ("ref.as_non_null", "none"),
+    0xD5: ("br_on_null", "label"),
+    0xD6: ("br_on_non_null", "label"),
+    0xFC08: ("memory.init", "memory_init"),
+    0xFC09: ("data.drop", "data"),
+    0xFC0A: ("memory.copy", "memory_copy"),
+    0xFC0B: ("memory.fill", "memory"),
+    0xFC0C: ("table.init", "table_init"),
+    0xFC0D: ("elem.drop", "elem"),
+    0xFC0E: ("table.copy", "table_copy"),
+    0xFC0F: ("table.grow", "table"),
+    0xFC10: ("table.size", "table"),
+    0xFC11: ("table.fill", "table"),
 }
 # Tail calls and exception handling (Wasm 3.0), legacy exceptions included; decoded by their own
 # branches of the reader (``exceptions.py`` and ``tailcall.py`` of the compiler translate them).
-OPCODES.update({
-    0x06: ("try", "block"), 0x07: ("catch", "tag"), 0x08: ("throw", "tag"), 0x09: ("rethrow", "label"),
-    0x0A: ("throw_ref", "none"), 0x18: ("delegate", "label"), 0x19: ("catch_all", "none"),
-    0x1F: ("try_table", "try_table"),
-    0x12: ("return_call", "func"), 0x13: ("return_call_indirect", "call_indirect"),
-    0x15: ("return_call_ref", "type"),
-})
+OPCODES.update(
+    {
+        0x06: ("try", "block"),
+        0x07: ("catch", "tag"),
+        0x08: ("throw", "tag"),
+        0x09: ("rethrow", "label"),
+        0x0A: ("throw_ref", "none"),
+        0x18: ("delegate", "label"),
+        0x19: ("catch_all", "none"),
+        0x1F: ("try_table", "try_table"),
+        0x12: ("return_call", "func"),
+        0x13: ("return_call_indirect", "call_indirect"),
+        0x15: ("return_call_ref", "type"),
+    }
+)
 for _op, _name in _LOADS_STORES:
     OPCODES[_op] = (_name, "memarg")
 for _entry in _NUMERIC.replace("\n", "|").split("|"):
@@ -86,13 +137,42 @@ NAMES: dict[str, int] = {name: op for op, (name, _kind) in OPCODES.items() if op
 
 # Natural alignment (log2 of the access width in bytes) of each memory access.
 NATURAL_ALIGN: dict[int, int] = {
-    0x28: 2, 0x29: 3, 0x2A: 2, 0x2B: 3, 0x2C: 0, 0x2D: 0, 0x2E: 1, 0x2F: 1, 0x30: 0, 0x31: 0,
-    0x32: 1, 0x33: 1, 0x34: 2, 0x35: 2, 0x36: 2, 0x37: 3, 0x38: 2, 0x39: 3, 0x3A: 0, 0x3B: 1,
-    0x3C: 0, 0x3D: 1, 0x3E: 2,
+    0x28: 2,
+    0x29: 3,
+    0x2A: 2,
+    0x2B: 3,
+    0x2C: 0,
+    0x2D: 0,
+    0x2E: 1,
+    0x2F: 1,
+    0x30: 0,
+    0x31: 0,
+    0x32: 1,
+    0x33: 1,
+    0x34: 2,
+    0x35: 2,
+    0x36: 2,
+    0x37: 3,
+    0x38: 2,
+    0x39: 3,
+    0x3A: 0,
+    0x3B: 1,
+    0x3C: 0,
+    0x3D: 1,
+    0x3E: 2,
 }
 
 END, ELSE, BLOCK, LOOP, IF = 0x0B, 0x05, 0x02, 0x03, 0x04
-TRY, CATCH, THROW, RETHROW, THROW_REF, DELEGATE, CATCH_ALL, TRY_TABLE = 0x06, 0x07, 0x08, 0x09, 0x0A, 0x18, 0x19, 0x1F
+TRY, CATCH, THROW, RETHROW, THROW_REF, DELEGATE, CATCH_ALL, TRY_TABLE = (
+    0x06,
+    0x07,
+    0x08,
+    0x09,
+    0x0A,
+    0x18,
+    0x19,
+    0x1F,
+)
 RETURN_CALL, RETURN_CALL_INDIRECT, RETURN_CALL_REF = 0x12, 0x13, 0x15
 
 
@@ -105,5 +185,6 @@ def name_of(op: int) -> str:
         return name_of(op & 0xFFFF)
     if op >> 8 == 0xFB:
         from .gc_reader import GC_NAMES
+
         return GC_NAMES.get(op, f"<opcode {op:#x}>")
     return f"<opcode {op:#x}>"

@@ -72,7 +72,21 @@ _FINAL = SubType(True, ())
 # Where each known section may appear: a section must come strictly after the previous one.
 # The data count section (12) sits between element (9) and code (10).
 # The tag section (13, exception handling) sits between memory (5) and global (6).
-_SECTION_ORDER: dict[int, float] = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 5.5, 6: 6, 7: 7, 8: 8, 9: 9, 12: 10, 10: 11, 11: 12}
+_SECTION_ORDER: dict[int, float] = {
+    1: 1,
+    2: 2,
+    3: 3,
+    4: 4,
+    5: 5,
+    13: 5.5,
+    6: 6,
+    7: 7,
+    8: 8,
+    9: 9,
+    12: 10,
+    10: 11,
+    11: 12,
+}
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -80,24 +94,68 @@ _U64 = struct.Struct("<Q")
 
 # --- immediate kinds --------------------------------------------------------------------------
 
-(K_ILLEGAL, K_NONE, K_IDX, K_BLOCK, K_END, K_ELSE, K_I32, K_I64, K_F32, K_F64, K_MEMARG,
- K_BR_TABLE, K_CALL_INDIRECT, K_ZERO, K_REFTYPE, K_SELECT_T, K_PREFIX_FC, K_SIMD, K_PREFIX_FB, K_EXT) = range(20)
+(
+    K_ILLEGAL,
+    K_NONE,
+    K_IDX,
+    K_BLOCK,
+    K_END,
+    K_ELSE,
+    K_I32,
+    K_I64,
+    K_F32,
+    K_F64,
+    K_MEMARG,
+    K_BR_TABLE,
+    K_CALL_INDIRECT,
+    K_ZERO,
+    K_REFTYPE,
+    K_SELECT_T,
+    K_PREFIX_FC,
+    K_SIMD,
+    K_PREFIX_FB,
+    K_EXT,
+) = range(20)
 
 _KIND_CODES = {
-    "none": K_NONE, "label": K_IDX, "func": K_IDX, "local": K_IDX, "global": K_IDX,
-    "table": K_IDX, "elem": K_IDX, "data": K_IDX, "block": K_BLOCK, "i32": K_I32,
-    "i64": K_I64, "f32": K_F32, "f64": K_F64, "memarg": K_MEMARG, "br_table": K_BR_TABLE,
-    "call_indirect": K_CALL_INDIRECT, "memory": K_ZERO, "reftype": K_REFTYPE,
-    "select_t": K_SELECT_T, "type": K_IDX, "tag": K_EXT, "try_table": K_EXT,
+    "none": K_NONE,
+    "label": K_IDX,
+    "func": K_IDX,
+    "local": K_IDX,
+    "global": K_IDX,
+    "table": K_IDX,
+    "elem": K_IDX,
+    "data": K_IDX,
+    "block": K_BLOCK,
+    "i32": K_I32,
+    "i64": K_I64,
+    "f32": K_F32,
+    "f64": K_F64,
+    "memarg": K_MEMARG,
+    "br_table": K_BR_TABLE,
+    "call_indirect": K_CALL_INDIRECT,
+    "memory": K_ZERO,
+    "reftype": K_REFTYPE,
+    "select_t": K_SELECT_T,
+    "type": K_IDX,
+    "tag": K_EXT,
+    "try_table": K_EXT,
 }
 
 
 # Opcodes decoded by ``_decode_ext``: tail calls and exception handling, each gated on its feature.
 _EXT_FEATURE = {
-    0x12: "tail_call", 0x13: "tail_call", 0x15: "tail_call",
-    0x08: "exceptions", 0x0A: "exceptions", 0x1F: "exceptions",
-    0x06: "legacy_exceptions", 0x07: "legacy_exceptions", 0x09: "legacy_exceptions",
-    0x18: "legacy_exceptions", 0x19: "legacy_exceptions",
+    0x12: "tail_call",
+    0x13: "tail_call",
+    0x15: "tail_call",
+    0x08: "exceptions",
+    0x0A: "exceptions",
+    0x1F: "exceptions",
+    0x06: "legacy_exceptions",
+    0x07: "legacy_exceptions",
+    0x09: "legacy_exceptions",
+    0x18: "legacy_exceptions",
+    0x19: "legacy_exceptions",
 }
 
 
@@ -122,6 +180,7 @@ _FC_KINDS: dict[int, str] = {op & 0xFF: kind for op, (_n, kind) in OPCODES.items
 
 
 # --- LEB128 (slow paths; callers inline the one-byte case) ------------------------------------
+
 
 def _uleb(data: bytes, pos: int, bits: int) -> tuple[int, int]:
     """Unsigned LEB128 of at most ``bits`` bits, with the spec's two distinct error texts."""
@@ -173,6 +232,7 @@ def _u32(data: bytes, pos: int) -> tuple[int, int]:
 
 
 # --- instruction sequences ----------------------------------------------------------------------
+
 
 def _valtype_error(b: int, pos: int) -> MalformedModule:
     if b == _V128:
@@ -251,7 +311,9 @@ def _blocktype(data: bytes, pos: int, start: int, features: Features) -> tuple[A
     return x, pos
 
 
-def _decode_ext(op: int, data: bytes, pos: int, start: int, ctl: list[int], features: Features) -> tuple[Instr, int]:
+def _decode_ext(
+    op: int, data: bytes, pos: int, start: int, ctl: list[int], features: Features
+) -> tuple[Instr, int]:
     """One tail-call or exception instruction (``_EXT_FEATURE``), keeping the block nesting in
     ``ctl`` (3 an open ``try``, 4 a ``try`` past its first ``catch``)."""
     feature = _EXT_FEATURE[op]
@@ -497,6 +559,7 @@ def _len32(data: bytes, pos: int) -> tuple[int, int]:
 
 # --- sections -----------------------------------------------------------------------------------
 
+
 class _Decoder:
     """Section-level reading: one cursor over the whole module."""
 
@@ -540,7 +603,7 @@ class _Decoder:
         if start + n > len(self.data):
             raise MalformedModule(EOS, len(self.data))
         self.pos = start + n
-        return self.data[start:start + n]
+        return self.data[start : start + n]
 
     def name(self) -> str:
         start = self.pos
@@ -636,10 +699,18 @@ class _Decoder:
         self.pos = 8
         last = 0.0
         readers = {
-            1: self.type_section, 2: self.import_section, 3: self.function_section,
-            4: self.table_section, 5: self.memory_section, 6: self.global_section,
-            7: self.export_section, 8: self.start_section, 9: self.elem_section,
-            10: self.code_section, 11: self.data_section, 12: self.datacount_section,
+            1: self.type_section,
+            2: self.import_section,
+            3: self.function_section,
+            4: self.table_section,
+            5: self.memory_section,
+            6: self.global_section,
+            7: self.export_section,
+            8: self.start_section,
+            9: self.elem_section,
+            10: self.code_section,
+            11: self.data_section,
+            12: self.datacount_section,
             13: self.tag_section,
         }
         while self.pos < n:
@@ -678,7 +749,7 @@ class _Decoder:
         rest = size - (self.pos - start)
         if rest < 0 or self.pos + rest > len(self.data):
             raise MalformedModule(EOS, len(self.data))
-        payload = self.data[self.pos:self.pos + rest]
+        payload = self.data[self.pos : self.pos + rest]
         self.pos += rest
         self.module.customs.append((name, payload))
         if name == "name":
@@ -866,6 +937,7 @@ class _Decoder:
 
 # --- the "name" custom section ------------------------------------------------------------------
 
+
 def _decode_names(payload: bytes) -> Names:
     """Read the name section; engines ignore a malformed one, so any problem yields no names."""
     try:
@@ -908,6 +980,7 @@ def _name_map(r: _Decoder) -> dict[int, str]:
 
 
 # --- entry point --------------------------------------------------------------------------------
+
 
 def decode_module(data: bytes | bytearray | memoryview, features: Features = WASM3) -> Module:
     """Decode a binary module; raises ``MalformedModule`` (or ``UnsupportedFeature``) only."""

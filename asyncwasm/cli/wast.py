@@ -36,7 +36,8 @@ def wast(scripts: tuple[str, ...], known_failures: str, verbose: bool, features:
     """Run spec test SCRIPTS: `.wast` text, or JSON from wasm-tools json-from-wast or wabt's wast2json.
 
     Prints every failure with its file and line, then `N passed, M failed, K skipped`. Text-format
-    modules inside JSON scripts are skipped (run the `.wast` to cover them). Exits 0 only when every
+    modules inside JSON scripts are read from their `.wat` files with asyncwasm's own text reader.
+    Exits 0 only when every
     failure is listed in the known-failures file.
 
     The 2.0 and 3.0 suites disagree in a few places: run ../spec with `--features 2.0` and the 3.0

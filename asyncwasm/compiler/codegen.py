@@ -79,7 +79,9 @@ def translate_alone(info: ModuleInfo, index: int, body: Code, ftype: FuncType, f
     module_code = compile("\n".join(src) + "\n", filename, "exec")
     found = {c.co_name: c for c in module_code.co_consts if isinstance(c, CodeType)}
     if f"w{index}" in found:
-        return Translated(index, marshal.dumps(found[f"w{index}"]), offs, consts, marshal.dumps(found[f"t{index}"]))
+        return Translated(
+            index, marshal.dumps(found[f"w{index}"]), offs, consts, marshal.dumps(found[f"t{index}"])
+        )
     if f"f{index}" in found:
         return Translated(index, marshal.dumps(found[f"f{index}"]), offs, consts)
     raise AssertionError(f"no code object for f{index}")
@@ -103,8 +105,9 @@ def _refile(code: CodeType, filename: str) -> CodeType:
 class CompiledCode:
     """The code objects of one module's functions, made once and shared by all its instances."""
 
-    def __init__(self, module: Module, name: str, lazy: bool | None = None,
-                 store: FunctionStore | None = None) -> None:
+    def __init__(
+        self, module: Module, name: str, lazy: bool | None = None, store: FunctionStore | None = None
+    ) -> None:
         self.module = module
         self.store = store
         self.n_imported = sum(1 for i in module.imports if i.kind == "func")
@@ -113,9 +116,16 @@ class CompiledCode:
         memory_max = memories[0][1] if memories else 1 << 32
         tables = module.table_types()
         fixed = {k: t.limits.min for k, t in enumerate(tables) if t.limits.max == t.limits.min}
-        self.info = ModuleInfo(module.types, self.func_types, global_cells(module),
-                               canonical_ids(module), memory_max, fixed,
-                               memories or None, [t.address for t in tables])
+        self.info = ModuleInfo(
+            module.types,
+            self.func_types,
+            global_cells(module),
+            canonical_ids(module),
+            memory_max,
+            fixed,
+            memories or None,
+            [t.address for t in tables],
+        )
         self.info.tag_types = [module.types[x].params for x in module.tag_types()]  # compiler/exceptions.py
         self.filename = f"<wasm {name} #{next(_counter)}>"
         self.codes: dict[int, CodeType] = {}
@@ -140,8 +150,9 @@ class CompiledCode:
         tables: dict[int, list[int]] = {}
         consts: dict[int, dict[str, float]] = {}
         for idx in indices:
-            src, offs, fconsts = translate_function(self.info, idx, self.module.codes[idx - self.n_imported],
-                                                    self.func_types[idx])
+            src, offs, fconsts = translate_function(
+                self.info, idx, self.module.codes[idx - self.n_imported], self.func_types[idx]
+            )
             consts[idx] = fconsts
             tables[idx] = offs
             lines.extend(src)
@@ -155,8 +166,15 @@ class CompiledCode:
         if self.store is not None:
             for idx in indices:
                 tail = self.tails.get(idx)
-                self.store.store_function(Translated(idx, marshal.dumps(self.codes[idx]), tables[idx], consts[idx],
-                                                     None if tail is None else marshal.dumps(tail)))
+                self.store.store_function(
+                    Translated(
+                        idx,
+                        marshal.dumps(self.codes[idx]),
+                        tables[idx],
+                        consts[idx],
+                        None if tail is None else marshal.dumps(tail),
+                    )
+                )
 
     def cached(self, idx: int) -> CodeType | None:
         """Function ``idx`` from the persistent store, if it is there (then it is kept as translated)."""
@@ -183,7 +201,7 @@ class CompiledCode:
         todo = [i for i in range(self.n_imported, len(self.func_types)) if i not in self.codes]
         total, done, made = len(todo), 0, 0
         for start in range(0, total, batch):
-            chunk = [i for i in todo[start:start + batch] if i not in self.codes and self.cached(i) is None]
+            chunk = [i for i in todo[start : start + batch] if i not in self.codes and self.cached(i) is None]
             if chunk:
                 with self._lock:
                     chunk = [i for i in chunk if i not in self.codes]
@@ -196,7 +214,10 @@ class CompiledCode:
 
     def wants_worker(self, idx: int) -> bool:
         """Whether function ``idx`` is big enough to be translated in a worker process."""
-        if idx in self.codes or self.module.codes[idx - self.n_imported].instruction_count() <= OFFLOAD_THRESHOLD:
+        if (
+            idx in self.codes
+            or self.module.codes[idx - self.n_imported].instruction_count() <= OFFLOAD_THRESHOLD
+        ):
             return False
         return self.cached(idx) is None
 
@@ -215,7 +236,9 @@ class CompiledCode:
                 self.line_tables[done.index] = done.line_table
                 if done.tail is not None:
                     tail = marshal.loads(done.tail)
-                    self.tails[done.index] = tail if tail.co_filename == self.filename else _refile(tail, self.filename)
+                    self.tails[done.index] = (
+                        tail if tail.co_filename == self.filename else _refile(tail, self.filename)
+                    )
                 self.codes[done.index] = code
                 if self.store is not None:
                     self.store.store_function(done)
@@ -246,8 +269,9 @@ class CompiledCode:
 
     def source_of(self, idx: int) -> str:
         """The Python source of one function (for debugging and curiosity)."""
-        src, _offs, _c = translate_function(self.info, idx, self.module.codes[idx - self.n_imported],
-                                            self.func_types[idx])
+        src, _offs, _c = translate_function(
+            self.info, idx, self.module.codes[idx - self.n_imported], self.func_types[idx]
+        )
         return "\n".join(src)
 
     @property
@@ -255,6 +279,7 @@ class CompiledCode:
         return "\n".join(self.source_of(i) for i in range(self.n_imported, len(self.func_types)))
 
 
-def compile_module(module: Module, name: str = "module", lazy: bool | None = None,
-                   store: FunctionStore | None = None) -> CompiledCode:
+def compile_module(
+    module: Module, name: str = "module", lazy: bool | None = None, store: FunctionStore | None = None
+) -> CompiledCode:
     return CompiledCode(module, name, lazy, store)

@@ -277,7 +277,7 @@ class StructuredTranslator(FunctionTranslator):
             self.materialize_all()
             self.emit(f"{chain.var} = {c.stage}")
         self.close_chunk()
-        if not any(txt for _i, txt, _o in self.segments[-1].lines[chain.leaf_start:]):
+        if not any(txt for _i, txt, _o in self.segments[-1].lines[chain.leaf_start :]):
             self.emit("pass")
         self.enter_stage(chain, c.stage)
         reach = live or c.branched
@@ -327,7 +327,9 @@ class StructuredTranslator(FunctionTranslator):
             c.end_reachable = True
             self.materialize_all()
         mark_line, mark_cost = c.fuel_mark
-        then_cost = (self.chunk_cost if self.chunk_line == mark_line else self.closed_costs[mark_line]) - mark_cost
+        then_cost = (
+            self.chunk_cost if self.chunk_line == mark_line else self.closed_costs[mark_line]
+        ) - mark_cost
         self.close_chunk()
         self.close_block()
         self.open_block("else:")
@@ -379,7 +381,6 @@ class StructuredTranslator(FunctionTranslator):
         if live:
             self.reset_stack(c.height + c.nresults)
 
-
     def render(self, nparams: int) -> tuple[list[str], list[int]]:
         return _render_structured(self, nparams)
 
@@ -392,7 +393,10 @@ def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str]
     offs.append(t.code.offset)
     pre = []
     if t.code.locals:
-        zeros = [{"i32": "0", "i64": "0", "f32": "0.0", "f64": "0.0", "v128": "0"}.get(ty, "None") for ty in t.code.locals]
+        zeros = [
+            {"i32": "0", "i64": "0", "f32": "0.0", "f64": "0.0", "v128": "0"}.get(ty, "None")
+            for ty in t.code.locals
+        ]
         pre.append("; ".join(f"l{nparams + k} = {z}" for k, z in enumerate(zeros)))
     if t.uses_b:
         pre.append("_b = 0")
@@ -424,8 +428,9 @@ def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str]
     return out, offs
 
 
-
-def translate_function(info: object, index: int, code: object, ftype: object) -> tuple[list[str], list[int], dict]:
+def translate_function(
+    info: object, index: int, code: object, ftype: object
+) -> tuple[list[str], list[int], dict]:
     """Python source lines (and the Wasm offset of each) for one function, in the best shape that compiles."""
     try:
         t: FunctionTranslator = StructuredTranslator(info, index, code, ftype)

@@ -36,9 +36,31 @@ from .simd import SIMD_HANDLERS
 
 _MAX_FOLD_DEPTH = 24
 # bytes each load and store opcode touches
-ACCESS_SIZE = {0x28: 4, 0x29: 8, 0x2A: 4, 0x2B: 8, 0x2C: 1, 0x2D: 1, 0x2E: 2, 0x2F: 2, 0x30: 1, 0x31: 1,
-               0x32: 2, 0x33: 2, 0x34: 4, 0x35: 4, 0x36: 4, 0x37: 8, 0x38: 4, 0x39: 8, 0x3A: 1, 0x3B: 2,
-               0x3C: 1, 0x3D: 2, 0x3E: 4}
+ACCESS_SIZE = {
+    0x28: 4,
+    0x29: 8,
+    0x2A: 4,
+    0x2B: 8,
+    0x2C: 1,
+    0x2D: 1,
+    0x2E: 2,
+    0x2F: 2,
+    0x30: 1,
+    0x31: 1,
+    0x32: 2,
+    0x33: 2,
+    0x34: 4,
+    0x35: 4,
+    0x36: 4,
+    0x37: 8,
+    0x38: 4,
+    0x39: 8,
+    0x3A: 1,
+    0x3B: 2,
+    0x3C: 1,
+    0x3D: 2,
+    0x3E: 4,
+}
 CHECK = "if fu <= 0: fu = _refuel(fu)"  # out of fuel when used >= limit (wasmtime's check)
 ENTRY = "if (fu := _fuel - 1) <= 0: fu = _refuel(fu)"  # a call costs one unit, checked at entry
 SAVE = "_fuel = fu"
@@ -95,9 +117,17 @@ class Segment:
 class ModuleInfo:
     """What a function translator needs to know about the rest of the module."""
 
-    def __init__(self, types: list[FuncType], func_types: list[FuncType], global_cells: set[int],
-                 type_ids: list[int], memory_max: int = 1 << 32, fixed_tables: dict[int, int] | None = None,
-                 memories: list[tuple[str, int]] | None = None, table_addrs: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        types: list[FuncType],
+        func_types: list[FuncType],
+        global_cells: set[int],
+        type_ids: list[int],
+        memory_max: int = 1 << 32,
+        fixed_tables: dict[int, int] | None = None,
+        memories: list[tuple[str, int]] | None = None,
+        table_addrs: list[str] | None = None,
+    ) -> None:
         self.types = types
         self.func_types = func_types
         self.global_cells = global_cells  # globals shared through a cell object (``g3.value``)
@@ -539,7 +569,9 @@ class FunctionTranslator:
         targets = [self.ctrls[-1 - d] for d in labels]
         dtarget = self.ctrls[-1 - default]
         all_t = targets + [dtarget]
-        simple = all(t.kind == BLOCK or t.kind == IF for t in all_t) and all(self.moves(t) is None for t in all_t)
+        simple = all(t.kind == BLOCK or t.kind == IF for t in all_t) and all(
+            self.moves(t) is None for t in all_t
+        )
         if simple and labels:
             for t in all_t:
                 t.used = True
@@ -575,13 +607,16 @@ class FunctionTranslator:
         c = self.pop()
         b = self.pop()
         a = self.pop()
-        self.push(f"({a.code} if {c.code} else {b.code})", a.deps | b.deps | c.deps,
-                  max(a.depth, b.depth, c.depth) + 1)
+        self.push(
+            f"({a.code} if {c.code} else {b.code})",
+            a.deps | b.deps | c.deps,
+            max(a.depth, b.depth, c.depth) + 1,
+        )
 
     # -- calls
     def call_args(self, n: int) -> str:
-        args = self.stack[len(self.stack) - n:] if n else []
-        del self.stack[len(self.stack) - n:]
+        args = self.stack[len(self.stack) - n :] if n else []
+        del self.stack[len(self.stack) - n :]
         self.clean = min(self.clean, len(self.stack))
         return ", ".join(a.code for a in args)
 
@@ -777,6 +812,7 @@ class FunctionTranslator:
 def _bind(name: str, helper: str, nargs: int, result: bool, extra: str):
     def handler(t: FunctionTranslator, imm: object, i: int) -> None:
         t.helper_call(helper, nargs, extra.format(imm=imm, a=_first(imm), b=_second(imm)), result)
+
     handler.__name__ = name
     return handler
 
@@ -795,20 +831,35 @@ _END_HOOKS: dict[int, Any] = {}  # the end of constructs other than block/loop/i
 # The flat shape's exception handlers: the dispatch wrapped around the segments (exceptions.py).
 FLAT_HANDLERS: list[Any] = []
 _HANDLERS = {
-    0x00: lambda t, imm, i: t.do_unreachable(imm, i), 0x01: FunctionTranslator.do_nop,
-    BLOCK: lambda t, imm, i: t.do_block(imm, i), LOOP: lambda t, imm, i: t.do_loop(imm, i), IF: lambda t, imm, i: t.do_if(imm, i),
-    ELSE: lambda t, imm, i: t.do_else(t.ctrls[-1]), END: lambda t, imm, i: t.do_end(t.ctrls[-1]),
-    0x0C: lambda t, imm, i: t.do_br(imm, i), 0x0D: lambda t, imm, i: t.do_br_if(imm, i), 0x0E: lambda t, imm, i: t.do_br_table(imm, i),
-    0x0F: lambda t, imm, i: t.do_return(imm, i), 0x10: FunctionTranslator.do_call,
+    0x00: lambda t, imm, i: t.do_unreachable(imm, i),
+    0x01: FunctionTranslator.do_nop,
+    BLOCK: lambda t, imm, i: t.do_block(imm, i),
+    LOOP: lambda t, imm, i: t.do_loop(imm, i),
+    IF: lambda t, imm, i: t.do_if(imm, i),
+    ELSE: lambda t, imm, i: t.do_else(t.ctrls[-1]),
+    END: lambda t, imm, i: t.do_end(t.ctrls[-1]),
+    0x0C: lambda t, imm, i: t.do_br(imm, i),
+    0x0D: lambda t, imm, i: t.do_br_if(imm, i),
+    0x0E: lambda t, imm, i: t.do_br_table(imm, i),
+    0x0F: lambda t, imm, i: t.do_return(imm, i),
+    0x10: FunctionTranslator.do_call,
     0x11: FunctionTranslator.do_call_indirect,
-    0x1A: FunctionTranslator.do_drop, 0x1B: FunctionTranslator.do_select, 0x1C: FunctionTranslator.do_select,
-    0x20: FunctionTranslator.do_local_get, 0x21: FunctionTranslator.do_local_set,
+    0x1A: FunctionTranslator.do_drop,
+    0x1B: FunctionTranslator.do_select,
+    0x1C: FunctionTranslator.do_select,
+    0x20: FunctionTranslator.do_local_get,
+    0x21: FunctionTranslator.do_local_set,
     0x22: FunctionTranslator.do_local_tee,
-    0x23: FunctionTranslator.do_global_get, 0x24: FunctionTranslator.do_global_set,
-    0x41: FunctionTranslator.do_i32_const, 0x42: FunctionTranslator.do_i32_const,
-    0x43: FunctionTranslator.do_f32_const, 0x44: FunctionTranslator.do_f64_const,
-    0x3F: FunctionTranslator.do_memory_size, 0x40: FunctionTranslator.do_memory_grow,
-    0xD0: FunctionTranslator.do_ref_null, 0xD1: FunctionTranslator.do_ref_is_null,
+    0x23: FunctionTranslator.do_global_get,
+    0x24: FunctionTranslator.do_global_set,
+    0x41: FunctionTranslator.do_i32_const,
+    0x42: FunctionTranslator.do_i32_const,
+    0x43: FunctionTranslator.do_f32_const,
+    0x44: FunctionTranslator.do_f64_const,
+    0x3F: FunctionTranslator.do_memory_size,
+    0x40: FunctionTranslator.do_memory_grow,
+    0xD0: FunctionTranslator.do_ref_null,
+    0xD1: FunctionTranslator.do_ref_is_null,
     0xD2: FunctionTranslator.do_ref_func,
     0x25: _bind("table_get", "_tget", 1, True, "T{imm}"),
     0x26: _bind("table_set", "_tset", 2, False, "T{imm}"),
@@ -818,14 +869,21 @@ _HANDLERS = {
     NAMES["table.copy"]: _bind("table_copy", "_tcopy", 3, False, "T{a}, T{b}"),
     NAMES["table.init"]: _bind("table_init", "_tinit", 3, False, "T{b}, _E, {a}"),
     NAMES["elem.drop"]: _bind("elem_drop", "_edrop", 0, False, "_E, {imm}"),
-    NAMES["memory.init"]: lambda t, imm, i: t.helper_call("_minit", 3, f"{memory_name(imm[1])}, _D, {imm[0]}"),
+    NAMES["memory.init"]: lambda t, imm, i: t.helper_call(
+        "_minit", 3, f"{memory_name(imm[1])}, _D, {imm[0]}"
+    ),
     NAMES["data.drop"]: _bind("data_drop", "_ddrop", 0, False, "_D, {imm}"),
     NAMES["memory.copy"]: lambda t, imm, i: t.helper_call(copy_call(*imm)[0], 3, copy_call(*imm)[1]),
     NAMES["memory.fill"]: lambda t, imm, i: t.helper_call("_mfill", 3, memory_name(imm or 0)),
 }
-_BULK = [NAMES[name] for name in ("table.fill", "table.copy", "table.init", "memory.init", "memory.copy", "memory.fill")]
+_BULK = [
+    NAMES[name]
+    for name in ("table.fill", "table.copy", "table.init", "memory.init", "memory.copy", "memory.fill")
+]
 for _op in _BULK:
-    _HANDLERS[_op] = (lambda op, h: lambda t, imm, i: (t.bulk_fuel(op, imm), h(t, imm, i)))(_op, _HANDLERS[_op])
+    _HANDLERS[_op] = (lambda op, h: lambda t, imm, i: (t.bulk_fuel(op, imm), h(t, imm, i)))(
+        _op, _HANDLERS[_op]
+    )
 
 
 def _bulk_out_of_bounds(op: int, imm: Any, a: str, b: str, n: str) -> str:
@@ -905,7 +963,9 @@ def br_table_cases(labels: tuple[int, ...], default: int) -> list[tuple[int, str
     for n, d in enumerate(labels):
         if d != default:
             by_target.setdefault(d, []).append(n)
-    return [(d, f"_i == {ns[0]}" if len(ns) == 1 else f"_i in {frozenset(ns)!r}") for d, ns in by_target.items()]
+    return [
+        (d, f"_i == {ns[0]}" if len(ns) == 1 else f"_i in {frozenset(ns)!r}") for d, ns in by_target.items()
+    ]
 
 
 _CHARGE = re.compile(r"fu -= (\d+)")
@@ -931,7 +991,7 @@ def fuse_fuel(lines: list[tuple[int, str, int]]) -> list[tuple[int, str, int]]:
             if txt.startswith(SAVE) and (txt == SAVE or txt[len(SAVE)] == ";"):
                 # a save is always followed by a call, a return or a raise, and a call by a reload:
                 # the count is dead after it, so the charge before it goes straight to ``_fuel``
-                rest = txt[len(SAVE):]
+                rest = txt[len(SAVE) :]
                 if m := _CHARGE.fullmatch(prev):
                     out[-1] = (ind, f"_fuel = fu - {m.group(1)}{rest}", out[-1][2])
                     continue

@@ -97,7 +97,7 @@ def _unseal(data: bytes) -> bytes | None:
     if len(data) < head or not data.startswith(_MAGIC):
         return None
     payload = data[head:]
-    if hashlib.sha256(payload).digest() != data[len(_MAGIC):head]:
+    if hashlib.sha256(payload).digest() != data[len(_MAGIC) : head]:
         return None
     return payload
 
@@ -105,7 +105,9 @@ def _unseal(data: bytes) -> bytes | None:
 class CodeCache:
     """One cache directory. Create it once and pass it to every ``CompiledModule(cache=...)``."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         """``path`` defaults to ``default_cache_dir()``; ``max_bytes`` bounds the whole cache."""
         self.path = Path(path) if path is not None else default_cache_dir()
         self.max_bytes = max_bytes
@@ -129,7 +131,9 @@ class CodeCache:
             warnings.warn(f"asyncwasm code cache disabled: {self.path} belongs to another user", stacklevel=3)
             return False
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            warnings.warn(f"asyncwasm code cache disabled: {self.path} is writable by other users", stacklevel=3)
+            warnings.warn(
+                f"asyncwasm code cache disabled: {self.path} is writable by other users", stacklevel=3
+            )
             return False
         return True
 
@@ -231,12 +235,14 @@ class CacheEntry:
             return None
         try:
             head_len = int.from_bytes(payload[:8], "little")
-            module: Module = pickle.loads(payload[8:8 + head_len])
-            blobs, counts = marshal.loads(payload[8 + head_len:])
+            module: Module = pickle.loads(payload[8 : 8 + head_len])
+            blobs, counts = marshal.loads(payload[8 + head_len :])
             if not isinstance(module, Module) or not len(blobs) == len(counts) == len(module.codes):
                 raise ValueError("entry does not match its module")
-            module.codes = [_KeptBody(c.locals, c.offset, blob, n)
-                            for c, blob, n in zip(module.codes, blobs, counts, strict=True)]
+            module.codes = [
+                _KeptBody(c.locals, c.offset, blob, n)
+                for c, blob, n in zip(module.codes, blobs, counts, strict=True)
+            ]
         except Exception:  # noqa: BLE001 - anything unreadable is a miss, and the file goes
             _unlink(self.path / "module")
             return None
@@ -292,13 +298,19 @@ class CacheEntry:
             return
         self._known.add(done.index)
         self.functions_stored += 1
-        self._write(f"f{done.index}", pickle.dumps((done.code, done.line_table, done.consts, done.tail),
-                                                   protocol=pickle.HIGHEST_PROTOCOL))
+        self._write(
+            f"f{done.index}",
+            pickle.dumps(
+                (done.code, done.line_table, done.consts, done.tail), protocol=pickle.HIGHEST_PROTOCOL
+            ),
+        )
 
     def cached_functions(self) -> set[int]:
         """The indices of the functions on disk now."""
         try:
-            return {int(p.name[1:]) for p in self.path.iterdir() if p.name[:1] == "f" and p.name[1:].isdigit()}
+            return {
+                int(p.name[1:]) for p in self.path.iterdir() if p.name[:1] == "f" and p.name[1:].isdigit()
+            }
         except OSError:
             return set()
 

@@ -59,27 +59,47 @@ from .values import from_raw, to_raw
 Extern = Func | Table | Memory | Global | Tag
 
 _BASE_GLOBALS: dict[str, Any] = {
-    name: getattr(numeric, name) for name in dir(numeric)
+    name: getattr(numeric, name)
+    for name in dir(numeric)
     if not name.startswith("_") and callable(getattr(numeric, name))
 }
-_BASE_GLOBALS.update({
-    "copysign": math.copysign,
-    "_lu32": struct.Struct("<I").unpack_from, "_lu64": struct.Struct("<Q").unpack_from,
-    "_lu16": struct.Struct("<H").unpack_from, "_ls8": struct.Struct("<b").unpack_from,
-    "_ls16": struct.Struct("<h").unpack_from, "_ls32": struct.Struct("<i").unpack_from,
-    "_lf64": struct.Struct("<d").unpack_from,
-    "_su32": struct.Struct("<I").pack_into, "_su64": struct.Struct("<Q").pack_into,
-    "_su16": struct.Struct("<H").pack_into, "_sf64": struct.Struct("<d").pack_into,
-    "_trap": Trap, "_callee": objects.callee,
-    "_tget": objects.table_get, "_tset": objects.table_set, "_tsize": objects.table_size,
-    "_tgrow": objects.table_grow, "_tfill": objects.table_fill, "_tcopy": objects.table_copy,
-    "_tinit": objects.table_init, "_edrop": objects.elem_drop, "_minit": objects.memory_init,
-    "_ddrop": objects.data_drop, "_mcopy": objects.memory_copy, "_mfill": objects.memory_fill,
-    # exceptions and tail calls (compiler/exceptions.py, compiler/tailcall.py)
-    "_WExc": objects.WasmException, "_throw": objects.throw, "_rethrow": objects.rethrow,
-    "_Tail": objects.TailCall,
-    "_mcopy2": objects.memory_copy2, "_tgrow64": objects.table_grow64,
-})
+_BASE_GLOBALS.update(
+    {
+        "copysign": math.copysign,
+        "_lu32": struct.Struct("<I").unpack_from,
+        "_lu64": struct.Struct("<Q").unpack_from,
+        "_lu16": struct.Struct("<H").unpack_from,
+        "_ls8": struct.Struct("<b").unpack_from,
+        "_ls16": struct.Struct("<h").unpack_from,
+        "_ls32": struct.Struct("<i").unpack_from,
+        "_lf64": struct.Struct("<d").unpack_from,
+        "_su32": struct.Struct("<I").pack_into,
+        "_su64": struct.Struct("<Q").pack_into,
+        "_su16": struct.Struct("<H").pack_into,
+        "_sf64": struct.Struct("<d").pack_into,
+        "_trap": Trap,
+        "_callee": objects.callee,
+        "_tget": objects.table_get,
+        "_tset": objects.table_set,
+        "_tsize": objects.table_size,
+        "_tgrow": objects.table_grow,
+        "_tfill": objects.table_fill,
+        "_tcopy": objects.table_copy,
+        "_tinit": objects.table_init,
+        "_edrop": objects.elem_drop,
+        "_minit": objects.memory_init,
+        "_ddrop": objects.data_drop,
+        "_mcopy": objects.memory_copy,
+        "_mfill": objects.memory_fill,
+        # exceptions and tail calls (compiler/exceptions.py, compiler/tailcall.py)
+        "_WExc": objects.WasmException,
+        "_throw": objects.throw,
+        "_rethrow": objects.rethrow,
+        "_Tail": objects.TailCall,
+        "_mcopy2": objects.memory_copy2,
+        "_tgrow64": objects.table_grow64,
+    }
+)
 _BASE_GLOBALS.update(simd_ops.HELPERS)
 _BASE_GLOBALS.update(gc.HELPERS)
 V128_CONST = SIMD_NAMES["v128.const"]
@@ -91,8 +111,14 @@ _SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
 class CompiledModule:
     """A validated, compiled module: instantiate it as often as you like."""
 
-    def __init__(self, wasm: bytes | str, name: str | None = None, *, features: Features | None = None,
-                 cache: CodeCache | str | PathLike[str] | bool | None = True) -> None:
+    def __init__(
+        self,
+        wasm: bytes | str,
+        name: str | None = None,
+        *,
+        features: Features | None = None,
+        cache: CodeCache | str | PathLike[str] | bool | None = True,
+    ) -> None:
         """Decode, validate and compile ``wasm`` (binary, or text as ``.wat``).
 
         ``features`` chooses the proposals the module may use (default: all of Wasm 3.0; see
@@ -127,14 +153,20 @@ class CompiledModule:
         self._stub_codes: list[CodeType] | None = None  # made on the first instance (_stub_codes)
         cids = canonical_ids(self.module)
         self._cids = cids
-        self._func_tids = [cids[i.desc] for i in self.module.imports if i.kind == "func"] + \
-            [cids[t] for t in self.module.funcs]
+        self._func_tids = [cids[i.desc] for i in self.module.imports if i.kind == "func"] + [
+            cids[t] for t in self.module.funcs
+        ]
         self._cells = global_cells(self.module)
         register_code(self.compiled.filename, self)
 
     @classmethod
-    def from_file(cls, path: str | Path, *, features: Features | None = None,
-                  cache: CodeCache | str | PathLike[str] | bool | None = True) -> CompiledModule:
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        features: Features | None = None,
+        cache: CodeCache | str | PathLike[str] | bool | None = True,
+    ) -> CompiledModule:
         """Compile the module in file ``path`` (``.wasm`` or ``.wat``), named after the file."""
         p = Path(path)
         return cls(p.read_bytes(), name=p.stem, features=features, cache=cache)
@@ -195,8 +227,9 @@ def _is_coroutine_function(fn: Any) -> bool:
 class HostFunc:
     """A Python callable offered as a Wasm import; bound to each importing instance on link."""
 
-    def __init__(self, type: FuncType, fn: Callable[..., Any], access_caller: bool = False,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, type: FuncType, fn: Callable[..., Any], access_caller: bool = False, name: str | None = None
+    ) -> None:
         self.type = type
         self.fn = fn
         self.access_caller = access_caller
@@ -211,8 +244,15 @@ class HostFunc:
         a C stack overflow.
         """
         limit = (store or Store()).max_host_nesting
-        host = host_wrapper(self.fn, self.type.params, self.type.results, is_async=self.is_async,
-                            caller=caller, with_caller=self.access_caller, limit=limit)
+        host = host_wrapper(
+            self.fn,
+            self.type.params,
+            self.type.results,
+            is_async=self.is_async,
+            caller=caller,
+            with_caller=self.access_caller,
+            limit=limit,
+        )
         host.__name__ = self.name or "host"
         return Func(host, self.type, self.name)
 
@@ -258,8 +298,12 @@ class Instance:
         f = self._refs.get(index)
         if f is None:
             fn = self.g[f"f{index}"]
-            f = self._refs[index] = Func(fn, self.module._func_types[index], self.module.func_name(index),
-                                         self.module._func_tids[index])
+            f = self._refs[index] = Func(
+                fn,
+                self.module._func_types[index],
+                self.module.func_name(index),
+                self.module._func_tids[index],
+            )
         return f
 
     def get_func(self, name: str) -> Func:
@@ -324,6 +368,7 @@ def _public_results(ft: FuncType, raw: Any) -> Any:
 
 # ---- linking ------------------------------------------------------------------------------------
 
+
 def _limits_match(have_min: int, have_max: int | None, want_min: int, want_max: int | None) -> bool:
     if have_min < want_min:
         return False
@@ -344,8 +389,11 @@ def _check_import(kind: ExternKind, desc: Any, item: Any, cids: list[int], where
         if have != want and not REGISTRY.is_sub(have, want):
             raise bad
     elif kind == "table":
-        if not isinstance(item, Table) or item.type.elem != canon_valtype(desc.elem, cids) \
-                or item.type.address != desc.address:
+        if (
+            not isinstance(item, Table)
+            or item.type.elem != canon_valtype(desc.elem, cids)
+            or item.type.address != desc.address
+        ):
             raise bad
         if not _limits_match(len(item.elems), item.type.limits.max, desc.limits.min, desc.limits.max):
             raise bad
@@ -377,8 +425,9 @@ class Linker:
         ``module.name``. A ``Func`` is called with the raw convention, no conversion."""
         self._defs[(module, name)] = item
 
-    def define_func(self, module: str, name: str, type: FuncType, fn: Callable[..., Any], *,
-                    access_caller: bool = False) -> None:
+    def define_func(
+        self, module: str, name: str, type: FuncType, fn: Callable[..., Any], *, access_caller: bool = False
+    ) -> None:
         """Offer ``fn`` (plain or ``async def``) as the import ``module.name`` of type ``type``."""
         self._defs[(module, name)] = HostFunc(type, fn, access_caller, name)
 
@@ -410,8 +459,9 @@ class Linker:
             out.append(item)
         return out
 
-    async def instantiate(self, module: CompiledModule, store: Store | None = None, *,
-                          snapshot: Snapshot | None = None) -> Instance:
+    async def instantiate(
+        self, module: CompiledModule, store: Store | None = None, *, snapshot: Snapshot | None = None
+    ) -> Instance:
         """Make an instance of ``module`` in ``store`` (a fresh one if None), linked to this linker's
         definitions, and run its start function. The set-up takes a turn of the CPU token, as guest code
         does, so thousands of instantiations at once share the loop with everyone else.
@@ -432,8 +482,13 @@ class Linker:
             inst.call_raw_sync(start, [])
         return inst
 
-    def _build(self, module: CompiledModule, store: Store | None, stats: RunStats | None = None,
-               snapshot: Snapshot | None = None) -> tuple[Instance, Func | None]:
+    def _build(
+        self,
+        module: CompiledModule,
+        store: Store | None,
+        stats: RunStats | None = None,
+        snapshot: Snapshot | None = None,
+    ) -> tuple[Instance, Func | None]:
         store = store or Store()
         resolved = self.resolve(module)
         inst = Instance(module, store, stats)
@@ -452,8 +507,12 @@ class Linker:
 _M32, _M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
 # extended-const: i32/i64 add, sub and mul, on unsigned canonical ints
 _EXTENDED_CONST: dict[int, Callable[[int, int], int]] = {
-    0x6A: lambda a, b: (a + b) & _M32, 0x6B: lambda a, b: (a - b) & _M32, 0x6C: lambda a, b: (a * b) & _M32,
-    0x7C: lambda a, b: (a + b) & _M64, 0x7D: lambda a, b: (a - b) & _M64, 0x7E: lambda a, b: (a * b) & _M64,
+    0x6A: lambda a, b: (a + b) & _M32,
+    0x6B: lambda a, b: (a - b) & _M32,
+    0x6C: lambda a, b: (a * b) & _M32,
+    0x7C: lambda a, b: (a + b) & _M64,
+    0x7D: lambda a, b: (a - b) & _M64,
+    0x7E: lambda a, b: (a * b) & _M64,
 }
 
 
@@ -557,7 +616,11 @@ def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> F
     table_inits: list[tuple[Table, list[Instr]]] = []
     for imp, item in zip(m.imports, resolved, strict=True):
         if imp.kind == "func":
-            f = item.bind(caller if item.access_caller else None, store) if isinstance(item, HostFunc) else item
+            f = (
+                item.bind(caller if item.access_caller else None, store)
+                if isinstance(item, HostFunc)
+                else item
+            )
             g[f"f{nf}"] = f.fn
             inst._refs[nf] = f
             nf += 1
@@ -667,7 +730,9 @@ def host_memory(min_pages: int, max_pages: int | None = None, address: str = "i3
     return Memory(MemoryType(Limits(min_pages, max_pages), address))
 
 
-def host_table(elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None, address: str = "i32") -> Table:
+def host_table(
+    elem: str = FUNCREF, min_size: int = 0, max_size: int | None = None, address: str = "i32"
+) -> Table:
     """A table made by the host, to offer as an import (``address="i64"``: a 64-bit table)."""
     return Table(TableType(elem, Limits(min_size, max_size), address))
 
@@ -677,4 +742,13 @@ def host_global(valtype: str, value: Any, mutable: bool = False) -> Global:
     return Global(GlobalType(valtype, mutable), to_raw(valtype, value))
 
 
-__all__ = ["CompiledModule", "Instance", "Linker", "Caller", "HostFunc", "host_memory", "host_table", "host_global"]
+__all__ = [
+    "CompiledModule",
+    "Instance",
+    "Linker",
+    "Caller",
+    "HostFunc",
+    "host_memory",
+    "host_table",
+    "host_global",
+]

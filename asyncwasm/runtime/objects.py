@@ -62,8 +62,9 @@ class Table:
 
     __slots__ = ("elems", "type", "max", "budget")
 
-    def __init__(self, type: TableType, init: Any = None, limit: int | None = None,
-                 budget: ElementBudget | None = None) -> None:
+    def __init__(
+        self, type: TableType, init: Any = None, limit: int | None = None, budget: ElementBudget | None = None
+    ) -> None:
         self.type = type
         cap = MAX_TABLE_ELEMENTS if type.limits.max is None else min(type.limits.max, MAX_TABLE_ELEMENTS)
         if limit is not None:
@@ -73,8 +74,10 @@ class Table:
         if type.limits.min > cap:
             raise Trap(f"table of {type.limits.min} elements exceeds the limit of {cap} elements")
         if budget is not None and not budget.take(type.limits.min):
-            raise Trap(f"table of {type.limits.min} elements exceeds the store's budget of "
-                       f"{budget.total} table elements ({budget.remaining} left)")
+            raise Trap(
+                f"table of {type.limits.min} elements exceeds the store's budget of "
+                f"{budget.total} table elements ({budget.remaining} left)"
+            )
         self.elems: list[Any] = [init] * type.limits.min
 
     @property
@@ -104,6 +107,7 @@ class Global:
 
 
 # ---- helpers the compiled code calls ------------------------------------------------------------
+
 
 def callee(table: Table, i: int, tid: int) -> Any:
     """call_indirect: the function at ``i``, after the bounds, null and signature checks."""
@@ -156,20 +160,20 @@ def check_memory_range(mem: bytearray, d: int, n: int) -> None:
 def table_fill(t: Table, i: int, v: Any, n: int) -> None:
     if i + n > len(t.elems):
         raise Trap(TABLE_OOB)
-    t.elems[i:i + n] = [v] * n
+    t.elems[i : i + n] = [v] * n
 
 
 def table_copy(dst: Table, src: Table, d: int, s: int, n: int) -> None:
     if s + n > len(src.elems) or d + n > len(dst.elems):
         raise Trap(TABLE_OOB)
-    dst.elems[d:d + n] = src.elems[s:s + n]
+    dst.elems[d : d + n] = src.elems[s : s + n]
 
 
 def table_init(t: Table, segs: list[list[Any]], seg: int, d: int, s: int, n: int) -> None:
     elems = segs[seg]
     if s + n > len(elems) or d + n > len(t.elems):
         raise Trap(TABLE_OOB)
-    t.elems[d:d + n] = elems[s:s + n]
+    t.elems[d : d + n] = elems[s : s + n]
 
 
 def elem_drop(segs: list[list[Any]], seg: int) -> None:
@@ -180,7 +184,7 @@ def memory_init(mem: bytearray, datas: list[bytes], seg: int, d: int, s: int, n:
     data = datas[seg]
     if s + n > len(data) or d + n > len(mem):
         raise Trap(MEMORY_OOB)
-    mem[d:d + n] = data[s:s + n]
+    mem[d : d + n] = data[s : s + n]
 
 
 def data_drop(datas: list[bytes], seg: int) -> None:
@@ -190,23 +194,24 @@ def data_drop(datas: list[bytes], seg: int) -> None:
 def memory_copy(mem: bytearray, d: int, s: int, n: int) -> None:
     if s + n > len(mem) or d + n > len(mem):
         raise Trap(MEMORY_OOB)
-    mem[d:d + n] = mem[s:s + n]
+    mem[d : d + n] = mem[s : s + n]
 
 
 def memory_copy2(dst: bytearray, src: bytearray, d: int, s: int, n: int) -> None:
     """memory.copy between two different memories (multi-memory)."""
     if s + n > len(src) or d + n > len(dst):
         raise Trap(MEMORY_OOB)
-    dst[d:d + n] = src[s:s + n]
+    dst[d : d + n] = src[s : s + n]
 
 
 def memory_fill(mem: bytearray, d: int, v: int, n: int) -> None:
     if d + n > len(mem):
         raise Trap(MEMORY_OOB)
-    mem[d:d + n] = bytes((v & 0xFF,)) * n
+    mem[d : d + n] = bytes((v & 0xFF,)) * n
 
 
 # ---- exception handling -------------------------------------------------------------------------
+
 
 class Tag:
     """An exception tag: what ``throw`` names and ``catch`` matches, by identity.
@@ -266,7 +271,9 @@ class WasmException(WasmError):
         name = self.tag.name or f"tag {self.tag.type}"
         text = f"uncaught wasm exception ({name}) with payload {list(self.payload)}"
         if self.frames:
-            text += "\nwasm backtrace:\n" + "\n".join(f"  {i:>3}: {f.describe()}" for i, f in enumerate(self.frames))
+            text += "\nwasm backtrace:\n" + "\n".join(
+                f"  {i:>3}: {f.describe()}" for i, f in enumerate(self.frames)
+            )
         return text
 
 
@@ -285,6 +292,7 @@ def rethrow(exn: WasmException | None) -> WasmException:
 
 # ---- tail calls ---------------------------------------------------------------------------------
 
+
 class TailCall:
     """What the body of a function with tail calls returns for ``return_call``: the callee and its
     arguments, for the trampoline of the nearest ordinary caller to call (see compiler/tailcall.py)."""
@@ -294,4 +302,3 @@ class TailCall:
     def __init__(self, fn: Any, args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
-
