@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from wat import wat
 
 from asyncwasm import CodeCache, CompiledModule, Features, Store, Trap
 from asyncwasm.compiler.codegen import LAZY_THRESHOLD
-from tests.wat import wat
 
 N_FUNCS = 60  # 60 functions of ~100 instructions: lazily translated, so cached
 
