@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -241,7 +242,7 @@ async def run_guest(
             slice_end = time.perf_counter() + store.slice_seconds
     except BaseException as exc:
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-        where = ([], 0)
+        where: tuple[list[Any], int] = ([], 0)
         if cancelled and on_abort is not None:  # where the guest was: suspended, or unwound by the cancel
             where = suspended_frames(g.gr_frame) if g and not g.dead else wasm_frames(exc.__traceback__)
         if g and not g.dead:  # cancelled between turns: unwind the guest's frames now
@@ -275,7 +276,7 @@ def _kill(g: greenlet) -> None:
 def run_guest_sync(fn: Callable[..., Any], args: tuple[Any, ...], store: Store) -> Any:
     """Run guest code to completion without an event loop (no async host functions allowed)."""
     depth = 0
-    f = sys._getframe()
+    f: FrameType | None = sys._getframe()
     while f is not None:
         depth += 1
         f = f.f_back

@@ -1,4 +1,4 @@
-"""The code is ruff-clean and ruff-formatted (the configuration is pyproject.toml's)."""
+"""The code is ruff-clean, ruff-formatted and mypy-clean (the configuration is pyproject.toml's)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ def test_ruff_check_passes() -> None:
 def test_ruff_format_leaves_every_file_as_it_is() -> None:
     done = _ruff("format", "--check")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_mypy_reports_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "asyncwasm", "wasi_async"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

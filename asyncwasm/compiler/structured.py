@@ -9,6 +9,8 @@ nested loops, 100 indentation levels) the flat translator takes the function ins
 
 from __future__ import annotations
 
+from typing import cast
+
 from ..binary.opcodes import IF, LOOP
 from . import exceptions, tailcall
 from .translate import CHECK, GROUP, Ctrl, FunctionTranslator, Segment, br_table_plan, fuse_fuel
@@ -161,7 +163,7 @@ class StructuredTranslator(FunctionTranslator):
 
     def open_chunk(self, reload: bool = False) -> None:
         super().open_chunk(reload)
-        self.refunds: list[tuple[int, int]] = []
+        self.refunds = []
 
     def close_chunk(self) -> None:
         if self.chunk_line >= 0:
@@ -174,7 +176,7 @@ class StructuredTranslator(FunctionTranslator):
         super().close_chunk()
 
     def do_br_table(self, imm: object, i: int) -> None:
-        labels, default = imm  # type: ignore[misc]
+        labels, default = cast("tuple[tuple[int, ...], int]", imm)
         idx = self.pop()
         self.materialize_all()
         targets = [self.ctrls[-1 - d] for d in (*labels, default)]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..binary.module import F32, F64, I32, I64, V128, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
@@ -366,7 +366,7 @@ class FunctionTranslator:
             return 0, 0
         if isinstance(bt, str):
             return 0, 1
-        ft = self.info.types[bt]
+        ft = self.info.types[cast(int, bt)]
         return len(ft.params), len(ft.results)
 
     def prescan(self) -> None:
@@ -563,7 +563,7 @@ class FunctionTranslator:
         self.start_segment(nxt)
 
     def do_br_table(self, imm: object, i: int) -> None:
-        labels, default = imm  # type: ignore[misc]
+        labels, default = cast("tuple[tuple[int, ...], int]", imm)
         idx = self.pop()
         self.materialize_all()
         targets = [self.ctrls[-1 - d] for d in labels]
@@ -643,10 +643,10 @@ class FunctionTranslator:
         self.open_chunk(reload=True)
 
     def do_call(self, imm: object, i: int) -> None:
-        self.emit_call(f"f{imm}", self.info.func_types[imm])  # type: ignore[index]
+        self.emit_call(f"f{imm}", self.info.func_types[cast(int, imm)])
 
     def do_call_indirect(self, imm: object, i: int) -> None:
-        typeidx, table = imm  # type: ignore[misc]
+        typeidx, table = cast("tuple[int, int]", imm)
         idx = self.pop()
         self.push_slot_value(idx.code)
         slot = self.pop()
@@ -781,10 +781,10 @@ class FunctionTranslator:
             return
         for pos in range(len(self.stack) - 3, len(self.stack)):
             self.materialize(pos)  # each operand is used twice below
-        a, b, n = (e.code for e in self.stack[-3:])
+        a, b, count = (e.code for e in self.stack[-3:])
         self.close_chunk()
-        self.emit(f"if {_bulk_out_of_bounds(op, imm, a, b, n)}: raise _trap({_bulk_trap(op)!r})")
-        self.emit(f"fu -= {n}")
+        self.emit(f"if {_bulk_out_of_bounds(op, imm, a, b, count)}: raise _trap({_bulk_trap(op)!r})")
+        self.emit(f"fu -= {count}")
         self.emit(CHECK)
         self.open_chunk()
 

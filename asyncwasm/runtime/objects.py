@@ -7,6 +7,7 @@ value, several are a tuple.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 from typing import Any
 
@@ -152,7 +153,7 @@ def check_table_range(t: Table, i: int, n: int) -> None:
         raise Trap(TABLE_OOB)
 
 
-def check_memory_range(mem: bytearray, d: int, n: int) -> None:
+def check_memory_range(mem: bytearray | mmap.mmap, d: int, n: int) -> None:
     if d + n > len(mem):
         raise Trap(MEMORY_OOB)
 
@@ -180,7 +181,7 @@ def elem_drop(segs: list[list[Any]], seg: int) -> None:
     segs[seg] = []
 
 
-def memory_init(mem: bytearray, datas: list[bytes], seg: int, d: int, s: int, n: int) -> None:
+def memory_init(mem: bytearray | mmap.mmap, datas: list[bytes], seg: int, d: int, s: int, n: int) -> None:
     data = datas[seg]
     if s + n > len(data) or d + n > len(mem):
         raise Trap(MEMORY_OOB)
