@@ -50,7 +50,7 @@ def decode_simd(
             raise IndexError(pos)
         imm = tuple(data[pos : pos + 16])
         pos += 16
-    else:  # v128
+    else:  # "v128"
         if pos + 16 > len(data):
             raise IndexError(pos)
         imm = int.from_bytes(data[pos : pos + 16], "little")

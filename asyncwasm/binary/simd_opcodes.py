@@ -77,7 +77,7 @@ for _sub, _word in enumerate(_TABLE.split()):
         continue
     _name, _, _kind = _word.partition(":")
     _op = SIMD_BASE + _sub
-    _base = _kind.rstrip("0123456789")
+    _base = _kind.rstrip("0123456789") if _kind.startswith(("memarg", "lanemem", "lane")) else _kind
     _width = int(_kind[len(_base) :]) if _base != _kind else 0
     if _base in ("memarg", "lanemem"):
         SIMD_ACCESS[_op] = _width
