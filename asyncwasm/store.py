@@ -14,8 +14,7 @@ from typing import Any
 
 from .cpu import DEFAULT_SLICE
 from .errors import FuelExhausted
-from .runtime.memory import PageBudget
-from .runtime.objects import ElementBudget
+from .runtime.budget import Budget
 from .scheduler import end_slice_if_due
 
 DEFAULT_MAX_DEPTH = 200_000
@@ -67,11 +66,9 @@ class Store:
         self.max_host_nesting = max_host_nesting
         self.slice_seconds = slice_seconds
         self.max_memory_pages = max_memory_pages
-        self.memory_budget = PageBudget(
-            DEFAULT_MEMORY_PAGES if max_memory_pages is None else max_memory_pages
-        )
+        self.memory_budget = Budget(DEFAULT_MEMORY_PAGES if max_memory_pages is None else max_memory_pages)
         self.max_table_elements = max_table_elements
-        self.table_budget = ElementBudget(max_table_elements_total)
+        self.table_budget = Budget(max_table_elements_total)
         self.timeout = timeout
         self.weight = weight
         self._globals: list[dict[str, Any]] = []

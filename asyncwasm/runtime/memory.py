@@ -17,6 +17,7 @@ import struct
 
 from ..binary.module import I64, Limits, MemoryType
 from ..errors import MEMORY_OOB, Trap
+from .budget import Budget
 
 PAGE_SIZE = 65536
 MAX_PAGES = 65536  # 4 GiB, the wasm32 limit
@@ -30,31 +31,6 @@ _U64 = struct.Struct("<Q")
 OOB = MEMORY_OOB
 
 
-class PageBudget:
-    """The 64 KiB pages a store's memories may still have, all together.
-
-    A per-memory cap alone lets a module declare many memories (multi-memory) and grow each to the
-    cap, or a 64-bit memory far past 4 GiB; the store as a whole is what must be bounded.
-    """
-
-    __slots__ = ("remaining", "total")
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.remaining = total
-
-    def take(self, n: int) -> bool:
-        """Reserve ``n`` pages; False (and nothing reserved) when that would pass the budget."""
-        if n > self.remaining:
-            return False
-        self.remaining -= n
-        return True
-
-    def give(self, n: int) -> None:
-        """Return ``n`` reserved pages that were not used after all."""
-        self.remaining += n
-
-
 class Memory:
     """One linear memory; ``limit_pages`` is the embedder's cap on top of the module's own maximum,
     and every page is charged to ``budget`` (the owning store's, for all its memories)."""
@@ -62,7 +38,7 @@ class Memory:
     __slots__ = ("data", "type", "max_pages", "budget", "__weakref__")
 
     def __init__(
-        self, type: MemoryType, limit_pages: int | None = None, budget: PageBudget | None = None
+        self, type: MemoryType, limit_pages: int | None = None, budget: Budget | None = None
     ) -> None:
         self.type = type
         spec_max = MAX_PAGES64 if type.address == I64 else MAX_PAGES

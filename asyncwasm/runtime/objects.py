@@ -15,6 +15,7 @@ from ..binary.module import FuncType, GlobalType, TableType
 from ..binary.types import REGISTRY
 from ..compiler.codegen import canonical_type_id
 from ..errors import MEMORY_OOB, TABLE_OOB, Frame, Trap, WasmError
+from .budget import Budget
 from .values import from_raw, to_raw
 
 MAX_TABLE_ELEMENTS = 10_000_000
@@ -35,36 +36,15 @@ class Func:
         return f"<Func {self.name or '?'} {self.type}>"
 
 
-class ElementBudget:
-    """The table elements a store's tables may still hold, all together.
-
-    A per-table cap alone lets a module declare a hundred tables and grow each to the cap; every
-    element is a pointer in a Python list, so the store as a whole is what must be bounded.
-    """
-
-    __slots__ = ("remaining", "total")
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.remaining = total
-
-    def take(self, n: int) -> bool:
-        """Reserve ``n`` elements; False (and nothing reserved) when that would pass the budget."""
-        if n > self.remaining:
-            return False
-        self.remaining -= n
-        return True
-
-
 class Table:
     """A table of references. Its size is capped at ``MAX_TABLE_ELEMENTS`` (and the embedder's
-    limit), and every element is charged to the owning store's ``ElementBudget``: a table is a
+    limit), and every element is charged to the owning store's element ``Budget``: a table is a
     Python list, and a guest must not be able to ask for gigabytes of it."""
 
     __slots__ = ("elems", "type", "max", "budget")
 
     def __init__(
-        self, type: TableType, init: Any = None, limit: int | None = None, budget: ElementBudget | None = None
+        self, type: TableType, init: Any = None, limit: int | None = None, budget: Budget | None = None
     ) -> None:
         self.type = type
         cap = MAX_TABLE_ELEMENTS if type.limits.max is None else min(type.limits.max, MAX_TABLE_ELEMENTS)
