@@ -15,6 +15,7 @@ import time
 
 import anyio
 import pytest
+from test_limits_and_fairness import ECHO, SPIN  # the same guests as the fairness tests
 from wat import wat
 
 import asyncwasm
@@ -24,33 +25,6 @@ from wasi_async import run_command
 from wasi_async._compat import cancel
 
 pytestmark = pytest.mark.anyio
-
-SPIN = """
-(module
-  (global $count (export "count") (mut i64) (i64.const 0))
-  (func (export "spin") (param $n i64) (local $x i32) (local $i i64)
-    (loop $l
-      (local.set $x (i32.add (i32.mul (local.get $x) (i32.const 1664525)) (i32.const 1013904223)))
-      (global.set $count (local.tee $i (i64.add (local.get $i) (i64.const 1))))
-      (br_if $l (i64.ne (local.get $i) (local.get $n))))))
-"""
-
-ECHO = """
-(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "_start") (local $n i32)
-    (loop $l
-      (i32.store (i32.const 0) (i32.const 1024))
-      (i32.store (i32.const 4) (i32.const 4096))
-      (if (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)) (then (return)))
-      (local.set $n (i32.load (i32.const 8)))
-      (if (i32.eqz (local.get $n)) (then (return)))
-      (i32.store (i32.const 4) (local.get $n))
-      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
-      (br $l))))
-"""
 
 
 async def _grants(
