@@ -573,14 +573,38 @@ def _stub_codes(module: CompiledModule) -> list[CodeType]:
     stubs = module._stub_codes  # noqa: SLF001
     if stubs is None:
         cc = module.compiled
-        lines = []
-        for idx in range(cc.n_imported, len(cc.func_types)):
-            params = ", ".join(f"a{k}" for k in range(len(cc.func_types[idx].params)))
-            lines.append(f"def f{idx}({params}):\n    return _resolve({idx})({params})\n")
-        top = compile("".join(lines), f"<asyncwasm lazy stubs of {module.name}>", "exec")
-        by_name = {c.co_name: c for c in top.co_consts if isinstance(c, CodeType)}
-        stubs = module._stub_codes = [by_name[f"f{idx}"] for idx in range(cc.n_imported, len(cc.func_types))]
+        stubs = module._stub_codes = [
+            _stub_code(idx, len(cc.func_types[idx].params))
+            for idx in range(cc.n_imported, len(cc.func_types))
+        ]
     return stubs
+
+
+_STUB_INDEX = -0x57AB  # the function index in a stub template, replaced per function
+_STUB_TEMPLATES: dict[int, CodeType] = {}
+
+
+def _stub_code(idx: int, nparams: int) -> CodeType:
+    """Function ``idx``'s stub: the template of its arity with its index put in."""
+    template = _stub_template(nparams)
+    consts = tuple(idx if type(c) is int and c == _STUB_INDEX else c for c in template.co_consts)
+    return template.replace(co_consts=consts, co_name=f"f{idx}", co_qualname=f"f{idx}")
+
+
+def _stub_template(nparams: int) -> CodeType:
+    """The stub of a function of ``nparams`` parameters, compiled once per arity: each function's stub
+    is this code object with its index put in (``CodeType.replace``), so a module of a million
+    functions costs no compiling."""
+    code = _STUB_TEMPLATES.get(nparams)
+    if code is None:
+        params = ", ".join(f"a{k}" for k in range(nparams))
+        top = compile(
+            f"def stub({params}):\n    return _resolve({_STUB_INDEX})({params})\n",
+            "<asyncwasm lazy stub>",
+            "exec",
+        )
+        code = _STUB_TEMPLATES[nparams] = next(c for c in top.co_consts if isinstance(c, CodeType))
+    return code
 
 
 def _resolve_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., Any]:
