@@ -61,3 +61,14 @@ def test_a_v128_result_prints_as_hex(tmp_path: Path) -> None:
     path.write_text('(module (func (export "f") (result v128) v128.const i32x4 1 2 3 4))')
     done = _cli("run", "--invoke", "f", str(path))
     assert done.returncode == 0 and done.stdout.strip() == "0x00000004000000030000000200000001", done.stderr
+
+
+def test_compile_into_a_cache_others_can_write_is_an_error(tmp_path: Path) -> None:
+    module, cache = _big(tmp_path), tmp_path / "open"
+    cache.mkdir()
+    cache.chmod(0o777)
+    done = _cli("compile", "--cache-dir", str(cache), str(module))
+    assert (
+        done.returncode == 1 and "cannot be used" in done.stderr and "writable by other users" in done.stderr
+    )
+    assert not any(cache.iterdir())

@@ -55,10 +55,9 @@ def compile_command(module: str, cache_dir: str | None, features: Features, prog
     except WasmError as exc:
         fail(f"{module}: {exc}")
     if cm.cache_entry is None:
-        click.echo(
-            f"{module}: not cached (too small to be worth it, or the cache at {cache.path} is unusable)",
-            err=True,
-        )
+        if not cache.usable():
+            fail(f"the code cache at {cache.path} cannot be used (see the warning above)")
+        click.echo(f"{module}: not cached: a module this small compiles faster than it reads back", err=True)
         return
     show = sys.stderr.isatty() if progress is None else progress
     total = len(cm.module.codes)
