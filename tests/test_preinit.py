@@ -5,6 +5,7 @@ initialise-then-``_start`` does on the original."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -372,3 +373,97 @@ def test_data_pieces_are_joined_past_the_segment_limit() -> None:
     for addr, piece in pieces:
         joined += bytes(addr - len(joined)) + piece
     assert bytes(blob).rstrip(b"\0") == joined
+
+
+TYPED = """
+(module
+  (type $v (func (result i32)))
+  (memory $m0 1)
+  (memory $m1 i64 1 10)
+  (table $t 2 (ref $v) (ref.func $one))
+  (table $u i64 3 (ref null $v))
+  (func $one (type $v) (i32.const 1))
+  (func $two (type $v) (i32.const 2))
+  (elem declare func $two)
+  (func (export "wizer.initialize")
+    (i32.store $m0 (i32.const 8) (i32.const 0x11223344))
+    (drop (memory.grow $m1 (i64.const 2)))
+    (i64.store $m1 (i64.const 131072) (i64.const -1))
+    (table.set $t (i32.const 1) (ref.func $two))
+    (table.set $u (i64.const 2) (ref.func $two)))
+  (func (export "a") (result i32) (i32.load $m0 (i32.const 8)))
+  (func (export "b") (result i64) (i64.load $m1 (i64.const 131072)))
+  (func (export "size") (result i64) (memory.size $m1))
+  (func (export "t") (param i32) (result i32) (call_ref $v (table.get $t (local.get 0))))
+  (func (export "u") (param i64) (result i32) (call_ref $v (ref.as_non_null (table.get $u (local.get 0))))))
+"""
+
+
+@pytest.mark.anyio
+async def test_several_memories_64_bit_ones_and_typed_tables_with_initialisers() -> None:
+    out = await _preinit(TYPED)
+    wasm_tools_validate_bytes(out)
+    calls = (("a", ()), ("b", ()), ("size", ()), ("t", (0,)), ("t", (1,)), ("u", (2,)))
+    want = [0x11223344, -1, 3, 1, 2, 2]
+    inst = await Linker().instantiate(Module(out))
+    assert [await inst.call(name, *args) for name, args in calls] == want
+    config = wasmtime.Config()
+    config.wasm_memory64 = config.wasm_multi_memory = config.wasm_function_references = True
+    config.wasm_gc = True
+    engine = wasmtime.Engine(config)
+    store = wasmtime.Store(engine)
+    w = wasmtime.Instance(store, wasmtime.Module(engine, out), []).exports(store)
+    assert [w[name](store, *args) for name, args in calls] == want  # type: ignore[operator]
+
+
+C_GUEST = r"""
+#include <stdio.h>
+#include <stdlib.h>
+
+static int *squares;
+static int count;
+static char greeting[64];
+static int runs;
+
+__attribute__((export_name("wizer.initialize"))) void init(void) {
+    count = 1000;
+    squares = malloc(count * sizeof(int));
+    for (int i = 0; i < count; i++) squares[i] = i * i;
+    const char *lang = getenv("LANG");
+    snprintf(greeting, sizeof greeting, "hello, %s", lang ? lang : "nobody");
+    printf("initialised %d squares\n", count);
+    fflush(stdout);
+}
+
+int main(void) {
+    long sum = 0;
+    if (squares) for (int i = 0; i < count; i++) sum += squares[i];
+    runs++;
+    printf("%s: sum %ld, run %d\n", greeting, sum, runs);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang with the wasm32-wasi target")
+def test_a_c_program_built_with_wasi_libc(tmp_path: Path) -> None:
+    """A real toolchain's module (wasi-libc: a heap, a stack pointer global, constructors): the heap
+    built by the initialiser and the environment it read are there when main runs."""
+    source = tmp_path / "squares.c"
+    source.write_text(C_GUEST)
+    wasm = tmp_path / "squares.wasm"
+    built = subprocess.run(
+        ["clang", "--target=wasm32-wasi", "-O2", "-o", str(wasm), str(source)], capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+    line = b"hello, C: sum 332833500, run 1\n"
+    original = wasmtime_run(
+        tmp_path, wasm.read_bytes(), calls=("wizer.initialize", "_start"), env={"LANG": "C"}
+    )
+    assert original == b"initialised 1000 squares\n" + line
+    out, done = snapshot_cli(wasm, "--env", "LANG=C")
+    assert done.returncode == 0 and done.stdout == "initialised 1000 squares\n", done.stderr
+    ours = cli(str(out))
+    assert (ours.returncode, ours.stdout.encode()) == (0, line), ours.stderr
+    assert wasmtime_run(tmp_path, out.read_bytes()) == line
+    wasm_tools_validate(out)
