@@ -243,6 +243,14 @@ def test_init_from_the_command_line(tmp_path: Path) -> None:
         and "--init nope" in missing.stderr
         and "exports no such function" in missing.stderr
     )
+    typed = guest_file(
+        tmp_path, '(module (func (export "_start")) (func (export "i") (param i32)))', "p.wasm"
+    )
+    wrong = subprocess.run([*run, "i", str(typed)], capture_output=True, text=True, env=env, timeout=30)
+    assert (
+        wrong.returncode == 2
+        and "must take no arguments and return nothing; it is [i32] -> []" in wrong.stderr
+    )
     trapping = guest_file(
         tmp_path, '(module (func (export "_start")) (func (export "i") unreachable))', "t.wasm"
     )

@@ -270,12 +270,18 @@ def serve_stdin(
 
 def initialised(module: CompiledModule, options: ServeOptions, init: str, backend: str) -> Snapshot:
     """The snapshot every connection starts from (``serve.connection.initialise``), taken once in
-    this process so that the workers inherit it; a failure is one ``error:`` line and status 1."""
+        this process so that the workers inherit it. An export that is missing or of the wrong type is a
+    usage error (status 2); a failure while it runs is one ``error:`` line and status 1."""
     f = next((e for e in module.module.exports if e.name == init and e.kind == "func"), None)
     if f is None:
         funcs = ", ".join(n for n, k in module.exports if k == "func")
         raise click.UsageError(
             f"--init {init}: {options.module_path} exports no such function (exports: {funcs})"
+        )
+    ft = module.module.func_types()[f.index]
+    if ft.params or ft.results:
+        raise click.UsageError(
+            f"--init {init}: the initialiser must take no arguments and return nothing; it is {ft}"
         )
     argv = [os.path.basename(options.module_path), *options.args]
     preopens = [Preopen(host=h, guest=g) for h, g in options.preopens]
