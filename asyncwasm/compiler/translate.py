@@ -15,7 +15,9 @@ Fuel is counted as wasmtime counts it (``Store.make_refuel`` is the runtime's si
 its count in the local ``fu``, charged once per straight-line chunk, checked (``fu <= 0``) at entry,
 at every loop head and at big bulk operations, and saved to the instance's ``_fuel`` only where
 wasmtime saves it: before a call, at a return, at ``unreachable``. A trap anywhere else loses what
-the frame used since its last save, exactly as in wasmtime.
+the frame used since its last save, exactly as in wasmtime. ``_fuel`` is a closure cell, not a
+module global (``compiler/contract.py``): a call saves and reloads it, and a cell costs a fraction
+of a dict store.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, cast
 from ..binary.module import F32, F64, I32, I64, V128, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
 from ..errors import MEMORY_OOB, TABLE_OOB
+from .contract import STATE_CELLS
 from .fastops import FAST_BINARY
 from .gc import HANDLERS as GC_HANDLERS
 from .memories import copy_call, grow_fail, grow_name, load_template, memarg, memory_name, store_template
@@ -1017,14 +1020,23 @@ def _render_placeholder(text: str, index: dict[int, int]) -> str:
     return "".join(parts)
 
 
+def declarations(globals_set: set[int], stack_guard: bool) -> str:
+    """A function's first statement: the state cells it writes (``compiler/contract.py``) and the
+    module globals it assigns (the Wasm globals it sets, the stack budget of a big frame)."""
+    names = [f"g{g}" for g in sorted(globals_set)] + (["_stk"] if stack_guard else [])
+    cells = f"nonlocal {', '.join(STATE_CELLS)}"
+    return f"{cells}; global {', '.join(names)}" if names else cells
+
+
 def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], list[int]]:
     """Assemble the Python source lines of the function, with the Wasm offset of each line."""
     name = f"f{t.index}"
     params = ", ".join(f"l{k}" for k in range(nparams))
     out: list[str] = [f"def {name}({params}):"]
     offs: list[int] = [t.code.offset]
-    gl = ["_fuel"] + [f"g{g}" for g in sorted(t.globals_set)]
-    out.append(f"    global {', '.join(gl)}")
+    frame = nparams + len(t.code.locals) + t.nslots()
+    guard = frame > BIG_FRAME
+    out.append("    " + declarations(t.globals_set, guard))
     offs.append(t.code.offset)
     if t.code.locals:
         zeros = ["None" if ty not in _ZERO else _ZERO[ty] for ty in t.code.locals]
@@ -1042,11 +1054,8 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
     if not single:
         out.append("    L = 0")
         offs.append(t.code.offset)
-    frame = nparams + len(t.code.locals) + t.nslots()
-    guard = frame > BIG_FRAME
     pad = ""
     if guard:
-        out[1] += ", _stk"
         out.append(f"    _stk += {frame}")
         out.append(f"    if _stk > {STACK_BUDGET}: _stk -= {frame}; raise _trap('call stack exhausted')")
         out.append("    try:")
