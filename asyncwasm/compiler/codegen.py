@@ -18,7 +18,7 @@ from typing import Protocol
 
 from ..binary.module import I64, Code, FuncType, MemoryType, Module
 from ..binary.types import REGISTRY, canonical_ids
-from .contract import InstanceState, enclose, functions_in
+from .contract import InstanceState, enclose, functions_in, state_cells
 from .structured import translate_function
 from .translate import ModuleInfo
 
@@ -77,7 +77,7 @@ class Translated:
 def translate_alone(info: ModuleInfo, index: int, body: Code, ftype: FuncType, filename: str) -> Translated:
     """Translate and compile one function with nothing but its inputs (in a worker process)."""
     src, offs, consts = translate_function(info, index, body, ftype)
-    module_code = compile(enclose("\n".join(src)), filename, "exec")
+    module_code = compile(enclose("\n".join(src), info.state_cells), filename, "exec")
     found = {c.co_name: c for c in functions_in(module_code)}
     if f"w{index}" in found:
         return Translated(
@@ -127,6 +127,10 @@ class CompiledCode:
             memories or None,
             [t.address for t in tables],
         )
+        n_imported_globals = sum(1 for i in module.imports if i.kind == "global")
+        self.info.state_cells = state_cells(
+            n_imported_globals, [g.type.mutable for g in module.globals], self.info.global_cells
+        )
         self.info.tag_types = [module.types[x].params for x in module.tag_types()]  # compiler/exceptions.py
         self.filename = f"<wasm {name} #{next(_counter)}>"
         self.codes: dict[int, CodeType] = {}
@@ -157,7 +161,7 @@ class CompiledCode:
             consts[idx] = fconsts
             tables[idx] = offs
             lines.extend(src)
-        code = compile(enclose("\n".join(lines)), self.filename, "exec")
+        code = compile(enclose("\n".join(lines), self.info.state_cells), self.filename, "exec")
         self.consts.update(consts)
         for const in functions_in(code):
             if const.co_name[:1] in ("f", "w", "t"):

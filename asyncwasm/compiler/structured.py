@@ -403,7 +403,7 @@ def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str]
     offs = [t.code.offset]
     frame = nparams + len(t.code.locals) + t.nslots()
     guard = frame > BIG_FRAME
-    out.append("    " + declarations(t.globals_set, guard))
+    out.append("    " + declarations(t.cells_set, guard))
     offs.append(t.code.offset)
     pre = []
     if t.code.locals:

@@ -29,7 +29,7 @@ from typing import Any, cast
 from ..binary.module import F32, F64, I32, I64, V128, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
 from ..errors import MEMORY_OOB, TABLE_OOB
-from .contract import STATE_CELLS
+from .contract import FUEL
 from .fastops import FAST_BINARY
 from .gc import HANDLERS as GC_HANDLERS
 from .memories import copy_call, grow_fail, grow_name, load_template, memarg, memory_name, store_template
@@ -138,6 +138,9 @@ class ModuleInfo:
         self.memory_max = memory_max  # bytes memory 0 can ever have: an access past it always traps
         self.fixed_tables = fixed_tables or {}  # table -> its size, for tables that cannot change size
         self.tag_types: list[tuple[str, ...]] = []  # the parameters of each tag (exceptions)
+        # the state cells of the module's code (``compiler/contract.py``): the fuel count and every
+        # mutable global of its own that nothing else shares (a C program's stack pointer...)
+        self.state_cells: tuple[str, ...] = (FUEL,)
         # (address type, the most bytes it can ever have) of each memory; the index type of each table
         self.memories = memories or [(I32, memory_max)]
         self.table_addrs = table_addrs or []
@@ -167,7 +170,7 @@ class FunctionTranslator:
         self.ctrls: list[Ctrl] = []
         self.dead = False
         self.consts: dict[str, float] = {}
-        self.globals_set: set[int] = set()
+        self.cells_set: set[str] = set()  # the state cells the function assigns
         self.offset = code.offset
         self.chunk_line = -1
         self.chunk_cost = 0
@@ -683,7 +686,7 @@ class FunctionTranslator:
     def do_global_set(self, imm: object, i: int) -> None:
         e = self.pop()
         if imm not in self.info.global_cells:
-            self.globals_set.add(imm)  # type: ignore[arg-type]
+            self.cells_set.add(f"g{imm}")
         self.emit(f"{self.global_ref(imm)} = {e.code}")  # type: ignore[arg-type]
 
     # -- constants
@@ -1020,12 +1023,11 @@ def _render_placeholder(text: str, index: dict[int, int]) -> str:
     return "".join(parts)
 
 
-def declarations(globals_set: set[int], stack_guard: bool) -> str:
-    """A function's first statement: the state cells it writes (``compiler/contract.py``) and the
-    module globals it assigns (the Wasm globals it sets, the stack budget of a big frame)."""
-    names = [f"g{g}" for g in sorted(globals_set)] + (["_stk"] if stack_guard else [])
-    cells = f"nonlocal {', '.join(STATE_CELLS)}"
-    return f"{cells}; global {', '.join(names)}" if names else cells
+def declarations(cells_set: set[str], stack_guard: bool) -> str:
+    """A function's first statement: the state cells it assigns (``compiler/contract.py``: the fuel
+    count and the Wasm globals it sets) and, for a big frame, the stack budget."""
+    cells = f"nonlocal {', '.join([FUEL, *sorted(cells_set)])}"
+    return f"{cells}; global _stk" if stack_guard else cells
 
 
 def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], list[int]]:
@@ -1036,7 +1038,7 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
     offs: list[int] = [t.code.offset]
     frame = nparams + len(t.code.locals) + t.nslots()
     guard = frame > BIG_FRAME
-    out.append("    " + declarations(t.globals_set, guard))
+    out.append("    " + declarations(t.cells_set, guard))
     offs.append(t.code.offset)
     if t.code.locals:
         zeros = ["None" if ty not in _ZERO else _ZERO[ty] for ty in t.code.locals]

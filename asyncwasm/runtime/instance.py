@@ -528,7 +528,7 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
         elif op == 0x44:
             stack.append(numeric.f64_from_bits(imm))
         elif op == 0x23:
-            v = g[f"g{imm}"]
+            v = inst.state.get(f"g{imm}")
             stack.append(v.value if isinstance(v, Global) else v)
         elif op == 0xD0:
             stack.append(None)
@@ -635,7 +635,7 @@ def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> F
     store = inst.store
     g: dict[str, Any] = {"__builtins__": _SHARED_BUILTINS}
     inst.g = g
-    inst.state = state = InstanceState(g)
+    inst.state = state = InstanceState(g, cm.compiled.info.state_cells)
     caller = Caller(inst)
     nf = nt = nm = ng = 0
     memories: list[Memory] = []
@@ -698,7 +698,7 @@ def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> F
         if ng in cm._cells and gl.type.valtype[0] == "(":
             g[f"g{ng}"] = Global(replace(gl.type, valtype=canon_valtype(gl.type.valtype, cm._cids)), value)
         else:
-            g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
+            state.set(f"g{ng}", Global(gl.type, value) if ng in cm._cells else value)
         if not startup_fuel.simple_global(gl.init):
             fuel.charge(len(gl.init))
         ng += 1
