@@ -113,7 +113,7 @@ def _imported_mutable_globals(instance: Instance) -> list[tuple[str, Global]]:
     k = 0
     for imp in instance.module.module.imports:
         if imp.kind == "global":
-            cell = instance.g[f"g{k}"]
+            cell = instance.state.get(f"g{k}")
             if isinstance(cell, Global) and imp.desc.mutable:
                 out.append((f"{imp.module}::{imp.name}", cell))
             k += 1
