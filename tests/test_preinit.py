@@ -467,3 +467,7 @@ def test_a_c_program_built_with_wasi_libc(tmp_path: Path) -> None:
     assert (ours.returncode, ours.stdout.encode()) == (0, line), ours.stderr
     assert wasmtime_run(tmp_path, out.read_bytes()) == line
     wasm_tools_validate(out)
+    # the name section keeps the functions' names, not the old segments' (they were renumbered)
+    names = dict(decode_module(out.read_bytes()).customs)["name"]
+    assert "__original_main" in decode_module(out.read_bytes()).names.funcs.values()
+    assert b".rodata" in dict(decode_module(wasm.read_bytes()).customs)["name"] and b".rodata" not in names

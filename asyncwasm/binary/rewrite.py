@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import MalformedModule
 from ..features import WASM3, Features
 from .encode import section
 from .reader import _SECTION_ORDER, MAGIC, VERSION, _Decoder
@@ -66,6 +67,37 @@ def put(sections: Sections, sid: int, payload: bytes | None) -> None:
             at = k
             break
     sections.insert(at, (sid, payload))
+
+
+NAME_ELEMS, NAME_DATAS = 8, 9  # the name section's subsections naming element and data segments
+
+
+def drop_names(sections: Sections, subsections: set[int]) -> None:
+    """Remove ``subsections`` from the name section (the names of things a rewrite renumbered, so
+    that no tool shows an old segment's name on a new one). A malformed name section, which
+    engines ignore, is left as it is."""
+    for k, (sid, payload) in enumerate(sections):
+        if sid != CUSTOM:
+            continue
+        d = _Decoder(payload)
+        try:
+            n = d.len32()
+            if payload[d.pos : d.pos + n] != b"name":
+                continue
+            d.pos += n
+            kept = [payload[: d.pos]]
+            while d.pos < len(payload):
+                start = d.pos
+                sub = d.byte()
+                end = d.len32() + d.pos
+                if end > len(payload):
+                    raise IndexError(end)
+                if sub not in subsections:
+                    kept.append(payload[start:end])
+                d.pos = end
+        except (IndexError, MalformedModule):
+            continue
+        sections[k] = (CUSTOM, b"".join(kept))
 
 
 def global_types(payload: bytes, features: Features = WASM3) -> list[bytes]:
@@ -170,6 +202,7 @@ __all__ = [
     "Sections",
     "TableEntry",
     "data_entries",
+    "drop_names",
     "elem_entries",
     "find",
     "global_types",

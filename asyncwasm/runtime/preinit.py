@@ -20,7 +20,8 @@ and ``write_preinitialized`` writes the module again with that state baked in:
   section no code can name a data segment, and the old ones are left out;
 * the start function removed (it has run) and the initialiser's export removed (it has run too).
 
-Everything else (types, imports, code, custom sections) is copied byte for byte. The result runs
+Everything else (types, imports, code, custom sections) is copied byte for byte, but for the
+names of data and element segments in the name section (the segments are renumbered). The result runs
 unchanged on any engine: calling its ``_start`` does what initialise-then-``_start`` did on the
 original. State that a module cannot express is refused with ``PreinitError``: a host function
 that is not one of the module's imports, a non-null ``externref``, GC objects and exception
@@ -144,6 +145,7 @@ def write_preinitialized(
     rewrite.put(sections, rewrite.START, None)
     w.elements(snapshot, declared)
     data_bytes, segments = w.datas(snapshot)
+    rewrite.drop_names(sections, {rewrite.NAME_ELEMS, rewrite.NAME_DATAS})  # renumbered segments
     return Preinitialized(
         wasm=rewrite.join(sections),
         memory_bytes=sum(pages for pages, _runs in snapshot.memories) * PAGE_SIZE,
