@@ -122,13 +122,11 @@ def test_the_output_has_the_state_baked_in_and_no_start_or_initialiser(guest: Pa
     assert any(d.init == b"A" * 5000 for d in active)
 
 
-def test_keep_init_func_and_another_init_name(tmp_path: Path) -> None:
-    path = tmp_path / "named.wasm"
-    path.write_bytes(
-        wat(
-            """(module (global $g (export "g") (mut i32) (i32.const 0))
-                 (func (export "setup") (global.set $g (i32.add (global.get $g) (i32.const 5)))))"""
-        )
+def test_keep_init_func_another_init_name_and_a_text_module(tmp_path: Path) -> None:
+    path = tmp_path / "named.wat"  # the text format in, a binary module out
+    path.write_text(
+        """(module (global $g (export "g") (mut i32) (i32.const 0))
+             (func (export "setup") (global.set $g (i32.add (global.get $g) (i32.const 5)))))"""
     )
     out, done = snapshot_cli(path, "--init", "setup", "--keep-init-func")
     assert done.returncode == 0, done.stderr

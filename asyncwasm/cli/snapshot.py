@@ -24,6 +24,7 @@ from ..runtime.instance import CompiledModule
 from ..runtime.objects import WasmException
 from ..runtime.preinit import DEFAULT_INIT, Preinitialized, preinitialize
 from ..runtime.snapshot import SnapshotError
+from ..text import is_text, wat_to_wasm
 from .options import OneLineCommand, RunCommon, run_common
 from .report import INTERRUPT_EXIT, TRAP_EXIT, CliError, compile_module, fail, format_trap, timeout_worded
 
@@ -108,6 +109,8 @@ def execute(
         raise CliError(problem)
     cm = compile_module(module, common.features, common.cache)
     wasm = Path(module).read_bytes()
+    if is_text(wasm):  # a .wat file: the output is binary, written from the binary it encodes to
+        wasm = wat_to_wasm(wasm)
     argv = [argv0 if argv0 is not None else os.path.basename(module), *args]
     started = time.perf_counter()
     result = anyio.run(_initialise, cm, wasm, module, common, argv, init, keep_init)
