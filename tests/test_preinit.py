@@ -333,6 +333,11 @@ async def test_writing_from_a_snapshot_checks_the_bytes_are_its_module() -> None
         write_preinitialized(inst.snapshot(), wat("(module)"))
     with pytest.raises(ValueError, match="no export named 'x'"):
         write_preinitialized(inst.snapshot(), wasm, remove_exports=["x"])
+    # the text it was compiled from does as well as the binary
+    text = "(module (global (mut i32) (i32.const 1)))"
+    assert (
+        write_preinitialized(inst.snapshot(), text).wasm == write_preinitialized(inst.snapshot(), wasm).wasm
+    )
 
 
 @pytest.mark.anyio

@@ -43,6 +43,7 @@ from ..binary import rewrite
 from ..binary.encode import limits, name, sleb, uleb, vec
 from ..binary.module import F32, F64, I32, I64, V128, Module
 from ..compiler.numeric import f32_to_bits, f64_to_bits
+from ..text import is_text, wat_to_wasm
 from .instance import Instance
 from .memory import PAGE_SIZE
 from .objects import Func, Global
@@ -72,10 +73,10 @@ class Preinitialized:
 
 
 async def preinitialize(
-    instance: Instance, wasm: bytes, *, init: str = DEFAULT_INIT, keep_init: bool = False
+    instance: Instance, wasm: bytes | str, *, init: str = DEFAULT_INIT, keep_init: bool = False
 ) -> Preinitialized:
     """Call the export ``init`` (a function of no parameters and no results) on ``instance``, then
-    write ``wasm`` (the module's bytes, as the instance's module was compiled from them) with the
+    write ``wasm`` (the module the instance's module was compiled from, binary or text) with the
     state it left baked in; the export ``init`` is removed unless ``keep_init``.
 
     ``instance`` must be fresh (its start function run, nothing else called), made however the
@@ -122,14 +123,16 @@ def _imported_mutable_globals(instance: Instance) -> list[tuple[str, Global]]:
 
 
 def write_preinitialized(
-    snapshot: Snapshot, wasm: bytes, *, remove_exports: Iterable[str] = ()
+    snapshot: Snapshot, wasm: bytes | str, *, remove_exports: Iterable[str] = ()
 ) -> Preinitialized:
-    """``wasm``, the bytes ``snapshot.module`` was compiled from, rewritten to start in the captured
-    state (see the module docstring), without the start function and without the exports named in
-    ``remove_exports``. ``PreinitError`` for state a module cannot express; ``ValueError`` when
+    """``wasm``, the module ``snapshot.module`` was compiled from (binary or text), rewritten to start
+    in the captured state (see the module docstring), without the start function and without the
+    exports named in ``remove_exports``. ``PreinitError`` for state a module cannot express; ``ValueError`` when
     ``wasm`` is not the snapshot's module."""
     cm = snapshot.module
     m = cm.module
+    if isinstance(wasm, str) or is_text(wasm):  # as Module takes it: the text format is encoded first
+        wasm = wat_to_wasm(wasm)
     sections = rewrite.split(bytes(wasm))
     w = _Writer(m, sections, cm.features)
     w.check_same()
