@@ -7,10 +7,7 @@ instantiating is cheap and instances share no state they were not given.
 
 from __future__ import annotations
 
-import builtins
 import inspect
-import math
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from os import PathLike
@@ -35,7 +32,7 @@ from ..binary.module import (
 from ..binary.reader import decode_module
 from ..binary.simd_opcodes import SIMD_NAMES
 from ..binary.types import GLOBAL, REGISTRY, canon_valtype, canonical_ids
-from ..compiler import numeric, simd_ops
+from ..compiler import numeric
 from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, compile_module, global_cells
 from ..compiler.contract import InstanceState
 from ..compiler.memories import grow_name, memory_name
@@ -50,6 +47,7 @@ from ..validate import validate_module
 from . import code_cache, gc, objects, startup_fuel
 from . import snapshot as snapshots
 from .code_cache import CacheEntry, CodeCache
+from .helpers import BUILTINS
 from .host_call import host_wrapper
 from .memory import Memory
 from .objects import Func, Global, Table, Tag
@@ -59,54 +57,7 @@ from .values import from_raw, to_raw
 
 Extern = Func | Table | Memory | Global | Tag
 
-_BASE_GLOBALS: dict[str, Any] = {
-    name: getattr(numeric, name)
-    for name in dir(numeric)
-    if not name.startswith("_") and callable(getattr(numeric, name))
-}
-_BASE_GLOBALS.update(
-    {
-        "copysign": math.copysign,
-        "_lu32": struct.Struct("<I").unpack_from,
-        "_lu64": struct.Struct("<Q").unpack_from,
-        "_lu16": struct.Struct("<H").unpack_from,
-        "_ls8": struct.Struct("<b").unpack_from,
-        "_ls16": struct.Struct("<h").unpack_from,
-        "_ls32": struct.Struct("<i").unpack_from,
-        "_lf64": struct.Struct("<d").unpack_from,
-        "_su32": struct.Struct("<I").pack_into,
-        "_su64": struct.Struct("<Q").pack_into,
-        "_su16": struct.Struct("<H").pack_into,
-        "_sf64": struct.Struct("<d").pack_into,
-        "_trap": Trap,
-        "_callee": objects.callee,
-        "_tget": objects.table_get,
-        "_tset": objects.table_set,
-        "_tsize": objects.table_size,
-        "_tgrow": objects.table_grow,
-        "_tfill": objects.table_fill,
-        "_tcopy": objects.table_copy,
-        "_tinit": objects.table_init,
-        "_edrop": objects.elem_drop,
-        "_minit": objects.memory_init,
-        "_ddrop": objects.data_drop,
-        "_mcopy": objects.memory_copy,
-        "_mfill": objects.memory_fill,
-        # exceptions and tail calls (compiler/exceptions.py, compiler/tailcall.py)
-        "_WExc": objects.WasmException,
-        "_throw": objects.throw,
-        "_rethrow": objects.rethrow,
-        "_Tail": objects.TailCall,
-        "_mcopy2": objects.memory_copy2,
-        "_tgrow64": objects.table_grow64,
-    }
-)
-_BASE_GLOBALS.update(simd_ops.HELPERS)
-_BASE_GLOBALS.update(gc.HELPERS)
 V128_CONST = SIMD_NAMES["v128.const"]
-# Compiled code finds its helpers as builtins: one shared dict, so an instance's own globals hold
-# only what is its own (functions, memory, tables, globals, fuel).
-_SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
 
 
 class CompiledModule:
@@ -633,7 +584,7 @@ def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> F
     cm = inst.module
     m = cm.module
     store = inst.store
-    g: dict[str, Any] = {"__builtins__": _SHARED_BUILTINS}
+    g: dict[str, Any] = {"__builtins__": BUILTINS}
     inst.g = g
     inst.state = state = InstanceState(g, cm.compiled.info.state_cells)
     caller = Caller(inst)
