@@ -1,7 +1,7 @@
 """A store: the limits and fuel account shared by the instances created in it (as in wasmtime).
 
-Compiled code counts fuel in a local of each frame and saves it in its instance's globals (``_fuel``)
-where wasmtime saves it; a frame calls ``_refuel`` when its count runs out of the store's grant. The
+Compiled code counts fuel in a local of each frame and saves it in its instance's fuel cell (``_fuel``,
+``compiler/contract.py``) where wasmtime saves it; a frame calls ``_refuel`` when its count runs out of the store's grant. The
 store then accounts what every one of its instances used, enforces the limit, and, when the guest's
 time slice is over, hands the CPU back to the driver. ``compiler/translate.py`` says where fuel is
 charged, checked and saved.
@@ -10,8 +10,8 @@ charged, checked and saved.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from .compiler.contract import InstanceState
 from .cpu import DEFAULT_SLICE
 from .errors import FuelExhausted
 from .runtime.budget import Budget
@@ -71,7 +71,7 @@ class Store:
         self.table_budget = Budget(max_table_elements_total)
         self.timeout = timeout
         self.weight = weight
-        self._globals: list[dict[str, Any]] = []
+        self._states: list[InstanceState] = []
 
     @property
     def slices(self) -> int:
@@ -104,43 +104,45 @@ class Store:
         left = self.fuel_remaining()
         return FUEL_CHUNK if left is None else min(FUEL_CHUNK, left)
 
-    def make_refuel(self, g: dict[str, Any]) -> Callable[[int], int]:
-        """The ``_refuel`` hook of one instance's globals: called by a frame whose count ``fu`` ran
-        out of its grant at a check; accounts, enforces the limit, yields; returns the new count.
+    def make_refuel(self, state: InstanceState) -> Callable[[int], int]:
+        """The ``_refuel`` hook of one instance: called by a frame whose count ``fu`` ran out of its
+        grant at a check; accounts, enforces the limit, yields; returns the new count.
 
         Only a save (``_fuel = fu``: calls, returns, ``unreachable``) makes a frame's use final, as in
         wasmtime: a trap loses what was used since. This is no save: the frame's use is accounted,
-        but ``_fuel`` is left that much above the new grant, so a trap before the next save takes
-        it back out of ``fuel_used`` (see ``account``)."""
+        but the saved count is left that much above the new grant, so a trap before the next save
+        takes it back out of ``fuel_used`` (see ``account``)."""
+        cell = state.fuel_cell
 
         def refuel(fu: int) -> int:
-            unsaved = g["_fuel"] - fu
-            g["_fuel"] = fu
+            unsaved = cell.cell_contents - fu
+            cell.cell_contents = fu
             self.account()  # every instance of the store: their code may have run through imports
             if self.fuel_limit is not None and self.fuel_used >= self.fuel_limit:
                 # out of fuel: wasmtime saves first, so the whole use counts (reported up to the limit)
                 self.fuel_used = self.fuel_limit
-                g["_fuel"] = g["_granted"] = 0
+                state.grant(0)
                 raise FuelExhausted()
             if end_slice_if_due():
                 self._slices += 1
             grant = self.next_grant()
-            g["_granted"] = grant
-            g["_fuel"] = grant + unsaved
+            state.granted = grant
+            cell.cell_contents = grant + unsaved
             return grant
 
         return refuel
 
-    def attach(self, g: dict[str, Any]) -> None:
+    def attach(self, state: InstanceState) -> None:
         """Count this instance's fuel in this store (its code may run through other instances' calls)."""
-        self._globals.append(g)
+        self._states.append(state)
 
     def account(self) -> None:
         """Add what every instance of the store used of its grant (once: a cancellation while
         suspended must not count it again)."""
-        for g in self._globals:
-            self.fuel_used += g["_granted"] - g["_fuel"]
-            g["_granted"] = g["_fuel"]
+        for st in self._states:
+            fuel = st.fuel_cell.cell_contents
+            self.fuel_used += st.granted - fuel
+            st.granted = fuel
         if self.fuel_limit is not None and self.fuel_used > self.fuel_limit:
             # the last instructions of a call run unchecked (wasmtime checks at calls and loop
             # heads only): their use past the limit is not counted, as wasmtime's get_fuel shows 0
@@ -150,5 +152,5 @@ class Store:
         """Account the fuel used and hand every instance a fresh grant."""
         self.account()
         grant = self.next_grant()
-        for g in self._globals:
-            g["_fuel"] = g["_granted"] = grant
+        for st in self._states:
+            st.grant(grant)

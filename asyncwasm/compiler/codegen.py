@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType, FunctionType
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..binary.module import I64, Code, FuncType, MemoryType, Module
 from ..binary.types import REGISTRY, canonical_ids
+from .contract import InstanceState, enclose, functions_in, state_cells
 from .structured import translate_function
 from .translate import ModuleInfo
 
@@ -76,8 +77,8 @@ class Translated:
 def translate_alone(info: ModuleInfo, index: int, body: Code, ftype: FuncType, filename: str) -> Translated:
     """Translate and compile one function with nothing but its inputs (in a worker process)."""
     src, offs, consts = translate_function(info, index, body, ftype)
-    module_code = compile("\n".join(src) + "\n", filename, "exec")
-    found = {c.co_name: c for c in module_code.co_consts if isinstance(c, CodeType)}
+    module_code = compile(enclose("\n".join(src), info.state_cells), filename, "exec")
+    found = {c.co_name: c for c in functions_in(module_code)}
     if f"w{index}" in found:
         return Translated(
             index, marshal.dumps(found[f"w{index}"]), offs, consts, marshal.dumps(found[f"t{index}"])
@@ -126,6 +127,10 @@ class CompiledCode:
             memories or None,
             [t.address for t in tables],
         )
+        n_imported_globals = sum(1 for i in module.imports if i.kind == "global")
+        self.info.state_cells = state_cells(
+            n_imported_globals, [g.type.mutable for g in module.globals], self.info.global_cells
+        )
         self.info.tag_types = [module.types[x].params for x in module.tag_types()]  # compiler/exceptions.py
         self.filename = f"<wasm {name} #{next(_counter)}>"
         self.codes: dict[int, CodeType] = {}
@@ -156,10 +161,10 @@ class CompiledCode:
             consts[idx] = fconsts
             tables[idx] = offs
             lines.extend(src)
-        code = compile("\n".join(lines) + "\n", self.filename, "exec")
+        code = compile(enclose("\n".join(lines), self.info.state_cells), self.filename, "exec")
         self.consts.update(consts)
-        for const in code.co_consts:
-            if isinstance(const, CodeType) and const.co_name[:1] in ("f", "w", "t"):
+        for const in functions_in(code):
+            if const.co_name[:1] in ("f", "w", "t"):
                 idx = int(const.co_name[1:])
                 (self.tails if const.co_name[0] == "t" else self.codes)[idx] = const
                 self.line_tables[idx] = tables[idx]
@@ -244,16 +249,17 @@ class CompiledCode:
                     self.store.store_function(done)
             return self.codes[done.index]
 
-    def make_function(self, idx: int, g: dict[str, Any]) -> FunctionType:
-        """Bind function ``idx`` (translated already) to an instance's globals ``g`` as ``f{idx}``.
+    def make_function(self, idx: int, state: InstanceState) -> FunctionType:
+        """Bind function ``idx`` (translated already) to an instance's state as ``f{idx}``.
 
         A function with tail calls is two: its body ``t{idx}`` and the trampoline ``f{idx}`` that
         ordinary callers call; the trampoline's ``_t`` names the body, so that a tail call to it
         from another trampoline runs the body directly instead of nesting a trampoline."""
-        fn = FunctionType(self.codes[idx], g)
+        g = state.g
+        fn = state.bind(self.codes[idx])
         tail = self.tails.get(idx)
         if tail is not None:
-            body = g[f"t{idx}"] = FunctionType(tail, g)
+            body = g[f"t{idx}"] = state.bind(tail)
             fn._t = body  # type: ignore[attr-defined]
         g.update(self.consts[idx])
         g[f"f{idx}"] = fn

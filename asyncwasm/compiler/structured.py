@@ -13,7 +13,18 @@ from typing import cast
 
 from ..binary.opcodes import IF, LOOP
 from . import exceptions, tailcall
-from .translate import CHECK, GROUP, Ctrl, FunctionTranslator, Segment, br_table_plan, fuse_fuel
+from .translate import (
+    BIG_FRAME,
+    CHECK,
+    GROUP,
+    STACK_BUDGET,
+    Ctrl,
+    FunctionTranslator,
+    Segment,
+    br_table_plan,
+    declarations,
+    fuse_fuel,
+)
 
 MAX_PY_LOOPS = 17  # CPython allows 20 nested blocks; the stack guard's try takes one
 MAX_INDENT = 90
@@ -390,8 +401,9 @@ class StructuredTranslator(FunctionTranslator):
 def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str], list[int]]:
     out = [f"def f{t.index}({', '.join(f'l{k}' for k in range(nparams))}):"]
     offs = [t.code.offset]
-    gl = ["_fuel"] + [f"g{g}" for g in sorted(t.globals_set)]
-    out.append(f"    global {', '.join(gl)}")
+    frame = nparams + len(t.code.locals) + t.nslots()
+    guard = frame > BIG_FRAME
+    out.append("    " + declarations(t.cells_set, guard))
     offs.append(t.code.offset)
     pre = []
     if t.code.locals:
@@ -407,13 +419,8 @@ def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str]
     for line in pre:
         out.append("    " + line)
         offs.append(t.code.offset)
-    from .translate import BIG_FRAME, STACK_BUDGET
-
-    frame = nparams + len(t.code.locals) + t.nslots()
-    guard = frame > BIG_FRAME
     base = 1
     if guard:
-        out[1] += ", _stk"
         out.append(f"    _stk += {frame}")
         out.append(f"    if _stk > {STACK_BUDGET}: _stk -= {frame}; raise _trap('call stack exhausted')")
         out.append("    try:")

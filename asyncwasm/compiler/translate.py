@@ -15,7 +15,9 @@ Fuel is counted as wasmtime counts it (``Store.make_refuel`` is the runtime's si
 its count in the local ``fu``, charged once per straight-line chunk, checked (``fu <= 0``) at entry,
 at every loop head and at big bulk operations, and saved to the instance's ``_fuel`` only where
 wasmtime saves it: before a call, at a return, at ``unreachable``. A trap anywhere else loses what
-the frame used since its last save, exactly as in wasmtime.
+the frame used since its last save, exactly as in wasmtime. ``_fuel`` is a closure cell, not a
+module global (``compiler/contract.py``): a call saves and reloads it, and a cell costs a fraction
+of a dict store.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, cast
 from ..binary.module import F32, F64, I32, I64, V128, Code, FuncType
 from ..binary.opcodes import BLOCK, ELSE, END, IF, LOOP, NAMES
 from ..errors import MEMORY_OOB, TABLE_OOB
+from .contract import FUEL
 from .fastops import FAST_BINARY
 from .gc import HANDLERS as GC_HANDLERS
 from .memories import copy_call, grow_fail, grow_name, load_template, memarg, memory_name, store_template
@@ -135,6 +138,9 @@ class ModuleInfo:
         self.memory_max = memory_max  # bytes memory 0 can ever have: an access past it always traps
         self.fixed_tables = fixed_tables or {}  # table -> its size, for tables that cannot change size
         self.tag_types: list[tuple[str, ...]] = []  # the parameters of each tag (exceptions)
+        # the state cells of the module's code (``compiler/contract.py``): the fuel count and every
+        # mutable global of its own that nothing else shares (a C program's stack pointer...)
+        self.state_cells: tuple[str, ...] = (FUEL,)
         # (address type, the most bytes it can ever have) of each memory; the index type of each table
         self.memories = memories or [(I32, memory_max)]
         self.table_addrs = table_addrs or []
@@ -164,7 +170,7 @@ class FunctionTranslator:
         self.ctrls: list[Ctrl] = []
         self.dead = False
         self.consts: dict[str, float] = {}
-        self.globals_set: set[int] = set()
+        self.cells_set: set[str] = set()  # the state cells the function assigns
         self.offset = code.offset
         self.chunk_line = -1
         self.chunk_cost = 0
@@ -680,7 +686,7 @@ class FunctionTranslator:
     def do_global_set(self, imm: object, i: int) -> None:
         e = self.pop()
         if imm not in self.info.global_cells:
-            self.globals_set.add(imm)  # type: ignore[arg-type]
+            self.cells_set.add(f"g{imm}")
         self.emit(f"{self.global_ref(imm)} = {e.code}")  # type: ignore[arg-type]
 
     # -- constants
@@ -1017,14 +1023,22 @@ def _render_placeholder(text: str, index: dict[int, int]) -> str:
     return "".join(parts)
 
 
+def declarations(cells_set: set[str], stack_guard: bool) -> str:
+    """A function's first statement: the state cells it assigns (``compiler/contract.py``: the fuel
+    count and the Wasm globals it sets) and, for a big frame, the stack budget."""
+    cells = f"nonlocal {', '.join([FUEL, *sorted(cells_set)])}"
+    return f"{cells}; global _stk" if stack_guard else cells
+
+
 def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], list[int]]:
     """Assemble the Python source lines of the function, with the Wasm offset of each line."""
     name = f"f{t.index}"
     params = ", ".join(f"l{k}" for k in range(nparams))
     out: list[str] = [f"def {name}({params}):"]
     offs: list[int] = [t.code.offset]
-    gl = ["_fuel"] + [f"g{g}" for g in sorted(t.globals_set)]
-    out.append(f"    global {', '.join(gl)}")
+    frame = nparams + len(t.code.locals) + t.nslots()
+    guard = frame > BIG_FRAME
+    out.append("    " + declarations(t.cells_set, guard))
     offs.append(t.code.offset)
     if t.code.locals:
         zeros = ["None" if ty not in _ZERO else _ZERO[ty] for ty in t.code.locals]
@@ -1042,11 +1056,8 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
     if not single:
         out.append("    L = 0")
         offs.append(t.code.offset)
-    frame = nparams + len(t.code.locals) + t.nslots()
-    guard = frame > BIG_FRAME
     pad = ""
     if guard:
-        out[1] += ", _stk"
         out.append(f"    _stk += {frame}")
         out.append(f"    if _stk > {STACK_BUDGET}: _stk -= {frame}; raise _trap('call stack exhausted')")
         out.append("    try:")

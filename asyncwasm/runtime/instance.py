@@ -37,6 +37,7 @@ from ..binary.simd_opcodes import SIMD_NAMES
 from ..binary.types import GLOBAL, REGISTRY, canon_valtype, canonical_ids
 from ..compiler import numeric, simd_ops
 from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, compile_module, global_cells
+from ..compiler.contract import InstanceState
 from ..compiler.memories import grow_name, memory_name
 from ..cpu import RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
@@ -281,6 +282,7 @@ class Instance:
         self._externs: dict[str, Extern] = {}  # the raw objects: what the linker links importers to
         self.exports = InstanceExports(self, self._externs)
         self.g: dict[str, Any] = {}
+        self.state = InstanceState(self.g)  # replaced when the instance is built (``_initialize``)
         self._refs: dict[int, Func] = {}
         self.stats = stats if stats is not None else RunStats(weight=store.weight)
         self.memories: list[Memory] = []  # its memory index space (imports first), set as it is built
@@ -525,7 +527,7 @@ def _eval_const(expr: list[Instr], g: dict[str, Any], inst: Instance) -> Any:
         elif op == 0x44:
             stack.append(numeric.f64_from_bits(imm))
         elif op == 0x23:
-            v = g[f"g{imm}"]
+            v = inst.state.get(f"g{imm}")
             stack.append(v.value if isinstance(v, Global) else v)
         elif op == 0xD0:
             stack.append(None)
@@ -552,10 +554,11 @@ def _bind_functions(inst: Instance, g: dict[str, Any]) -> None:
     function object per function, not a closure and a factory call each."""
     cc = inst.module.compiled
     stubs = _stub_codes(inst.module)
-    g["_resolve"] = lambda idx: _resolve_stub(inst, g, idx)
+    state = inst.state
+    g["_resolve"] = lambda idx: _resolve_stub(inst, state, idx)
     for idx in range(cc.n_imported, len(cc.func_types)):
         if idx in cc.codes:
-            cc.make_function(idx, g)
+            cc.make_function(idx, state)
         else:
             g[f"f{idx}"] = FunctionType(stubs[idx - cc.n_imported], g)
 
@@ -606,9 +609,9 @@ def _stub_template(nparams: int) -> CodeType:
     return code
 
 
-def _resolve_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., Any]:
+def _resolve_stub(inst: Instance, state: InstanceState, idx: int) -> Callable[..., Any]:
     """The real function ``idx`` of the instance, translated and bound now if its stub is still there."""
-    fn = g[f"f{idx}"]
+    fn = state.g[f"f{idx}"]
     cc = inst.module.compiled
     if fn.__code__ is not _stub_codes(inst.module)[idx - cc.n_imported]:
         return fn  # translated already (by another instance's call, or re-entry)
@@ -616,7 +619,7 @@ def _resolve_stub(inst: Instance, g: dict[str, Any], idx: int) -> Callable[..., 
         await_in_guest(translate_in_worker(cc, idx))
     else:
         cc.code_for(idx)
-    fn = cc.make_function(idx, g)  # with a trampoline, for a function with tail calls
+    fn = cc.make_function(idx, state)  # with a trampoline, for a function with tail calls
     ref = inst._refs.get(idx)
     if ref is not None:
         ref.fn = fn
@@ -631,6 +634,7 @@ def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> F
     store = inst.store
     g: dict[str, Any] = {"__builtins__": _SHARED_BUILTINS}
     inst.g = g
+    inst.state = state = InstanceState(g, cm.compiled.info.state_cells)
     caller = Caller(inst)
     nf = nt = nm = ng = 0
     memories: list[Memory] = []
@@ -682,9 +686,9 @@ def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> F
         g[grow_name(k)] = lambda n, _mem=mem, _mask=mask: _mem.grow(n) & _mask
     g["_ref"] = inst.func_ref
     g["_stk"] = 0
-    g["_fuel"] = g["_granted"] = store.next_grant()
-    g["_refuel"] = store.make_refuel(g)
-    store.attach(g)
+    state.grant(store.next_grant())
+    g["_refuel"] = store.make_refuel(state)
+    store.attach(state)
     _bind_functions(inst, g)
     plan = startup_fuel.Plan(m, n_imported_tables=nt - len(m.tables), n_imported_memories=nm)
     fuel = startup_fuel.StartupFuel(store, needed=plan.needed, free=plan.free)
@@ -693,7 +697,7 @@ def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> F
         if ng in cm._cells and gl.type.valtype[0] == "(":
             g[f"g{ng}"] = Global(replace(gl.type, valtype=canon_valtype(gl.type.valtype, cm._cids)), value)
         else:
-            g[f"g{ng}"] = Global(gl.type, value) if ng in cm._cells else value
+            state.set(f"g{ng}", Global(gl.type, value) if ng in cm._cells else value)
         if not startup_fuel.simple_global(gl.init):
             fuel.charge(len(gl.init))
         ng += 1

@@ -122,7 +122,7 @@ def capture(inst: Instance) -> Snapshot:
     memories = tuple((mem.pages, _runs(mem.data)) for mem in inst.memories[n_mem:])
     values = []
     for k in range(n_glob, n_glob + len(m.globals)):
-        v = g[f"g{k}"]
+        v = inst.state.get(f"g{k}")
         values.append(encode(v.value if isinstance(v, Global) else v, f"global {k}"))
     tables = tuple(tuple(encode(e, f"table {k}") for e in t.elems) for k, t in enumerate(inst.tables[n_tab:]))
     elems = tuple(tuple(encode(e, f"element segment {k}") for e in seg) for k, seg in enumerate(g["_E"]))
@@ -146,11 +146,11 @@ def restore(inst: Instance, snap: Snapshot) -> None:
             data[off : off + len(blob)] = blob
     g = inst.g
     for k, value in enumerate(snap.globals, start=n_glob):
-        cell = g[f"g{k}"]
+        cell = inst.state.get(f"g{k}")
         if isinstance(cell, Global):
             cell.value = decode(value)
         else:
-            g[f"g{k}"] = decode(value)
+            inst.state.set(f"g{k}", decode(value))
     for table, elems in zip(inst.tables[n_tab:], snap.tables, strict=True):
         if len(elems) > len(table.elems) and table.grow(len(elems) - len(table.elems), None) < 0:
             raise SnapshotError(f"the snapshot's table of {len(elems)} elements exceeds this store's limit")
