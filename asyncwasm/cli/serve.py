@@ -65,7 +65,7 @@ def load_for_serving(path: str, features: Features | None = None, cache: Any = T
             linker.resolve(module)
         except LinkError as exc:
             raise click.UsageError(f"failed to link {path}: {exc}") from None
-    if "_start" not in {name for name, kind in module.exports if kind == "func"}:
+    if not any(e.name == "_start" and e.kind == "func" for e in module.exports):
         raise click.UsageError(f"{path} has no _start export: serve-stdin runs WASI commands")
     return module
 
