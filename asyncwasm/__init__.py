@@ -20,6 +20,7 @@ from .errors import (
 )
 from .features import Features
 from .runtime.code_cache import CodeCache
+from .runtime.exports import ExportedFunc, ExportType, ImportType, InstanceExports
 from .runtime.instance import Caller, CompiledModule, HostFunc, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table, Tag, WasmException
@@ -34,6 +35,8 @@ __all__ = [
     "Caller",
     "CodeCache",
     "CompiledModule",
+    "ExportedFunc",
+    "ExportType",
     "Features",
     "Frame",
     "FuelExhausted",
@@ -42,7 +45,9 @@ __all__ = [
     "Global",
     "GlobalType",
     "HostFunc",
+    "ImportType",
     "Instance",
+    "InstanceExports",
     "InstanceDead",
     "Interrupted",
     "RunStats",

@@ -270,9 +270,10 @@ class ScriptRunner:
             if not isinstance(g, Global):
                 raise _Failure(f"no exported global {field_}")
             return [g.value]
-        f = inst.exports.get(field_)
-        if not isinstance(f, Func):
-            raise _Failure(f"no exported function {field_}")
+        try:
+            f = inst.get_func(field_)
+        except KeyError:
+            raise _Failure(f"no exported function {field_}") from None
         args = [_parse_value(a) for a in action.get("args", [])]
         raw = inst.call_raw_sync(f, args)
         n = len(f.type.results)

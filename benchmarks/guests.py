@@ -137,8 +137,7 @@ class SjLj:
         """Define every ``invoke_*`` and ``_emscripten_throw_longjmp`` import ``module`` declares."""
         import asyncwasm
 
-        exports = dict(module.exports)
-        self._uses_sp = exports.get("__stack_pointer") == "global"
+        self._uses_sp = any(e.name == "__stack_pointer" and e.kind == "global" for e in module.exports)
         types = module.module.types
         for imp in module.module.imports:
             if imp.kind != "func" or imp.module != "env":
@@ -181,16 +180,17 @@ class SjLj:
     def bind(self, instance: Any) -> None:
         """Look up the exports the trampolines use, once the instance exists."""
         ex = instance.exports
+        raw = instance.get_func  # the raw functions: the trampolines call them with raw values
         self.table = ex["__indirect_function_table"].elems
-        self.set_threw = ex["setThrew"].fn
+        self.set_threw = raw("setThrew").fn
         if self._uses_sp:
             self.sp = ex["__stack_pointer"]
         else:
-            save = ex.get("stackSave") or ex["stack_save"]
-            restore = ex.get("stackRestore") or ex["stack_restore"]
+            save = raw("stackSave" if "stackSave" in ex else "stack_save")
+            restore = raw("stackRestore" if "stackRestore" in ex else "stack_restore")
             self.stack_save, self.stack_restore = save.fn, restore.fn
         if self.overflow_export is not None:
-            self.overflow = ex[self.overflow_export].fn
+            self.overflow = raw(self.overflow_export).fn
 
 
 def _unbound(*args: Any) -> Any:

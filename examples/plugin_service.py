@@ -138,7 +138,7 @@ class PluginService:
         except asyncwasm.WasmError as exc:
             await respond(send, 400, f"{exc}\n")
             return
-        if not any(n == "_start" for n, kind in module.exports if kind == "func"):
+        if not any(e.name == "_start" and e.kind == "func" for e in module.exports):
             await respond(send, 400, "a plugin must be a WASI command: it exports no _start\n")
             return
         self.add(name, module)

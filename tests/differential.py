@@ -758,8 +758,8 @@ def _aw_value(t: str, v: Any) -> tuple[str, Any]:
 def _aw_state(inst: asyncwasm.Instance, module: asyncwasm.Module) -> tuple[Any, ...]:
     out: list[Any] = []
     gtypes = _aw_global_types(module)
-    for name, kind in module.exports:
-        ext = inst.exports[name]
+    for export in module.exports:
+        name, kind, ext = export.name, export.kind, inst.exports[export.name]
         if kind == "global":
             value = ext.value if isinstance(ext, asyncwasm.Global) else ext
             out.append((name, "global", _aw_value(gtypes[name], value)))
@@ -804,9 +804,9 @@ async def _run_asyncwasm(wasm: bytes, seed: int, config: Config) -> Trace:
     if refill is not None and not isinstance(refill, asyncwasm.Global):
         raise TypeError(f"{FUEL_EXPORT} is exported as {refill!r}, not as a mutable global")
     trace.initial_state = _aw_state(inst, module)
-    funcs = [(n, inst.exports[n].type.params) for n, kind in module.exports if kind == "func"]
+    funcs = [(e.name, e.type.params) for e in module.exports if isinstance(e.type, asyncwasm.FuncType)]
     for name, params, args in _call_plan(seed, config, funcs):
-        func = inst.exports[name]
+        func = inst.get_func(name)
         if refill is not None:
             refill.value = config.smith_fuel
         before = store.fuel_used

@@ -294,7 +294,7 @@ def wasm_tools_validate_bytes(wasm: bytes) -> None:
 async def test_state_a_module_cannot_express_is_refused_clearly() -> None:
     other = await Linker().instantiate(Module(wat('(module (func (export "f")))')))
     linker = Linker()
-    linker.define_func("env", "host_func", FuncType((), ("funcref",)), lambda: other.exports["f"])
+    linker.define_func("env", "host_func", FuncType((), ("funcref",)), lambda: other.exports["f"].func)
     src = """(module (import "env" "host_func" (func $h (result funcref))) (table 1 funcref)
                (func (export "wizer.initialize") (table.set (i32.const 0) (call $h))))"""
     with pytest.raises(

@@ -252,7 +252,7 @@ def test_names_reach_the_decoder_and_backtraces() -> None:
         asyncwasm.Module('(module $demo (func $boom (export "boom") unreachable))'), asyncwasm.Store()
     )
     with pytest.raises(asyncwasm.Trap) as info:
-        inst.call_raw_sync(inst.exports["boom"], [])
+        inst.call_raw_sync(inst.get_func("boom"), [])
     assert info.value.frames[0].describe().endswith("demo!boom")
 
 
@@ -545,7 +545,7 @@ def test_module_accepts_text_and_runs_it() -> None:
         assert is_text(form)
         m = asyncwasm.Module(form)
         inst = asyncwasm.Linker().instantiate_sync(m, asyncwasm.Store())
-        assert inst.call_raw_sync(inst.exports["add"], [2, 40]) == 42
+        assert inst.call_raw_sync(inst.get_func("add"), [2, 40]) == 42
     assert not is_text(b"\x00asm\x01\x00\x00\x00")
     with pytest.raises(MalformedModule, match="1:10: unknown module field fun"):
         asyncwasm.Module("(module (fun))")

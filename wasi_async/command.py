@@ -28,7 +28,18 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from asyncwasm import Func, Instance, Linker, Module, RunStats, Snapshot, Store, Trap, WasmError, cpu_turn
+from asyncwasm import (
+    ExportedFunc,
+    Instance,
+    Linker,
+    Module,
+    RunStats,
+    Snapshot,
+    Store,
+    Trap,
+    WasmError,
+    cpu_turn,
+)
 
 from .config import Preopen, ProcessStdio, SocketGrant, StdinSource, StdoutSink, WasiConfig
 from .context import WasiContext
@@ -265,7 +276,7 @@ async def run_command(
         async with wasi_instance(compiled, config, store=store, linker=linker, snapshot=snapshot) as instance:
             stats = instance.stats
             if not isinstance(
-                instance.exports.get("_start"), Func
+                instance.exports.get("_start"), ExportedFunc
             ):  # (after linking: a missing import says more)
                 raise NotACommand(f"{compiled.name} exports no _start function: it is not a WASI command")
             await instance.call("_start")

@@ -225,7 +225,7 @@ async def _main(
         async with wasi_instance(cm, config, store=store) as inst:
             return await _invoke(cm, inst, invoke, argv[1:], path)
     except NotACommand:
-        funcs = ", ".join(n for n, k in cm.exports if k == "func") or "none"
+        funcs = ", ".join(e.name for e in cm.exports if e.kind == "func") or "none"
         raise CliError(
             f"{path} has no _start export; name one to call with --invoke (exports: {funcs})"
         ) from None
@@ -262,7 +262,7 @@ async def _invoke(cm: CompiledModule, inst: Instance, name: str, args: list[str]
     try:
         f = inst.get_func(name)
     except KeyError:
-        funcs = ", ".join(n for n, k in cm.exports if k == "func") or "none"
+        funcs = ", ".join(e.name for e in cm.exports if e.kind == "func") or "none"
         raise CliError(f"{path} exports no function named {name!r} (exports: {funcs})") from None
     params = f.type.params
     if len(args) != len(params):

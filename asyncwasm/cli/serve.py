@@ -70,7 +70,7 @@ def load_for_serving(path: str, features: Features | None = None, cache: Any = T
             linker.resolve(module)
         except LinkError as exc:
             raise click.UsageError(f"failed to link {path}: {exc}") from None
-    if "_start" not in {name for name, kind in module.exports if kind == "func"}:
+    if not any(e.name == "_start" and e.kind == "func" for e in module.exports):
         raise click.UsageError(f"{path} has no _start export: serve-stdin runs WASI commands")
     return module
 
@@ -274,7 +274,7 @@ def initialised(module: CompiledModule, options: ServeOptions, init: str, backen
     usage error (status 2); a failure while it runs is one ``error:`` line and status 1."""
     f = next((e for e in module.module.exports if e.name == init and e.kind == "func"), None)
     if f is None:
-        funcs = ", ".join(n for n, k in module.exports if k == "func")
+        funcs = ", ".join(e.name for e in module.exports if e.kind == "func")
         raise click.UsageError(
             f"--init {init}: {options.module_path} exports no such function (exports: {funcs})"
         )

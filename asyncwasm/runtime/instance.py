@@ -7,10 +7,7 @@ instantiating is cheap and instances share no state they were not given.
 
 from __future__ import annotations
 
-import builtins
 import inspect
-import math
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from os import PathLike
@@ -35,7 +32,7 @@ from ..binary.module import (
 from ..binary.reader import decode_module
 from ..binary.simd_opcodes import SIMD_NAMES
 from ..binary.types import GLOBAL, REGISTRY, canon_valtype, canonical_ids
-from ..compiler import numeric, simd_ops
+from ..compiler import numeric
 from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, compile_module, global_cells
 from ..compiler.contract import InstanceState
 from ..compiler.memories import grow_name, memory_name
@@ -50,63 +47,18 @@ from ..validate import validate_module
 from . import code_cache, gc, objects, startup_fuel
 from . import snapshot as snapshots
 from .code_cache import CacheEntry, CodeCache
+from .exports import Export, ExportedFunc, ExportType, ImportType, InstanceExports, export_types, import_types
+from .helpers import BUILTINS
 from .host_call import host_wrapper
 from .memory import Memory
 from .objects import Func, Global, Table, Tag
 from .offload import translate_in_worker
 from .snapshot import Snapshot
-from .values import from_raw, to_raw
+from .values import to_raw
 
 Extern = Func | Table | Memory | Global | Tag
 
-_BASE_GLOBALS: dict[str, Any] = {
-    name: getattr(numeric, name)
-    for name in dir(numeric)
-    if not name.startswith("_") and callable(getattr(numeric, name))
-}
-_BASE_GLOBALS.update(
-    {
-        "copysign": math.copysign,
-        "_lu32": struct.Struct("<I").unpack_from,
-        "_lu64": struct.Struct("<Q").unpack_from,
-        "_lu16": struct.Struct("<H").unpack_from,
-        "_ls8": struct.Struct("<b").unpack_from,
-        "_ls16": struct.Struct("<h").unpack_from,
-        "_ls32": struct.Struct("<i").unpack_from,
-        "_lf64": struct.Struct("<d").unpack_from,
-        "_su32": struct.Struct("<I").pack_into,
-        "_su64": struct.Struct("<Q").pack_into,
-        "_su16": struct.Struct("<H").pack_into,
-        "_sf64": struct.Struct("<d").pack_into,
-        "_trap": Trap,
-        "_callee": objects.callee,
-        "_tget": objects.table_get,
-        "_tset": objects.table_set,
-        "_tsize": objects.table_size,
-        "_tgrow": objects.table_grow,
-        "_tfill": objects.table_fill,
-        "_tcopy": objects.table_copy,
-        "_tinit": objects.table_init,
-        "_edrop": objects.elem_drop,
-        "_minit": objects.memory_init,
-        "_ddrop": objects.data_drop,
-        "_mcopy": objects.memory_copy,
-        "_mfill": objects.memory_fill,
-        # exceptions and tail calls (compiler/exceptions.py, compiler/tailcall.py)
-        "_WExc": objects.WasmException,
-        "_throw": objects.throw,
-        "_rethrow": objects.rethrow,
-        "_Tail": objects.TailCall,
-        "_mcopy2": objects.memory_copy2,
-        "_tgrow64": objects.table_grow64,
-    }
-)
-_BASE_GLOBALS.update(simd_ops.HELPERS)
-_BASE_GLOBALS.update(gc.HELPERS)
 V128_CONST = SIMD_NAMES["v128.const"]
-# Compiled code finds its helpers as builtins: one shared dict, so an instance's own globals hold
-# only what is its own (functions, memory, tables, globals, fuel).
-_SHARED_BUILTINS: dict[str, Any] = {**builtins.__dict__, **_BASE_GLOBALS}
 
 
 class CompiledModule:
@@ -183,14 +135,20 @@ class CompiledModule:
         return self.module.names.funcs.get(index)
 
     @property
-    def imports(self) -> list[tuple[str, str, ExternKind]]:
-        """``(module, name, kind)`` of every import, in order (``kind``: func, table, memory, global, tag)."""
-        return [(i.module, i.name, i.kind) for i in self.module.imports]
+    def imports(self) -> list[ImportType]:
+        """Every import, in order, as an ``ImportType``: ``.module``, ``.name``, ``.kind`` (func, table,
+        memory, global, tag) and ``.type`` (the ``FuncType``, ``TableType``, ``MemoryType`` or
+        ``GlobalType`` it must have), as wasmtime-py's ``Module.imports``.
+
+        Named fields rather than the ``(module, name, kind)`` tuples of before: a tuple that gained
+        the type would have broken every caller that unpacked it anyway, and a host defining stubs by
+        type reads ``imp.type.params``, not a position."""
+        return import_types(self.module)
 
     @property
-    def exports(self) -> list[tuple[str, ExternKind]]:
-        """``(name, kind)`` of every export, in order."""
-        return [(e.name, e.kind) for e in self.module.exports]
+    def exports(self) -> list[ExportType]:
+        """Every export, in order, as an ``ExportType``: ``.name``, ``.kind`` and ``.type``."""
+        return export_types(self.module)
 
 
 class Caller:
@@ -210,11 +168,11 @@ class Caller:
     @property
     def memory(self) -> Memory | None:
         """The calling instance's memory exported as ``memory`` (what WASI reads), or None."""
-        m = self.instance.exports.get("memory")
+        m = self.instance._externs.get("memory")
         return m if isinstance(m, Memory) else None
 
-    def get_export(self, name: str) -> Extern | None:
-        """The calling instance's export ``name``, or None."""
+    def get_export(self, name: str) -> Export | None:
+        """The calling instance's export ``name`` as ``instance.exports`` has it, or None."""
         return self.instance.exports.get(name)
 
 
@@ -261,6 +219,10 @@ class HostFunc:
 class Instance:
     """One instance: its exports, and ``await instance.call(name, *args)``.
 
+    ``exports`` maps each export's name to what it is (an ``InstanceExports``): an ``ExportedFunc`` to
+    ``await f(*args)``, or the instance's ``Memory``, ``Table``, ``Global`` or ``Tag``.
+    ``call(name, *args)`` is the same call as ``await exports[name](*args)``.
+
     A call cancelled from outside (a cancel scope, a timeout) leaves the instance dead: its state
     may be half-updated, so later calls raise ``InstanceDead`` instead of running on it.
     """
@@ -268,7 +230,8 @@ class Instance:
     def __init__(self, module: CompiledModule, store: Store, stats: RunStats | None = None) -> None:
         self.module = module
         self.store = store
-        self.exports: dict[str, Extern] = {}
+        self._externs: dict[str, Extern] = {}  # the raw objects: what the linker links importers to
+        self.exports = InstanceExports(self, self._externs)
         self.g: dict[str, Any] = {}
         self.state = InstanceState(self.g)  # replaced when the instance is built (``_initialize``)
         self._refs: dict[int, Func] = {}
@@ -309,23 +272,23 @@ class Instance:
         return f
 
     def get_func(self, name: str) -> Func:
-        """The exported function ``name``; ``KeyError`` if there is none."""
-        f = self.exports.get(name)
+        """The raw ``Func`` of exported function ``name`` (for ``call_raw``, or its ``fn`` called
+        with the raw convention); ``KeyError`` if there is none. ``exports[name]`` is the callable one."""
+        f = self._externs.get(name)
         if not isinstance(f, Func):
             raise KeyError(f"no exported function named {name!r}")
         return f
 
     async def call(self, name: str, *args: Any) -> Any:
-        """Call an exported function with Python values; returns None, a value, or a tuple."""
-        f = self.get_func(name)
-        raw_args = [to_raw(t, a) for t, a in zip(f.type.params, _check_arity(f, args), strict=True)]
-        checks = gc.arg_checks(f.tid)
-        if checks is not None:  # reference parameters: a value of the wrong kind is refused here
-            for check, a in zip(checks, raw_args, strict=True):
-                if check is not None:
-                    check(a)
-        raw = await self.call_raw(f, raw_args)
-        return _public_results(f.type, raw)
+        """Call an exported function with Python values; returns None, a value, or a tuple.
+
+        ``await instance.exports[name](*args)``, with ``KeyError`` when ``name`` is not an exported
+        function; an argument not of its parameter's type (or the wrong number of them) is a
+        ``TypeError`` naming the function and the parameter (see ``ExportedFunc.convert_args``)."""
+        f = self.exports.get(name)
+        if type(f) is not ExportedFunc:
+            raise KeyError(f"no exported function named {name!r}")
+        return await f(*args)
 
     async def call_raw(self, f: Func, args: list[Any]) -> Any:
         """Call ``f`` with raw values (unsigned ints for i32/i64, no conversion): the fast path for hosts
@@ -352,20 +315,6 @@ class Instance:
         if self.dead:
             raise InstanceDead(self.dead)
         return run_guest_sync(f.fn, tuple(args), self.store)
-
-
-def _check_arity(f: Func, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    if len(args) != len(f.type.params):
-        raise TypeError(f"{f.name or 'function'} takes {len(f.type.params)} arguments, got {len(args)}")
-    return args
-
-
-def _public_results(ft: FuncType, raw: Any) -> Any:
-    if not ft.results:
-        return None
-    if len(ft.results) == 1:
-        return from_raw(ft.results[0], raw)
-    return tuple(from_raw(t, v) for t, v in zip(ft.results, raw, strict=True))
 
 
 # ---- linking ------------------------------------------------------------------------------------
@@ -422,10 +371,11 @@ class Linker:
         self._defs: dict[tuple[str, str], Any] = {}
         self._instances: dict[str, Instance] = {}
 
-    def define(self, module: str, name: str, item: Extern | HostFunc) -> None:
-        """Offer ``item`` (a ``Func``, ``Memory``, ``Table``, ``Global`` or ``HostFunc``) as the import
-        ``module.name``. A ``Func`` is called with the raw convention, no conversion."""
-        self._defs[(module, name)] = item
+    def define(self, module: str, name: str, item: Extern | Export | HostFunc) -> None:
+        """Offer ``item`` (a ``Func``, an ``ExportedFunc`` of another instance, ``Memory``, ``Table``,
+        ``Global``, ``Tag`` or ``HostFunc``) as the import ``module.name``. A function is called with the
+        raw convention, no conversion."""
+        self._defs[(module, name)] = item.func if isinstance(item, ExportedFunc) else item
 
     def define_func(
         self, module: str, name: str, type: FuncType, fn: Callable[..., Any], *, access_caller: bool = False
@@ -441,7 +391,7 @@ class Linker:
         """What import ``module.name`` resolves to, or None."""
         item = self._defs.get((module, name))
         if item is None and module in self._instances:
-            item = self._instances[module].exports.get(name)
+            item = self._instances[module]._externs.get(name)
         return item
 
     def items(self) -> Iterator[tuple[tuple[str, str], Any]]:
@@ -633,7 +583,7 @@ def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> F
     cm = inst.module
     m = cm.module
     store = inst.store
-    g: dict[str, Any] = {"__builtins__": _SHARED_BUILTINS}
+    g: dict[str, Any] = {"__builtins__": BUILTINS}
     inst.g = g
     inst.state = state = InstanceState(g, cm.compiled.info.state_cells)
     caller = Caller(inst)
@@ -712,16 +662,15 @@ def _initialize(inst: Instance, resolved: list[Any], segments: bool = True) -> F
     g["_E"] = elems
     for e in m.exports:
         if e.kind == "func":
-            inst.exports[e.name] = inst.func_ref(e.index)
+            inst._externs[e.name] = inst.func_ref(e.index)
         elif e.kind == "table":
-            inst.exports[e.name] = tables[e.index]
+            inst._externs[e.name] = tables[e.index]
         elif e.kind == "memory":
-            inst.exports[e.name] = memories[e.index]
+            inst._externs[e.name] = memories[e.index]
         elif e.kind == "tag":
-            inst.exports[e.name] = tags[e.index]
+            inst._externs[e.name] = tags[e.index]
         else:
-            v = g[f"g{e.index}"]
-            inst.exports[e.name] = v
+            inst._externs[e.name] = g[f"g{e.index}"]
     if not segments:
         fuel.save(calls_start=False)
         return None

@@ -22,7 +22,9 @@ MAX_TABLE_ELEMENTS = 10_000_000
 
 
 class Func:
-    """A function reference: what tables hold, ``ref.func`` makes and instances export."""
+    """A function reference: what tables hold and ``ref.func`` makes, called through ``fn`` with the
+    raw convention. ``instance.exports`` wraps an exported one in an ``ExportedFunc`` (the instance
+    and this object), which converts Python values; ``instance.get_func(name)`` gives it raw."""
 
     __slots__ = ("fn", "type", "tid", "name", "__weakref__")
 

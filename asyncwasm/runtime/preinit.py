@@ -44,6 +44,7 @@ from ..binary.encode import limits, name, sleb, uleb, vec
 from ..binary.module import F32, F64, I32, I64, V128, Module
 from ..compiler.numeric import f32_to_bits, f64_to_bits
 from ..text import is_text, wat_to_wasm
+from .exports import ExportedFunc
 from .instance import Instance
 from .memory import PAGE_SIZE
 from .objects import Func, Global
@@ -91,7 +92,7 @@ async def preinitialize(
             "cannot carry them (pre-initialisation needs the module to define its memories and tables)"
         )
     f = instance.exports.get(init)
-    if not isinstance(f, Func):
+    if not isinstance(f, ExportedFunc):
         funcs = ", ".join(e.name for e in m.exports if e.kind == "func") or "none"
         raise PreinitError(f"the module exports no function named {init!r} (exports: {funcs})")
     if f.type.params or f.type.results:
