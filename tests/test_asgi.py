@@ -1,5 +1,5 @@
 """asyncwasm.serve.asgi.WasmApp under real ASGI servers: uvicorn (asyncio) and hypercorn (trio), each a
-subprocess on a 127.0.0.1 port, with httpx as the client; mounted in Starlette too."""
+subprocess on a 127.0.0.1 port, with httpx as the client; mounted in Starlette and in FastAPI."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from serve_guests import CGI, ECHO_CMD
 from serve_helpers import ROOT, guest_file
 
 APP = """
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
@@ -31,7 +32,18 @@ async def hello(request):
     return PlainTextResponse("python route")
 
 
-site = Starlette(routes=[Route("/", hello), Mount("/cgi", app=cgi), Mount("/echo", app=echo)])
+api = FastAPI()
+
+
+@api.get("/health")
+async def health():
+    return {{"ok": True}}
+
+
+api.mount("/plugin", cgi)
+site = Starlette(
+    routes=[Route("/", hello), Mount("/cgi", app=cgi), Mount("/echo", app=echo), Mount("/api", app=api)]
+)
 """
 
 
@@ -121,6 +133,16 @@ def test_cgi_environment_and_body_through_a_mount(base_url: str) -> None:
         env["HTTP_X_CUSTOM"] == "yes" and env["BASE"] == "from the app" and env["REMOTE_ADDR"] == "127.0.0.1"
     )
     assert r.text.endswith("--\nthe body")
+
+
+def test_mounted_in_fastapi(base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        assert client.get("/api/health").json() == {"ok": True}  # a FastAPI route beside the guest
+        r = client.post("/api/plugin/run?n=2", content=b"payload")
+    assert r.status_code == 200 and r.headers["x-guest"] == "cgi"
+    env = environ_of(r.text)
+    assert env["SCRIPT_NAME"] == "/api/plugin" and env["PATH_INFO"] == "/run" and env["QUERY_STRING"] == "n=2"
+    assert r.text.endswith("--\npayload")
 
 
 def test_bodies_stream_both_ways(base_url: str) -> None:
