@@ -45,6 +45,7 @@ from .config import Preopen, ProcessStdio, SocketGrant, StdinSource, StdoutSink,
 from .context import WasiContext
 from .limits import DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_OUTPUT
 from .proc import WasiExit
+from .registry import MODULE
 from .streams import CollectStream
 
 
@@ -198,7 +199,7 @@ async def wasi_instance(
         ctx = WasiContext(config)
         try:
             overlay = _Overlay(linker if linker is not None else Linker())
-            ctx.add_to_linker(overlay)
+            ctx.add_to_linker(overlay, names=[i.name for i in module.imports if i.module == MODULE])
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await ctx.aclose()
