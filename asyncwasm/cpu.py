@@ -37,10 +37,12 @@ for it in order while timers and I/O run every slice or so.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import heapq
 import itertools
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -313,8 +315,23 @@ class cpu_turn:  # noqa: N801 - used as ``async with asyncwasm.cpu_turn():``, li
 _current: RunVar[CpuScheduler] = RunVar("asyncwasm_cpu_scheduler")
 
 
+_by_asyncio_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CpuScheduler] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def current() -> CpuScheduler:
-    """The scheduler of the running event loop (made on first use)."""
+    """The scheduler of the running event loop (made on first use).
+
+    Under asyncio it is found by the running loop (``asyncio._get_running_loop`` is a C function);
+    anyio's ``RunVar`` finds it through ``asyncio.current_task``, which cost a tenth of a
+    serve-stdin request's time. Under trio the ``RunVar`` is the way."""
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        sched = _by_asyncio_loop.get(loop)
+        if sched is None:
+            sched = _by_asyncio_loop[loop] = CpuScheduler()
+        return sched
     try:
         return _current.get()
     except LookupError:
