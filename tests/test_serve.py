@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 import sniffio
+from preinit_guests import INIT_CMD, INIT_CMD_LINE
 from serve_guests import ECHO_CMD
 from serve_helpers import Running, guest_file, open_fds, read_all, read_exactly, serving
 
@@ -261,3 +262,32 @@ async def test_grace_period_ends_in_cancellation(echo: Path, caplog: pytest.LogC
             assert await read_all(s) == b""
             await s.aclose()
     assert caplog.text.count("cancelled: shutdown") == 2
+
+
+@pytest.mark.anyio
+async def test_init_runs_once_and_every_connection_starts_from_its_snapshot(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The initialiser prints, reads the environment, fills memory, globals and a table; each
+    connection's ``_start`` prints that state and then changes it (a counter in memory, a global):
+    every answer is the same line, so nothing one connection changed reaches the next."""
+    caplog.set_level(logging.INFO, "asyncwasm.serve")
+    path = guest_file(tmp_path, INIT_CMD, "init_cmd.wasm")
+    async with serving(path, init="wizer.initialize", env={"X": "1"}) as run:
+        answers = [await run.exchange(b"") for _ in range(3)]
+
+        async def client() -> None:
+            answers.append(await run.exchange(b""))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(client)
+        await run.wait_idle()
+        assert run.server.stats.get("failed") == 0
+    assert answers == [INIT_CMD_LINE] * 8
+    assert caplog.text.count("[init wizer.initialize] stdout: initialising") == 1
+    # without the initialiser each connection gets a fresh instance: its table is empty, it traps
+    async with serving(path) as run:
+        assert await run.exchange(b"") == b""
+        await run.wait_idle()
+        assert run.server.stats.get("failed") == 1

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from preinit_guests import INIT_CMD, INIT_CMD_LINE
 from serve_guests import CGI, ECHO_CMD
 from serve_helpers import guest_file
 
@@ -222,3 +223,39 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_init_from_the_command_line(tmp_path: Path) -> None:
+    """serve-stdin --init: initialised once before the workers fork, each connection starts there."""
+    guest = guest_file(tmp_path, INIT_CMD, "init_cmd.wasm")
+    args = ("--port", "0", "--workers", "2", "--env", "X=1", "--init", "wizer.initialize", str(guest))
+    with server(tmp_path, *args) as proc:
+        assert [echo_once(proc.port or 0, b"") for _ in range(4)] == [INIT_CMD_LINE] * 4
+        assert proc.stop() == 0
+    log = proc.text()
+    assert log.count("stdout: initialising") == 1
+    assert re.search(r"initialised with wizer.initialize in [0-9.]+s: 192 KiB of memory", log)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = [sys.executable, "-m", "asyncwasm", "serve-stdin", "--port", "0", "--init"]
+    missing = subprocess.run([*run, "nope", str(guest)], capture_output=True, text=True, env=env, timeout=30)
+    assert (
+        missing.returncode == 2
+        and "--init nope" in missing.stderr
+        and "exports no such function" in missing.stderr
+    )
+    typed = guest_file(
+        tmp_path, '(module (func (export "_start")) (func (export "i") (param i32)))', "p.wasm"
+    )
+    wrong = subprocess.run([*run, "i", str(typed)], capture_output=True, text=True, env=env, timeout=30)
+    assert (
+        wrong.returncode == 2
+        and "must take no arguments and return nothing; it is [i32] -> []" in wrong.stderr
+    )
+    trapping = guest_file(
+        tmp_path, '(module (func (export "_start")) (func (export "i") unreachable))', "t.wasm"
+    )
+    trapped = subprocess.run([*run, "i", str(trapping)], capture_output=True, text=True, env=env, timeout=30)
+    assert (
+        trapped.returncode == 1 and "--init i: the initialiser trapped: wasm `unreachable`" in trapped.stderr
+    ), trapped.stderr
+    assert "wasm backtrace" in trapped.stderr and "listening" not in trapped.stderr

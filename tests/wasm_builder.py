@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from asyncwasm.text.opcodes import sleb, uleb  # the encoder's own LEB128 writers
+from asyncwasm.binary.encode import sleb, uleb  # the engine's own LEB128 writers
 
 VALTYPES = {"i32": 0x7F, "i64": 0x7E, "f32": 0x7D, "f64": 0x7C, "funcref": 0x70, "externref": 0x6F}
 END = 0x0B

@@ -28,12 +28,24 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from asyncwasm import ExportedFunc, Instance, Linker, Module, RunStats, Store, Trap, WasmError, cpu_turn
+from asyncwasm import (
+    ExportedFunc,
+    Instance,
+    Linker,
+    Module,
+    RunStats,
+    Snapshot,
+    Store,
+    Trap,
+    WasmError,
+    cpu_turn,
+)
 
 from .config import Preopen, ProcessStdio, SocketGrant, StdinSource, StdoutSink, WasiConfig
 from .context import WasiContext
 from .limits import DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_OUTPUT
 from .proc import WasiExit
+from .registry import MODULE
 from .streams import CollectStream
 
 
@@ -164,11 +176,19 @@ def _sink(target: Output, fd: int, limit: int | None) -> tuple[StdoutSink, Colle
 
 @asynccontextmanager
 async def wasi_instance(
-    module: Module, config: WasiConfig, *, store: Store | None = None, linker: Linker | None = None
+    module: Module,
+    config: WasiConfig,
+    *,
+    store: Store | None = None,
+    linker: Linker | None = None,
+    snapshot: Snapshot | None = None,
 ) -> AsyncIterator[Instance]:
     """An instance of ``module`` with WASI as ``config`` describes it, for the length of the block.
 
     ``linker`` supplies further imports and is not modified; ``store`` defaults to a fresh ``Store()``.
+    With ``snapshot`` (``instance.snapshot()`` of an instance of ``module``) the instance starts in
+    that state instead of running its segments and start function (``Linker.instantiate``); its WASI
+    context is its own, new one.
     The WASI context (its open descriptors, its streams) is closed when the block ends, whatever ends
     it. Raises ``OSError`` when a preopened directory cannot be opened and ``LinkError`` when an
     import is missing; a ``WasiExit`` or a trap from the start function passes through."""
@@ -179,13 +199,13 @@ async def wasi_instance(
         ctx = WasiContext(config)
         try:
             overlay = _Overlay(linker if linker is not None else Linker())
-            ctx.add_to_linker(overlay)
+            ctx.add_to_linker(overlay, names=[i.name for i in module.imports if i.module == MODULE])
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await ctx.aclose()
             raise
     try:
-        yield await overlay.instantiate(module, store)
+        yield await overlay.instantiate(module, store, snapshot=snapshot)
     finally:
         with anyio.CancelScope(shield=True):
             await ctx.aclose()
@@ -205,6 +225,7 @@ async def run_command(
     max_output: int | None = DEFAULT_MAX_OUTPUT,
     max_open_files: int | None = DEFAULT_MAX_OPEN_FILES,
     sockets: Sequence[SocketGrant] = (),
+    snapshot: Snapshot | None = None,
 ) -> CommandResult:
     """Instantiate ``module`` with WASI, call its ``_start``, and return how it ended.
 
@@ -225,6 +246,8 @@ async def run_command(
     ``max_open_files``: ``WasiConfig.max_open_files``, the descriptors the guest may open itself
     (1024 by default; one more is EMFILE). ``sockets``: ``WasiConfig.sockets``, preopened sockets
     (anyio listeners for ``sock_accept``, or connected streams), numbered after the preopens.
+    ``snapshot``: start from this ``instance.snapshot()`` of an instance of ``module`` (one that ran
+    an initialiser, say) instead of a fresh instantiation; ``_start`` is then called on it as usual.
 
     Traps, including an exhausted fuel limit and the store's timeout (``Interrupted``), end up in
     ``result.trap``; cancellation from outside propagates as usual, after the guest is stopped.
@@ -251,7 +274,7 @@ async def run_command(
     exit_code: int | None = 0
     trap: Trap | None = None
     try:
-        async with wasi_instance(compiled, config, store=store, linker=linker) as instance:
+        async with wasi_instance(compiled, config, store=store, linker=linker, snapshot=snapshot) as instance:
             stats = instance.stats
             if not isinstance(
                 instance.exports.get("_start"), ExportedFunc

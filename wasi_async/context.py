@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
 import anyio.abc
 from anyio.streams.stapled import MultiListener
+
+from asyncwasm import FuncType
 
 from .config import ProcessStdio, StdinSource, StdoutSink, SystemClock, WasiConfig
 from .fdtable import DirEntry, FdTable, ListenerEntry, StreamEntry, identity
@@ -90,6 +92,7 @@ class WasiContext:
         self.clock: Any = config.clock if config.clock is not None else SystemClock()
         self.random: Callable[[int], bytes] = config.random if config.random is not None else os.urandom
         self.exit_code: int | None = None
+        self._functions: dict[str, tuple[FuncType, Callable[..., Any]]] | None = None
         if config.max_open_files is not None and config.max_open_files < 0:
             raise ValueError(f"max_open_files must be >= 0 or None, not {config.max_open_files!r}")
         self.fds = FdTable(config.max_open_files)
@@ -100,7 +103,6 @@ class WasiContext:
         except BaseException:
             self.close()
             raise
-        self.functions = build_functions(self)
 
     def _grant_stdio(self) -> None:
         cfg = self.config
@@ -131,9 +133,19 @@ class WasiContext:
             else:
                 self.fds.add(socket_entry(sock, owned=False))
 
-    def add_to_linker(self, linker: Any, module: str = MODULE) -> None:
-        """Define every WASI function on an asyncwasm ``Linker``."""
-        for name, (ftype, fn) in self.functions.items():
+    @property
+    def functions(self) -> dict[str, tuple[FuncType, Callable[..., Any]]]:
+        """Every WASI function bound to this context: name -> (core function type, host function)."""
+        if self._functions is None:
+            self._functions = build_functions(self)
+        return self._functions
+
+    def add_to_linker(self, linker: Any, module: str = MODULE, names: Iterable[str] | None = None) -> None:
+        """Define the WASI functions on an asyncwasm ``Linker``: every one, or only those in ``names``
+        (the ones a module imports: binding and defining cost per function, and an instance made per
+        request or connection should pay only for the few its module uses)."""
+        functions = self.functions if names is None else build_functions(self, names)
+        for name, (ftype, fn) in functions.items():
             linker.define_func(module, name, ftype, fn, access_caller=True)
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from asyncwasm.binary.module import FuncType
@@ -14,6 +14,12 @@ MODULE = "wasi_snapshot_preview1"
 _ORDERED = sorted(SPECS.items())
 
 
-def build_functions(ctx: Any) -> dict[str, tuple[FuncType, Callable[..., Any]]]:
-    """name -> (core function type, host function bound to ``ctx``), in witx order of names."""
-    return {name: (spec.type, bind(spec, ctx)) for name, spec in _ORDERED}
+def build_functions(
+    ctx: Any, names: Iterable[str] | None = None
+) -> dict[str, tuple[FuncType, Callable[..., Any]]]:
+    """name -> (core function type, host function bound to ``ctx``), in witx order of names: every
+    WASI function, or those of ``names`` that exist (a name WASI has not is left out)."""
+    if names is None:
+        return {name: (spec.type, bind(spec, ctx)) for name, spec in _ORDERED}
+    wanted = set(names)
+    return {name: (spec.type, bind(spec, ctx)) for name, spec in _ORDERED if name in wanted}

@@ -1,7 +1,7 @@
 """The ``asyncwasm`` command line: one group, one module per command, one options module they share.
 
-``run`` (cli/run.py), ``wast`` (cli/wast.py), ``serve-stdin`` (cli/serve.py) and ``compile``
-(cli/compile.py) each import
+``run`` (cli/run.py), ``wast`` (cli/wast.py), ``serve-stdin`` (cli/serve.py), ``compile``
+(cli/compile.py) and ``snapshot`` (cli/snapshot.py) each import
 ``cli/options.py`` and ``cli/report.py``; nothing here is imported back by them.
 """
 
@@ -14,6 +14,7 @@ from .compile import compile_command
 from .report import fail
 from .run import run
 from .serve import serve_stdin
+from .snapshot import snapshot
 from .wast import wast
 
 
@@ -46,6 +47,7 @@ def main() -> None:
       asyncwasm wast ../shared/spec/json/*/*.json   run spec test scripts
       asyncwasm serve-stdin --http app.wasm         serve a CGI program over HTTP
       asyncwasm compile python.wasm                 translate a big module into the code cache
+      asyncwasm snapshot -o app.init.wasm app.wasm  pre-initialise a module (as Wizer does)
     """
 
 
@@ -53,6 +55,7 @@ main.add_command(run)
 main.add_command(wast)
 main.add_command(serve_stdin)
 main.add_command(compile_command)
+main.add_command(snapshot)
 
 
 def main_guard() -> None:  # pragma: no cover - for `python -m asyncwasm`
@@ -63,4 +66,4 @@ def main_guard() -> None:  # pragma: no cover - for `python -m asyncwasm`
         fail(str(exc))
 
 
-__all__ = ["main", "main_guard", "run", "serve_stdin", "wast"]
+__all__ = ["main", "main_guard", "run", "serve_stdin", "snapshot", "wast"]

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from ..errors import Trap, WasmError
+from ..errors import Interrupted, Trap, WasmError
 from ..features import Features
 from ..runtime.instance import CompiledModule
 
@@ -57,3 +57,12 @@ def format_trap(trap: Trap, module_path: str) -> str:
     else:
         lines.append(f"    wasm trap: {trap.message}")
     return "\n".join(lines)
+
+
+def timeout_worded(trap: Trap, timeout: float | None) -> Trap:
+    """The store's wall-clock trap in the command line's words (it names --timeout), same frames."""
+    if not isinstance(trap, Interrupted) or timeout is None:
+        return trap
+    shown = Interrupted(f"interrupt: the guest ran longer than the {timeout:g}s timeout (--timeout)")
+    shown.frames, shown.omitted = trap.frames, trap.omitted
+    return shown

@@ -21,12 +21,12 @@ import click
 from wasi_async import INHERIT, NotACommand, Preopen, WasiConfig, WasiExit, run_command, wasi_instance
 
 from ..binary.module import F32, F64, I32, I64
-from ..errors import Interrupted, LinkError, Trap
+from ..errors import LinkError, Trap
 from ..runtime.instance import CompiledModule, Instance
 from ..runtime.objects import WasmException
 from ..store import Store
 from .options import OneLineCommand, RunCommon, run_common
-from .report import INTERRUPT_EXIT, TRAP_EXIT, CliError, compile_module, fail, format_trap
+from .report import INTERRUPT_EXIT, TRAP_EXIT, CliError, compile_module, fail, format_trap, timeout_worded
 
 # --- --invoke: arguments in, results out ----------------------------------------------------------
 
@@ -233,7 +233,7 @@ async def _main(
         raise CliError(f"failed to link {path}: {exc}") from None
     except Trap as trap:
         sys.stdout.flush()
-        click.echo(format_trap(_worded(trap, common), path), err=True)
+        click.echo(format_trap(timeout_worded(trap, common.timeout), path), err=True)
         return TRAP_EXIT
     except WasmException as exc:  # thrown by the guest and caught by none of its handlers
         sys.stdout.flush()
@@ -246,15 +246,6 @@ async def _main(
         for listener in sockets:
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
-
-
-def _worded(trap: Trap, common: RunCommon) -> Trap:
-    """The store's wall-clock trap in the command line's words (it names --timeout), same frames."""
-    if not isinstance(trap, Interrupted) or common.timeout is None:
-        return trap
-    shown = Interrupted(f"interrupt: the guest ran longer than the {common.timeout:g}s timeout (--timeout)")
-    shown.frames, shown.omitted = trap.frames, trap.omitted
-    return shown
 
 
 def _exit_status(code: int) -> int:

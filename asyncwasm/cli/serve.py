@@ -10,21 +10,25 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Any
 
+import anyio
 import click
 
-from wasi_async import WasiContext
+from wasi_async import Preopen, WasiContext, WasiExit
 
-from ..errors import LinkError, WasmError
+from ..errors import LinkError, Trap, WasmError
 from ..features import Features
 from ..runtime.instance import CompiledModule, Linker
+from ..runtime.snapshot import Snapshot, SnapshotError
 from ..serve.config import (
     DEFAULT_EOF_IDLE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_OPEN_FILES,
     ServeOptions,
 )
+from ..serve.connection import initialise
 from ..serve.net import (
     Endpoint,
     Supervisor,
@@ -34,6 +38,7 @@ from ..serve.net import (
     run_single,
 )
 from .options import Duration, RunCommon, Size, run_common
+from .report import format_trap
 
 DEFAULT_MAX_CONNECTIONS = 512  # per worker
 
@@ -160,6 +165,13 @@ def _setup_logging(level: str) -> None:
     help="The event loop each worker runs.",
 )
 @click.option(
+    "--init",
+    "init",
+    metavar="FUNC",
+    help="Initialise once: run the start function and the export FUNC (as `asyncwasm snapshot` "
+    "does), then start every connection from that state instead of a fresh instance.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -183,6 +195,7 @@ def serve_stdin(
     http: bool,
     backend: str,
     common: RunCommon,
+    init: str | None,
     log_level: str,
     module: str,
     args: tuple[str, ...],
@@ -194,11 +207,17 @@ def serve_stdin(
     log, one line per connection is logged when it ends, and SIGUSR1 logs a summary. SIGINT or
     SIGTERM stops accepting and lets running instances finish within --grace.
 
+    With --init FUNC the module is initialised once, before the workers start: its start
+    function and FUNC run (with the --env and --dir grants, an empty stdin, their output in the
+    log), and every connection's instance starts from the state they left, each its own copy.
+    A failure there (a trap, an exit, no such export) stops the server before it listens.
+
     \b
     Examples:
       asyncwasm serve-stdin --port 7000 cat.wasm                  # an echo server
       asyncwasm serve-stdin --fuel 10000000 --timeout 5s wc.wasm
       asyncwasm serve-stdin --http --port 8080 --env MODE=prod app.wasm
+      asyncwasm serve-stdin --init wizer.initialize --port 7000 interpreter.wasm
     """
     problem = common.dir_problem()
     if problem is not None:
@@ -237,15 +256,58 @@ def serve_stdin(
     size_for_descriptors(options)
     log.info("%s", describe_limits(options))
     compiled = load_for_serving(module, common.features, common.cache)
+    snapshot = None if init is None else initialised(compiled, options, init, backend)
     endpoint = Endpoint(host=host, port=port, unix=unix)
     try:
         if nworkers == 1:
-            code = run_single(options, compiled, endpoint, backend)
+            code = run_single(options, compiled, endpoint, backend, snapshot)
         else:
-            code = Supervisor(options, compiled, endpoint, nworkers, backend).run()
+            code = Supervisor(options, compiled, endpoint, nworkers, backend, snapshot).run()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {endpoint.describe()}: {exc}") from None
     sys.exit(code)
+
+
+def initialised(module: CompiledModule, options: ServeOptions, init: str, backend: str) -> Snapshot:
+    """The snapshot every connection starts from (``serve.connection.initialise``), taken once in
+        this process so that the workers inherit it. An export that is missing or of the wrong type is a
+    usage error (status 2); a failure while it runs is one ``error:`` line and status 1."""
+    f = next((e for e in module.module.exports if e.name == init and e.kind == "func"), None)
+    if f is None:
+        funcs = ", ".join(e.name for e in module.exports if e.kind == "func")
+        raise click.UsageError(
+            f"--init {init}: {options.module_path} exports no such function (exports: {funcs})"
+        )
+    ft = module.module.func_types()[f.index]
+    if ft.params or ft.results:
+        raise click.UsageError(
+            f"--init {init}: the initialiser must take no arguments and return nothing; it is {ft}"
+        )
+    argv = [os.path.basename(options.module_path), *options.args]
+    preopens = [Preopen(host=h, guest=g) for h, g in options.preopens]
+    t0 = time.perf_counter()
+    try:
+        snap = anyio.run(initialise, module, options, argv, preopens, init, backend=backend)
+    except WasiExit as exc:
+        raise click.ClickException(
+            f"--init {init}: the module exited with status {exc.code} while it initialised"
+        ) from None
+    except Trap as trap:
+        log.error("%s", format_trap(trap, options.module_path))
+        raise click.ClickException(f"--init {init}: the initialiser trapped: {trap.message}") from None
+    except SnapshotError as exc:
+        raise click.ClickException(f"--init {init}: {exc}") from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"--init {init}: cannot start an instance: {exc.strerror or exc}"
+        ) from None
+    log.info(
+        "initialised with %s in %.3fs: %d KiB of memory to start each instance from",
+        init,
+        time.perf_counter() - t0,
+        snap.memory_bytes // 1024,
+    )
+    return snap
 
 
 def size_for_descriptors(options: ServeOptions) -> None:

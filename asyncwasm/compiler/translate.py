@@ -1023,6 +1023,31 @@ def _render_placeholder(text: str, index: dict[int, int]) -> str:
     return "".join(parts)
 
 
+HOT_BACK_EDGES = 8  # a loop head this many backward branches go to is tested before the tree
+MAX_HOISTED = 2
+
+
+def hot_loop_heads(t: FunctionTranslator, index: dict[int, int]) -> list[int]:
+    """The segments (positions) of the loop heads most backward branches go to, when many do: an
+    interpreter's dispatch loop, which every case of its ``switch`` goes back to.
+
+    Every backward branch goes round the dispatch loop, and in a big function finding its segment
+    costs a descent of the dispatch tree; testing these few first, at the top of the loop, makes
+    the commonest jump in the function one comparison. A hoisted segment reached by falling
+    through goes round the loop once more to find its test: a cost paid once per loop entry."""
+    counts: dict[int, int] = {}
+    for seg in t.segments:
+        lines = seg.lines
+        for k in range(len(lines) - 1):
+            text = lines[k][1]
+            if lines[k + 1][1] == "continue" and text.startswith("L = @") and text.endswith("@"):
+                pos = index.get(int(text[5:-1]), -1)
+                if pos >= 0:
+                    counts[pos] = counts.get(pos, 0) + 1
+    hot = sorted((n, pos) for pos, n in counts.items() if n >= HOT_BACK_EDGES)
+    return [pos for _n, pos in hot[::-1][:MAX_HOISTED]]
+
+
 def declarations(cells_set: set[str], stack_guard: bool) -> str:
     """A function's first statement: the state cells it assigns (``compiler/contract.py``: the fuel
     count and the Wasm globals it sets) and, for a big frame, the stack budget."""
@@ -1095,10 +1120,13 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
             out.append("    " * (base + ind) + _render_placeholder(txt, index))
             offs.append(off)
 
+    hoisted = hot_loop_heads(t, index) if tree else []
+
     def emit_tree(lo: int, hi: int, level: int) -> None:
         if hi - lo <= GROUP:
             for pos in range(lo, hi):
-                emit_segment(pos, level)
+                if pos not in hoisted:
+                    emit_segment(pos, level)
             return
         mid = lo + (hi - lo + 2 * GROUP - 1) // (2 * GROUP) * GROUP
         out.append(f"{'    ' * level}if L < {mid}:")
@@ -1108,6 +1136,8 @@ def render_function(t: FunctionTranslator, nparams: int) -> tuple[list[str], lis
         offs.append(t.code.offset)
         emit_tree(mid, hi, level + 1)
 
+    for pos in hoisted:  # tested first on every turn of the loop, before the tree
+        emit_segment(pos, top)
     emit_tree(0, len(t.segments), top)
     if handlers:
         for line in handlers:

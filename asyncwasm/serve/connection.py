@@ -1,5 +1,6 @@
 """One client connection of the server: its bookkeeping, its counted stream, its guest's stderr,
-and the one way an instance runs for it (``run_instance``, through ``wasi_async.run_command``).
+and the one way an instance runs for it (``run_instance``, through ``wasi_async.run_command``),
+from a fresh instantiation or from the snapshot ``initialise`` took (``serve-stdin --init``).
 
 The server (``server.py``) and the HTTP mode (``http.py``) both build on this module; it knows
 neither of them. ``ConnectionHost`` is what the HTTP mode may ask of the server that runs it.
@@ -18,9 +19,9 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
-from wasi_async import Preopen, run_command
+from wasi_async import Preopen, WasiConfig, run_command, wasi_instance
 
-from .. import CompiledModule, Interrupted, Store, WasmException
+from .. import CompiledModule, Interrupted, Snapshot, Store, WasmException
 from ..store import DEFAULT_TABLE_ELEMENTS
 from .config import ServeOptions
 
@@ -163,8 +164,9 @@ class GuestLog(anyio.abc.ByteSendStream):
 
     Bounded: a line is cut at STDERR_LINE_MAX and a connection may log STDERR_TOTAL_MAX bytes."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, stream: str = "stderr") -> None:
         self.conn = conn
+        self.stream = stream
         self._partial = bytearray()
         self._total = 0
         self._muted = False
@@ -192,7 +194,7 @@ class GuestLog(anyio.abc.ByteSendStream):
 
     def _emit(self, line: bytes) -> None:
         text = line[:STDERR_LINE_MAX].decode("utf-8", "replace").rstrip("\r")
-        log.info("%s stderr: %s", self.conn.tag, text)
+        log.info("%s %s: %s", self.conn.tag, self.stream, text)
 
     def flush(self) -> None:
         if self._partial:
@@ -230,23 +232,16 @@ async def run_instance(
     stdin: Any,
     stdout: Any,
     env: dict[str, str],
+    snapshot: Snapshot | None = None,
 ) -> Outcome:
     """Instantiate the module for one connection (or request) and run ``_start`` to its end.
 
     The guest runs through ``wasi_async.run_command`` with a fresh Store carrying the limits (the
-    store's timeout is the wall-clock limit). Returns how it ended; a trap, an exit, a limit or a
+    store's timeout is the wall-clock limit), from ``snapshot`` when given (``initialise``). Returns how it ended; a trap, an exit, a limit or a
     broken pipe is an Outcome, not an exception. Cancellation of the connection's scope propagates
     (the caller's scope owns it)."""
     stderr = GuestLog(conn)
-    tables = DEFAULT_TABLE_ELEMENTS if options.max_table_elements is None else options.max_table_elements
-    depth = {} if options.max_depth is None else {"max_depth": options.max_depth}
-    store = Store(
-        fuel=options.fuel,
-        timeout=options.timeout,
-        max_memory_pages=options.max_memory_pages,
-        max_table_elements_total=tables,
-        **depth,
-    )
+    store = limited_store(options)
     conn.running = True
     try:
         result = await run_command(
@@ -259,6 +254,7 @@ async def run_instance(
             stderr=stderr,
             store=store,
             max_open_files=options.max_open_files,
+            snapshot=snapshot,
         )
     except OSError as exc:  # a preopened directory could not be opened
         return Outcome(error=f"cannot start an instance: {exc.strerror or exc}")
@@ -273,6 +269,48 @@ async def run_instance(
     if result.trap is not None:
         return Outcome(error=f"trap: {result.trap.message}")
     return Outcome(exit_code=result.exit_code)
+
+
+def limited_store(options: ServeOptions) -> Store:
+    """A fresh Store with the limits of one connection (or request)."""
+    tables = DEFAULT_TABLE_ELEMENTS if options.max_table_elements is None else options.max_table_elements
+    depth = {} if options.max_depth is None else {"max_depth": options.max_depth}
+    return Store(
+        fuel=options.fuel,
+        timeout=options.timeout,
+        max_memory_pages=options.max_memory_pages,
+        max_table_elements_total=tables,
+        **depth,
+    )
+
+
+async def initialise(
+    module: CompiledModule, options: ServeOptions, argv: list[str], preopens: list[Preopen], init: str
+) -> Snapshot:
+    """Run the module's start function and its export ``init`` once, and capture the state they left:
+    every connection then starts from it (``run_instance(snapshot=)``) instead of initialising again.
+
+    The initialiser sees what a connection's instance sees (the arguments, ``--env``, the ``--dir``
+    grants, the limits), but an empty stdin; what it writes to stdout or stderr goes to the log. A
+    trap, a ``WasiExit``, ``KeyError`` (no such export) or ``SnapshotError`` passes through."""
+    who = Connection("init", init)
+    log_out, log_err = GuestLog(who, "stdout"), GuestLog(who)
+    config = WasiConfig(
+        args=argv,
+        env=dict(options.env),
+        preopens=preopens,
+        stdin=None,
+        stdout=log_out,
+        stderr=log_err,
+        max_open_files=options.max_open_files,
+    )
+    try:
+        async with wasi_instance(module, config, store=limited_store(options)) as inst:
+            await inst.call(init)
+            return inst.snapshot()
+    finally:
+        log_out.flush()
+        log_err.flush()
 
 
 async def linger_close(stream: CountingStream) -> None:

@@ -27,6 +27,7 @@ import anyio.abc
 from anyio.streams.stapled import MultiListener
 
 from ..runtime.instance import CompiledModule
+from ..runtime.snapshot import Snapshot
 from .config import STAT_FIELDS, ServeOptions, Stats, format_summary
 from .server import Server
 
@@ -163,12 +164,13 @@ async def serve_worker(
     parent_fd: int | None = None,
     on_ready: Callable[[Server], None] | None = None,
     label: str = "",
+    snapshot: Snapshot | None = None,
 ) -> Server:
     """Serve on ``socks`` until a shutdown signal (or the supervisor's death); log a summary at the end.
 
     The first SIGINT/SIGTERM starts a graceful shutdown, a second one cancels what still runs;
     SIGUSR1 logs the counters."""
-    server = Server(options, module, worker=worker, stats=stats, label=label)
+    server = Server(options, module, worker=worker, stats=stats, label=label, snapshot=snapshot)
     listener = await listener_from_sockets(socks)
     async with anyio.create_task_group() as tg:
         if signals:
@@ -213,20 +215,29 @@ async def _watch_parent(server: Server, fd: int) -> None:
         server.shutdown()
 
 
-def run_single(options: ServeOptions, module: CompiledModule, endpoint: Endpoint, backend: str) -> int:
+def run_single(
+    options: ServeOptions,
+    module: CompiledModule,
+    endpoint: Endpoint,
+    backend: str,
+    snapshot: Snapshot | None = None,
+) -> int:
     """One process, one loop: the server runs in this process."""
     sock = endpoint.new_socket(reuse_port=False)
     log.info("listening on %s (1 worker, %s)", endpoint.describe(), backend)
     try:
-        anyio.run(_serve_single, options, module, sock, backend=backend)
+        anyio.run(_serve_single, options, module, sock, snapshot, backend=backend)
     finally:
         if endpoint.unix:
             _unlink(endpoint.unix)
     return 0
 
 
-async def _serve_single(options: ServeOptions, module: CompiledModule, sock: socket.socket) -> None:
-    await serve_worker(options, module, [sock], signals=(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1))
+async def _serve_single(
+    options: ServeOptions, module: CompiledModule, sock: socket.socket, snapshot: Snapshot | None
+) -> None:
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    await serve_worker(options, module, [sock], signals=signals, snapshot=snapshot)
 
 
 def _unlink(path: str) -> None:
@@ -248,6 +259,7 @@ def _worker_entry(
     parent_fd: int,
     parent_w: int,
     backend: str,
+    snapshot: Snapshot | None,
 ) -> None:
     """A worker process: the supervisor's Ctrl-C handling is the supervisor's (it forwards SIGTERM)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -255,7 +267,7 @@ def _worker_entry(
     os.set_blocking(parent_fd, False)
     stats = Stats(slots)
     try:
-        anyio.run(_serve_forked, options, module, sock, index, stats, parent_fd, backend=backend)
+        anyio.run(_serve_forked, options, module, sock, index, stats, parent_fd, snapshot, backend=backend)
     except KeyboardInterrupt:  # pragma: no cover - SIGINT is ignored here
         pass
     sys.stdout.flush()
@@ -269,6 +281,7 @@ async def _serve_forked(
     index: int,
     stats: Stats,
     parent_fd: int,
+    snapshot: Snapshot | None,
 ) -> None:
     await serve_worker(
         options,
@@ -279,6 +292,7 @@ async def _serve_forked(
         signals=(signal.SIGTERM, signal.SIGUSR1),
         parent_fd=parent_fd,
         label=f" (worker {index})",
+        snapshot=snapshot,
     )
 
 
@@ -286,10 +300,17 @@ class Supervisor:
     """Starts the workers, forwards signals to them, reports their summed counters."""
 
     def __init__(
-        self, options: ServeOptions, module: CompiledModule, endpoint: Endpoint, workers: int, backend: str
+        self,
+        options: ServeOptions,
+        module: CompiledModule,
+        endpoint: Endpoint,
+        workers: int,
+        backend: str,
+        snapshot: Snapshot | None = None,
     ) -> None:
         self.options = options
         self.module = module
+        self.snapshot = snapshot  # taken before the fork: every worker inherits it
         self.endpoint = endpoint
         self.count = workers
         self.backend = backend
@@ -325,6 +346,7 @@ class Supervisor:
                 self._pipe_r,
                 self._pipe_w,
                 self.backend,
+                self.snapshot,
             ),
             daemon=False,
         )

@@ -24,7 +24,7 @@ import anyio.abc
 
 from wasi_async import Preopen
 
-from .. import CompiledModule
+from .. import CompiledModule, Snapshot
 from .config import ServeOptions, Stats, format_summary
 from .connection import (
     LINGER_0,
@@ -62,10 +62,12 @@ class Server:
         worker: int = 0,
         stats: Stats | None = None,
         label: str = "",
+        snapshot: Snapshot | None = None,
     ) -> None:
         self.label = label  # how the summary names this server among several workers
         self.options = options
         self.module = module
+        self.snapshot = snapshot  # every instance starts from it (serve-stdin --init), else fresh
         self.worker = worker
         self.stats = stats if stats is not None else Stats()
         self.preopens = [Preopen(host=h, guest=g) for h, g in options.preopens]
@@ -369,7 +371,7 @@ class Server:
     async def run_instance(self, conn: Connection, stdin: Any, stdout: Any, env: dict[str, str]) -> Outcome:
         """Run one instance of the module for ``conn`` (``connection.run_instance``) to its end."""
         return await run_instance(
-            self.module, self.options, self.argv, self.preopens, conn, stdin, stdout, env
+            self.module, self.options, self.argv, self.preopens, conn, stdin, stdout, env, self.snapshot
         )
 
 

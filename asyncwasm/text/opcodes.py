@@ -9,6 +9,7 @@ This covers Wasm 3.0: SIMD and relaxed SIMD, tail calls, exceptions (``try_table
 
 from __future__ import annotations
 
+from ..binary.encode import uleb
 from ..binary.simd_opcodes import SIMD_ACCESS, SIMD_BASE, SIMD_OPCODES
 
 # opcode: name kind (numbers are hexadecimal; no kind means no immediate)
@@ -69,35 +70,6 @@ d array.get_u type|e array.set type|f array.len|10 array.fill type|11 array.copy
 18 br_on_cast br_on_cast|19 br_on_cast_fail br_on_cast|1a any.convert_extern|1b extern.convert_any
 1c ref.i31|1d i31.get_s|1e i31.get_u
 """
-
-
-def uleb(n: int) -> bytes:
-    """Unsigned LEB128."""
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def sleb(n: int) -> bytes:
-    """Signed LEB128."""
-    if -64 <= n < 64:
-        return bytes((n & 0x7F,))
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if (n == 0 and not b & 0x40) or (n == -1 and b & 0x40):
-            out.append(b)
-            return bytes(out)
-        out.append(b | 0x80)
 
 
 def _build() -> dict[str, tuple[bytes, str]]:

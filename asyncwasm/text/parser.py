@@ -18,10 +18,11 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from ..binary.encode import sleb, uleb
 from .errors import TextError
 from .lexer import EOF, ID, KEYWORD, KIND_NAMES, LPAR, NUM, RPAR, STRING, tokenize, utf8
 from .literals import F32_FORMAT, F64_FORMAT, LiteralError, parse_float, parse_int, parse_sint, parse_uint
-from .opcodes import INSTRUCTIONS, NEEDS_DATA_COUNT, sleb, uleb
+from .opcodes import INSTRUCTIONS, NEEDS_DATA_COUNT
 
 NUMTYPES = {"i32": b"\x7f", "i64": b"\x7e", "f32": b"\x7d", "f64": b"\x7c", "v128": b"\x7b"}
 ABSHEAP = {
