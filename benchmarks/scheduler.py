@@ -16,9 +16,16 @@ Measures, on one loop and one thread:
 - progress spread at several points of the crowd's work, with a forced full garbage collection half-way.
 - hello: instantiating an already compiled WASI hello-world and running it to completion, per second.
 - idle memory: what an instance suspended in a host call holds beyond its linear memory (tracemalloc).
+- serve-stdin: a real ``asyncwasm serve-stdin`` subprocess (``--serve-workers`` workers, this backend)
+  serving a C line service (wasi-libc): ``--serve-spinners`` connections make it spin forever, then
+  ``--serve-connections`` new connections one at a time: connect to first answer, and each of
+  ``--serve-lines`` lines, against 100 ms and 20 ms at the maximum (and the same with no spinners first).
+
+``--only SECTION[,...]`` runs a subset (crowd, echo, fresh, burst, serve, hello, idle).
 
     python benchmarks/scheduler.py                        # both backends, 1,000 instances, 40 s runs
     python benchmarks/scheduler.py --backend trio --quick # 100 instances, ~4 s runs
+    python benchmarks/scheduler.py --only serve           # serve-stdin beside 50 spinning connections
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import gc
 import os
 import platform
 import random
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +52,8 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 import asyncwasm
 from asyncwasm.cpu import DEFAULT_SLICE
@@ -769,6 +780,404 @@ def report_burst(b: Burst) -> bool:
     return ok
 
 
+# ---- serve-stdin: a line service beside CPU-bound connections ------------------------------------
+
+SERVE_FIRST_TARGET = 0.100  # seconds from connect to a new connection's first answer, at the maximum
+SERVE_LINE_TARGET = 0.020  # seconds from a line sent to its answer on an open connection, at the maximum
+SERVE_GIVE_UP = 5.0  # an answer not back after this long counts as unanswered (and ends that connection)
+SERVE_SPIN_GIVE_UP = 60.0  # how long all the spinners together may take to say they are spinning
+SERVE_START_GIVE_UP = 60.0  # how long the server may take to say it listens
+
+# A line service with wasi-libc, stdout line-buffered: each line is answered with itself; the line
+# "spin" is answered "spinning" and the instance then computes forever without reading again. One
+# module, so the spinning and the answering connections share the same server and workers.
+SERVE_LINE_C = r"""
+#include <stdio.h>
+#include <string.h>
+
+int main(void) {
+    static char line[4096];
+    setvbuf(stdout, NULL, _IOLBF, BUFSIZ);
+    while (fgets(line, sizeof line, stdin)) {
+        if (strcmp(line, "spin\n") == 0) {
+            puts("spinning");
+            volatile unsigned x = 1;
+            for (;;) x = x * 1664525u + 1013904223u;
+        }
+        fputs(line, stdout);
+    }
+    return 0;
+}
+"""
+SERVE_CLANG = ["clang", "--target=wasm32-wasi", "-O2", "-Wall"]
+
+# The same service in WAT, for a machine without clang and wasi-libc: each chunk read is written
+# back; a chunk starting with "spin" is answered "spinning\n" and the instance computes forever.
+SERVE_LINE_WAT = r"""
+(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 32) "spinning\n")
+  (func $write (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $ptr))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16))))
+  (func $spin (local $x i32)
+    (loop $l (local.set $x (i32.add (i32.mul (local.get $x) (i32.const 1664525)) (i32.const 1013904223)))
+      (br $l)))
+  (func (export "_start") (local $n i32)
+    (loop $again
+      (i32.store (i32.const 0) (i32.const 1024))
+      (i32.store (i32.const 4) (i32.const 4096))
+      (if (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)) (then (return)))
+      (local.set $n (i32.load (i32.const 16)))
+      (if (i32.eqz (local.get $n)) (then (return)))
+      (if (i32.eq (i32.load (i32.const 1024)) (i32.const 0x6e697073))  ;; "spin"
+        (then (call $write (i32.const 32) (i32.const 9)) (call $spin)))
+      (call $write (i32.const 1024) (local.get $n))
+      (br $again))))
+"""
+
+
+def build_serve_guest(tmp: Path) -> tuple[Path, str]:
+    """The line service as a Wasm file in ``tmp``: the C one if clang can build it, else the WAT one;
+    returns (path, description)."""
+    src, out = tmp / "line.c", tmp / "line.wasm"
+    src.write_text(SERVE_LINE_C)
+    if shutil.which(SERVE_CLANG[0]) is not None:
+        built = subprocess.run([*SERVE_CLANG, "-o", str(out), str(src)], capture_output=True, text=True)
+        if built.returncode == 0:
+            return out, f"C line service (wasi-libc, stdout line-buffered, {out.stat().st_size:,} bytes)"
+        print(f"clang could not build the C line service, using WAT:\n{built.stderr}", file=sys.stderr)
+    out.write_bytes(wat_to_wasm(SERVE_LINE_WAT))
+    return out, f"WAT line service (no libc, {out.stat().st_size:,} bytes; clang with wasi-libc not found)"
+
+
+@dataclass
+class LineAnswers:
+    """The timed connections of one phase (times in seconds)."""
+
+    first: list[float] = field(default_factory=list)  # connect to first answer, per answering connection
+    first_at: list[int] = field(default_factory=list)  # the connection of each of ``first``
+    line: list[float] = field(default_factory=list)  # line sent to its answer, every line answered
+    line_at: list[tuple[int, int]] = field(default_factory=list)  # (connection, line) of each of ``line``
+    ports: dict[int, int] = field(default_factory=dict)  # connection -> its client port (for the log)
+    unanswered: int = 0  # answers not back within SERVE_GIVE_UP (each ends its connection)
+    wrong: int = 0  # answers that were not the line sent
+
+
+@dataclass
+class ServeRun:
+    """What one serve-stdin run measured."""
+
+    guest: str
+    workers: int
+    spinners: int
+    connections: int
+    lines: int
+    alone: LineAnswers = field(default_factory=LineAnswers)  # before the spinners: the baseline
+    beside: LineAnswers = field(default_factory=LineAnswers)  # beside the spinners: what is judged
+    spinning_after: float = float("nan")  # seconds until every spinner had answered "spinning"
+    client_timer: PeriodicTimer = field(default_factory=lambda: PeriodicTimer(0.005))  # this side's loop
+    spinner_ports: set[int] = field(default_factory=set)  # client ports, to find them in the server's log
+    worker_of: dict[int, str] = field(default_factory=dict)  # client port -> worker, from the log
+    spinner_ends: dict[str, int] = field(default_factory=dict)  # how the spinners ended, from the log
+    error: str = ""  # why the run stopped early, if it did
+
+
+async def start_serve_stdin(
+    wasm: Path, backend: str, workers: int, log: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``asyncwasm serve-stdin`` on a free port in a session of its own; returns (process, port).
+
+    No idle timeout (a spinner moves no byte) and no grace period (the spinners never end by
+    themselves); the asyncwasm imported here is the one the server runs."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(asyncwasm.__file__).resolve().parent.parent), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "asyncwasm",
+        "serve-stdin",
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--backend",
+        backend,
+        "--idle-timeout",
+        "0",
+        "--grace",
+        "0s",
+        str(wasm),
+    ]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        with anyio.fail_after(SERVE_START_GIVE_UP):  # TimeoutError: it never said it listens
+            while True:
+                m = re.search(r"listening on \S+:(\d+)", log.read_text(errors="replace"))
+                if m:
+                    return proc, int(m.group(1))
+                if proc.poll() is not None:
+                    tail = log.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"serve-stdin exited with status {proc.returncode}:\n{tail}")
+                await anyio.sleep(0.05)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await stop_serve_stdin(proc)
+        raise
+
+
+async def stop_serve_stdin(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the supervisor stops its workers and exits after them), then SIGKILL to the whole
+    session if it is still there after 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with anyio.move_on_after(15):
+            while proc.poll() is None:
+                await anyio.sleep(0.05)
+    if proc.poll() is None:  # not reaped, so its session is still the one started here
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+        await anyio.to_thread.run_sync(proc.wait)
+
+
+class _LineClient:
+    """One connection to the line service: send a line, read the answer up to its newline."""
+
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self.stream = stream
+        self.reader = BufferedByteReceiveStream(stream)
+        self.port: int = stream.extra(anyio.abc.SocketAttribute.local_port)
+
+    @classmethod
+    async def connect(cls, port: int) -> _LineClient:
+        return cls(await anyio.connect_tcp("127.0.0.1", port))
+
+    async def ask(self, line: bytes) -> bytes:
+        await self.stream.send(line)
+        return await self.reader.receive_until(b"\n", 65536) + b"\n"
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+async def run_serve(
+    wasm: Path, guest: str, backend: str, workers: int, spinners: int, connections: int, lines: int
+) -> ServeRun:
+    """``connections`` line connections one at a time with nothing else running (the baseline); then
+    ``spinners`` connections spinning, and ``connections`` line connections again beside them. Each
+    line connection is timed from connect to its first answer, then ``lines`` lines at 2-10 ms gaps."""
+    run = ServeRun(guest, workers, spinners, connections, lines)
+    clients: list[_LineClient] = []
+    with tempfile.TemporaryDirectory(prefix="sched-serve-") as tmp:
+        log = Path(tmp) / "server.log"
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            try:
+                proc, port = await start_serve_stdin(wasm, backend, workers, log)
+                await _line_connections(port, connections, lines, random.Random(3), run.alone)
+                run.spinning_after = await _start_spinners(port, spinners, clients, run)
+                async with anyio.create_task_group() as tg:  # a stall on this side would show here
+                    tg.start_soon(run.client_timer.run)
+                    await _line_connections(port, connections, lines, random.Random(4), run.beside)
+                    tg.cancel_scope.cancel()
+            except* SERVE_FAILURES as group:  # the spinners' task group wraps what its tasks raise
+                run.error = "; ".join(f"{type(e).__name__}: {e}" for e in _leaves(group))
+        finally:
+            with anyio.CancelScope(shield=True):
+                if proc is not None:  # stopped before the spinners close, so they end as cancelled by it
+                    await stop_serve_stdin(proc)
+                for c in clients:
+                    await c.aclose()
+        _read_serve_log(log.read_text(errors="replace"), run)
+    return run
+
+
+async def _line_connections(port: int, count: int, lines: int, rng: random.Random, into: LineAnswers) -> None:
+    for k in range(count):
+        await _one_line_connection(port, k, lines, rng, into)
+        await anyio.sleep(rng.uniform(0.010, 0.050))
+
+
+SERVE_FAILURES = (OSError, TimeoutError, RuntimeError, anyio.EndOfStream, anyio.BrokenResourceError)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in a (possibly nested) exception group, each once (a failure of many spinners
+    at once is one line per distinct message)."""
+    out: list[BaseException] = []
+    seen: set[str] = set()
+    for e in group.exceptions:
+        for leaf in _leaves(e) if isinstance(e, BaseExceptionGroup) else [e]:
+            key = f"{type(leaf).__name__}: {leaf}"
+            if key not in seen:
+                seen.add(key)
+                out.append(leaf)
+    return out
+
+
+async def _start_spinners(port: int, count: int, clients: list[_LineClient], run: ServeRun) -> float:
+    """Open ``count`` spinning connections at once; seconds until every one had said "spinning"."""
+    t0 = time.perf_counter()
+
+    async def one() -> None:
+        c = await _LineClient.connect(port)
+        clients.append(c)
+        run.spinner_ports.add(c.port)
+        got = await c.ask(b"spin\n")
+        if got != b"spinning\n":
+            raise RuntimeError(f"a spinner answered {got!r}")
+
+    try:
+        with anyio.fail_after(SERVE_SPIN_GIVE_UP):
+            async with anyio.create_task_group() as tg:
+                for _ in range(count):
+                    tg.start_soon(one)
+    except TimeoutError:
+        raise TimeoutError(f"not every spinner was spinning after {SERVE_SPIN_GIVE_UP:g} s") from None
+    return time.perf_counter() - t0
+
+
+async def _one_line_connection(port: int, k: int, lines: int, rng: random.Random, into: LineAnswers) -> None:
+    """Connect, time the first answer, then ``lines`` lines; an answer that is late ends the connection."""
+    t0 = time.perf_counter()
+    c: _LineClient | None = None
+    with anyio.move_on_after(SERVE_GIVE_UP):
+        c = await _LineClient.connect(port)
+    if c is None:
+        into.unanswered += 1
+        return
+    try:
+        into.ports[k] = c.port
+        first = f"connection {k}\n".encode()
+        got = b""
+        with anyio.move_on_after(SERVE_GIVE_UP - (time.perf_counter() - t0)):
+            got = await c.ask(first)
+        if not got:
+            into.unanswered += 1
+            return
+        into.first.append(time.perf_counter() - t0)
+        into.first_at.append(k)
+        into.wrong += got != first
+        for j in range(lines):
+            await anyio.sleep(rng.uniform(0.002, 0.010))
+            line = f"connection {k} line {j} {'x' * 40}\n".encode()
+            got = b""
+            t1 = time.perf_counter()
+            with anyio.move_on_after(SERVE_GIVE_UP):
+                got = await c.ask(line)
+            if not got:
+                into.unanswered += 1
+                return
+            into.line.append(time.perf_counter() - t1)
+            into.line_at.append((k, j))
+            into.wrong += got != line
+    finally:
+        await c.aclose()
+
+
+def _read_serve_log(text: str, run: ServeRun) -> None:
+    """Which worker served each connection, and how the spinners ended, from the per-connection lines."""
+    for m in re.finditer(r"\[(w\d+)#\d+ [^\]]*:(\d+)\] (.*?) in [\d.]+ms", text):
+        port, how = int(m.group(2)), m.group(3)
+        run.worker_of[port] = m.group(1)
+        if port in run.spinner_ports:
+            run.spinner_ends[how] = run.spinner_ends.get(how, 0) + 1
+
+
+def report_serve(backend: str, r: ServeRun) -> dict[str, bool]:
+    """Print the serve-stdin table; the targets are judged beside the spinners only."""
+    want_lines = r.connections * r.lines
+    b = r.beside
+    first_ok = len(b.first) == r.connections and max(b.first, default=float("inf")) <= SERVE_FIRST_TARGET
+    line_ok = (
+        len(b.line) == want_lines and max(b.line, default=float("inf")) <= SERVE_LINE_TARGET and not b.wrong
+    )
+    print(
+        f"#### serve-stdin ({backend}, {r.workers} workers): a new connection beside {r.spinners} CPU-bound "
+        f"connections (target: first answer at most {ms(SERVE_FIRST_TARGET)} ms and every line at most "
+        f"{ms(SERVE_LINE_TARGET)} ms, at the maximum)"
+    )
+    print()
+    print(
+        f"- guest: {r.guest}, one server for all connections; {r.connections} connections one at a time, "
+        f"each timed from connect to its first answer, then {r.lines} lines at 2-10 ms gaps: first with "
+        f"nothing else running, then beside {r.spinners} connections that sent `spin` (all answered "
+        f"`spinning` within {r.spinning_after:.2f} s) and compute forever"
+    )
+    per_worker: dict[str, list[int]] = {}
+    for port, w in r.worker_of.items():
+        counts = per_worker.setdefault(w, [0, 0])
+        counts[0] += port in r.spinner_ports
+        counts[1] += port in b.ports.values()
+    if per_worker:
+        parts = ", ".join(f"{w}: {s} spinning, {e} timed" for w, (s, e) in sorted(per_worker.items()))
+        print(f"- connections per worker beside the spinners (from the server's log): {parts}")
+    if r.spinner_ends:
+        ends = ", ".join(f"{how} {n}" for how, n in sorted(r.spinner_ends.items()))
+        print(f"- how the spinners ended: {ends} (all should be cancelled by the shutdown at the end)")
+    if b.first:
+        order = ", ".join(
+            f"{ms(t)} ({r.worker_of.get(b.ports[k], '?')})" for t, k in zip(b.first, b.first_at, strict=True)
+        )
+        print(f"- first answers beside the spinners in connection order, ms (worker): {order}")
+    if b.line:
+        slow = sorted(zip(b.line, b.line_at, strict=True), reverse=True)[:5]
+        parts = ", ".join(
+            f"{ms(t)} (connection {k} on {r.worker_of.get(b.ports[k], '?')}, line {j})" for t, (k, j) in slow
+        )
+        print(f"- slowest lines beside the spinners, ms: {parts}")
+    late = r.client_timer.lateness
+    if late:
+        print(
+            f"- the client's own loop meanwhile (a 5 ms timer in this process): late p99 {ms(pct(late, 99))} "
+            f"ms, max {ms(max(late))} ms (a stall on the client's side would show here)"
+        )
+    if r.error:
+        print(f"- **stopped early**: {r.error}")
+    print()
+    rows = []
+    for phase, a in (("alone", r.alone), (f"beside {r.spinners} spinning", b)):
+        for what, vals, want, target, ok in (
+            ("first answer (connect to answer)", a.first, r.connections, SERVE_FIRST_TARGET, first_ok),
+            ("a line on an open connection", a.line, want_lines, SERVE_LINE_TARGET, line_ok),
+        ):
+            judged = a is b
+            rows.append(
+                [
+                    phase,
+                    what,
+                    f"{len(vals)} of {want}",
+                    ms(pct(vals, 50)),
+                    ms(pct(vals, 99)),
+                    ms(max(vals)) if vals else "-",
+                    ms(target) if judged else "-",
+                    yes(ok) if judged else "-",
+                ]
+            )
+    table(["connections", "answer", "answered", "p50 ms", "p99 ms", "max ms", "target max ms", "met"], rows)
+    print(
+        f"serve-stdin targets ({backend}, beside {r.spinners} spinning): first answer "
+        f"{'met' if first_ok else 'NOT met'} (max {ms(max(b.first, default=float('nan')))} ms), every line "
+        f"{'met' if line_ok else 'NOT met'} (max {ms(max(b.line, default=float('nan')))} ms); "
+        f"{b.unanswered} unanswered after {SERVE_GIVE_UP:g} s, {b.wrong} wrong"
+    )
+    print()
+    return {"serve-stdin: first answer": first_ok, "serve-stdin: every line": line_ok}
+
+
 # ---- hello world per second ------------------------------------------------------------------------
 
 
@@ -915,14 +1324,10 @@ def report_idle(rows: list[IdleMemory]) -> None:
 # ---- the run --------------------------------------------------------------------------------------
 
 
-async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]:
-    spin = asyncwasm.Module(wat_to_wasm(SPIN_WAT), name="spin")
-    echo = asyncwasm.Module(wat_to_wasm(ECHO_WAT), name="echo")
-    wait = asyncwasm.Module(wat_to_wasm(WAIT_WAT), name="wait")
-    slice_s = asyncwasm.Store().slice_seconds
-    print(f"### Backend: {backend}")
-    print()
-    print(f"- load average before: {load_average()}")
+SECTIONS = ("crowd", "echo", "fresh", "burst", "serve", "hello", "idle")
+
+
+async def run_crowds(opts: argparse.Namespace, spin: asyncwasm.Module, slice_s: float) -> dict[str, bool]:
     rate = await spin_rate(spin, 1.0)
     work = max(1000, int(rate * opts.seconds / opts.instances))
     print(
@@ -932,7 +1337,6 @@ async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]
     )
     print(f"- slice: {slice_s * 1e3:g} ms; progress sampled every {opts.seconds / 10:.1f} s")
     print()
-    met: dict[str, bool] = {}
     crowds = []
     alone: dict[str, tuple[float, float]] = {}
     for label, weights in (
@@ -954,23 +1358,11 @@ async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]
         crowds.append(c)
         after = await run_alone(spin, sum(works) - half)
         alone[label] = (before[0] + after[0], before[1] + after[1])
-    met.update(report_crowds(crowds, alone, slice_s))
+    return report_crowds(crowds, alone, slice_s)
 
-    print("running the echo ...", file=sys.stderr, flush=True)
-    e = await run_echo(spin, echo, opts.neighbours, opts.lines)
-    met["echo"] = report_echo(e)
 
-    print("running the fresh calls ...", file=sys.stderr, flush=True)
-    met["fresh call"] = report_fresh(
-        opts.neighbours, await run_fresh(spin, opts.neighbours, opts.fresh_calls)
-    )
-
-    cat_path = SHARED / "corpus" / "wasm" / "cat.wasm"
-    if cat_path.exists():
-        print("running the burst ...", file=sys.stderr, flush=True)
-        met["burst"] = report_burst(await run_burst(asyncwasm.Module.from_file(cat_path), opts.burst))
-
-    print("running hello world ...", file=sys.stderr, flush=True)
+async def run_hellos(opts: argparse.Namespace) -> dict[str, bool]:
+    met: dict[str, bool] = {}
     print(
         f"#### Instantiate an already compiled WASI hello world and run it to completion (target: at least "
         f"{HELLO_TARGET:,.0f} per second on one core)"
@@ -1008,9 +1400,61 @@ async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]
         "(`run_command`)."
     )
     print()
+    return met
 
-    print("measuring idle memory ...", file=sys.stderr, flush=True)
-    report_idle(await measure_idle(wait, echo, opts.idle))
+
+async def run_backend(opts: argparse.Namespace, backend: str) -> dict[str, bool]:
+    spin = asyncwasm.Module(wat_to_wasm(SPIN_WAT), name="spin")
+    echo = asyncwasm.Module(wat_to_wasm(ECHO_WAT), name="echo")
+    wait = asyncwasm.Module(wat_to_wasm(WAIT_WAT), name="wait")
+    slice_s = asyncwasm.Store().slice_seconds
+    only = opts.only
+    print(f"### Backend: {backend}")
+    print()
+    print(f"- load average before: {load_average()}")
+    if "crowd" not in only:
+        print()
+    met: dict[str, bool] = {}
+    if "crowd" in only:
+        met.update(await run_crowds(opts, spin, slice_s))
+
+    if "echo" in only:
+        print("running the echo ...", file=sys.stderr, flush=True)
+        e = await run_echo(spin, echo, opts.neighbours, opts.lines)
+        met["echo"] = report_echo(e)
+
+    if "fresh" in only:
+        print("running the fresh calls ...", file=sys.stderr, flush=True)
+        met["fresh call"] = report_fresh(
+            opts.neighbours, await run_fresh(spin, opts.neighbours, opts.fresh_calls)
+        )
+
+    cat_path = SHARED / "corpus" / "wasm" / "cat.wasm"
+    if "burst" in only and cat_path.exists():
+        print("running the burst ...", file=sys.stderr, flush=True)
+        met["burst"] = report_burst(await run_burst(asyncwasm.Module.from_file(cat_path), opts.burst))
+
+    if "serve" in only:
+        print("running serve-stdin ...", file=sys.stderr, flush=True)
+        wasm, guest = opts.serve_guest
+        r = await run_serve(
+            wasm,
+            guest,
+            backend,
+            opts.serve_workers,
+            opts.serve_spinners,
+            opts.serve_connections,
+            opts.serve_lines,
+        )
+        met.update(report_serve(backend, r))
+
+    if "hello" in only:
+        print("running hello world ...", file=sys.stderr, flush=True)
+        met.update(await run_hellos(opts))
+
+    if "idle" in only:
+        print("measuring idle memory ...", file=sys.stderr, flush=True)
+        report_idle(await measure_idle(wait, echo, opts.idle))
     print(f"- load average after: {load_average()}")
     print()
     return met
@@ -1029,13 +1473,45 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--fresh-calls", type=int, default=30, help="fresh calls beside the CPU-bound instances"
     )
     parser.add_argument("--burst", type=int, default=None, help="WASI instances started at once (10000)")
-    parser.add_argument("--quick", action="store_true", help="100 instances, 4 s runs")
+    parser.add_argument(
+        "--serve-spinners", type=int, default=None, help="serve-stdin: CPU-bound connections (50)"
+    )
+    parser.add_argument(
+        "--serve-connections",
+        type=int,
+        default=None,
+        help="serve-stdin: connections timed, one at a time (10)",
+    )
+    parser.add_argument(
+        "--serve-lines", type=int, default=None, help="serve-stdin: lines per timed connection (30)"
+    )
+    parser.add_argument("--serve-workers", type=int, default=2, help="serve-stdin: worker processes (2)")
+    parser.add_argument(
+        "--only",
+        type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
+        default=list(SECTIONS),
+        metavar="SECTION[,SECTION...]",
+        help=f"run only these sections, of: {', '.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="100 instances, 4 s runs; serve-stdin: 20 spinners, 5 connections of 10 lines",
+    )
     opts = parser.parse_args(argv)
+    unknown = [x for x in opts.only if x not in SECTIONS]
+    if unknown:
+        parser.error(
+            f"--only: unknown section(s) {', '.join(unknown)}; the sections are {', '.join(SECTIONS)}"
+        )
     opts.instances = opts.instances or (100 if opts.quick else 1000)
     opts.seconds = opts.seconds or (4.0 if opts.quick else 40.0)
     opts.lines = opts.lines or (100 if opts.quick else 400)
     opts.burst = opts.burst or (1000 if opts.quick else 10_000)
     opts.hello_seconds = opts.hello_seconds or (0.5 if opts.quick else 2.0)
+    opts.serve_spinners = opts.serve_spinners or (20 if opts.quick else 50)
+    opts.serve_connections = opts.serve_connections or (5 if opts.quick else 10)
+    opts.serve_lines = opts.serve_lines or (10 if opts.quick else 30)
     backends = ["asyncio", "trio"] if opts.backend == "both" else [opts.backend]
     print(f"## asyncwasm scheduler benchmarks, {datetime.date.today().isoformat()}")
     print()
@@ -1046,8 +1522,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"- {' '.join(sys.argv[1:]) or 'default options'}")
     print()
     summary: dict[str, dict[str, bool]] = {}
-    for b in backends:
-        summary[b] = anyio.run(run_backend, opts, b, backend=b)
+    with tempfile.TemporaryDirectory(prefix="sched-guest-") as tmp:
+        if "serve" in opts.only:
+            opts.serve_guest = build_serve_guest(Path(tmp))
+        for b in backends:
+            summary[b] = anyio.run(run_backend, opts, b, backend=b)
     print("### Targets")
     print()
     names = list(next(iter(summary.values())))
