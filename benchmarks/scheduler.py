@@ -667,8 +667,6 @@ class Burst:
 async def run_burst(cat: asyncwasm.Module, count: int) -> Burst:
     """Start ``count`` instances of a line echo at once, each with its own stdin; a 1 ms timer beside."""
     b = Burst(count)
-    senders = []
-    outs = []
     blocked = 0
     all_blocked = anyio.Event()
 
