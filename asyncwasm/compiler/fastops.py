@@ -45,6 +45,7 @@ def _signed(rel: str, bits: int) -> Callable[[_Temps, str, str], str]:
     """A signed comparison ``a rel b`` of two unsigned canonical ints."""
     sign = 1 << (bits - 1)
     maxp = sign - 1
+    mask = (1 << bits) - 1
     flipped = {"<": ">", "<=": ">", ">": "<", ">=": "<"}[rel]
 
     def fast(t: _Temps, a: str, b: str) -> str:
@@ -55,6 +56,12 @@ def _signed(rel: str, bits: int) -> Callable[[_Temps, str, str], str]:
                 first, a = f"({v} := {a})", v
             else:
                 first = a
+            # against 0 and -1 (C's ``x < 0``, ``x >= 0``, ``x > -1``, ``x <= -1``) one bound is
+            # always true of a canonical int: the test is the sign bit alone
+            if (c, rel) in ((0, "<"), (mask, "<=")):
+                return f"({first} > {maxp:#x})"
+            if (c, rel) in ((0, ">="), (mask, ">")):
+                return f"({first} <= {maxp:#x})"
             if c < sign:  # a non-negative constant: negative a (>= sign) is below it
                 if rel in ("<", "<="):
                     return f"({first} {rel} {c} or {a} > {maxp:#x})"
