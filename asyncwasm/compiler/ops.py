@@ -144,11 +144,11 @@ LOADS: dict[int, str] = {
     NAMES["i64.load"]: "_lu64(M, {ea})[0]",
     NAMES["f32.load"]: "f32_from_bits(_lu32(M, {ea})[0])",
     NAMES["f64.load"]: "_lf64(M, {ea})[0]",
-    NAMES["i32.load8_s"]: f"(_ls8(M, {{ea}})[0] & {_M32})",
+    NAMES["i32.load8_s"]: "_S8[M[{ea}]]",  # a byte's index into its sign-extended values
     NAMES["i32.load8_u"]: "M[{ea}]",
     NAMES["i32.load16_s"]: f"(_ls16(M, {{ea}})[0] & {_M32})",
     NAMES["i32.load16_u"]: "_lu16(M, {ea})[0]",
-    NAMES["i64.load8_s"]: f"(_ls8(M, {{ea}})[0] & {_M64})",
+    NAMES["i64.load8_s"]: "_S8_64[M[{ea}]]",
     NAMES["i64.load8_u"]: "M[{ea}]",
     NAMES["i64.load16_s"]: f"(_ls16(M, {{ea}})[0] & {_M64})",
     NAMES["i64.load16_u"]: "_lu16(M, {ea})[0]",
