@@ -594,7 +594,16 @@ def rusage_kib() -> tuple[int, int]:
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         if fields.get("PPid", "").strip() == me and "VmHWM" in fields:
             children = max(children, int(fields["VmHWM"].split()[0]))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children
+    # this process's own high-water mark: ru_maxrss survives execve on Linux, so a child started by
+    # a big parent would report the parent's size; VmHWM belongs to the address space exec made
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1])
+    except OSError:
+        pass
+    return own, children
 
 
 def child_start(engine: str, guest: str) -> dict[str, Any]:
@@ -1553,7 +1562,7 @@ def main() -> None:
             "pages that are not all zeros are copied) and answers the first script. Medians."
         )
     if "rss" in sections:
-        print("\n### Peak RSS of a process running one instance (ru_maxrss, fresh process each)\n")
+        print("\n### Peak RSS of a process running one instance (VmHWM, fresh process each)\n")
         print(bench_rss(repeat, ("micropython",) if args.quick else ("micropython", "quickjs"), loads))
         print(
             "\npwasm with its cache off. 'child processes' is the peak of the largest child "
