@@ -6,6 +6,7 @@ failure apart (docs/cli.md lists them beside wasmtime's)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
@@ -26,6 +27,18 @@ class CliError(Exception):
 def fail(message: str, code: int = ERROR_EXIT) -> NoReturn:
     """Print ``error: message`` to stderr and exit with ``code``."""
     click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def exit_with(run: Callable[[], int]) -> NoReturn:
+    """Run a command's work and exit with its status: a ``CliError`` is its ``error:`` line and
+    status 1, Ctrl-C status 130 (what every command that runs a guest does the same way)."""
+    try:
+        code = run()
+    except CliError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", INTERRUPT_EXIT)
     sys.exit(code)
 
 

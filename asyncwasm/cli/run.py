@@ -26,7 +26,7 @@ from ..runtime.instance import CompiledModule, Instance
 from ..runtime.objects import WasmException
 from ..store import Store
 from .options import OneLineCommand, RunCommon, run_common
-from .report import INTERRUPT_EXIT, TRAP_EXIT, CliError, compile_module, fail, format_trap, timeout_worded
+from .report import TRAP_EXIT, CliError, compile_module, exit_with, format_trap, timeout_worded
 
 # --- --invoke: arguments in, results out ----------------------------------------------------------
 
@@ -135,13 +135,7 @@ def run(
       asyncwasm run --argv0 app app.wasm --version
       asyncwasm run --invoke add math.wasm 2 3
     """
-    try:
-        code = execute(common, module, args, invoke=invoke, stats=stats, argv0=argv0)
-    except CliError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted", INTERRUPT_EXIT)
-    sys.exit(code)
+    exit_with(lambda: execute(common, module, args, invoke=invoke, stats=stats, argv0=argv0))
 
 
 def execute(

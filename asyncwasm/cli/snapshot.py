@@ -26,7 +26,7 @@ from ..runtime.preinit import DEFAULT_INIT, Preinitialized, preinitialize
 from ..runtime.snapshot import SnapshotError
 from ..text import is_text, wat_to_wasm
 from .options import OneLineCommand, RunCommon, run_common
-from .report import INTERRUPT_EXIT, TRAP_EXIT, CliError, compile_module, fail, format_trap, timeout_worded
+from .report import TRAP_EXIT, CliError, compile_module, exit_with, format_trap, timeout_worded
 
 
 @click.command("snapshot", cls=OneLineCommand, context_settings={"allow_interspersed_args": False})
@@ -84,13 +84,9 @@ def snapshot(
     """
     if common.tcplisten:
         raise click.UsageError("a socket cannot be kept in a snapshot: --tcplisten is for asyncwasm run")
-    try:
-        code = execute(common, module, args, init=init, output=output, keep_init=keep_init_func, argv0=argv0)
-    except CliError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted", INTERRUPT_EXIT)
-    sys.exit(code)
+    exit_with(
+        lambda: execute(common, module, args, init=init, output=output, keep_init=keep_init_func, argv0=argv0)
+    )
 
 
 def execute(
