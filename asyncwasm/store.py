@@ -33,11 +33,13 @@ class Store:
     - ``timeout``: seconds of wall time each call into the store's instances may take.
     - ``max_depth``: nested Wasm calls (default 200,000) before "call stack exhausted".
     - ``max_host_nesting``: host calls nested inside each other through calls back into Wasm
-      (default 1,000); each level costs native stack, so this is what keeps the C stack safe.
+      (default 1,000; None means the default); each level costs native stack, so this is what keeps
+      the C stack safe.
     - ``max_memory_pages``: the most 64 KiB pages the store's linear memories may have, all together
       (default 65,536, 4 GiB: what one 32-bit memory may have); memory.grow past it gives -1.
     - ``max_table_elements``: the most elements one table may have (table.grow gives -1).
-    - ``max_table_elements_total``: all tables of the store together (default 10 million).
+    - ``max_table_elements_total``: all tables of the store together (default 10 million; None
+      means the default, as for ``max_memory_pages``).
     - ``slice_seconds``: how long a guest runs before the loop and other guests get a turn
       (default 2 ms; see docs/limits.md, "The scheduler").
     - ``weight``: the share of the CPU its instances get when many are runnable (2.0: twice).
@@ -47,14 +49,14 @@ class Store:
         self,
         *,
         fuel: int | None = None,
-        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_depth: int | None = DEFAULT_MAX_DEPTH,
         slice_seconds: float = DEFAULT_SLICE,
         max_memory_pages: int | None = None,
         max_table_elements: int | None = None,
         timeout: float | None = None,
         weight: float = 1.0,
         max_host_nesting: int = DEFAULT_MAX_HOST_NESTING,
-        max_table_elements_total: int = DEFAULT_TABLE_ELEMENTS,
+        max_table_elements_total: int | None = DEFAULT_TABLE_ELEMENTS,
     ) -> None:
         if fuel is not None and fuel < 0:
             raise ValueError("fuel must not be negative")
@@ -62,13 +64,15 @@ class Store:
             raise ValueError("weight must be positive")
         self.fuel_limit = fuel
         self.fuel_used = 0
-        self.max_depth = max_depth
+        self.max_depth = DEFAULT_MAX_DEPTH if max_depth is None else max_depth
         self.max_host_nesting = max_host_nesting
         self.slice_seconds = slice_seconds
         self.max_memory_pages = max_memory_pages
         self.memory_budget = Budget(DEFAULT_MEMORY_PAGES if max_memory_pages is None else max_memory_pages)
         self.max_table_elements = max_table_elements
-        self.table_budget = Budget(max_table_elements_total)
+        self.table_budget = Budget(
+            DEFAULT_TABLE_ELEMENTS if max_table_elements_total is None else max_table_elements_total
+        )
         self.timeout = timeout
         self.weight = weight
         self._states: list[InstanceState] = []

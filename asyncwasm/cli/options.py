@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from ..features import Features
-from ..store import DEFAULT_TABLE_ELEMENTS, Store
+from ..store import Store
 
 USAGE_EXIT = 2  # the command line itself is wrong (click's usage status)
 PAGE_SIZE = 65536
@@ -256,14 +256,12 @@ class RunCommon:
 
     def store(self) -> Store:
         """A fresh Store with these limits (one per run, connection or request)."""
-        total = DEFAULT_TABLE_ELEMENTS if self.max_table_elements is None else self.max_table_elements
-        depth = {} if self.max_wasm_stack is None else {"max_depth": self.max_wasm_stack}
         return Store(
             fuel=self.fuel,
             timeout=self.timeout,
             max_memory_pages=self.max_memory_pages,
-            max_table_elements_total=total,
-            **depth,
+            max_table_elements_total=self.max_table_elements,
+            max_depth=self.max_wasm_stack,
         )
 
 

@@ -22,7 +22,6 @@ from anyio.abc import SocketAttribute
 from wasi_async import Preopen, WasiConfig, run_command, wasi_instance
 
 from .. import CompiledModule, Interrupted, Snapshot, Store, WasmException
-from ..store import DEFAULT_TABLE_ELEMENTS
 from .config import ServeOptions
 
 log = logging.getLogger("asyncwasm.serve")
@@ -273,14 +272,12 @@ async def run_instance(
 
 def limited_store(options: ServeOptions) -> Store:
     """A fresh Store with the limits of one connection (or request)."""
-    tables = DEFAULT_TABLE_ELEMENTS if options.max_table_elements is None else options.max_table_elements
-    depth = {} if options.max_depth is None else {"max_depth": options.max_depth}
     return Store(
         fuel=options.fuel,
         timeout=options.timeout,
         max_memory_pages=options.max_memory_pages,
-        max_table_elements_total=tables,
-        **depth,
+        max_table_elements_total=options.max_table_elements,
+        max_depth=options.max_depth,
     )
 
 
