@@ -35,6 +35,7 @@ import importlib.util  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
@@ -1432,7 +1433,7 @@ def shape_of(module: Any, idx: int) -> str:
     return shape + f"; {len(body):,} Wasm instrs, {src.count(chr(10)) + 1:,} lines"
 
 
-def profile(name: str, engine: str, quick: bool, top: int) -> None:
+def profile(name: str, engine: str, quick: bool, top: int, lines_shown: int = 0) -> None:
     """Sample one warm run of a workload in a worker: where the time goes, by function and by line."""
     import collections
     import re
@@ -1476,8 +1477,20 @@ def profile(name: str, engine: str, quick: bool, top: int) -> None:
         f"### Where {engine} spends a warm run of {w.name} ({w.size}): {ans['seconds']:.2f} s, "
         f"{total:,} samples in guest code, {ans['outside']:,} outside it\n"
     )
-    header = ["function (innermost frame)", "self", "inclusive", "of its self: `while`/`if L` lines", "shape"]
+    header = ["function (innermost frame)", "self", "inclusive", "of its self: dispatch lines", "shape"]
     print(table(header, rows))
+    hottest = next((k for k, _n in own.most_common() if k[0].startswith("<wasm")), None)
+    if module is not None and hottest is not None and lines_shown:
+        idx = int(hottest[1][1:])
+        src = module.compiled.source_of(idx).splitlines()
+        print(
+            f"\nThe {lines_shown} hottest lines of f{idx} `{module.func_name(idx) or '?'}` (self samples):\n"
+        )
+        print("```")
+        for ln, c in lines[hottest].most_common(lines_shown):
+            text = src[ln - 1].strip() if 0 < ln <= len(src) else "?"
+            print(f"{100 * c / total:5.1f}%  {ln:6d}  {text[:120]}")
+        print("```")
     print(
         "\nPercentages of the samples in guest code (a Wasm function on the stack). The samples outside "
         "it (the event loop between two time slices) are overcounted: the sampling thread gets the GIL "
@@ -1487,7 +1500,14 @@ def profile(name: str, engine: str, quick: bool, top: int) -> None:
 
 def _is_dispatch(line: str) -> bool:
     text = line.strip()
-    return text == "while True:" or text.startswith(("if L < ", "if L == "))
+    return (
+        text == "while True:"
+        or text.startswith(("if L < ", "if L == "))
+        or _STAGE_TEST.match(text) is not None
+    )
+
+
+_STAGE_TEST = re.compile(r"if _c\d+ (>=|==) \d+:$")  # a block chain's stage tree (compiler/structured.py)
 
 
 def main() -> None:
@@ -1504,6 +1524,12 @@ def main() -> None:
     parser.add_argument("--profile", metavar="WORKLOAD", help="sample one warm run of a workload instead")
     parser.add_argument("--engine", default="asyncwasm", choices=ENGINES, help="the engine --profile samples")
     parser.add_argument("--top", type=int, default=15, help="rows of --profile's table")
+    parser.add_argument(
+        "--lines",
+        type=int,
+        default=0,
+        help="with --profile: the hottest source lines of the hottest function",
+    )
     parser.add_argument("--child", nargs=3, metavar=("MODE", "ENGINE", "GUEST"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -1512,7 +1538,7 @@ def main() -> None:
     sys.path.append(str(REPO))  # after $PYTHONPATH, as in the children
     os.environ["PWASM_CACHE_DIR"] = ""  # --profile and the helpers never write ~/.cache/pwasm
     if args.profile:
-        profile(args.profile, args.engine, args.quick, args.top)
+        profile(args.profile, args.engine, args.quick, args.top, args.lines)
         return
     repeat = args.repeat or (2 if args.quick else 5)
     precompile_sources()

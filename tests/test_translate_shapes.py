@@ -1,5 +1,6 @@
 """Every valid function translates, however deep its control flow: CPython refuses more than 20
-nested loops or 100 indentation levels, so deep functions take the flat shape. Each case is checked
+nested loops or 100 indentation levels, so a run of nested blocks becomes one stage loop and only
+functions too deep even so take the flat shape. Each case is checked
 against the answer the Wasm semantics give, on both shapes where both apply."""
 
 from __future__ import annotations
@@ -170,3 +171,124 @@ def test_an_interpreter_loop_around_a_big_switch(cases: int, shape: str) -> None
     wasm = wat(_interpreter(cases))
     for n in (0, 1, 5, 3 * cases):
         assert anyio.run(_call, wasm, "run", n) == _interpreter_model(cases, n), (n, shape)
+
+
+def _paired_blocks(depth: int) -> str:
+    """``depth`` levels of two blocks opened one right inside the other (``$a`` around ``$b``), each
+    level inside the ``$b`` of the one before: 2 * depth nested targeted blocks, in runs of two, the
+    shape compilers give a chain of conditions. Bit 2k of ``x`` leaves level k through ``$a``, bit
+    2k + 1 through ``$b``; the accumulator records which code ran, in order."""
+    acc = "(local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 3)) (i32.const {})))"
+    body = acc.format(5)
+    for k in reversed(range(depth)):
+        bit = "(i32.and (i32.shr_u (local.get $x) (i32.const {})) (i32.const 1))"
+        body = (
+            f"(block $a{k} (block $b{k} (br_if $a{k} {bit.format(2 * k)}) (br_if $b{k} {bit.format(2 * k + 1)})"
+            f" {body} {acc.format(1)}) {acc.format(2)})"
+        )
+    return (
+        f'(module (func (export "run") (param $x i32) (result i32) (local $acc i32) {body} (local.get $acc)))'
+    )
+
+
+def _paired_blocks_model(depth: int, x: int) -> int:
+    acc = 0
+
+    def level(k: int) -> None:
+        nonlocal acc
+        if k == depth:
+            acc = (acc * 3 + 5) & 0xFFFFFFFF
+            return
+        if x >> (2 * k) & 1:
+            return
+        if not x >> (2 * k + 1) & 1:
+            level(k + 1)
+            acc = (acc * 3 + 1) & 0xFFFFFFFF
+        acc = (acc * 3 + 2) & 0xFFFFFFFF
+
+    level(0)
+    return asyncwasm.signed32(acc)
+
+
+def _is_flat(wasm: bytes) -> bool:
+    m = asyncwasm.Module(wasm)
+    src, _offs, _consts = structured.translate_function(
+        m.compiled.info, 0, m.module.codes[0], m.compiled.func_types[0]
+    )
+    return "    L = 0" in src
+
+
+@pytest.mark.parametrize("depth", [3, 12])
+def test_short_runs_of_nested_blocks_past_pythons_limit_stay_structured(depth: int, shape: str) -> None:
+    """24 nested targeted blocks in runs of two are too deep as one Python loop each: tried again
+    with every run as one stage loop, the function keeps the structured shape (not flat)."""
+    wasm = wat(_paired_blocks(depth))
+    if shape == "structured-first":
+        assert not _is_flat(wasm)
+    for x in [0, 1, 2, 3, 0b0110, 0xAAAAAA, 0x555555, 1 << (2 * depth - 1), (1 << 2 * depth) - 1, 0x123456]:
+        assert anyio.run(_call, wasm, "run", x) == _paired_blocks_model(depth, x), (x, shape)
+
+
+def test_a_function_too_deep_for_every_chain_length_goes_flat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the retries with shorter chains, the same function takes the flat shape."""
+    wasm = wat(_paired_blocks(12))
+    monkeypatch.setattr(structured, "CHAIN_RETRIES", (structured.CHAIN_MIN,))
+    assert _is_flat(wasm)
+    for x in (0, 0b10, 0x555555):
+        assert anyio.run(_call, wasm, "run", x) == _paired_blocks_model(12, x)
+
+
+def _mixed_table_interpreter() -> str:
+    """A dispatch loop whose br_table mostly picks a case of a 12-block chain but also goes round
+    the loop ($top) or leaves it ($exit), as an interpreter's opcode switch does. The code after the
+    end of $bK is case 11 - K: it adds its number to the accumulator, then even cases go round,
+    odd ones fall into the next case."""
+    labels = [f"$b{(i * 5) % 12}" for i in range(12)] + ["$top"] * 4 + ["$exit"] * 4
+    opens = "".join(f"(block $b{k} " for k in range(12))
+    cases = ""
+    for k in range(12):
+        step = "(br $top)" if k % 2 == 0 else ""
+        cases += (
+            f") (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 3)) (i32.const {k}))) {step}\n"
+        )
+    return f"""(module (func (export "run") (param $x i32) (result i32) (local $acc i32) (local $n i32) (local $i i32)
+      (block $exit
+        (loop $top
+          (local.set $n (i32.add (local.get $n) (i32.const 1)))
+          (br_if $exit (i32.gt_u (local.get $n) (i32.const 50)))
+          {opens}
+            (local.set $i (i32.rem_u (local.get $x) (i32.const 23)))
+            (local.set $x (i32.add (i32.mul (local.get $x) (i32.const 7)) (i32.const 3)))
+            (br_table {" ".join(labels)} $b5 (local.get $i))
+          {cases}
+          (br $top)))
+      (local.get $acc)))"""
+
+
+def _mixed_table_model(x: int) -> int:
+    table: list[object] = [(i * 5) % 12 for i in range(12)] + ["top"] * 4 + ["exit"] * 4
+    acc = n = 0
+    while True:
+        n += 1
+        if n > 50:
+            break
+        i = x % 23
+        x = (x * 7 + 3) & 0xFFFFFFFF
+        target = table[i] if i < len(table) else 5
+        if target == "exit":
+            break
+        if target == "top":
+            continue
+        k = 11 - int(target)  # type: ignore[call-overload]
+        while True:
+            acc = (acc * 3 + k) & 0xFFFFFFFF
+            if k % 2 == 0 or k == 11:
+                break
+            k += 1
+    return asyncwasm.signed32(acc)
+
+
+def test_a_br_table_mostly_into_a_block_chain_and_partly_out_of_it(shape: str) -> None:
+    wasm = wat(_mixed_table_interpreter())
+    for x in (0, 1, 2, 7, 11, 12, 16, 19, 20, 22, 23, 1000, 2**31 + 5, 2**32 - 1):
+        assert anyio.run(_call, wasm, "run", x) == _mixed_table_model(x), (x, shape)

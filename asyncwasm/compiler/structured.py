@@ -17,6 +17,7 @@ from .translate import (
     BIG_FRAME,
     CHECK,
     GROUP,
+    SMALL_SWITCH,
     STACK_BUDGET,
     Ctrl,
     FunctionTranslator,
@@ -29,6 +30,11 @@ from .translate import (
 MAX_PY_LOOPS = 17  # CPython allows 20 nested blocks; the stack guard's try takes one
 MAX_INDENT = 90
 CHAIN_MIN = 8  # directly nested blocks (a C switch) from this many on are one dispatch loop
+# A function too deep for Python's 20 nested blocks is tried again with shorter chains made stage
+# loops: a run of blocks opened one inside the other takes one Python loop however long it is, and
+# compilers nest runs of two or three targeted blocks (a chain of conditions) as often as switches.
+# QuickJS's and MicroPython's interpreter loops need it; only past the last try is a function flat.
+CHAIN_RETRIES = (CHAIN_MIN, 4, 2)
 
 
 class BlockChain:
@@ -52,8 +58,12 @@ class BlockChain:
 
 
 def _stage_tree(var: str, n: int) -> list[tuple[int, str | None, int]]:
-    """(level, header, -1) and (level, None, stage) items, in source order, for stages n..0."""
-    out: list[tuple[int, str | None, int]] = []
+    """(level, header, -1) and (level, None, stage) items, in source order, for stages n..0.
+
+    Stage n, the code inside the innermost block, is tested first, before the tree: every entry to
+    the chain begins there (an interpreter's dispatch loop enters it once per bytecode, and its
+    br_table is there), so entering costs one comparison instead of a descent of the tree."""
+    out: list[tuple[int, str | None, int]] = [(0, None, n)]
 
     def tree(hi: int, lo: int, level: int) -> None:
         count = hi - lo + 1
@@ -66,7 +76,7 @@ def _stage_tree(var: str, n: int) -> list[tuple[int, str | None, int]]:
         out.append((level, "else:", -1))
         tree(mid - 1, lo, level + 1)
 
-    tree(n, 0, 0)
+    tree(n - 1, 0, 0)
     return out
 
 
@@ -75,8 +85,9 @@ class TooDeep(Exception):
 
 
 class StructuredTranslator(FunctionTranslator):
-    def __init__(self, *args: object) -> None:
+    def __init__(self, *args: object, chain_min: int = CHAIN_MIN) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
+        self.chain_min = chain_min  # runs of directly nested blocks this long become stage loops
         self.indent = 0
         self.pyloops: list[Ctrl] = []
         self.crossed: dict[int, set[int]] = {}  # id(ctrl) -> labels of outer targets branched through it
@@ -192,6 +203,13 @@ class StructuredTranslator(FunctionTranslator):
         self.materialize_all()
         targets = [self.ctrls[-1 - d] for d in (*labels, default)]
         chain = targets[0].chain
+        if (
+            isinstance(chain, BlockChain)
+            and sum(t.chain is chain for t in targets) * 2 > len(targets) > SMALL_SWITCH
+        ):
+            if not all(t.chain is chain for t in targets):
+                self.mixed_chain_table(chain, idx.code, labels, targets)
+                return
         if isinstance(chain, BlockChain) and all(t.chain is chain for t in targets):
             # a C switch: the stage comes straight from a tuple, then one go round the chain's loop
             for t in targets:
@@ -216,6 +234,40 @@ class StructuredTranslator(FunctionTranslator):
             else:
                 for line in self.jump_lines(self.ctrls[-1 - d]):  # type: ignore[operator]
                     self.emit(line, rel)
+        self.dead = True
+
+    def mixed_chain_table(
+        self, chain: BlockChain, index: str, labels: tuple[int, ...], targets: list[Ctrl]
+    ) -> None:
+        """A br_table whose targets are mostly the blocks of one chain (an interpreter's opcode
+        switch, with a few cases that leave it): the stage comes straight from a tuple as for a pure
+        chain, and the other targets get negative codes, tested one after another."""
+        others: list[Ctrl] = []
+        codes: list[str] = []
+        for t in targets:
+            if t.chain is chain:
+                t.used = t.branched = True
+                codes.append(str(t.stage))
+                continue
+            k = next((j for j, o in enumerate(others) if o is t), -1)
+            if k < 0:
+                k = len(others)
+                others.append(t)
+            codes.append(str(-1 - k))
+        var = chain.var
+        if labels:
+            self.emit(f"_i = {index}")
+            self.emit(f"{var} = ({', '.join(codes[:-1])},)[_i] if _i < {len(labels)} else {codes[-1]}")
+        else:
+            self.emit(f"{var} = {codes[-1]}")
+        if self.indent + 1 > MAX_INDENT:
+            raise TooDeep()
+        for k, o in enumerate(others):
+            self.emit(f"if {var} == {-1 - k}:")
+            for line in self.jump_lines(o):
+                self.emit(line, 1)
+        for line in self.transfer(chain.loop):
+            self.emit(line)
         self.dead = True
 
     # ---- structured control ---------------------------------------------------------------------
@@ -245,7 +297,7 @@ class StructuredTranslator(FunctionTranslator):
                 j = i
                 while j < len(body) and body[j][0] == 0x02 and body[j][1] is None:
                     j += 1
-                if j - i >= CHAIN_MIN:
+                if j - i >= self.chain_min:
                     self.chains[i] = j - i
                 i = j
             else:
@@ -440,11 +492,17 @@ def _render_structured(t: StructuredTranslator, nparams: int) -> tuple[list[str]
 def translate_function(
     info: object, index: int, code: object, ftype: object
 ) -> tuple[list[str], list[int], dict]:
-    """Python source lines (and the Wasm offset of each) for one function, in the best shape that compiles."""
-    try:
-        t: FunctionTranslator = StructuredTranslator(info, index, code, ftype)
-        lines, offs = t.translate()
-    except TooDeep:
+    """Python source lines (and the Wasm offset of each) for one function, in the best shape that
+    compiles: structured, with ever shorter block chains as stage loops (``CHAIN_RETRIES``), else flat."""
+    t: FunctionTranslator
+    for chain_min in CHAIN_RETRIES:
+        try:
+            t = StructuredTranslator(info, index, code, ftype, chain_min=chain_min)
+            lines, offs = t.translate()
+            break
+        except TooDeep:
+            continue
+    else:
         t = FunctionTranslator(info, index, code, ftype)  # type: ignore[arg-type]
         lines, offs = t.translate()
     lines, offs = tailcall.finish(t, lines, offs)
