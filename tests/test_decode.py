@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncwasm.binary import decode_module
 from asyncwasm.binary.module import FuncType, Module
+from asyncwasm.binary.reader import decode_module
 from asyncwasm.errors import MalformedModule, UnsupportedFeature
 from asyncwasm.features import WASM2, Features
 

@@ -17,7 +17,7 @@ import pytest
 import wasmtime
 
 import asyncwasm
-from asyncwasm.binary import decode_module
+from asyncwasm.binary.reader import decode_module
 from asyncwasm.errors import InvalidModule, MalformedModule, Trap, UnsupportedFeature
 from asyncwasm.features import WASM2, Features
 from asyncwasm.runtime.instance import host_global, host_memory

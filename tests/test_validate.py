@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from asyncwasm.binary import decode_module
 from asyncwasm.binary.module import (
     EXTERNREF,
     FUNCREF,
@@ -29,6 +28,7 @@ from asyncwasm.binary.module import (
     TableType,
 )
 from asyncwasm.binary.opcodes import NAMES
+from asyncwasm.binary.reader import decode_module
 from asyncwasm.errors import InvalidModule
 from asyncwasm.features import WASM2, WASM3, Features
 from asyncwasm.validate import validate_module

@@ -1,5 +1,5 @@
-"""Binary format: the module description and the decoder."""
+"""Binary format: the module description (``module``), the decoder (``reader``), the encoder's
+primitives (``encode``) and the section rewriter (``rewrite``).
 
-from .reader import decode_module
-
-__all__ = ["decode_module"]
+Nothing is imported here: a process that runs a module from the code cache needs the description
+but never the decoder."""

@@ -19,8 +19,7 @@ from typing import Protocol
 from ..binary.module import I64, Code, FuncType, MemoryType, Module
 from ..binary.types import REGISTRY, canonical_ids
 from .contract import InstanceState, enclose, functions_in, state_cells
-from .structured import translate_function
-from .translate import ModuleInfo
+from .info import ModuleInfo
 
 LAZY_THRESHOLD = 4_000  # instructions: above this, functions are translated when first called
 # A function this big takes 40 ms or more to translate and compile (about 9 us an instruction, most
@@ -76,6 +75,8 @@ class Translated:
 
 def translate_alone(info: ModuleInfo, index: int, body: Code, ftype: FuncType, filename: str) -> Translated:
     """Translate and compile one function with nothing but its inputs (in a worker process)."""
+    from .structured import translate_function  # the translator loads only when something is translated
+
     src, offs, consts = translate_function(info, index, body, ftype)
     module_code = compile(enclose("\n".join(src), info.state_cells), filename, "exec")
     found = {c.co_name: c for c in functions_in(module_code)}
@@ -151,6 +152,8 @@ class CompiledCode:
             TRANSLATION.seconds += time.perf_counter() - t0
 
     def _compile_now(self, indices: range | list[int]) -> None:
+        from .structured import translate_function  # the translator loads only when something is translated
+
         lines: list[str] = []
         tables: dict[int, list[int]] = {}
         consts: dict[int, dict[str, float]] = {}
@@ -275,6 +278,8 @@ class CompiledCode:
 
     def source_of(self, idx: int) -> str:
         """The Python source of one function (for debugging and curiosity)."""
+        from .structured import translate_function
+
         src, _offs, _c = translate_function(
             self.info, idx, self.module.codes[idx - self.n_imported], self.func_types[idx]
         )

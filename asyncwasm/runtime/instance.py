@@ -29,7 +29,6 @@ from ..binary.module import (
     Module,
     TableType,
 )
-from ..binary.reader import decode_module
 from ..binary.simd_opcodes import SIMD_NAMES
 from ..binary.types import GLOBAL, REGISTRY, canon_valtype, canonical_ids
 from ..compiler import numeric
@@ -41,9 +40,8 @@ from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
 from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync, run_setup
 from ..store import Store
-from ..text import is_text, wat_to_wasm
+from ..text import is_text
 from ..traps import as_trap, register_code
-from ..validate import validate_module
 from . import code_cache, gc, objects, startup_fuel
 from . import snapshot as snapshots
 from .code_cache import CacheEntry, CodeCache
@@ -81,6 +79,8 @@ class CompiledModule:
         cache, ``False`` none. Raises ``MalformedModule``, ``UnsupportedFeature`` or ``InvalidModule``.
         """
         if isinstance(wasm, str) or is_text(wasm):  # the text format (.wat): encode it first
+            from ..text import wat_to_wasm
+
             wasm = wat_to_wasm(wasm)
         wasm = bytes(wasm)
         self.features: Features = features if features is not None else WASM3
@@ -92,6 +92,10 @@ class CompiledModule:
             if self.cache_entry is not None:
                 module = self.cache_entry.load_module()
         if module is None:
+            # the decoder and validator load only on a cache miss: a warm start needs neither
+            from ..binary.reader import decode_module
+            from ..validate import validate_module
+
             module = decode_module(wasm, self.features)
             validate_module(module, self.features)
             if self.cache_entry is not None:
