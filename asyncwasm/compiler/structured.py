@@ -55,6 +55,8 @@ class BlockChain:
         self.events = _stage_tree(self.var, n)
         self.next_event = 0
         self.leaf_start = 0  # the line where the current stage's code begins
+        self.stage = n  # the stage whose code is being emitted
+        self.leaf_indent = 0  # the indentation of that code
 
 
 def _stage_tree(var: str, n: int) -> list[tuple[int, str | None, int]]:
@@ -220,9 +222,7 @@ class StructuredTranslator(FunctionTranslator):
                 self.emit(f"{chain.var} = ({stages},)[_i] if _i < {len(labels)} else {targets[-1].stage}")
             else:
                 self.emit(f"{chain.var} = {targets[-1].stage}")
-            for line in self.transfer(chain.loop):
-                self.emit(line)
-            self.dead = True
+            self.into_stage_tree(chain)
             return
         self.emit(f"_i = {idx.code}")
         plan = br_table_plan(labels, default)
@@ -266,8 +266,17 @@ class StructuredTranslator(FunctionTranslator):
             self.emit(f"if {var} == {-1 - k}:")
             for line in self.jump_lines(o):
                 self.emit(line, 1)
-        for line in self.transfer(chain.loop):
-            self.emit(line)
+        self.into_stage_tree(chain)
+
+    def into_stage_tree(self, chain: BlockChain) -> None:
+        """After a br_table set the chain's stage: go to it. From the top level of the entry
+        stage, which is tested before the tree, falling out of its ``if`` reaches the tree (what
+        follows in the stage is dead), so neither a go round the loop nor the entry test is paid."""
+        if not (
+            chain.stage == chain.n and self.indent == chain.leaf_indent and self.pyloops[-1] is chain.loop
+        ):
+            for line in self.transfer(chain.loop):
+                self.emit(line)
         self.dead = True
 
     # ---- structured control ---------------------------------------------------------------------
@@ -331,6 +340,7 @@ class StructuredTranslator(FunctionTranslator):
             if self.indent > MAX_INDENT:
                 raise TooDeep()
             chain.leaf_start = len(self.segments[-1].lines)
+            chain.stage, chain.leaf_indent = stage, self.indent
             self.open_chunk()
             return
 
