@@ -74,3 +74,71 @@ async def test_the_wrapper_is_shared_by_shape() -> None:
     n = len(host_call._factories)  # noqa: SLF001
     assert await _call(("i32", "i32"), ("i32",), lambda a, b: b, 1, 2) == 2
     assert len(host_call._factories) == n  # noqa: SLF001
+
+
+_TRAMPOLINE_GUEST = """(module
+  (import "env" "invoke_iii" (func $invoke (param i32 i32 i32) (result i32)))
+  (table (export "table") 4 funcref)
+  (elem (i32.const 1) $sub $boom)
+  (func $sub (param i32 i32) (result i32) (i32.sub (local.get 0) (local.get 1)))
+  (func $boom (param i32 i32) (result i32) unreachable)
+  (func (export "run") (param i32 i32 i32) (result i32)
+    (call $invoke (local.get 0) (local.get 1) (local.get 2))))"""
+
+
+async def _trampoline_instance(calls: list[object]) -> asyncwasm.Instance:
+    """A guest that calls its table through the host, as emscripten's invoke_* trampolines do."""
+    module = asyncwasm.Module(wat(_TRAMPOLINE_GUEST))
+    linker = asyncwasm.Linker()
+    box: dict[str, asyncwasm.Instance] = {}
+
+    def invoke(index: int, a: int, b: int) -> int:
+        table = box["instance"].exports["table"]
+        try:
+            result = table.call(index, a, b)
+        except asyncwasm.Trap as trap:
+            calls.append(str(trap).splitlines()[0])
+            return -99
+        calls.append(result)
+        return result
+
+    linker.define_func("env", "invoke_iii", FuncType(("i32", "i32", "i32"), ("i32",)), invoke)
+    box["instance"] = await linker.instantiate(module)
+    return box["instance"]
+
+
+async def test_a_host_function_calls_a_table_entry_with_export_conventions() -> None:
+    calls: list[object] = []
+    inst = await _trampoline_instance(calls)
+    assert await inst.call("run", 1, 5, 7) == -2
+    assert await inst.call("run", 1, -(2**31), 1) == 2**31 - 1  # wraps, and comes back signed
+    assert calls == [-2, 2**31 - 1]
+
+
+async def test_table_call_traps_as_call_indirect_does() -> None:
+    calls: list[object] = []
+    inst = await _trampoline_instance(calls)
+    assert await inst.call("run", 0, 1, 1) == -99  # a null entry
+    assert await inst.call("run", 4, 1, 1) == -99  # past the table's size
+    assert await inst.call("run", 2, 1, 1) == -99  # the callee traps: the host sees the Trap
+    assert calls == ["uninitialized element", "undefined element", "wasm `unreachable` instruction executed"]
+
+
+async def test_table_call_refuses_wrong_arguments_and_runs_only_inside_a_host_function() -> None:
+    inst = await _trampoline_instance([])
+    table = inst.exports["table"]
+    with pytest.raises(RuntimeError, match="inside a host function"):
+        table.call(1, 2, 3)
+
+    module = asyncwasm.Module(wat(_TRAMPOLINE_GUEST))
+    linker = asyncwasm.Linker()
+    box: dict[str, asyncwasm.Instance] = {}
+    linker.define_func(
+        "env",
+        "invoke_iii",
+        FuncType(("i32", "i32", "i32"), ("i32",)),
+        lambda index, a, b: box["instance"].exports["table"].call(index, "x", b),
+    )
+    box["instance"] = await linker.instantiate(module)
+    with pytest.raises(TypeError, match=r"argument 1 must be i32"):
+        await box["instance"].call("run", 1, 2, 3)
