@@ -142,3 +142,29 @@ async def test_table_call_refuses_wrong_arguments_and_runs_only_inside_a_host_fu
     box["instance"] = await linker.instantiate(module)
     with pytest.raises(TypeError, match=r"argument 1 must be i32"):
         await box["instance"].call("run", 1, 2, 3)
+
+
+async def test_table_call_on_a_table_of_non_functions_is_a_type_error() -> None:
+    """An externref table holds whatever the host put there: Table.call refuses it by name."""
+    module = asyncwasm.Module(
+        wat("""(module
+          (import "env" "poke" (func $poke))
+          (table (export "refs") 2 externref)
+          (func (export "set") (param externref) (table.set 0 (i32.const 0) (local.get 0)))
+          (func (export "run") (call $poke)))""")
+    )
+    linker = asyncwasm.Linker()
+    box: dict[str, asyncwasm.Instance] = {}
+    seen: list[str] = []
+
+    def poke() -> None:
+        try:
+            box["instance"].exports["refs"].call(0)
+        except TypeError as exc:
+            seen.append(str(exc))
+
+    linker.define_func("env", "poke", FuncType((), ()), poke)
+    box["instance"] = inst = await linker.instantiate(module)
+    await inst.call("set", object())
+    await inst.call("run")
+    assert seen == ["Table.call: element 0 of a table of externref is not a function"]

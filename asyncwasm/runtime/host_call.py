@@ -1,5 +1,7 @@
 """The wrapper compiled code calls for a host function: raw values in, the host's Python values out
-and back, the native nesting count kept, an awaitable result awaited on the guest's behalf.
+and back, the native nesting count kept, an awaitable result awaited on the guest's behalf. And the
+other way round, ``guest_caller``: what ``Table.call`` runs when a host function calls back into
+its guest with Python values.
 
 Interpreters compiled to Wasm call their host glue millions of times (emscripten's ``invoke_*``
 trampolines for setjmp/longjmp, output, time), so this is a hot path. A generic wrapper (``*args``,
@@ -22,6 +24,8 @@ from ..errors import Trap
 from ..scheduler import await_in_guest
 from ..scheduler import native as nesting
 from .gc import host_check
+from .objects import Func
+from .values import INT_BITS, int_range, public_results
 
 # raw (unsigned) to the host's value, and back: expressions over the name in braces
 _FROM_RAW = {I32: "({v} - (({v} & 0x80000000) << 1))", I64: "({v} - (({v} & 0x8000000000000000) << 1))"}
@@ -112,3 +116,40 @@ def host_wrapper(
         exec(compile(_source(params, results, is_async, with_caller), "<asyncwasm host call>", "exec"), scope)
         make = _factories[key] = scope["make"]
     return make(fn, caller, limit)
+
+
+def guest_caller(f: Func) -> Callable[[Any, tuple[Any, ...]], Any]:
+    """``Table.call``'s conversions for ``f``'s type: ``call(fn, args)`` converts ``args`` as an
+    export call does, calls ``fn`` with the raw values and returns the result as the host sees it.
+
+    An integer-only signature (emscripten's ``invoke_*``) gets a generated function with the range
+    checks inline: ``ExportedFunc``'s generic converters cost a microsecond a call, and glue calls
+    this millions of times. Anything the inline checks refuse goes through those converters, for
+    the same ``TypeError``."""
+    from .exports import ExportedFunc  # exports imports this module
+
+    slow = ExportedFunc(None, f, "table element")  # type: ignore[arg-type]
+    ft = f.type
+    if not all(t in INT_BITS for t in (*ft.params, *ft.results)) or len(ft.results) > 1:
+        return lambda fn, args: public_results(ft, fn(*slow.convert_args(args)))
+    names = [f"a{k}" for k in range(len(ft.params))]
+    checks, raw = [], []
+    for n, t in zip(names, ft.params, strict=True):
+        low, high, mask = int_range(INT_BITS[t])
+        checks.append(f"{n}.__class__ is int and {low} <= {n} < {high}")
+        raw.append(f"{n} & {mask:#x}")
+    call = f"fn({', '.join(raw)})"
+    ret = f"r = {call}; return {_FROM_RAW[ft.results[0]].format(v='r')}" if ft.results else call
+    source = "\n".join(
+        [
+            "def call(fn, args):",
+            f"    if len(args) == {len(names)}:",
+            f"        {', '.join(names)}{',' if names else ''} = args" if names else "        pass",
+            f"        if {' and '.join(checks) or 'True'}:",
+            f"            {ret}",
+            "    return public_results(ft, fn(*slow.convert_args(args)))",
+        ]
+    )
+    scope: dict[str, Any] = {"public_results": public_results, "ft": ft, "slow": slow}
+    exec(compile(source + "\n", "<asyncwasm Table.call>", "exec"), scope)
+    return scope["call"]  # type: ignore[no-any-return]

@@ -17,15 +17,11 @@ from ..compiler.codegen import canonical_type_id
 from ..errors import MEMORY_OOB, TABLE_OOB, Frame, Trap, WasmError
 from ..scheduler import in_guest, native
 from .budget import Budget
-from .values import from_raw, public_results, to_raw
+from .values import from_raw, to_raw
 
 MAX_TABLE_ELEMENTS = 10_000_000
 # per canonical function type: how ``Table.call`` converts the arguments, calls and converts back
 _TABLE_CALLERS: dict[int, Callable[[Any, tuple[Any, ...]], Any]] = {}
-_INT_RANGE = {
-    "i32": (-(1 << 31), (1 << 32) - 1, 0xFFFFFFFF),
-    "i64": (-(1 << 63), (1 << 64) - 1, (1 << 64) - 1),
-}
 
 
 class Func:
@@ -94,9 +90,13 @@ class Table:
         f = elems[index]
         if f is None:
             raise Trap("uninitialized element")
+        if f.__class__ is not Func:  # an externref or GC table holds other things
+            raise TypeError(f"Table.call: element {index} of a table of {self.type.elem} is not a function")
         call = _TABLE_CALLERS.get(f.tid)
         if call is None:
-            call = _TABLE_CALLERS[f.tid] = _table_caller(f)
+            from .host_call import guest_caller  # once per function type
+
+            call = _TABLE_CALLERS[f.tid] = guest_caller(f)
         return call(f.fn, args)
 
     def grow(self, delta: int, init: Any) -> int:
@@ -121,42 +121,6 @@ class Global:
 
 
 # ---- helpers the compiled code calls ------------------------------------------------------------
-
-
-def _table_caller(f: Func) -> Callable[[Any, tuple[Any, ...]], Any]:
-    """``Table.call``'s conversions for ``f``'s type. An integer-only signature (emscripten's
-    ``invoke_*``) gets a generated function with the range checks inline: the generic converters
-    cost a microsecond a call, and glue calls this millions of times. Any argument the inline
-    checks refuse goes through ``ExportedFunc``'s converters, for the same ``TypeError``."""
-    from .exports import ExportedFunc  # once per function type
-
-    slow = ExportedFunc(None, f, "table element")  # type: ignore[arg-type]
-    ft = f.type
-    if not all(t in _INT_RANGE for t in (*ft.params, *ft.results)) or len(ft.results) > 1:
-        return lambda fn, args: public_results(ft, fn(*slow.convert_args(args)))
-    names = [f"a{k}" for k in range(len(ft.params))]
-    checks = " and ".join(
-        f"{n}.__class__ is int and {_INT_RANGE[t][0]} <= {n} <= {_INT_RANGE[t][1]}"
-        for n, t in zip(names, ft.params, strict=True)
-    )
-    raw = ", ".join(f"{n} & {_INT_RANGE[t][2]:#x}" for n, t in zip(names, ft.params, strict=True))
-    unpack = f"    {', '.join(names)}, = args\n" if names else ""
-    if ft.results:
-        top = 1 << (31 if ft.results[0] == "i32" else 63)
-        ret = f"r = fn({raw}); return r - ((r & {top:#x}) << 1)"
-    else:
-        ret = f"fn({raw})"
-    source = (
-        "def call(fn, args):\n"
-        f"    if len(args) != {len(names)}: return public_results(ft, fn(*slow.convert_args(args)))\n"
-        f"{unpack}"
-        f"    if {checks or 'True'}:\n"
-        f"        {ret}\n"
-        "    return public_results(ft, fn(*slow.convert_args(args)))\n"
-    )
-    scope: dict[str, Any] = {"public_results": public_results, "ft": ft, "slow": slow}
-    exec(compile(source, "<asyncwasm Table.call>", "exec"), scope)
-    return scope["call"]  # type: ignore[no-any-return]
 
 
 def callee(table: Table, i: int, tid: int) -> Any:

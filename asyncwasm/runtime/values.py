@@ -87,10 +87,19 @@ def signed64(v: int) -> int:
     return _signed64(v)
 
 
+def int_range(bits: int) -> tuple[int, int, int]:
+    """What an integer argument of ``bits`` bits may be: [low, high), the signed and the unsigned
+    reading of its bits, and the mask that gives its bit pattern."""
+    return -(1 << (bits - 1)), 1 << bits, (1 << bits) - 1
+
+
+INT_BITS: dict[str, int] = {I32: 32, I64: 64}
+
+
 def _int_arg(bits: int) -> Callable[[Any], int]:
     """The strict converter of an integer argument of ``bits`` bits: ints (and what has
     ``__index__``) in [-2**(bits-1), 2**bits), as their unsigned bit pattern."""
-    low, high, mask = -(1 << (bits - 1)), 1 << bits, (1 << bits) - 1
+    low, high, mask = int_range(bits)
 
     def convert(v: Any) -> int:
         if type(v) is not int:
