@@ -204,26 +204,21 @@ class StructuredTranslator(FunctionTranslator):
         idx = self.pop()
         self.materialize_all()
         targets = [self.ctrls[-1 - d] for d in (*labels, default)]
-        chain = targets[0].chain
-        if (
-            isinstance(chain, BlockChain)
-            and sum(t.chain is chain for t in targets) * 2 > len(targets) > SMALL_SWITCH
-        ):
-            if not all(t.chain is chain for t in targets):
-                self.mixed_chain_table(chain, idx.code, labels, targets)
+        # the chain most targets are blocks of (a C switch, perhaps with a few exits), counted in
+        # one pass: a br_table may have any number of labels
+        count: dict[int, int] = {}
+        for t in targets:
+            if t.chain is not None:
+                count[id(t.chain)] = count.get(id(t.chain), 0) + 1
+        if count:
+            top = max(count, key=count.__getitem__)
+            chain = next(t.chain for t in targets if id(t.chain) == top)
+            inside = count[top]
+            if isinstance(chain, BlockChain) and (
+                inside == len(targets) or inside * 2 > len(targets) > SMALL_SWITCH
+            ):
+                self.chain_table(chain, idx.code, labels, targets)
                 return
-        if isinstance(chain, BlockChain) and all(t.chain is chain for t in targets):
-            # a C switch: the stage comes straight from a tuple, then one go round the chain's loop
-            for t in targets:
-                t.used = t.branched = True
-            stages = ", ".join(str(t.stage) for t in targets[:-1])
-            if labels:
-                self.emit(f"_i = {idx.code}")
-                self.emit(f"{chain.var} = ({stages},)[_i] if _i < {len(labels)} else {targets[-1].stage}")
-            else:
-                self.emit(f"{chain.var} = {targets[-1].stage}")
-            self.into_stage_tree(chain)
-            return
         self.emit(f"_i = {idx.code}")
         plan = br_table_plan(labels, default)
         if self.indent + max(rel for rel, _h, _d in plan) > MAX_INDENT:
@@ -236,34 +231,34 @@ class StructuredTranslator(FunctionTranslator):
                     self.emit(line, rel)
         self.dead = True
 
-    def mixed_chain_table(
+    def chain_table(
         self, chain: BlockChain, index: str, labels: tuple[int, ...], targets: list[Ctrl]
     ) -> None:
-        """A br_table whose targets are mostly the blocks of one chain (an interpreter's opcode
-        switch, with a few cases that leave it): the stage comes straight from a tuple as for a pure
-        chain, and the other targets get negative codes, tested one after another."""
-        others: list[Ctrl] = []
+        """A br_table whose targets are the blocks of one chain (a C switch), or mostly so (an
+        interpreter's opcode switch with a few cases that leave it): the stage comes straight from
+        a tuple; the targets outside the chain get negative codes, tested one after another."""
+        others: dict[int, Ctrl] = {}  # by identity, in the order first met: target k has code -1 - k
+        code_of: dict[int, int] = {}
         codes: list[str] = []
         for t in targets:
             if t.chain is chain:
                 t.used = t.branched = True
                 codes.append(str(t.stage))
                 continue
-            k = next((j for j, o in enumerate(others) if o is t), -1)
-            if k < 0:
-                k = len(others)
-                others.append(t)
-            codes.append(str(-1 - k))
+            if id(t) not in others:
+                code_of[id(t)] = -1 - len(others)
+                others[id(t)] = t
+            codes.append(str(code_of[id(t)]))
         var = chain.var
         if labels:
             self.emit(f"_i = {index}")
             self.emit(f"{var} = ({', '.join(codes[:-1])},)[_i] if _i < {len(labels)} else {codes[-1]}")
         else:
             self.emit(f"{var} = {codes[-1]}")
-        if self.indent + 1 > MAX_INDENT:
+        if others and self.indent + 1 > MAX_INDENT:
             raise TooDeep()
-        for k, o in enumerate(others):
-            self.emit(f"if {var} == {-1 - k}:")
+        for key, o in others.items():
+            self.emit(f"if {var} == {code_of[key]}:")
             for line in self.jump_lines(o):
                 self.emit(line, 1)
         self.into_stage_tree(chain)
