@@ -80,6 +80,7 @@ class SchedulerStats:
     virtual_time: float  # V, the weighted average virtual time of the runnable guests
     unbilled_gc: float  # seconds of garbage-collector pauses not billed to any guest
     longest_gc_pause: float  # the longest single pause so far (it stops the whole loop)
+    gc_pauses: int  # the collections those seconds were spent in
     unbilled_translation: float  # seconds of code translation not billed to any guest
 
 
@@ -89,6 +90,7 @@ class _GcPauses:
     seconds = 0.0
     longest = 0.0
     started = 0.0
+    count = 0
 
 
 def _on_gc(phase: str, _info: dict[str, int]) -> None:
@@ -97,6 +99,7 @@ def _on_gc(phase: str, _info: dict[str, int]) -> None:
     else:
         pause = time.perf_counter() - _GcPauses.started
         _GcPauses.seconds += pause
+        _GcPauses.count += 1
         if pause > _GcPauses.longest:
             _GcPauses.longest = pause
 
@@ -185,6 +188,7 @@ class CpuScheduler:
             virtual_time=self.virtual_time,
             unbilled_gc=_GcPauses.seconds,
             longest_gc_pause=_GcPauses.longest,
+            gc_pauses=_GcPauses.count,
             unbilled_translation=codegen.TRANSLATION.seconds,
         )
 
