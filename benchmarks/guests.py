@@ -1423,8 +1423,6 @@ def load() -> str:
 
 def shape_of(module: Any, idx: int) -> str:
     """How asyncwasm translated function ``idx``: flat (``if L == k:`` segment dispatch) or structured."""
-    import re
-
     compiled = module.compiled
     src = compiled.source_of(idx)
     body = compiled.module.codes[idx - compiled.n_imported].body
@@ -1436,7 +1434,6 @@ def shape_of(module: Any, idx: int) -> str:
 def profile(name: str, engine: str, quick: bool, top: int, lines_shown: int = 0) -> None:
     """Sample one warm run of a workload in a worker: where the time goes, by function and by line."""
     import collections
-    import re
 
     w = next((w for w in workloads(quick) if w.name == name), None)
     if w is None:
@@ -1498,6 +1495,9 @@ def profile(name: str, engine: str, quick: bool, top: int, lines_shown: int = 0)
     )
 
 
+_STAGE_TEST = re.compile(r"if _c\d+ (>=|==) \d+:$")  # a block chain's stage tree (compiler/structured.py)
+
+
 def _is_dispatch(line: str) -> bool:
     text = line.strip()
     return (
@@ -1505,9 +1505,6 @@ def _is_dispatch(line: str) -> bool:
         or text.startswith(("if L < ", "if L == "))
         or _STAGE_TEST.match(text) is not None
     )
-
-
-_STAGE_TEST = re.compile(r"if _c\d+ (>=|==) \d+:$")  # a block chain's stage tree (compiler/structured.py)
 
 
 def main() -> None:

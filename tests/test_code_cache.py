@@ -80,26 +80,14 @@ def wasm_file(tmp_path: Path) -> Path:
 def test_a_second_process_starts_from_the_cache(tmp_path: Path, wasm_file: Path) -> None:
     cache = tmp_path / "cache"
     first = _child(wasm_file, cache)
-    assert first == {
-        "values": [10, 15, 69],
-        "module_hit": False,
-        "loaded": 0,
-        "stored": 3,
-        "translator": True,
-        "validator": True,
-    }
+    assert _counts(first) == {"values": [10, 15, 69], "module_hit": False, "loaded": 0, "stored": 3}
+    assert first["translator"] and first["validator"]
     (entry,) = [p for p in cache.iterdir() if p.is_dir()]
     assert sorted(p.name for p in entry.iterdir()) == sorted(["module", "f0", "f5", "f59"])
     second = _child(wasm_file, cache)
+    assert _counts(second) == {"values": [10, 15, 69], "module_hit": True, "loaded": 3, "stored": 0}
     # a warm start never loads the validator or the translator: their import is a third of asyncwasm's
-    assert second == {
-        "values": [10, 15, 69],
-        "module_hit": True,
-        "loaded": 3,
-        "stored": 0,
-        "translator": False,
-        "validator": False,
-    }
+    assert not second["translator"] and not second["validator"]
 
 
 def test_processes_sharing_a_cache_at_once(tmp_path: Path, wasm_file: Path) -> None:
