@@ -4,30 +4,44 @@ Every guest stands at a **virtual time** ``vruntime``: it advances by the second
 divided by its weight. The loop's virtual time ``V`` is the weighted average of the runnable guests'
 (those running or waiting for the token); ``V - vruntime`` is a guest's **lag**, the service it is
 owed (positive) or has had in advance (negative). This is the bookkeeping of Linux's EEVDF, and so is
-the placement of a new guest: it joins at ``V`` (lag 0: no debt, no credit). A guest that waited on
-I/O keeps its virtual time while it waits, so it comes back owed what the others ran meanwhile, at
-most one slice (``vruntime = max(vruntime, V - slice)``): sleeping earns at most a slice of credit,
-and a debt (having run ahead) is kept.
+the placement: a guest that stops being runnable (it waits on I/O, its call ends) keeps its lag, not
+its virtual time, and comes back at ``V - lag``. The lag kept is at most one slice of credit and at
+most ``DEBT_SLICES`` slices of debt, so sleeping never earns a head start and a guest that ran ahead
+pays for it. A new guest has lag 0: no debt, no credit. Keeping the lag rather than the virtual time
+is what makes placement independent of who else was runnable meanwhile: a thousand instances set up
+one after another each leave with lag 0 (alone, a guest is always at ``V``) and all start level.
 
 Two queues hand out the token:
 
 - the **fresh lane** (first in, first out): a guest on its first turn, or back from a host call that
-  made it wait, that is not more than one slice ahead of ``V``. It runs within about one slice however
-  many CPU-bound guests are runnable: the interactive case.
+  made it wait, whose debt is at most one slice. It runs within about one slice however many
+  CPU-bound guests are runnable: the interactive case.
 - the **main queue**: everyone else, least virtual time first (for equal slices this is also EEVDF's
-  earliest virtual deadline among the eligible).
+  earliest virtual deadline).
 
-When both have guests waiting, turns alternate between them, so a stream of new or woken guests can
-take at most half the turns from the running ones: a fresh guest never waits a round of all the
-CPU-bound ones, and they are never starved. A guest that uses its whole slice goes to the main queue;
-one that keeps being woken but uses more than its share runs ahead of ``V`` and queues there too.
-What makes a guest *interactive* is exactly this: it gives the token back (waits on I/O) before it has
-used more than its share.
+While both have guests waiting, turns alternate between them, but the main queue takes its turn only
+when its first guest is **eligible** (at or behind ``V``, owed service), as in EEVDF: a stream of new
+or woken guests can take at most half the turns from the running ones that are owed, and a crowd
+that starts at once is not skewed by the first starters running again before the last ones ran at
+all. When the fresh lane is empty the main queue's first guest runs, eligible or not. A guest that
+uses its whole slice goes to the main queue; one that keeps being woken but uses more than its share
+runs up a debt and queues there too. What makes a guest *interactive* is exactly this: it gives the
+token back (waits on I/O) before it has used more than its share.
 
-A guest is billed only for its own execution: the seconds its Python code ran, less the garbage
-collector's pauses (measured with ``gc.callbacks``) and the translation of code (the first call of a
-lazily translated function, which any instance of the module may need); both are counted loop-wide
-instead (``scheduler_stats()``). The token's own bookkeeping happens outside the measured interval.
+A guest is billed only for its own execution, and by its work, not by the clock: a turn that used
+``n`` units of fuel is billed ``n`` times its module's **price**, the seconds a unit of that module's
+code has cost, averaged over its instances' last ``PRICE_WINDOW`` seconds of execution. Over time a
+module's instances are billed the seconds they ran; but a turn that ran while the machine was slow
+(another process on the core, a frequency change: on a shared machine the speed moves by a third
+from one second to the next) is not billed the slowdown, which would otherwise skew the progress of
+equal guests by as much. A guest is billed at least ``BILL_FLOOR`` of all the seconds it ran, so one
+whose work is costlier per unit than its module's usual (host calls with little guest code in
+between) gets at most twice its share; the floor is kept over its whole run, not per turn, so that a
+turn stretched by a stall of the machine is not billed the stall either. The measured seconds exclude the garbage collector's pauses
+(``gc.callbacks``) and the translation of code (the first call of a lazily translated function,
+which any instance of the module may need); both are counted loop-wide instead
+(``scheduler_stats()``). A turn that used no fuel (an instance's set-up) is billed its seconds. The
+token's own bookkeeping happens outside the measured interval.
 
 The loop keeps ticking: a free token is taken without a pass through the event loop only while the
 loop has had a tick within the last slice; otherwise the taker holds it through one pass, so that a
@@ -53,6 +67,10 @@ from anyio.lowlevel import RunVar
 from .compiler import codegen
 
 DEFAULT_SLICE = 0.002  # seconds a guest runs before others (guests and tasks) get a turn
+DEBT_SLICES = 4.0  # the most debt (service had in advance, in slices) a guest keeps while it waits
+CREDIT_SLICES = 1.0  # the most credit (service owed, in slices) a guest keeps while it waits
+PRICE_WINDOW = 30.0  # seconds of execution a module's price (seconds per fuel unit) is averaged over
+BILL_FLOOR = 0.5  # the least share of a turn's measured seconds it is billed, whatever its fuel
 
 
 @dataclass
@@ -60,12 +78,40 @@ class RunStats:
     """What the scheduler measured of one instance (readable while it runs). Times in seconds."""
 
     weight: float = 1.0
-    vruntime: float = 0.0  # its virtual time: placement, then run_time / weight accumulated
-    run_time: float = 0.0  # billed execution: its guest code ran (GC pauses and translation excluded)
+    vruntime: float = 0.0  # its virtual time: placement at V - lag, then billed / weight accumulated
+    run_time: float = 0.0  # its execution measured: guest code ran (GC pauses and translation excluded)
+    billed: float = 0.0  # its execution billed: fuel used at its price (over time, run_time)
     wait_time: float = 0.0  # runnable but waiting for the CPU token
     slices: int = 0  # turns taken: slices, and resumptions after host calls that waited
     calls: int = 0  # calls into the instance (the start function included)
-    started: bool = False  # has been placed once: later turns come back from waiting
+    lag: float = 0.0  # V - vruntime when it last stopped being runnable (clamped): kept while it waits
+    price: Price | None = field(default=None, repr=False, compare=False)  # its module's: bills its fuel
+
+
+class Price:
+    """What a fuel unit of one module's code costs, in seconds: the execution of the module's instances
+    over their last ``PRICE_WINDOW`` seconds, over the fuel it used. Their turns are billed at it."""
+
+    __slots__ = ("seconds", "fuel")
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.fuel = 0
+
+    @property
+    def per_unit(self) -> float:
+        """Seconds per fuel unit (0 before any was used)."""
+        return self.seconds / self.fuel if self.fuel else 0.0
+
+    def bill(self, ran: float, fuel: int) -> float:
+        """Count a turn of ``ran`` seconds that used ``fuel`` units (> 0); what it is billed."""
+        seconds = self.seconds + ran
+        units = self.fuel + fuel
+        if seconds > PRICE_WINDOW:  # forget the older half: the price follows what the code does now
+            seconds *= 0.5
+            units = (units + 1) // 2
+        self.seconds, self.fuel = seconds, units
+        return fuel * seconds / units
 
 
 @dataclass
@@ -151,19 +197,22 @@ class CpuScheduler:
         return self._vsum / self._load if self._load > 0 else self._vclock
 
     def _join(self, stats: RunStats) -> None:
-        """Place a guest that becomes runnable and count it in V."""
-        v = self.virtual_time
-        if not stats.started:
-            stats.started = True
-            stats.vruntime = v  # lag 0
-        elif stats.vruntime < v - self.slice_seconds:
-            stats.vruntime = v - self.slice_seconds  # at most one slice of credit for having waited
-        self._load += stats.weight
-        self._vsum += stats.weight * stats.vruntime
+        """Place a guest that becomes runnable at ``V - lag`` and count it in V."""
+        w = stats.weight
+        if self._load > 0:
+            # Joining moves V towards the newcomer: scale the lag so that it is exactly what the
+            # guest is owed once it is counted (Linux's place_entity does the same).
+            stats.vruntime = self.virtual_time - stats.lag * (self._load + w) / self._load
+        else:
+            stats.vruntime = self._vclock  # alone: V is its own virtual time, lag means nothing
+        self._load += w
+        self._vsum += w * stats.vruntime
 
     def leave(self, stats: RunStats) -> None:
-        """A guest stops being runnable (it waits on a host call, or its call ended)."""
+        """A guest stops being runnable (it waits on a host call, or its call ended): keep its lag."""
         v = self.virtual_time
+        s = self.slice_seconds
+        stats.lag = min(max(v - stats.vruntime, -DEBT_SLICES * s), CREDIT_SLICES * s)
         self._load -= stats.weight
         self._vsum -= stats.weight * stats.vruntime
         if self._load <= 1e-12:
@@ -220,7 +269,7 @@ class CpuScheduler:
                 self.ticked()
             return stats
         w = _Waiter(stats, next(self._seq))
-        if fresh and stats.vruntime <= self.virtual_time + self.slice_seconds:
+        if fresh and stats.lag >= -self.slice_seconds:
             self._fresh.append(w)
         else:
             heapq.heappush(self._main, w)
@@ -238,14 +287,22 @@ class CpuScheduler:
         self.ticked()
         return w
 
-    def charge(self, stats: RunStats, ran: float) -> None:
-        """Bill ``ran`` seconds of guest code to its instance (and move V with it)."""
+    def charge(self, stats: RunStats, ran: float, fuel: int = 0) -> None:
+        """Bill a turn of ``ran`` seconds that used ``fuel`` units to its instance (and move V with it):
+        the fuel at its module's price (see ``Price``), or the seconds when it used none."""
         if ran < 0:
             ran = 0.0
-        stats.vruntime += ran / stats.weight
+        price = stats.price
+        if fuel > 0 and price is not None:
+            # at least BILL_FLOOR of all it ran: whatever its fuel, a guest gets at most twice its share
+            billed = max(price.bill(ran, fuel), BILL_FLOOR * (stats.run_time + ran) - stats.billed)
+        else:
+            billed = ran
+        stats.vruntime += billed / stats.weight
         stats.run_time += ran
+        stats.billed += billed
         stats.slices += 1
-        self._vsum += ran  # weight * (ran / weight)
+        self._vsum += billed  # weight * (billed / weight)
 
     def should_yield(self, stats: RunStats) -> bool:
         """At the end of a slice: whether another guest should run now."""
@@ -255,13 +312,16 @@ class CpuScheduler:
         return bool(self._main) and self._main[0].stats.vruntime < stats.vruntime
 
     def release(self, turn: object) -> None:
-        """Hand the token to the next guest: alternately the fresh lane and the main queue."""
+        """Hand the token to the next guest: alternately the fresh lane and the main queue, whose turn
+        is taken only by an eligible guest (at or behind V) while the fresh lane has guests."""
         if self.owner is not turn:
             return
         self.owner = None
         self._owner_stats = None
         self._drop_cancelled()
-        use_fresh = bool(self._fresh) and (not self._main or not self._last_fresh)
+        use_fresh = bool(self._fresh) and (
+            not self._main or not self._last_fresh or self._main[0].stats.vruntime > self.virtual_time
+        )
         if use_fresh:
             w = self._fresh.popleft()
         elif self._main:

@@ -185,6 +185,7 @@ async def run_guest(
         while True:
             t0 = time.perf_counter()
             u0 = unbilled_seconds()
+            f0 = store.fuel_used  # current: every turn ends by accounting the store's fuel
             slice_clock.deadline = slice_end  # a quick host call does not start a new slice
             prev = _set_depth_limit(limit)
             outer, native.depth = native.depth, nesting
@@ -194,7 +195,9 @@ async def run_guest(
                 nesting, native.depth = native.depth, outer
                 sys.setrecursionlimit(prev)
                 slice_clock.deadline = float("inf")
-                sched.charge(stats, time.perf_counter() - t0 - (unbilled_seconds() - u0))
+                ran = time.perf_counter() - t0 - (unbilled_seconds() - u0)
+                store.account()
+                sched.charge(stats, ran, store.fuel_used - f0)
             if g.dead:
                 return value
             if value is SLICE_END:

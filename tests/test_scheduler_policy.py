@@ -20,7 +20,7 @@ from wat import wat
 
 import asyncwasm
 from asyncwasm import cpu
-from asyncwasm.cpu import CpuScheduler, RunStats
+from asyncwasm.cpu import CpuScheduler, Price, RunStats
 from wasi_async import run_command
 from wasi_async._compat import cancel
 
@@ -71,20 +71,48 @@ async def test_a_new_guest_joins_at_the_average_virtual_time() -> None:
     assert sched.virtual_time == pytest.approx(2.0)
     new = RunStats()
     sched._join(new)  # noqa: SLF001
-    assert new.vruntime == pytest.approx(2.0) and new.started
+    assert new.vruntime == pytest.approx(2.0) and sched.virtual_time == pytest.approx(2.0)
     assert a.vruntime == 1.0 and b.vruntime == 3.0
 
 
-async def test_a_woken_guest_gets_at_most_a_slice_of_credit_and_keeps_a_debt() -> None:
+async def test_a_waiting_guest_keeps_its_lag_with_at_most_a_slice_of_credit() -> None:
     sched = CpuScheduler(slice_seconds=0.002)
     _running(sched, 10.0)
-    sleeper = RunStats(started=True, vruntime=1.0)  # waited a long time: far behind
-    sched._join(sleeper)  # noqa: SLF001
-    assert sleeper.vruntime == pytest.approx(10.0 - 0.002, abs=1e-3)
-    ahead = RunStats(started=True, vruntime=sched.virtual_time + 5.0)  # ran ahead, then waited
-    before = ahead.vruntime
+    behind = _running(sched, 9.0)  # owed a second of service when it starts waiting
+    sched.leave(behind)
+    assert behind.lag == pytest.approx(0.002)  # sleeping earns at most a slice of credit
+    _running(sched, 50.0)  # meanwhile V moves on (others ran, others joined)
+    sched._join(behind)  # noqa: SLF001
+    assert sched.virtual_time - behind.vruntime == pytest.approx(0.002)  # owed exactly that, once counted
+
+
+async def test_a_debt_is_kept_while_waiting_up_to_its_bound() -> None:
+    sched = CpuScheduler(slice_seconds=0.002)
+    _running(sched, 1.0)
+    ahead = _running(sched, 1.005)  # ran 2.5 ms ahead of V (which it pulls up by half of that)
+    sched.leave(ahead)
+    assert ahead.lag == pytest.approx(-0.0025)
     sched._join(ahead)  # noqa: SLF001
-    assert ahead.vruntime == before
+    assert sched.virtual_time - ahead.vruntime == pytest.approx(-0.0025)
+    far = _running(sched, 100.0)
+    sched.leave(far)
+    assert far.lag == pytest.approx(-cpu.DEBT_SLICES * 0.002)
+
+
+async def test_guests_set_up_one_after_another_start_level() -> None:
+    """Each set-up runs alone, so each leaves at V with lag 0: however much V moved between the first
+    and the last, they all join a later crowd at the same place."""
+    sched = CpuScheduler(slice_seconds=0.002)
+    guests = [RunStats() for _ in range(50)]
+    for g in guests:
+        turn = await sched.acquire(g)
+        sched.charge(g, 0.001)  # a millisecond of set-up each: V moves 50 ms in all
+        sched.release(turn)
+        sched.leave(g)
+    assert {g.lag for g in guests} == {0.0}
+    for g in guests:
+        sched._join(g)  # noqa: SLF001
+    assert max(g.vruntime for g in guests) == pytest.approx(min(g.vruntime for g in guests))
 
 
 async def test_fresh_guests_run_before_cpu_bound_ones_and_turns_alternate() -> None:
@@ -96,6 +124,16 @@ async def test_fresh_guests_run_before_cpu_bound_ones_and_turns_alternate() -> N
     assert order == ["new0", "hog0", "new1", "hog1", "new2", "hog2", "hog3"]
 
 
+async def test_the_main_queue_takes_its_turn_only_when_its_first_guest_is_owed_service() -> None:
+    """EEVDF's eligibility: guests that ran ahead of V do not take alternate turns from fresh ones (as
+    the first starters of a crowd would, before the last ones ran at all)."""
+    sched = CpuScheduler()
+    ahead = [(f"hog{k}", _running(sched, 0.010), False) for k in range(2)]
+    fresh = [(f"new{k}", RunStats(), True) for k in range(3)]
+    order = await _grants(sched, ahead + fresh, holder=_running(sched, 0.0))
+    assert order == ["new0", "new1", "new2", "hog0", "hog1"]
+
+
 async def test_the_main_queue_goes_by_least_virtual_time() -> None:
     sched = CpuScheduler()
     guests = [(name, _running(sched, v), False) for name, v in (("c", 0.3), ("a", 0.1), ("b", 0.2))]
@@ -105,7 +143,7 @@ async def test_the_main_queue_goes_by_least_virtual_time() -> None:
 async def test_a_guest_far_ahead_of_the_average_is_not_fresh() -> None:
     sched = CpuScheduler(slice_seconds=0.002)
     hog = _running(sched, 0.0)
-    greedy = RunStats(started=True, vruntime=1.0)  # woken, but it has run a second ahead of everyone
+    greedy = RunStats(lag=-0.008)  # woken, but it had run four slices ahead of everyone
     order = await _grants(sched, [("greedy", greedy, True), ("hog", hog, False)], holder=_running(sched, 0.0))
     assert order == ["hog", "greedy"]
 
@@ -119,6 +157,58 @@ async def test_weights_divide_the_virtual_time_billed() -> None:
     assert heavy.run_time == pytest.approx(0.010) and heavy.vruntime == pytest.approx(0.005)
     assert sched.virtual_time == pytest.approx(0.005)
     sched.leave(heavy)
+
+
+async def test_a_turn_is_billed_its_fuel_at_the_module_price_not_the_clock() -> None:
+    """A turn that ran while the machine was slow did less work in its seconds: it is billed the work."""
+    sched = CpuScheduler()
+    price = Price()
+    steady, slowed = RunStats(price=price), RunStats(price=price)
+    for _ in range(50):  # the module's code runs 10,000 units per 2 ms
+        sched.charge(steady, 0.002, 10_000)
+    assert price.per_unit == pytest.approx(2e-7)
+    sched.charge(slowed, 0.004, 10_000)  # the same work took twice as long
+    assert slowed.run_time == pytest.approx(0.004)
+    assert slowed.billed == pytest.approx(0.002, rel=0.02) and slowed.vruntime == slowed.billed
+    assert steady.billed == pytest.approx(steady.run_time, rel=0.01)  # over time: the seconds it ran
+
+
+async def test_a_guest_is_billed_at_least_half_of_all_it_ran() -> None:
+    """Work that costs more per unit than the module's usual (host calls) cannot run at the usual price
+    for long; a single stretched turn is not billed its whole stretch."""
+    sched = CpuScheduler()
+    price = Price()
+    for _ in range(50):
+        sched.charge(RunStats(price=price), 0.002, 10_000)
+    costly = RunStats(price=price)
+    for _ in range(20):
+        sched.charge(costly, 0.002, 100)  # a hundred times the usual price per unit
+    assert costly.billed == pytest.approx(cpu.BILL_FLOOR * costly.run_time, rel=0.01)
+    other = Price()  # another module's
+    for _ in range(50):
+        sched.charge(RunStats(price=other), 0.002, 10_000)
+    stalled = RunStats(price=other)
+    for _ in range(10):
+        sched.charge(stalled, 0.002, 10_000)
+    sched.charge(stalled, 0.010, 10_000)  # one turn stretched by a stall of the machine
+    assert stalled.billed == pytest.approx(11 * 0.002, rel=0.05)
+
+
+async def test_a_turn_without_fuel_is_billed_its_seconds() -> None:
+    sched = CpuScheduler()
+    setup = RunStats(price=Price())
+    sched.charge(setup, 0.003)
+    assert setup.billed == setup.run_time == setup.vruntime == pytest.approx(0.003)
+
+
+async def test_instances_of_a_module_share_its_price() -> None:
+    module = asyncwasm.Module(wat(SPIN))
+    a = await asyncwasm.Linker().instantiate(module, asyncwasm.Store())
+    b = await asyncwasm.Linker().instantiate(module, asyncwasm.Store())
+    assert a.stats.price is b.stats.price is module.price
+    await a.call("spin", 20_000)
+    assert module.price.fuel > 20_000 and module.price.per_unit > 0
+    assert a.stats.billed > 0 and b.stats.billed < a.stats.billed
 
 
 async def test_garbage_collection_in_a_turn_is_not_billed_to_the_guest() -> None:

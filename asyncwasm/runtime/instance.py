@@ -35,7 +35,7 @@ from ..compiler import numeric
 from ..compiler.codegen import LAZY_THRESHOLD, CompiledCode, canonical_type_id, compile_module, global_cells
 from ..compiler.contract import InstanceState
 from ..compiler.memories import grow_name, memory_name
-from ..cpu import RunStats
+from ..cpu import Price, RunStats
 from ..errors import InstanceDead, Interrupted, LinkError, Trap
 from ..features import WASM3, Features
 from ..scheduler import await_in_guest, in_guest, run_guest, run_guest_sync, run_setup
@@ -85,6 +85,7 @@ class CompiledModule:
         wasm = bytes(wasm)
         self.features: Features = features if features is not None else WASM3
         self.cache_entry: CacheEntry | None = None
+        self.price = Price()  # what a fuel unit of its code costs: its instances' turns are billed at it
         module = None
         store = code_cache.resolve(cache) if len(wasm) >= code_cache.MIN_MODULE_BYTES else None
         if store is not None:
@@ -240,6 +241,7 @@ class Instance:
         self.state = InstanceState(self.g)  # replaced when the instance is built (``_initialize``)
         self._refs: dict[int, Func] = {}
         self.stats = stats if stats is not None else RunStats(weight=store.weight)
+        self.stats.price = module.price  # its turns are billed at its module's price
         self.memories: list[Memory] = []  # its memory index space (imports first), set as it is built
         self.tables: list[Table] = []  # its table index space
         self.dead: str | None = None  # why it may not run any more
