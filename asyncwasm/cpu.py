@@ -64,6 +64,7 @@ import anyio
 import anyio.lowlevel
 from anyio.lowlevel import RunVar
 
+from . import collector
 from .compiler import codegen
 
 DEFAULT_SLICE = 0.002  # seconds a guest runs before others (guests and tasks) get a turn
@@ -128,6 +129,8 @@ class SchedulerStats:
     longest_gc_pause: float  # the longest single pause so far (it stops the whole loop)
     gc_pauses: int  # the collections those seconds were spent in
     unbilled_translation: float  # seconds of code translation not billed to any guest
+    tenured: int  # objects out of the collector's sight (at most; 0 unless asyncwasm.collector.tenure)
+    handed_back: int  # times tenured objects were handed back to the collector and collected in full
 
 
 class _GcPauses:
@@ -239,6 +242,8 @@ class CpuScheduler:
             longest_gc_pause=_GcPauses.longest,
             gc_pauses=_GcPauses.count,
             unbilled_translation=codegen.TRANSLATION.seconds,
+            tenured=collector.State.frozen if collector.State.enabled else 0,
+            handed_back=collector.State.handed_back,
         )
 
     # -- the token ----------------------------------------------------------------------------------
@@ -246,6 +251,8 @@ class CpuScheduler:
     def ticked(self) -> None:
         """A guest's driver came back from the event loop: the loop has had its turn."""
         self._last_tick = time.perf_counter()
+        if collector.State.due:
+            collector.maintain()
 
     async def acquire(self, stats: RunStats, fresh: bool = True) -> object:
         """Become runnable and wait for the token; returns the turn to hand back to ``release``.
@@ -318,6 +325,8 @@ class CpuScheduler:
             return
         self.owner = None
         self._owner_stats = None
+        if collector.State.due:  # between two turns: where tenuring (when on) does its work
+            collector.maintain()
         self._drop_cancelled()
         use_fresh = bool(self._fresh) and (
             not self._main or not self._last_fresh or self._main[0].stats.vruntime > self.virtual_time
@@ -364,7 +373,12 @@ class cpu_turn:  # noqa: N801 - used as ``async with asyncwasm.cpu_turn():``, li
 
     async def __aenter__(self) -> RunStats:
         sched = current()
-        self._turn = await sched.acquire(self.stats)
+        collector.guest_started()
+        try:
+            self._turn = await sched.acquire(self.stats)
+        except BaseException:
+            collector.guest_ended()
+            raise
         self._t0 = time.perf_counter()
         self._u0 = unbilled_seconds()
         return self.stats
@@ -374,6 +388,7 @@ class cpu_turn:  # noqa: N801 - used as ``async with asyncwasm.cpu_turn():``, li
         sched.charge(self.stats, time.perf_counter() - self._t0 - (unbilled_seconds() - self._u0))
         sched.release(self._turn)
         sched.leave(self.stats)
+        collector.guest_ended()
 
 
 _current: RunVar[CpuScheduler] = RunVar("asyncwasm_cpu_scheduler")

@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 from greenlet import getcurrent, greenlet
 
-from . import cpu
+from . import collector, cpu
 from .cpu import RunStats, unbilled_seconds
 from .errors import Frame
 from .traps import as_trap, suspended_frames, wasm_frames
@@ -178,6 +178,7 @@ async def run_guest(
     turn: object | None = None  # the CPU token, while this call holds it
     runnable = False  # counted in the scheduler's virtual time (running or waiting for the token)
     nesting = 0  # host calls this guest is inside (its greenlet's own count)
+    collector.guest_started()
     try:
         runnable = True
         turn = await sched.acquire(stats)
@@ -265,6 +266,7 @@ async def run_guest(
             sched.release(turn)
         if runnable:
             sched.leave(stats)
+        collector.guest_ended()
         store.settle()
 
 
