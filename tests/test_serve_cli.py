@@ -119,6 +119,29 @@ def test_sigint_is_graceful(tmp_path: Path) -> None:
     assert "summary: served 1, active 0, failed 0" in proc.text()
 
 
+@pytest.mark.parametrize("tenure", ["--tenure", "--no-tenure"])
+def test_the_summary_shows_the_scheduler_and_the_collector(tmp_path: Path, tenure: str) -> None:
+    echo = guest_file(tmp_path, ECHO_CMD)
+    with server(tmp_path, "--port", "0", "--workers", "1", tenure, str(echo)) as proc:
+        assert proc.port is not None
+        with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as s:
+            s.sendall(b"one\n")
+            assert s.recv(10) == b"one\n"
+            s.shutdown(socket.SHUT_WR)
+            assert s.recv(10) == b""
+        proc.popen.send_signal(signal.SIGINT)
+        assert proc.popen.wait(timeout=10) == 0
+    line = re.search(r"summary: served 1, .*; scheduler: (.*)", proc.text())
+    assert line is not None, proc.text()
+    found = re.search(
+        r"0 running, 0 waiting for the CPU, 0 in host calls, (\d+) turns; .* tenured (\d+)", line[1]
+    )
+    assert found is not None, line[1]
+    assert int(found[1]) >= 2  # the connection's set-up and its guest took turns
+    # tenured: the server's own objects (the compiled module, the libraries) went out of sight at start
+    assert (int(found[2]) > 10_000) == (tenure == "--tenure")
+
+
 def test_grace_expires_and_a_second_signal_cancels(tmp_path: Path) -> None:
     echo = guest_file(tmp_path, ECHO_CMD)
     with server(tmp_path, "--port", "0", "--workers", "2", "--grace", "30s", str(echo)) as proc:

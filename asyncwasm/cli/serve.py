@@ -172,6 +172,14 @@ def _setup_logging(level: str) -> None:
     "does), then start every connection from that state instead of a fresh instance.",
 )
 @click.option(
+    "--tenure/--no-tenure",
+    default=True,
+    show_default=True,
+    help="Keep the garbage collector's pauses short with thousands of connections: what survives "
+    "a collection goes out of its sight, handed back when the live connections no longer explain it "
+    "(docs/limits.md).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -196,6 +204,7 @@ def serve_stdin(
     backend: str,
     common: RunCommon,
     init: str | None,
+    tenure: bool,
     log_level: str,
     module: str,
     args: tuple[str, ...],
@@ -250,6 +259,7 @@ def serve_stdin(
         overflow=overflow,
         grace=grace,
         http=http,
+        tenure=tenure,
     )
     if idle_timeout is not None and options.idle_timeout:
         options.keepalive_timeout = options.idle_timeout

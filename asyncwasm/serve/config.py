@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import MutableSequence
 from dataclasses import dataclass, field
 
+from ..cpu import SchedulerStats
+
 DEFAULT_IDLE_TIMEOUT = 30.0  # seconds without a byte moving either way: the connection is stopped
 DEFAULT_EOF_IDLE_TIMEOUT = 1.0  # the same once the client has closed its side (sent FIN)
 DEFAULT_MAX_OPEN_FILES = 64  # descriptors a guest may open itself (with --dir): WasiConfig.max_open_files
@@ -38,6 +40,7 @@ class ServeOptions:
     grace: float = 10.0
     http: bool = False
     keepalive_timeout: float = 15.0
+    tenure: bool = True  # tenure the collector's survivors in each worker (asyncwasm.collector)
 
 
 # ---- counters ---------------------------------------------------------------------------------
@@ -68,4 +71,13 @@ def format_summary(stats: dict[str, int], who: str = "") -> str:
         f"summary{who}: served {stats['served']}, active {stats['active']}, failed {stats['failed']}, "
         f"refused {stats['refused']}, bytes in {stats['bytes_in']}, out {stats['bytes_out']}, "
         f"fuel {stats['fuel']}"
+    )
+
+
+def format_scheduler(st: SchedulerStats) -> str:
+    """The worker's scheduler, loop-wide (``asyncwasm.scheduler_stats()``), for the summary line."""
+    return (
+        f"scheduler: {st.running} running, {st.runnable} waiting for the CPU, {st.blocked} in host calls, "
+        f"{st.turns} turns; collector paused {st.gc_pauses} times, {st.unbilled_gc:.3f} s, longest "
+        f"{st.longest_gc_pause * 1e3:.1f} ms; tenured {st.tenured}, handed back {st.handed_back}"
     )

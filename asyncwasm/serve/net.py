@@ -26,6 +26,7 @@ import anyio
 import anyio.abc
 from anyio.streams.stapled import MultiListener
 
+from .. import collector
 from ..runtime.instance import CompiledModule
 from ..runtime.snapshot import Snapshot
 from .config import STAT_FIELDS, ServeOptions, Stats, format_summary
@@ -225,6 +226,7 @@ def run_single(
     """One process, one loop: the server runs in this process."""
     sock = endpoint.new_socket(reuse_port=False)
     log.info("listening on %s (1 worker, %s)", endpoint.describe(), backend)
+    collector.tenure(options.tenure)
     try:
         anyio.run(_serve_single, options, module, sock, snapshot, backend=backend)
     finally:
@@ -266,6 +268,7 @@ def _worker_entry(
     os.close(parent_w)  # the fork's copy of the write end: held here, it would hide the supervisor's death
     os.set_blocking(parent_fd, False)
     stats = Stats(slots)
+    collector.tenure(options.tenure)  # inherited from the supervisor, which tenured before forking
     try:
         anyio.run(_serve_forked, options, module, sock, index, stats, parent_fd, snapshot, backend=backend)
     except KeyboardInterrupt:  # pragma: no cover - SIGINT is ignored here
@@ -368,6 +371,9 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._on_signal)
+        # Tenure before forking: the workers inherit it, and the objects frozen now (the compiled
+        # module, the libraries) are never walked again by their collectors, nor copied by that walk.
+        collector.tenure(self.options.tenure)
         for i in range(self.count):
             self._start(i)
         log.info("listening on %s (%d workers, %s)", self.endpoint.describe(), self.count, self.backend)

@@ -24,8 +24,8 @@ import anyio.abc
 
 from wasi_async import Preopen
 
-from .. import CompiledModule, Snapshot
-from .config import ServeOptions, Stats, format_summary
+from .. import CompiledModule, Snapshot, scheduler_stats
+from .config import ServeOptions, Stats, format_scheduler, format_summary
 from .connection import (
     LINGER_0,
     Connection,
@@ -100,7 +100,8 @@ class Server:
                 conn.stop("cancelled: shutdown")
 
     def summary(self) -> str:
-        return format_summary(self.stats.as_dict(), self.label)
+        """The worker's counters, and its scheduler's loop-wide view."""
+        return f"{format_summary(self.stats.as_dict(), self.label)}; {format_scheduler(scheduler_stats())}"
 
     async def serve(self, listener: anyio.abc.Listener[Any]) -> None:
         """Serve until ``shutdown()``; then drain within the grace period and cancel the rest."""
