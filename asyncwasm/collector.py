@@ -26,6 +26,11 @@ each time it reaches the live objects' count, and when the last guest ends it is
 if it is more than that. So memory holds at most about ``HAND_BACK`` times what is alive, where
 CPython's own schedule allows a quarter more.
 
+With fewer than ``TENURE_FROM`` guests alive nothing is tenured: a full collection over them is
+short anyway, and their garbage is best freed young by the collector, not tenured to be handed back
+later (connections that come and go a few at a time would otherwise pay a hand-back every few
+hundred).
+
 The work happens at the scheduler's turns (``maintain``, called between two guests' turns), never
 inside a collection and never billed to a guest. It is process-wide, as the collector is:
 ``tenure(True)`` turns it on (for a server that owns its process), ``tenure(False)`` hands everything
@@ -39,6 +44,7 @@ import gc
 HAND_BACK = 2.0  # the permanent generation may grow to this many times what the live guests explain
 PER_GUEST = 500.0  # objects a live guest is taken to explain until a hand-back measures it
 MEASURE_AT = 100  # guests alive for a hand-back to measure the objects per guest
+TENURE_FROM = 100  # guests alive for survivors to be tenured: with fewer, a full collection is short
 
 
 class State:
@@ -113,7 +119,7 @@ def maintain() -> None:
     if not State.due:
         return
     State.due = False
-    if not _hand_back_if_unexplained():
+    if not _hand_back_if_unexplained() and State.guests >= TENURE_FROM:
         _freeze()
 
 

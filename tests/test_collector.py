@@ -96,7 +96,10 @@ async def test_live_instances_stay_out_of_the_collectors_sight() -> None:
     assert tenured < plain / 5
 
 
-async def test_frozen_garbage_is_handed_back_when_the_live_guests_no_longer_explain_it() -> None:
+async def test_frozen_garbage_is_handed_back_when_the_live_guests_no_longer_explain_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(collector, "TENURE_FROM", 0)  # tenure with the one guest of each turn here
     collector.tenure(True)
     handed = collector.handed_back()
     explained = collector.State.base  # no guest alive: the process's own objects
@@ -132,6 +135,19 @@ async def test_the_last_guest_ending_hands_back_what_it_explained(monkeypatch: p
     assert collector.State.guests == 0
     assert collector.handed_back() == handed + 1
     assert gc.get_freeze_count() < collector.State.base * 1.1  # the instances are gone
+
+
+async def test_with_few_guests_alive_nothing_is_tenured() -> None:
+    """A full collection over a few instances is short: they are left to the collector, which frees
+    their garbage while it is young, instead of tenuring it to hand it back later."""
+    collector.tenure(True)
+    before = gc.get_freeze_count()
+    count = collector.TENURE_FROM // 2
+    async with _waiting_echoes(count):
+        gc.collect(0)
+        await _a_turn()
+        assert gc.get_freeze_count() <= before  # (some frozen objects were freed meanwhile)
+        assert len(gc.get_objects()) > 50 * count  # the instances are still the collector's
 
 
 async def test_a_turn_without_a_collection_freezes_nothing() -> None:
