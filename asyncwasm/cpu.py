@@ -5,11 +5,14 @@ divided by its weight. The loop's virtual time ``V`` is the weighted average of 
 (those running or waiting for the token); ``V - vruntime`` is a guest's **lag**, the service it is
 owed (positive) or has had in advance (negative). This is the bookkeeping of Linux's EEVDF, and so is
 the placement: a guest that stops being runnable (it waits on I/O, its call ends) keeps its lag, not
-its virtual time, and comes back at ``V - lag``. The lag kept is at most one slice of credit and at
-most ``DEBT_SLICES`` slices of debt, so sleeping never earns a head start and a guest that ran ahead
-pays for it. A new guest has lag 0: no debt, no credit. Keeping the lag rather than the virtual time
-is what makes placement independent of who else was runnable meanwhile: a thousand instances set up
-one after another each leave with lag 0 (alone, a guest is always at ``V``) and all start level.
+its virtual time, and comes back at ``V - lag``. Credit is kept up to one slice (sleeping never earns
+a head start); a debt (it ran ahead) up to ``DEBT_SLICES`` slices, and it is paid off while the guest
+waits, as V moves on (Linux's EEVDF does the same by leaving a sleeper in debt on its queue until it
+is eligible): an interactive guest that ran a little ahead on one answer is not still paying for it
+when the next request comes. A new guest has lag 0: no debt, no credit. Keeping the lag rather than
+the virtual time is what makes placement independent of who else was runnable meanwhile: a thousand
+instances set up one after another each leave with lag 0 (alone, a guest is always at ``V``) and all
+start level.
 
 Two queues hand out the token:
 
@@ -86,6 +89,7 @@ class RunStats:
     slices: int = 0  # turns taken: slices, and resumptions after host calls that waited
     calls: int = 0  # calls into the instance (the start function included)
     lag: float = 0.0  # V - vruntime when it last stopped being runnable (clamped): kept while it waits
+    left_at: float = field(default=0.0, repr=False)  # V then: a debt is paid off as V moves on from it
     price: Price | None = field(default=None, repr=False, compare=False)  # its module's: bills its fuel
 
 
@@ -202,10 +206,13 @@ class CpuScheduler:
     def _join(self, stats: RunStats) -> None:
         """Place a guest that becomes runnable at ``V - lag`` and count it in V."""
         w = stats.weight
+        v = self.virtual_time
+        if stats.lag < 0:  # a debt is paid off while the guest waited, as V moved on
+            stats.lag = min(0.0, stats.lag + max(0.0, v - stats.left_at))
         if self._load > 0:
             # Joining moves V towards the newcomer: scale the lag so that it is exactly what the
             # guest is owed once it is counted (Linux's place_entity does the same).
-            stats.vruntime = self.virtual_time - stats.lag * (self._load + w) / self._load
+            stats.vruntime = v - stats.lag * (self._load + w) / self._load
         else:
             stats.vruntime = self._vclock  # alone: V is its own virtual time, lag means nothing
         self._load += w
@@ -216,6 +223,7 @@ class CpuScheduler:
         v = self.virtual_time
         s = self.slice_seconds
         stats.lag = min(max(v - stats.vruntime, -DEBT_SLICES * s), CREDIT_SLICES * s)
+        stats.left_at = v
         self._load -= stats.weight
         self._vsum -= stats.weight * stats.vruntime
         if self._load <= 1e-12:

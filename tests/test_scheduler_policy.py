@@ -99,6 +99,24 @@ async def test_a_debt_is_kept_while_waiting_up_to_its_bound() -> None:
     assert far.lag == pytest.approx(-cpu.DEBT_SLICES * 0.002)
 
 
+async def test_a_debt_is_paid_off_while_the_guest_waits() -> None:
+    """As V moves on without it, a guest that had run ahead owes less, and in the end nothing."""
+    sched = CpuScheduler(slice_seconds=0.002)
+    other = _running(sched, 1.0)
+    ahead = _running(sched, 1.006)  # V is 1.003: it is 3 ms ahead
+    sched.leave(ahead)
+    assert ahead.lag == pytest.approx(-0.003)
+    sched.charge(other, 0.004)  # the other guest runs meanwhile: V moves from 1.003 to 1.004
+    sched._join(ahead)  # noqa: SLF001
+    assert ahead.lag == pytest.approx(-0.002)
+    assert sched.virtual_time - ahead.vruntime == pytest.approx(-0.002)
+    sched.leave(ahead)
+    sched.charge(other, 0.010)  # long enough to pay the rest off: it comes back level, not in credit
+    sched._join(ahead)  # noqa: SLF001
+    assert ahead.lag == 0.0
+    assert ahead.vruntime == pytest.approx(sched.virtual_time)
+
+
 async def test_guests_set_up_one_after_another_start_level() -> None:
     """Each set-up runs alone, so each leaves at V with lag 0: however much V moved between the first
     and the last, they all join a later crowd at the same place."""
