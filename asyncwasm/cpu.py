@@ -39,8 +39,9 @@ module's instances are billed the seconds they ran; but a turn that ran while th
 from one second to the next) is not billed the slowdown, which would otherwise skew the progress of
 equal guests by as much. A guest is billed at least ``BILL_FLOOR`` of all the seconds it ran, so one
 whose work is costlier per unit than its module's usual (host calls with little guest code in
-between) gets at most twice its share; the floor is kept over its whole run, not per turn, so that a
-turn stretched by a stall of the machine is not billed the stall either. The measured seconds exclude the garbage collector's pauses
+between) gets at most twice its share; the floor is kept over its whole run, not per turn, and a
+turn counts there for at most two slices, so that a turn stretched by a stall of the machine is not
+billed the stall either. The measured seconds exclude the garbage collector's pauses
 (``gc.callbacks``) and the translation of code (the first call of a lazily translated function,
 which any instance of the module may need); both are counted loop-wide instead
 (``scheduler_stats()``). A turn that used no fuel (an instance's set-up) is billed its seconds. The
@@ -89,6 +90,7 @@ class RunStats:
     slices: int = 0  # turns taken: slices, and resumptions after host calls that waited
     calls: int = 0  # calls into the instance (the start function included)
     lag: float = 0.0  # V - vruntime when it last stopped being runnable (clamped): kept while it waits
+    floor_seconds: float = field(default=0.0, repr=False)  # its turns' seconds, each capped, for the floor
     left_at: float = field(default=0.0, repr=False)  # V then: a debt is paid off as V moves on from it
     price: Price | None = field(default=None, repr=False, compare=False)  # its module's: bills its fuel
 
@@ -309,8 +311,11 @@ class CpuScheduler:
             ran = 0.0
         price = stats.price
         if fuel > 0 and price is not None:
-            # at least BILL_FLOOR of all it ran: whatever its fuel, a guest gets at most twice its share
-            billed = max(price.bill(ran, fuel), BILL_FLOOR * (stats.run_time + ran) - stats.billed)
+            # At least BILL_FLOOR of all it ran: whatever its fuel, a guest gets at most twice its
+            # share. A turn counts there for at most two slices: longer, the machine stalled (a slice
+            # ends within a fuel chunk), and one stall of 80 ms put a guest 20 slices in debt.
+            stats.floor_seconds += min(ran, 2 * self.slice_seconds)
+            billed = max(price.bill(ran, fuel), BILL_FLOOR * stats.floor_seconds - stats.billed)
         else:
             billed = ran
         stats.vruntime += billed / stats.weight

@@ -210,6 +210,8 @@ async def test_a_guest_is_billed_at_least_half_of_all_it_ran() -> None:
         sched.charge(stalled, 0.002, 10_000)
     sched.charge(stalled, 0.010, 10_000)  # one turn stretched by a stall of the machine
     assert stalled.billed == pytest.approx(11 * 0.002, rel=0.05)
+    sched.charge(stalled, 0.080, 10_000)  # a long stall: the floor must not bill it either
+    assert stalled.billed < 13 * 0.002  # (the floor over all it ran would bill 55 ms)
 
 
 async def test_a_turn_without_fuel_is_billed_its_seconds() -> None:
