@@ -71,8 +71,9 @@ slice_clock = _Clock()
 
 
 def end_slice_if_due() -> bool:
-    """Called from guest code (a frame out of its fuel grant): if the slice is over, switch to the
-    driver, which lets others run; True once the guest is back from that."""
+    """Called from guest code (a frame out of its fuel grant, or back from a synchronous host
+    function): if the slice is over, switch to the driver, which lets others run; True once the
+    guest is back from that."""
     if time.perf_counter() < slice_clock.deadline:
         return False
     cur = getcurrent()
@@ -202,15 +203,9 @@ async def run_guest(
             if g.dead:
                 return value
             if value is SLICE_END:
-                # Keep the token while the loop runs its other tasks, so every other runnable guest
-                # queues for it and the next turn goes by the scheduler's choice, not by wake-up order.
+                store.slice_ended()
                 send, payload = g.switch, ()
-                await anyio.lowlevel.checkpoint()  # cancellation lands here too
-                sched.ticked()
-                if sched.should_yield(stats):
-                    sched.release(turn)
-                    turn = None
-                    turn = await sched.acquire(stats, fresh=False)
+                turn = await _next_slice(sched, stats, turn)
                 slice_end = time.perf_counter() + store.slice_seconds
                 continue
             if not isinstance(value, _Suspend):
@@ -223,6 +218,12 @@ async def run_guest(
                 first = steps.send(None)
             except StopIteration as done:
                 send, payload = g.switch, (done.value,)
+                if time.perf_counter() >= slice_end:
+                    # The slice ran out in host calls that finish at once (a guest writing forever
+                    # into a buffer uses little fuel between them): it ends here as at a fuel check.
+                    store.slice_ended()
+                    turn = await _next_slice(sched, stats, turn)
+                    slice_end = time.perf_counter() + store.slice_seconds
                 continue
             except BaseException as exc:
                 send, payload = g.throw, (exc,)
@@ -268,6 +269,19 @@ async def run_guest(
             sched.leave(stats)
         collector.guest_ended()
         store.settle()
+
+
+async def _next_slice(sched: cpu.CpuScheduler, stats: RunStats, turn: object) -> object:
+    """A guest's slice is over: keep the token while the loop runs its other tasks, so that every
+    other runnable guest queues for it and the next turn goes by the scheduler's choice, not by
+    wake-up order; then hand it on if another guest should run. Returns the turn now held (a
+    cancellation on the way leaves none held: ``release`` of a turn no longer held does nothing)."""
+    await anyio.lowlevel.checkpoint()  # cancellation lands here too
+    sched.ticked()
+    if sched.should_yield(stats):
+        sched.release(turn)
+        return await sched.acquire(stats, fresh=False)
+    return turn
 
 
 def _kill(g: greenlet) -> None:

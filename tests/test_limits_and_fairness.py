@@ -428,3 +428,33 @@ async def test_a_guest_writing_forever_into_a_buffer_yields_and_times_out() -> N
             took = time.perf_counter() - start
         cancel(tg.cancel_scope)
     assert took < 1.5 and ticks >= 5, (took, ticks)
+
+
+async def test_a_guest_calling_a_slow_sync_host_function_in_a_loop_still_gives_the_loop_its_turns() -> None:
+    """Its time goes into the host function, not into guest code that counts fuel: the slice is
+    checked when each call returns."""
+
+    def slow() -> None:
+        end = time.perf_counter() + 50e-6
+        while time.perf_counter() < end:
+            pass
+
+    linker = asyncwasm.Linker()
+    linker.define_func("host", "slow", asyncwasm.FuncType((), ()), slow)
+    module = asyncwasm.Module(
+        wat(
+            """(module (import "host" "slow" (func $slow))
+                 (func (export "run") (loop $l (call $slow) (br $l))))"""
+        )
+    )
+    inst = await linker.instantiate(module, asyncwasm.Store())
+    lateness: list[float] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(inst.call, "run")
+        for _ in range(50):
+            t0 = time.perf_counter()
+            await anyio.sleep(0.001)
+            lateness.append(time.perf_counter() - t0 - 0.001)
+        cancel(tg.cancel_scope)
+    # 10,000 fuel units between two fuel checks are 3,000 calls here, 150 ms: a slice is 2 ms
+    assert sorted(lateness)[-5] < 0.02, max(lateness)

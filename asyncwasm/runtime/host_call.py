@@ -15,13 +15,14 @@ process and shared by every host function of that shape.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ..binary.module import F32, F64, I32, I64, V128
 from ..compiler.numeric import fround
 from ..errors import Trap
-from ..scheduler import await_in_guest
+from ..scheduler import await_in_guest, end_slice_if_due, slice_clock
 from ..scheduler import native as nesting
 from .gc import host_check
 from .objects import Func
@@ -36,6 +37,9 @@ _TO_RAW = {
     F64: "float({v})",
     V128: f"(int({{v}}) & {(1 << 128) - 1:#x})",
 }
+# Synchronous host calls between two looks at the slice's clock: a guest calling one that takes 50 us
+# in a loop still gives the token back within a slice and a millisecond.
+CLOCK_EVERY = 16
 _PLAIN = frozenset((int, float, bool, tuple, list, type(None)))
 
 _factories: dict[tuple[Any, ...], Callable[..., Callable[..., Any]]] = {}
@@ -56,6 +60,7 @@ def _source(params: tuple[str, ...], results: tuple[str, ...], is_async: bool, w
     call_args = ", ".join((["caller"] if with_caller else []) + conv)
     lines = [
         "def make(fn, caller, limit):",
+        "    countdown = CLOCK_EVERY",
         f"    def host({', '.join(names)}):",
         "        if nesting.depth >= limit:",
         "            raise Trap('call stack exhausted')",
@@ -71,6 +76,18 @@ def _source(params: tuple[str, ...], results: tuple[str, ...], is_async: bool, w
         )
         lines.append("                r = await_in_guest(r)")
     lines += ["        finally:", "            nesting.depth -= 1"]
+    if not is_async:
+        # A guest calling a host function in a loop spends its time there, not in guest code that
+        # counts fuel: the slice is checked here too, every CLOCK_EVERY calls (a look at the clock
+        # costs as much as a quick host call; an async call is checked by its driver).
+        lines += [
+            "        nonlocal countdown",
+            "        countdown -= 1",
+            "        if not countdown:",
+            "            countdown = CLOCK_EVERY",
+            "            if perf_counter() >= slice_clock.deadline:",
+            "                end_slice_if_due()",
+        ]
     if not results:
         lines.append("        return None")
     elif len(results) == 1:
@@ -111,6 +128,10 @@ def host_wrapper(
             "isawaitable": inspect.isawaitable,
             "fround": fround,
             "_PLAIN": _PLAIN,
+            "CLOCK_EVERY": CLOCK_EVERY,
+            "perf_counter": time.perf_counter,
+            "slice_clock": slice_clock,
+            "end_slice_if_due": end_slice_if_due,
         }
         scope.update({f"_rc{k}": host_check(t) for k, t in enumerate(results)})
         exec(compile(_source(params, results, is_async, with_caller), "<asyncwasm host call>", "exec"), scope)
