@@ -166,8 +166,9 @@ async def run_guest(
     A fresh greenlet starts at recursion depth zero, so the recursion limit set while it runs is
     exactly the store's call-depth bound (plus room for the host functions it calls).
     """
-    await anyio.lowlevel.checkpoint_if_cancelled()  # a call already cancelled does not start
     sched = cpu.current()
+    if sched.owner is None:  # it may run at once, without an await: a call already cancelled does not start
+        await anyio.lowlevel.checkpoint_if_cancelled()
     if stats is None:
         stats = RunStats(weight=store.weight)
     stats.calls += 1

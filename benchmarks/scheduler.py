@@ -195,13 +195,17 @@ class PeriodicTimer:
             self.at.append(time.perf_counter() - (now - due))
             due = max(due + self.period, now)
 
-    def outside(self, start: float, end: float) -> list[float]:
-        """The lateness of the wake-ups that were not due while [start, end] held the loop."""
+    def wakeups_outside(self, start: float, end: float) -> list[tuple[float, float]]:
+        """(lateness, when due) of the wake-ups that were not due while [start, end] held the loop."""
         return [
-            late
+            (late, at)
             for late, at in zip(self.lateness, self.at, strict=True)
             if not (at <= end and at + late >= start)
         ]
+
+    def outside(self, start: float, end: float) -> list[float]:
+        """The lateness of the wake-ups that were not due while [start, end] held the loop."""
+        return [late for late, _ in self.wakeups_outside(start, end)]
 
 
 class PauseMeter:
@@ -253,6 +257,12 @@ class Crowd:
     def timer_lateness(self) -> list[float]:
         """The timer's lateness, less the wake-ups held up by the benchmark's own forced collection."""
         return self.timer.outside(*self.forced_gc)
+
+    def worst_wakeups(self, k: int = 3) -> str:
+        """The ``k`` latest wake-ups (outside the forced collection): ms late, at s into the crowd."""
+        start = self.timer.at[0] if self.timer.at else 0.0
+        kept = self.timer.wakeups_outside(*self.forced_gc)
+        return ", ".join(f"{ms(late)} at {at - start:.1f} s" for late, at in sorted(kept, reverse=True)[:k])
 
 
 INTERLEAVE_PERIOD = 0.1  # seconds each process runs before the other gets the core
@@ -527,6 +537,7 @@ def report_crowds(
                 ms(max(late) if late else float("nan")),
                 f"{c.pauses.count:,}, longest {ms(c.pauses.longest)}",
                 ms(c.forced_gc[1] - c.forced_gc[0]),
+                c.worst_wakeups(),
                 yes(ok),
             ]
         )
@@ -541,6 +552,7 @@ def report_crowds(
             "max ms",
             "collector's pauses",
             "forced collection ms",
+            "latest three: ms, at s into the crowd",
             "met",
         ],
         rows,
