@@ -148,9 +148,20 @@ class ExportedFunc:
         return f"<ExportedFunc {self.name} {self.func.type}>"
 
 
+_CONVERTERS: dict[int, tuple[Callable[[Any], Any], ...]] = {}  # by canonical type id, process-wide
+
+
 def _converters(func: Func) -> tuple[Callable[[Any], Any], ...]:
     """One argument converter per parameter of ``func``: the strict numeric ones, and for references
-    the check of the canonical type (``gc.host_check``) after unwrapping an ``ExportedFunc``."""
+    the check of the canonical type (``gc.host_check``) after unwrapping an ``ExportedFunc``. Made
+    once per function type: every instance's first call of an export asks for them."""
+    found = _CONVERTERS.get(func.tid)
+    if found is None:
+        found = _CONVERTERS[func.tid] = _make_converters(func)
+    return found
+
+
+def _make_converters(func: Func) -> tuple[Callable[[Any], Any], ...]:
     checks = gc.arg_checks(func.tid)
     out = []
     for k, t in enumerate(func.type.params):
