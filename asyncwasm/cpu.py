@@ -195,7 +195,7 @@ class CpuScheduler:
     ) -> None:
         self.slice_seconds = slice_seconds
         # The loop's own event class: anyio.Event looks the loop's library up on each construction,
-        # a third of what a call costs before it queues (a thousand calls start in one loop pass).
+        # about a quarter of what a call costs before it queues (a thousand calls start in one loop pass).
         self._new_event = new_event
         self.owner: object | None = None  # the turn (a _Waiter, or a stats object) holding the token
         self._owner_stats: RunStats | None = None

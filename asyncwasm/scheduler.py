@@ -70,17 +70,15 @@ class _Clock(threading.local):
 slice_clock = _Clock()
 
 
-def end_slice_if_due() -> bool:
-    """Called from guest code (a frame out of its fuel grant, or back from a synchronous host
-    function): if the slice is over, switch to the driver, which lets others run; True once the
-    guest is back from that."""
+def end_slice_if_due() -> None:
+    """Called from guest code (a frame out of its fuel grant, or back from synchronous host calls):
+    if the slice is over, switch to the driver, which lets others run, and come back when it is
+    this guest's turn again."""
     if time.perf_counter() < slice_clock.deadline:
-        return False
+        return
     cur = getcurrent()
-    if not getattr(cur, "asyncwasm_guest", False):
-        return False
-    cur.parent.switch(SLICE_END)
-    return True
+    if getattr(cur, "asyncwasm_guest", False):
+        cur.parent.switch(SLICE_END)
 
 
 async def run_setup(fn: Callable[[], T], stats: RunStats) -> T:
@@ -204,10 +202,8 @@ async def run_guest(
             if g.dead:
                 return value
             if value is SLICE_END:
-                store.slice_ended()
                 send, payload = g.switch, ()
-                turn = await _next_slice(sched, stats, turn)
-                slice_end = time.perf_counter() + store.slice_seconds
+                turn, slice_end = await _next_slice(sched, stats, store, turn)
                 continue
             if not isinstance(value, _Suspend):
                 raise RuntimeError("guest greenlet switched out without a suspension")
@@ -222,9 +218,7 @@ async def run_guest(
                 if time.perf_counter() >= slice_end:
                     # The slice ran out in host calls that finish at once (a guest writing forever
                     # into a buffer uses little fuel between them): it ends here as at a fuel check.
-                    store.slice_ended()
-                    turn = await _next_slice(sched, stats, turn)
-                    slice_end = time.perf_counter() + store.slice_seconds
+                    turn, slice_end = await _next_slice(sched, stats, store, turn)
                 continue
             except BaseException as exc:
                 send, payload = g.throw, (exc,)
@@ -272,17 +266,21 @@ async def run_guest(
         store.settle()
 
 
-async def _next_slice(sched: cpu.CpuScheduler, stats: RunStats, turn: object) -> object:
-    """A guest's slice is over: keep the token while the loop runs its other tasks, so that every
-    other runnable guest queues for it and the next turn goes by the scheduler's choice, not by
-    wake-up order; then hand it on if another guest should run. Returns the turn now held (a
-    cancellation on the way leaves none held: ``release`` of a turn no longer held does nothing)."""
+async def _next_slice(
+    sched: cpu.CpuScheduler, stats: RunStats, store: Store, turn: object
+) -> tuple[object, float]:
+    """A guest's slice is over (counted in its store): keep the token while the loop runs its other
+    tasks, so that every other runnable guest queues for it and the next turn goes by the scheduler's
+    choice, not by wake-up order; then hand it on if another guest should run. Returns the turn now
+    held and when the next slice ends (a cancellation on the way leaves no turn held: ``release`` of
+    a turn no longer held does nothing)."""
+    store.slice_ended()
     await anyio.lowlevel.checkpoint()  # cancellation lands here too
     sched.ticked()
     if sched.should_yield(stats):
         sched.release(turn)
-        return await sched.acquire(stats, fresh=False)
-    return turn
+        turn = await sched.acquire(stats, fresh=False)
+    return turn, time.perf_counter() + store.slice_seconds
 
 
 def _kill(g: greenlet) -> None:

@@ -15,14 +15,13 @@ process and shared by every host function of that shape.
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Callable
 from typing import Any
 
 from ..binary.module import F32, F64, I32, I64, V128
 from ..compiler.numeric import fround
 from ..errors import Trap
-from ..scheduler import await_in_guest, end_slice_if_due, slice_clock
+from ..scheduler import await_in_guest, end_slice_if_due
 from ..scheduler import native as nesting
 from .gc import host_check
 from .objects import Func
@@ -85,8 +84,7 @@ def _source(params: tuple[str, ...], results: tuple[str, ...], is_async: bool, w
             "        countdown -= 1",
             "        if not countdown:",
             "            countdown = CLOCK_EVERY",
-            "            if perf_counter() >= slice_clock.deadline:",
-            "                end_slice_if_due()",
+            "            end_slice_if_due()",
         ]
     if not results:
         lines.append("        return None")
@@ -129,8 +127,6 @@ def host_wrapper(
             "fround": fround,
             "_PLAIN": _PLAIN,
             "CLOCK_EVERY": CLOCK_EVERY,
-            "perf_counter": time.perf_counter,
-            "slice_clock": slice_clock,
             "end_slice_if_due": end_slice_if_due,
         }
         scope.update({f"_rc{k}": host_check(t) for k, t in enumerate(results)})
