@@ -4,8 +4,8 @@ Measures, on one loop and one thread:
 
 - crowd: ``--instances`` CPU-bound instances (an LCG loop counting its iterations in an exported
   global) started at once, each doing the same work; total throughput against one instance doing all
-  of that work alone (judged with the two interleaved on one core, see ``Interleaved``); the lateness of a 1 ms periodic timer in another task; each instance's progress
-  against the mean, part-way through; the scheduler's per-instance counters. Run twice: equal
+  of that work alone (judged with the two interleaved on one core, see ``Interleaved``); the
+  lateness of a 1 ms periodic timer in another task; each instance's progress against the mean, part-way through; the scheduler's per-instance counters. Run twice: equal
   weights, then weights 1 and 2 alternating, each instance's work in proportion to its weight so that
   all should finish together (progress compared per unit of weight).
 - echo: an instance answering each line of its stdin, beside ``--neighbours`` CPU-bound ones: the time
@@ -283,17 +283,21 @@ class Interleaved:
 
     def __init__(self, backend: str, instances: int, weighted: bool, seconds: float) -> None:
         self.backend, self.instances, self.weighted, self.seconds = backend, instances, weighted, seconds
-        self.samples: dict[str, list[tuple[float, int, float, int]]] = {}  # cpu, work, run time, slices
+        self.samples: dict[str, list[tuple[float, int]]] = {}  # CPU seconds, iterations
 
-    def _spawn(self, role: str, path: Path, core: int) -> subprocess.Popen[bytes]:
+    async def _spawn(self, role: str, path: Path, core: int) -> subprocess.Popen[bytes]:
         args = [sys.executable, __file__, "--throughput-process", f"{role},{self.backend},{core},{path}"]
         if role == "crowd":
             args[-1] += f",{self.instances},{int(self.weighted)}"
         proc = subprocess.Popen(args)
+        give_up = time.perf_counter() + 120.0  # 1,000 instances start in a few seconds
         while not path.exists() or path.stat().st_size == 0:
             if proc.poll() is not None:
                 raise RuntimeError(f"the {role} process ended with {proc.returncode}")
-            time.sleep(0.01)
+            if time.perf_counter() > give_up:
+                proc.kill()
+                raise RuntimeError(f"the {role} process wrote nothing in 120 s")
+            await anyio.sleep(0.01)
         return proc
 
     async def run(self) -> None:
@@ -302,9 +306,9 @@ class Interleaved:
             paths = {role: Path(tmp) / f"{role}.txt" for role in ("alone", "crowd")}
             procs: dict[str, subprocess.Popen[bytes]] = {}
             try:
-                procs["alone"] = self._spawn("alone", paths["alone"], core)
+                procs["alone"] = await self._spawn("alone", paths["alone"], core)
                 procs["alone"].send_signal(signal.SIGSTOP)
-                procs["crowd"] = self._spawn("crowd", paths["crowd"], core)
+                procs["crowd"] = await self._spawn("crowd", paths["crowd"], core)
                 turn = "crowd"
                 end = time.perf_counter() + self.seconds
                 while time.perf_counter() < end:
@@ -320,8 +324,7 @@ class Interleaved:
                     proc.wait()
             for role, path in paths.items():
                 self.samples[role] = [
-                    (float(c), int(n), float(r), int(k))
-                    for c, n, r, k in (line.split() for line in path.read_text().splitlines())
+                    (float(c), int(n)) for c, n in (line.split() for line in path.read_text().splitlines())
                 ]
 
     def rate(self, role: str) -> float:
@@ -357,9 +360,7 @@ def throughput_process(spec: str) -> None:
             with open(path, "w", buffering=1) as out:
                 while True:
                     work = sum(c.value for c in counters)  # type: ignore[union-attr]
-                    ran = sum(inst.stats.run_time for inst in insts)
-                    slices = sum(inst.stats.slices for inst in insts)
-                    out.write(f"{time.thread_time()!r} {work} {ran!r} {slices}\n")
+                    out.write(f"{time.thread_time()!r} {work}\n")
                     await anyio.sleep(SAMPLE_EVERY)
 
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
